@@ -1,0 +1,73 @@
+//! `proactor info`: what this machine offers the proactor, and which driver it picks.
+
+use proactor::driver::probe_kernel;
+use proactor::{DriverChoice, Proactor};
+use std::process::ExitCode;
+
+/// Arguments of `proactor info`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Driver policy to try: auto, uring or epoll (default: $PROACTOR_DRIVER, else auto).
+    #[arg(long)]
+    driver: Option<DriverChoice>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    println!("kernel: {}", kernel_release());
+    let mut builder = Proactor::builder();
+    if let Some(d) = args.driver {
+        builder = builder.driver(d);
+    }
+    let code = match builder.build() {
+        Ok(p) => {
+            println!("driver: {}", p.driver_kind());
+            if let Some(why) = p.fallback_reason() {
+                println!("fallback reason: {why}");
+            }
+            if let Some(ring) = p.ring_config() {
+                println!(
+                    "ring: entries={} single_issuer={} defer_taskrun={} coop_taskrun={} sqpoll={:?}",
+                    ring.entries,
+                    ring.single_issuer,
+                    ring.defer_taskrun,
+                    ring.coop_taskrun,
+                    ring.sqpoll_idle_ms
+                );
+            }
+            let f = p.in_flight();
+            println!("in flight: {} (queued {})", f.in_flight, f.queued);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("driver: unavailable: {e}");
+            eprintln!("error: cannot start the requested driver: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    print_uring_probe();
+    code
+}
+
+fn print_uring_probe() {
+    match probe_kernel() {
+        Err(e) => println!("io_uring: unavailable ({e})"),
+        Ok(probe) => {
+            println!("io_uring opcodes:");
+            for (name, required, supported) in &probe.opcodes {
+                let need = if *required { "required" } else { "optional" };
+                let have = if *supported { "yes" } else { "NO" };
+                println!("  {name:<16} {need:<9} {have}");
+            }
+            println!("io_uring features:");
+            for (name, present) in &probe.features {
+                println!("  {name:<16} {}", if *present { "yes" } else { "no" });
+            }
+        }
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}

@@ -1,0 +1,35 @@
+//! `proactor`: the apps built on the proactor crate — servers, tools and benchmarks.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+
+/// Completion-based async I/O on io_uring (with an epoll fallback), and what you can build on it.
+#[derive(Parser)]
+#[command(name = "proactor", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Kernel version, the driver in use, and the io_uring opcodes and features on offer.
+    Info(cmd::info::Args),
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Info(args) => cmd::info::run(args),
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` sets the filter (default: warnings, and info for the apps).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,proactor_cli=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,245 @@
+//! The io_uring driver: the kernel is the asynchronous operation processor and the completion
+//! queue is the completion event queue, so this driver only translates.
+//!
+//! Everything queued during a turn reaches the kernel in one `io_uring_enter` that also waits;
+//! completions are reaped in batches. A full submission ring is flushed and retried, and
+//! `EBUSY`/`EINTR` from the kernel are absorbed here, so an operation is never dropped.
+
+mod probe;
+mod setup;
+
+pub use probe::{probe_kernel, KernelProbe, OPTIONAL_OPCODES, REQUIRED_OPCODES};
+pub use setup::RingConfig;
+
+use super::{Completion, Driver, DriverKind, Notifier, OpPtr, Token};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// User data of the eventfd poll that wakes the ring from other threads.
+const WAKE: u64 = u64::MAX - 1;
+
+/// The io_uring driver.
+pub(crate) struct UringDriver {
+    ring: IoUring,
+    /// The setup the ring really got, after any fall-back.
+    effective: RingConfig,
+    /// Timespecs of linked timeouts pushed since the last submit: the kernel reads them while it
+    /// prepares the SQE, during the next `io_uring_enter`, so they live until then.
+    pending_specs: Vec<Box<types::Timespec>>,
+    /// Completions reaped while flushing a full ring, reported by the next `wait`.
+    backlog: Vec<Completion>,
+    waker: Arc<EventFd>,
+    wake_armed: bool,
+}
+
+impl UringDriver {
+    /// Sets up a ring as `config` asks, falling back to fewer setup flags where the kernel refuses.
+    pub(crate) fn new(config: &RingConfig) -> io::Result<Self> {
+        let (ring, effective) = setup::build_ring(config)?;
+        let waker = Arc::new(EventFd::new()?);
+        Ok(UringDriver {
+            ring,
+            effective,
+            pending_specs: Vec::new(),
+            backlog: Vec::new(),
+            waker,
+            wake_armed: false,
+        })
+    }
+
+    /// The setup the ring really got.
+    pub(crate) fn config(&self) -> &RingConfig {
+        &self.effective
+    }
+
+    fn push_entries(&mut self, entries: &[squeue::Entry]) {
+        loop {
+            // SAFETY: every pointer inside the entries refers to memory the run loop keeps alive
+            // and unmoved until the completion is reaped (the `Driver::push` contract), or to
+            // `pending_specs`, which lives until the next submit.
+            let pushed = unsafe { self.ring.submission().push_multiple(entries) };
+            if pushed.is_ok() {
+                return;
+            }
+            // The ring is full: hand what is queued to the kernel and try again.
+            self.flush();
+        }
+    }
+
+    /// Submits everything queued without waiting, absorbing transient errors.
+    fn flush(&mut self) {
+        loop {
+            match self.ring.submit() {
+                Ok(_) => break,
+                Err(e) => {
+                    if !self.absorb(&e) {
+                        tracing::error!("io_uring submit failed: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        self.pending_specs.clear();
+    }
+
+    /// Handles an `io_uring_enter` error the driver can recover from; false if it cannot.
+    fn absorb(&mut self, err: &io::Error) -> bool {
+        match err.raw_os_error() {
+            Some(libc::EINTR) => true,
+            // The completion queue is full (or its overflow list is): make room by reaping.
+            Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                let mut reaped = std::mem::take(&mut self.backlog);
+                self.reap(&mut reaped);
+                self.backlog = reaped;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn reap(&mut self, out: &mut Vec<Completion>) {
+        let mut rearm = false;
+        {
+            let cq = self.ring.completion();
+            for cqe in cq {
+                match cqe.user_data() {
+                    u if u == Token::INTERNAL.0 => {}
+                    WAKE => {
+                        self.waker.drain();
+                        if !cqueue::more(cqe.flags()) {
+                            rearm = true;
+                        }
+                    }
+                    u => out.push(Completion { token: Token(u), result: cqe.result() }),
+                }
+            }
+        }
+        if rearm {
+            self.wake_armed = false;
+        }
+    }
+
+    fn arm_waker(&mut self) {
+        if self.wake_armed {
+            return;
+        }
+        let poll = opcode::PollAdd::new(types::Fd(self.waker.fd.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(WAKE);
+        self.push_entries(&[poll]);
+        self.wake_armed = true;
+    }
+}
+
+impl Driver for UringDriver {
+    unsafe fn push(&mut self, token: Token, op: OpPtr, deadline: Option<Duration>) {
+        // SAFETY: the caller guarantees `op` is valid and not aliased during this call.
+        let entry = unsafe { &mut *op.0.as_ptr() }.uring_entry().user_data(token.0);
+        match deadline {
+            None => self.push_entries(&[entry]),
+            Some(d) => {
+                let spec = Box::new(types::Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos()));
+                let timeout = opcode::LinkTimeout::new(&*spec).build().user_data(Token::INTERNAL.0);
+                self.pending_specs.push(spec);
+                self.push_entries(&[entry.flags(squeue::Flags::IO_LINK), timeout]);
+            }
+        }
+    }
+
+    fn cancel(&mut self, token: Token) {
+        let entry = opcode::AsyncCancel::new(token.0).build().user_data(Token::INTERNAL.0);
+        self.push_entries(&[entry]);
+    }
+
+    fn wait(
+        &mut self,
+        block: bool,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+    ) -> io::Result<()> {
+        out.append(&mut self.backlog);
+        let block = block && out.is_empty();
+        if block {
+            self.arm_waker();
+        }
+        loop {
+            let res = match (block, timeout) {
+                (false, _) => self.ring.submit(),
+                (true, None) => self.ring.submit_and_wait(1),
+                (true, Some(t)) => {
+                    let spec = types::Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
+                    let args = types::SubmitArgs::new().timespec(&spec);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+            };
+            match res {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => break,
+                Err(e) => {
+                    if !self.absorb(&e) {
+                        return Err(e);
+                    }
+                    out.append(&mut self.backlog);
+                    if !out.is_empty() {
+                        // Completions are waiting; submit the rest without blocking.
+                        self.flush();
+                        break;
+                    }
+                }
+            }
+        }
+        self.pending_specs.clear();
+        self.reap(out);
+        Ok(())
+    }
+
+    fn notifier(&self) -> Arc<dyn Notifier> {
+        self.waker.clone()
+    }
+
+    fn kind(&self) -> DriverKind {
+        DriverKind::Uring
+    }
+}
+
+/// An eventfd that other threads write to wake the ring.
+pub(crate) struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    pub(crate) fn new() -> io::Result<Self> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor we own.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Resets the counter so the next notification makes the fd readable again.
+    pub(crate) fn drain(&self) {
+        let mut value = 0u64;
+        // SAFETY: reads 8 bytes into a local u64; the fd is non-blocking.
+        unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+
+    /// The descriptor, for drivers that poll it.
+    pub(crate) fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Notifier for EventFd {
+    fn notify(&self) {
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a local u64.
+        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+}

@@ -1,0 +1,70 @@
+//! File descriptors as operations hold them.
+//!
+//! An operation keeps its fd value alive until the kernel has finished with it: a type that owns
+//! the descriptor (an `OwnedFd`, or an `Rc<OwnedFd>` shared with a socket object) guarantees that
+//! the number cannot be closed and reused for another file while the operation is queued. A bare
+//! `RawFd` is accepted for callers that manage the lifetime themselves.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Something an operation can take its file descriptor from, kept alive by the operation.
+pub trait IoFd: 'static {
+    /// The descriptor number.
+    fn raw_fd(&self) -> RawFd;
+}
+
+impl IoFd for RawFd {
+    fn raw_fd(&self) -> RawFd {
+        *self
+    }
+}
+
+impl IoFd for OwnedFd {
+    fn raw_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+impl<T: IoFd> IoFd for Arc<T> {
+    fn raw_fd(&self) -> RawFd {
+        (**self).raw_fd()
+    }
+}
+
+impl IoFd for std::fs::File {
+    fn raw_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+impl IoFd for std::os::unix::net::UnixStream {
+    fn raw_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+impl IoFd for std::net::TcpStream {
+    fn raw_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+impl IoFd for std::net::TcpListener {
+    fn raw_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+impl IoFd for socket2::Socket {
+    fn raw_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+impl<T: IoFd> IoFd for Rc<T> {
+    fn raw_fd(&self) -> RawFd {
+        (**self).raw_fd()
+    }
+}

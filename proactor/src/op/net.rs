@@ -1,0 +1,264 @@
+//! Socket operations: receive, send, accept, connect, shutdown.
+
+use super::{cvt, cvt_size, BufResult, Emulation, OpCode};
+use crate::buf::{IoBuf, IoBufMut};
+use crate::fd::IoFd;
+use io_uring::{opcode, squeue, types};
+use socket2::SockAddr;
+use std::io;
+use std::net::Shutdown as How;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// Receives into `buf` (up to its capacity). `Ok(0)` means the peer closed its side.
+pub struct Recv<F, B> {
+    fd: F,
+    buf: B,
+    flags: i32,
+}
+
+impl<F: IoFd, B: IoBufMut> Recv<F, B> {
+    /// A receive with no flags.
+    pub fn new(fd: F, buf: B) -> Self {
+        Recv { fd, buf, flags: 0 }
+    }
+    /// Sets `MSG_*` flags (for example `MSG_PEEK`).
+    pub fn flags(mut self, flags: i32) -> Self {
+        self.flags = flags;
+        self
+    }
+}
+
+impl<F: IoFd, B: IoBufMut> OpCode for Recv<F, B> {
+    type Output = BufResult<usize, B>;
+    const NAME: &'static str = "recv";
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
+        opcode::Recv::new(types::Fd(self.fd.raw_fd()), self.buf.stable_mut_ptr(), len)
+            .flags(self.flags)
+            .build()
+    }
+    fn emulation(&self) -> Emulation {
+        Emulation::Readable(self.fd.raw_fd())
+    }
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
+        let flags = self.flags | if nowait { libc::MSG_DONTWAIT } else { 0 };
+        let (ptr, len) = (self.buf.stable_mut_ptr(), self.buf.bytes_total());
+        // SAFETY: `ptr` is valid for `len` writable bytes of the owned buffer.
+        cvt_size(unsafe { libc::recv(self.fd.raw_fd(), ptr.cast(), len, flags) })
+    }
+    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+        let res = res.map(|n| n as usize);
+        if let Ok(n) = res {
+            // SAFETY: the kernel wrote exactly `n` bytes from the start of the buffer.
+            unsafe { self.buf.set_init(n) };
+        }
+        (res, self.buf)
+    }
+}
+
+/// Sends the initialised bytes of `buf`; a short count is a partial send. Never raises SIGPIPE.
+pub struct Send<F, B> {
+    fd: F,
+    buf: B,
+    flags: i32,
+}
+
+impl<F: IoFd, B: IoBuf> Send<F, B> {
+    /// A send with `MSG_NOSIGNAL`.
+    pub fn new(fd: F, buf: B) -> Self {
+        Send { fd, buf, flags: libc::MSG_NOSIGNAL }
+    }
+    /// Adds `MSG_*` flags (for example `MSG_MORE`).
+    pub fn flags(mut self, flags: i32) -> Self {
+        self.flags |= flags;
+        self
+    }
+}
+
+impl<F: IoFd, B: IoBuf> OpCode for Send<F, B> {
+    type Output = BufResult<usize, B>;
+    const NAME: &'static str = "send";
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
+        opcode::Send::new(types::Fd(self.fd.raw_fd()), self.buf.stable_ptr(), len)
+            .flags(self.flags)
+            .build()
+    }
+    fn emulation(&self) -> Emulation {
+        Emulation::Writable(self.fd.raw_fd())
+    }
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
+        let flags = self.flags | if nowait { libc::MSG_DONTWAIT } else { 0 };
+        let (ptr, len) = (self.buf.stable_ptr(), self.buf.bytes_init());
+        // SAFETY: `ptr` is valid for `len` initialised bytes of the owned buffer.
+        cvt_size(unsafe { libc::send(self.fd.raw_fd(), ptr.cast(), len, flags) })
+    }
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        (res.map(|n| n as usize), self.buf)
+    }
+}
+
+/// Accepts a connection. The new socket is non-blocking and close-on-exec. If nobody takes the
+/// result (the future was dropped), the accepted socket is closed: it never leaks.
+pub struct Accept<F> {
+    fd: F,
+    addr: Box<(libc::sockaddr_storage, libc::socklen_t)>,
+}
+
+impl<F: IoFd> Accept<F> {
+    /// Accept on the listening socket `fd`.
+    pub fn new(fd: F) -> Self {
+        // SAFETY: an all-zero sockaddr_storage is a valid (unspecified) address.
+        let storage = unsafe { std::mem::zeroed::<libc::sockaddr_storage>() };
+        let len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        Accept { fd, addr: Box::new((storage, len)) }
+    }
+}
+
+const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+
+impl<F: IoFd> OpCode for Accept<F> {
+    type Output = io::Result<(OwnedFd, SockAddr)>;
+    const NAME: &'static str = "accept";
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        let (storage, len) = &mut *self.addr;
+        opcode::Accept::new(
+            types::Fd(self.fd.raw_fd()),
+            (storage as *mut libc::sockaddr_storage).cast(),
+            len,
+        )
+        .flags(ACCEPT_FLAGS)
+        .build()
+    }
+    fn emulation(&self) -> Emulation {
+        Emulation::Readable(self.fd.raw_fd())
+    }
+    fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
+        let (storage, len) = &mut *self.addr;
+        // SAFETY: storage/len describe a sockaddr_storage owned by the operation.
+        cvt(unsafe {
+            libc::accept4(
+                self.fd.raw_fd(),
+                (storage as *mut libc::sockaddr_storage).cast(),
+                len,
+                ACCEPT_FLAGS,
+            )
+        })
+    }
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        let fd = res?;
+        // SAFETY: a successful accept returns a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let (storage, len) = *self.addr;
+        // SAFETY: the kernel filled `storage` with an address of `len` bytes.
+        let addr = unsafe { SockAddr::new(storage, len) };
+        Ok((fd, addr))
+    }
+}
+
+/// Connects a socket to `addr`.
+pub struct Connect<F> {
+    fd: F,
+    addr: Box<SockAddr>,
+    in_progress: bool,
+}
+
+impl<F: IoFd> Connect<F> {
+    /// Connect `fd` to `addr`.
+    pub fn new(fd: F, addr: SockAddr) -> Self {
+        Connect { fd, addr: Box::new(addr), in_progress: false }
+    }
+}
+
+impl<F: IoFd> OpCode for Connect<F> {
+    type Output = io::Result<()>;
+    const NAME: &'static str = "connect";
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        opcode::Connect::new(types::Fd(self.fd.raw_fd()), self.addr.as_ptr(), self.addr.len())
+            .build()
+    }
+    fn emulation(&self) -> Emulation {
+        Emulation::Writable(self.fd.raw_fd())
+    }
+    fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
+        let fd = self.fd.raw_fd();
+        if self.in_progress {
+            return pending_connect_result(fd);
+        }
+        // SAFETY: the address is owned by the operation and `len` bytes long.
+        match cvt(unsafe { libc::connect(fd, self.addr.as_ptr(), self.addr.len()) }) {
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+                self.in_progress = true;
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            other => other,
+        }
+    }
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res.map(drop)
+    }
+}
+
+/// The outcome of a non-blocking connect once the socket became writable.
+fn pending_connect_result(fd: i32) -> io::Result<u32> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `err` and `len` are valid out-parameters of the right size.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut i32).cast(),
+            &mut len,
+        )
+    })?;
+    match err {
+        0 => Ok(0),
+        libc::EINPROGRESS | libc::EALREADY => Err(io::ErrorKind::WouldBlock.into()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Shuts down the read side, write side, or both of a connected socket.
+pub struct Shutdown<F> {
+    fd: F,
+    how: How,
+}
+
+impl<F: IoFd> Shutdown<F> {
+    /// Shut down `how` on `fd`.
+    pub fn new(fd: F, how: How) -> Self {
+        Shutdown { fd, how }
+    }
+    fn how_arg(&self) -> i32 {
+        match self.how {
+            How::Read => libc::SHUT_RD,
+            How::Write => libc::SHUT_WR,
+            How::Both => libc::SHUT_RDWR,
+        }
+    }
+}
+
+impl<F: IoFd> OpCode for Shutdown<F> {
+    type Output = io::Result<()>;
+    const NAME: &'static str = "shutdown";
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        opcode::Shutdown::new(types::Fd(self.fd.raw_fd()), self.how_arg()).build()
+    }
+    fn emulation(&self) -> Emulation {
+        Emulation::Now
+    }
+    fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
+        // SAFETY: shutdown takes no pointers.
+        cvt(unsafe { libc::shutdown(self.fd.raw_fd(), self.how_arg()) })
+    }
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res.map(drop)
+    }
+}

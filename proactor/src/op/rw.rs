@@ -1,0 +1,238 @@
+//! `read` / `write` (at an offset or at the file position) and their vectored forms.
+
+use super::{cvt_size, BufResult, Emulation, OpCode};
+use crate::buf::{IoBuf, IoBufMut, IoVecBuf};
+use crate::fd::IoFd;
+use io_uring::{opcode, squeue, types};
+use std::io;
+
+/// Offset value that tells the kernel to use (and advance) the file position.
+const CURRENT_POSITION: u64 = u64::MAX;
+
+fn offset_arg(offset: Option<u64>) -> u64 {
+    offset.unwrap_or(CURRENT_POSITION)
+}
+
+fn preadv2(fd: i32, iov: &[libc::iovec], offset: Option<u64>, nowait: bool) -> io::Result<u32> {
+    let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
+    let off = offset.map_or(-1, |o| o as libc::off_t);
+    // SAFETY: every iovec points into a buffer owned by the operation, valid for its length.
+    cvt_size(unsafe { libc::preadv2(fd, iov.as_ptr(), iov.len() as i32, off, flags) })
+}
+
+fn pwritev2(fd: i32, iov: &[libc::iovec], offset: Option<u64>, nowait: bool) -> io::Result<u32> {
+    let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
+    let off = offset.map_or(-1, |o| o as libc::off_t);
+    // SAFETY: every iovec points into a buffer owned by the operation, valid for its length.
+    cvt_size(unsafe { libc::pwritev2(fd, iov.as_ptr(), iov.len() as i32, off, flags) })
+}
+
+/// Reads into `buf` (up to its capacity) from the file position or from `offset`.
+/// Output: the count read (`Ok(0)` at end of file) and the buffer, whose initialised length is set
+/// to that count.
+pub struct Read<F, B> {
+    fd: F,
+    buf: B,
+    offset: Option<u64>,
+}
+
+impl<F: IoFd, B: IoBufMut> Read<F, B> {
+    /// A read at the file's current position (sockets, pipes, or a sequential file read).
+    pub fn new(fd: F, buf: B) -> Self {
+        Read { fd, buf, offset: None }
+    }
+    /// A positioned read (`pread`) that leaves the file position alone.
+    pub fn at(fd: F, buf: B, offset: u64) -> Self {
+        Read { fd, buf, offset: Some(offset) }
+    }
+}
+
+impl<F: IoFd, B: IoBufMut> OpCode for Read<F, B> {
+    type Output = BufResult<usize, B>;
+    const NAME: &'static str = "read";
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
+        opcode::Read::new(types::Fd(self.fd.raw_fd()), self.buf.stable_mut_ptr(), len)
+            .offset(offset_arg(self.offset))
+            .build()
+    }
+
+    fn emulation(&self) -> Emulation {
+        Emulation::Readable(self.fd.raw_fd())
+    }
+
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
+        let iov = [libc::iovec {
+            iov_base: self.buf.stable_mut_ptr().cast(),
+            iov_len: self.buf.bytes_total(),
+        }];
+        preadv2(self.fd.raw_fd(), &iov, self.offset, nowait)
+    }
+
+    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+        let res = res.map(|n| n as usize);
+        if let Ok(n) = res {
+            // SAFETY: the kernel wrote exactly `n` bytes from the start of the buffer.
+            unsafe { self.buf.set_init(n) };
+        }
+        (res, self.buf)
+    }
+}
+
+/// Writes the initialised bytes of `buf` at the file position or at `offset`.
+/// Output: the count written (possibly short) and the buffer.
+pub struct Write<F, B> {
+    fd: F,
+    buf: B,
+    offset: Option<u64>,
+}
+
+impl<F: IoFd, B: IoBuf> Write<F, B> {
+    /// A write at the file's current position (sockets, pipes, append).
+    pub fn new(fd: F, buf: B) -> Self {
+        Write { fd, buf, offset: None }
+    }
+    /// A positioned write (`pwrite`).
+    pub fn at(fd: F, buf: B, offset: u64) -> Self {
+        Write { fd, buf, offset: Some(offset) }
+    }
+}
+
+impl<F: IoFd, B: IoBuf> OpCode for Write<F, B> {
+    type Output = BufResult<usize, B>;
+    const NAME: &'static str = "write";
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
+        opcode::Write::new(types::Fd(self.fd.raw_fd()), self.buf.stable_ptr(), len)
+            .offset(offset_arg(self.offset))
+            .build()
+    }
+
+    fn emulation(&self) -> Emulation {
+        Emulation::Writable(self.fd.raw_fd())
+    }
+
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
+        let iov = [libc::iovec {
+            iov_base: self.buf.stable_ptr() as *mut _,
+            iov_len: self.buf.bytes_init(),
+        }];
+        pwritev2(self.fd.raw_fd(), &iov, self.offset, nowait)
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        (res.map(|n| n as usize), self.buf)
+    }
+}
+
+/// Reads into several buffers in order (`readv`), filling each to its capacity before the next.
+pub struct Readv<F, V> {
+    fd: F,
+    bufs: V,
+    iovecs: Vec<libc::iovec>,
+    offset: Option<u64>,
+}
+
+impl<F: IoFd, V: IoVecBuf> Readv<F, V>
+where
+    V::Item: IoBufMut,
+{
+    /// A vectored read at `offset`, or at the file position when `None`.
+    pub fn new(fd: F, mut bufs: V, offset: Option<u64>) -> Self {
+        let iovecs = bufs
+            .bufs_mut()
+            .iter_mut()
+            .map(|b| libc::iovec { iov_base: b.stable_mut_ptr().cast(), iov_len: b.bytes_total() })
+            .collect();
+        Readv { fd, bufs, iovecs, offset }
+    }
+}
+
+impl<F: IoFd, V: IoVecBuf> OpCode for Readv<F, V>
+where
+    V::Item: IoBufMut,
+{
+    type Output = BufResult<usize, V>;
+    const NAME: &'static str = "readv";
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        opcode::Readv::new(
+            types::Fd(self.fd.raw_fd()),
+            self.iovecs.as_ptr(),
+            self.iovecs.len() as u32,
+        )
+        .offset(offset_arg(self.offset))
+        .build()
+    }
+
+    fn emulation(&self) -> Emulation {
+        Emulation::Readable(self.fd.raw_fd())
+    }
+
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
+        preadv2(self.fd.raw_fd(), &self.iovecs, self.offset, nowait)
+    }
+
+    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+        if let Ok(n) = res {
+            let mut left = n as usize;
+            for b in self.bufs.bufs_mut() {
+                let filled = left.min(b.bytes_total());
+                // SAFETY: the kernel fills the iovecs in order, so this buffer's first `filled`
+                // bytes were written.
+                unsafe { b.set_init(filled) };
+                left -= filled;
+            }
+        }
+        (res.map(|n| n as usize), self.bufs)
+    }
+}
+
+/// Writes several buffers in order (`writev`); a short count means a partial write.
+pub struct Writev<F, V> {
+    fd: F,
+    bufs: V,
+    iovecs: Vec<libc::iovec>,
+    offset: Option<u64>,
+}
+
+impl<F: IoFd, V: IoVecBuf> Writev<F, V> {
+    /// A vectored write at `offset`, or at the file position when `None`.
+    pub fn new(fd: F, bufs: V, offset: Option<u64>) -> Self {
+        let iovecs = bufs
+            .bufs()
+            .iter()
+            .map(|b| libc::iovec { iov_base: b.stable_ptr() as *mut _, iov_len: b.bytes_init() })
+            .collect();
+        Writev { fd, bufs, iovecs, offset }
+    }
+}
+
+impl<F: IoFd, V: IoVecBuf> OpCode for Writev<F, V> {
+    type Output = BufResult<usize, V>;
+    const NAME: &'static str = "writev";
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        opcode::Writev::new(
+            types::Fd(self.fd.raw_fd()),
+            self.iovecs.as_ptr(),
+            self.iovecs.len() as u32,
+        )
+        .offset(offset_arg(self.offset))
+        .build()
+    }
+
+    fn emulation(&self) -> Emulation {
+        Emulation::Writable(self.fd.raw_fd())
+    }
+
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
+        pwritev2(self.fd.raw_fd(), &self.iovecs, self.offset, nowait)
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        (res.map(|n| n as usize), self.bufs)
+    }
+}

@@ -1,0 +1,105 @@
+//! Settings of a new proactor.
+
+use super::core::Core;
+use super::executor::Executor;
+use super::panic::{PanicHook, PanicPolicy, PanicReport};
+use super::{Handle, Proactor};
+use crate::driver::{AnyDriver, Driver, DriverChoice};
+use crate::RingConfig;
+use slab::Slab;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Builds a [`Proactor`].
+///
+/// ```
+/// let p = proactor::Proactor::builder()
+///     .entries(64)
+///     .max_in_flight(1024)
+///     .build()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Builder {
+    driver: Option<DriverChoice>,
+    ring: RingConfig,
+    max_in_flight: Option<usize>,
+    abort_on_panic: bool,
+    panic_hook: Option<PanicHook>,
+}
+
+impl Builder {
+    /// Default settings.
+    pub fn new() -> Self {
+        Builder::default()
+    }
+
+    /// The driver policy. Wins over `PROACTOR_DRIVER`.
+    pub fn driver(mut self, choice: DriverChoice) -> Self {
+        self.driver = Some(choice);
+        self
+    }
+
+    /// Submission queue size of the io_uring ring (default 256).
+    pub fn entries(mut self, entries: u32) -> Self {
+        self.ring.entries = entries;
+        self
+    }
+
+    /// Every io_uring setup setting at once.
+    pub fn ring(mut self, ring: RingConfig) -> Self {
+        self.ring = ring;
+        self
+    }
+
+    /// Caps the operations in flight. Past the cap, new operations wait their turn in order;
+    /// none fails and none is dropped.
+    pub fn max_in_flight(mut self, cap: usize) -> Self {
+        self.max_in_flight = Some(cap.max(1));
+        self
+    }
+
+    /// Abort the process when a handler or task panics, instead of reporting and carrying on.
+    pub fn abort_on_panic(mut self, abort: bool) -> Self {
+        self.abort_on_panic = abort;
+        self
+    }
+
+    /// Called with every caught panic of a handler or task.
+    pub fn on_panic(mut self, hook: impl Fn(&PanicReport) + 'static) -> Self {
+        self.panic_hook = Some(Rc::new(hook));
+        self
+    }
+
+    /// Chooses the driver and sets it up.
+    pub fn build(self) -> io::Result<Proactor> {
+        let choice = match self.driver {
+            Some(c) => c,
+            None => DriverChoice::from_env()?.unwrap_or_default(),
+        };
+        let (driver, fallback_reason) = AnyDriver::open(choice, &self.ring)?;
+        let notifier = driver.notifier();
+        let kind = driver.kind();
+        let core = Core {
+            driver: RefCell::new(driver),
+            ops: RefCell::new(Slab::with_capacity(self.ring.entries as usize)),
+            in_flight: Cell::new(0),
+            admission: RefCell::new(VecDeque::new()),
+            max_in_flight: self.max_in_flight,
+            generation: Cell::new(0),
+            now: Cell::new(Instant::now()),
+            completions: RefCell::new(Vec::with_capacity(self.ring.entries as usize * 2)),
+            executor: Executor::new(notifier.clone()),
+            panics: PanicPolicy { abort: self.abort_on_panic, hook: self.panic_hook },
+            stopped: Cell::new(false),
+            shutting_down: Cell::new(false),
+            notifier,
+            fallback_reason,
+            kind,
+        };
+        Ok(Proactor { handle: Handle { core: Rc::new(core) } })
+    }
+}

@@ -1,0 +1,285 @@
+//! The futures front end's scheduler: local tasks, their wakers, and `JoinHandle`.
+//!
+//! Tasks live on the proactor's thread and need not be `Send`. Their wakers are `Send + Sync`
+//! (the `Waker` contract): waking from another thread queues the task and, if the loop is
+//! blocked in the driver, wakes the driver through its notifier.
+
+use super::core::Core;
+use crate::driver::Notifier;
+use slab::Slab;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+/// Key of the future passed to `block_on`, which is not stored in the task slab.
+pub(crate) const MAIN: usize = usize::MAX;
+
+/// Keys of woken tasks, shared with their wakers.
+pub(crate) struct ReadyQueue {
+    queue: Mutex<Vec<usize>>,
+    /// The loop is (about to be) blocked in the driver: a wake must notify it.
+    parked: AtomicBool,
+    notifier: Arc<dyn Notifier>,
+}
+
+/// The waker of one task.
+pub(crate) struct TaskWaker {
+    key: usize,
+    scheduled: AtomicBool,
+    ready: Arc<ReadyQueue>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.ready.queue.lock().unwrap_or_else(|p| p.into_inner()).push(self.key);
+        if self.ready.parked.load(Ordering::SeqCst) {
+            self.ready.notifier.notify();
+        }
+    }
+}
+
+type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+struct Task {
+    /// `None` while the task is being polled.
+    future: Option<LocalFuture>,
+    waker: Arc<TaskWaker>,
+    join: Rc<dyn JoinMark>,
+}
+
+/// The task list and the ready queue.
+pub(crate) struct Executor {
+    tasks: RefCell<Slab<Task>>,
+    ready: Arc<ReadyQueue>,
+    /// Keys taken from the ready queue for this round.
+    round: RefCell<Vec<usize>>,
+    main: Arc<TaskWaker>,
+}
+
+impl Executor {
+    pub(crate) fn new(notifier: Arc<dyn Notifier>) -> Self {
+        let ready = Arc::new(ReadyQueue {
+            queue: Mutex::new(Vec::new()),
+            parked: AtomicBool::new(false),
+            notifier,
+        });
+        let main = Arc::new(TaskWaker {
+            key: MAIN,
+            scheduled: AtomicBool::new(true),
+            ready: ready.clone(),
+        });
+        Executor { tasks: RefCell::new(Slab::new()), ready, round: RefCell::new(Vec::new()), main }
+    }
+
+    /// Adds a task; it is polled in the next round.
+    pub(crate) fn spawn<F: Future<Output = ()> + 'static>(
+        &self,
+        future: F,
+        join: Rc<dyn JoinMark>,
+    ) {
+        let mut tasks = self.tasks.borrow_mut();
+        let entry = tasks.vacant_entry();
+        let waker = Arc::new(TaskWaker {
+            key: entry.key(),
+            scheduled: AtomicBool::new(false),
+            ready: self.ready.clone(),
+        });
+        waker.wake_by_ref();
+        entry.insert(Task { future: Some(Box::pin(future)), waker, join });
+    }
+
+    pub(crate) fn has_tasks(&self) -> bool {
+        !self.tasks.borrow().is_empty()
+    }
+
+    /// Marks the loop as about to block; returns false (do not block) if work is ready.
+    pub(crate) fn park(&self) -> bool {
+        self.ready.parked.store(true, Ordering::SeqCst);
+        let empty = self.ready.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if !empty {
+            self.ready.parked.store(false, Ordering::SeqCst);
+        }
+        empty
+    }
+
+    pub(crate) fn unpark(&self) {
+        self.ready.parked.store(false, Ordering::SeqCst);
+    }
+
+    /// True if some task (or the main future) was woken and waits to be polled.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Polls every task woken so far, once. Returns whether the main future was woken.
+    pub(crate) fn run_round(&self, core: &Core) -> bool {
+        let mut round = std::mem::take(&mut *self.round.borrow_mut());
+        round.append(&mut self.ready.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut main_woken = false;
+        for &key in &round {
+            if key == MAIN {
+                main_woken = true;
+                continue;
+            }
+            self.poll_task(key, core);
+        }
+        round.clear();
+        *self.round.borrow_mut() = round;
+        main_woken
+    }
+
+    fn poll_task(&self, key: usize, core: &Core) {
+        let (mut future, waker) = {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(task) = tasks.get_mut(key) else { return };
+            let Some(future) = task.future.take() else { return };
+            task.waker.scheduled.store(false, Ordering::Release);
+            (future, Waker::from(task.waker.clone()))
+        };
+        let mut cx = Context::from_waker(&waker);
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            future.as_mut().poll(&mut cx)
+        }));
+        match polled {
+            Ok(Poll::Pending) => {
+                if let Some(task) = self.tasks.borrow_mut().get_mut(key) {
+                    task.future = Some(future);
+                }
+            }
+            Ok(Poll::Ready(())) => {
+                self.tasks.borrow_mut().try_remove(key);
+                drop(future);
+            }
+            Err(payload) => {
+                let task = self.tasks.borrow_mut().try_remove(key);
+                core.panics.report("task", "spawned task", payload);
+                if let Some(task) = task {
+                    task.join.mark_panicked();
+                }
+                core.guard_user_code("a panicked task's state", move || drop(future));
+            }
+        }
+    }
+
+    /// The waker of the `block_on` future.
+    pub(crate) fn main_waker(&self) -> Waker {
+        Waker::from(self.main.clone())
+    }
+
+    /// Readies the main future for its first poll; true if it was woken since the last poll.
+    pub(crate) fn take_main_wake(&self) -> bool {
+        self.main.scheduled.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn set_main_scheduled(&self) {
+        self.main.scheduled.store(true, Ordering::Release);
+    }
+
+    /// Drops every task (at shutdown); their operations are detached.
+    pub(crate) fn clear(&self, core: &Core) {
+        loop {
+            let drained: Vec<Task> = self.tasks.borrow_mut().drain().collect();
+            if drained.is_empty() {
+                break;
+            }
+            for task in drained {
+                core.guard_user_code("a task dropped at shutdown", move || drop(task));
+            }
+        }
+    }
+}
+
+/// Lets the executor tell a `JoinHandle` its task panicked.
+pub(crate) trait JoinMark {
+    fn mark_panicked(&self);
+}
+
+/// Why a task produced no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinError {
+    /// The task panicked; the panic was reported and the proactor carried on.
+    Panicked,
+    /// The task was dropped before it finished (the proactor shut down).
+    Cancelled,
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::Panicked => f.write_str("task panicked"),
+            JoinError::Cancelled => f.write_str("task was cancelled before it finished"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+pub(crate) struct JoinState<T> {
+    result: RefCell<Option<Result<T, JoinError>>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl<T> JoinState<T> {
+    pub(crate) fn new() -> Rc<Self> {
+        Rc::new(JoinState { result: RefCell::new(None), waker: RefCell::new(None) })
+    }
+    pub(crate) fn set(&self, value: Result<T, JoinError>) {
+        let mut slot = self.result.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(value);
+            drop(slot);
+            if let Some(w) = self.waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl<T> JoinMark for JoinState<T> {
+    fn mark_panicked(&self) {
+        self.set(Err(JoinError::Panicked));
+    }
+}
+
+/// Marks the join state cancelled if the task's future is dropped before it produced a value.
+pub(crate) struct CancelOnDrop<T>(pub(crate) Rc<JoinState<T>>);
+
+impl<T> Drop for CancelOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.set(Err(JoinError::Cancelled));
+    }
+}
+
+/// Awaits the output of a spawned task. Dropping it detaches the task, which keeps running.
+#[must_use = "dropping a JoinHandle detaches the task; await it to get the output"]
+pub struct JoinHandle<T> {
+    pub(crate) state: Rc<JoinState<T>>,
+}
+
+impl<T> JoinHandle<T> {
+    /// True once the task has finished (or panicked, or was cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.state.result.borrow().is_some()
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(r) = self.state.result.borrow_mut().take() {
+            return Poll::Ready(r);
+        }
+        *self.state.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}

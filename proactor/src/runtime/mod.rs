@@ -1,0 +1,279 @@
+//! The proactor: the run loop that submits operations in batches, reaps their completions, and
+//! dispatches each one — to a completion handler, or to the future awaiting it.
+//!
+//! Two front ends share one engine ([`core`]). Completion handlers (`Handle::start`) are the
+//! seed's Asio / NIO.2 style; futures (`block_on`, `spawn`, [`Op`]) are Rust's. A handler can
+//! start the next operation; a task can await one; both end up as slots in the same slab.
+
+mod builder;
+mod core;
+mod executor;
+mod op;
+mod panic;
+mod slot;
+mod stats;
+
+pub use builder::Builder;
+pub use executor::{JoinError, JoinHandle};
+pub use op::{submit, CancelToken, Op, OpId};
+pub use panic::{PanicHook, PanicReport};
+pub use stats::InFlight;
+
+use self::core::Core;
+use self::executor::{CancelOnDrop, JoinState};
+use self::slot::{Lifecycle, WithHandler};
+use crate::driver::{DriverKind, Notifier};
+use crate::op::OpCode;
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::ops::Deref;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+
+/// How long dropping a proactor waits for cancelled operations to hand their buffers back.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A proactor: one run loop on this thread, with its driver.
+///
+/// Dropping it cancels every operation still in flight and waits (boundedly) until the kernel
+/// has given each buffer back before freeing it.
+///
+/// ```
+/// let proactor = proactor::Proactor::new()?;
+/// let out = proactor.block_on(async {
+///     proactor::submit(proactor::op::Nop).await
+/// });
+/// assert!(out.is_ok());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Proactor {
+    handle: Handle,
+}
+
+/// A cheap, clonable reference to a proactor, for use on its own thread: completion handlers
+/// capture one to start the next operation.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) core: Rc<Core>,
+}
+
+impl Proactor {
+    /// A proactor with the default settings (driver chosen by `PROACTOR_DRIVER` or `auto`).
+    pub fn new() -> io::Result<Proactor> {
+        Builder::new().build()
+    }
+
+    /// Settings for a new proactor.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// A handle to this proactor.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+}
+
+impl Deref for Proactor {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for Proactor {
+    fn drop(&mut self) {
+        let _enter = self.handle.enter();
+        self.handle.core.shutdown(SHUTDOWN_GRACE);
+    }
+}
+
+/// Sets the thread's current proactor for a scope.
+struct EnterGuard(Option<Handle>);
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+impl Handle {
+    /// The proactor running on this thread, if any.
+    pub fn try_current() -> Option<Handle> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    /// The proactor running on this thread.
+    ///
+    /// # Panics
+    /// When called outside `block_on` / `run` of a proactor.
+    pub fn current() -> Handle {
+        Self::try_current().expect("no proactor is running on this thread (use block_on or run)")
+    }
+
+    fn enter(&self) -> EnterGuard {
+        EnterGuard(CURRENT.with(|c| c.borrow_mut().replace(self.clone())))
+    }
+
+    /// Runs `future` to completion on this thread, driving I/O, tasks and handlers meanwhile.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let _enter = self.enter();
+        let core = &self.core;
+        let exec = &core.executor;
+        let mut future = pin!(future);
+        let waker = exec.main_waker();
+        let mut cx = Context::from_waker(&waker);
+        exec.set_main_scheduled();
+        loop {
+            if exec.take_main_wake() {
+                if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                    return out;
+                }
+            }
+            exec.run_round(core);
+            let block = !exec.has_ready();
+            if let Err(e) = core.turn(block, None) {
+                tracing::error!("proactor driver failed: {e}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Drives the loop until no operation, handler or task is left, or [`Handle::stop`] is called.
+    pub fn run(&self) -> io::Result<()> {
+        let _enter = self.enter();
+        let core = &self.core;
+        core.stopped.set(false);
+        loop {
+            core.executor.run_round(core);
+            if core.stopped.get() {
+                return Ok(());
+            }
+            let ready = core.executor.has_ready();
+            if !ready && core.idle() && !core.executor.has_tasks() {
+                return Ok(());
+            }
+            core.turn(!ready, None)?;
+        }
+    }
+
+    /// Makes `run` return after the current turn. Callable from a handler or a task.
+    pub fn stop(&self) {
+        self.core.stopped.set(true);
+        self.core.notifier.notify();
+    }
+
+    /// A thread-safe handle that wakes this proactor's loop (for example from a signal thread).
+    pub fn notifier(&self) -> Arc<dyn Notifier> {
+        self.core.notifier.clone()
+    }
+
+    /// Starts `op`; `handler` runs on this thread with the output when it completes.
+    ///
+    /// ```
+    /// use proactor::{op, Proactor};
+    /// let p = Proactor::new()?;
+    /// let (tx, rx) = std::os::unix::net::UnixStream::pair()?;
+    /// let h = p.handle();
+    /// p.start(op::Send::new(tx, b"hi".as_slice()), move |(res, _buf)| {
+    ///     assert_eq!(res.unwrap(), 2);
+    ///     h.start(op::Recv::new(rx, Vec::with_capacity(8)), |(res, buf)| {
+    ///         assert_eq!(res.unwrap(), 2);
+    ///         assert_eq!(buf, b"hi");
+    ///     });
+    /// });
+    /// p.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn start<O, H>(&self, op: O, handler: H) -> OpId
+    where
+        O: OpCode,
+        H: FnOnce(O::Output) + 'static,
+    {
+        self.start_with(op, None, handler)
+    }
+
+    /// Like [`Handle::start`], completing with `ECANCELED` if not done within `deadline`.
+    pub fn start_with_deadline<O, H>(&self, op: O, deadline: Duration, handler: H) -> OpId
+    where
+        O: OpCode,
+        H: FnOnce(O::Output) + 'static,
+    {
+        self.start_with(op, Some(deadline), handler)
+    }
+
+    fn start_with<O, H>(&self, op: O, deadline: Option<Duration>, handler: H) -> OpId
+    where
+        O: OpCode,
+        H: FnOnce(O::Output) + 'static,
+    {
+        let boxed = Box::new(WithHandler { op, handler });
+        OpId(self.core.submit(boxed, O::NAME, deadline, Lifecycle::Handler))
+    }
+
+    /// Cancels an operation started with a handler. Its handler then runs with `ECANCELED` (or
+    /// the real result, if it finished first) and gets its buffer back.
+    pub fn cancel(&self, id: OpId) {
+        self.core.cancel(id.0);
+    }
+
+    /// Spawns a task on this proactor's thread.
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let state = JoinState::new();
+        let guard = CancelOnDrop(state.clone());
+        self.core.executor.spawn(
+            async move {
+                let out = future.await;
+                guard.0.set(Ok(out));
+                drop(guard);
+            },
+            state.clone(),
+        );
+        JoinHandle { state }
+    }
+
+    /// What is in flight now: counts per kind and the oldest operation's age.
+    pub fn in_flight(&self) -> InFlight {
+        self.core.in_flight()
+    }
+
+    /// The driver in use.
+    pub fn driver_kind(&self) -> DriverKind {
+        self.core.kind
+    }
+
+    /// Why `auto` fell back from io_uring, if it did.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.core.fallback_reason.as_deref()
+    }
+
+    /// The io_uring ring's effective setup (after any fall-back), or `None` on another driver.
+    pub fn ring_config(&self) -> Option<crate::RingConfig> {
+        self.core.driver.borrow().uring_config().cloned()
+    }
+}
+
+/// Spawns a task on the current proactor.
+///
+/// # Panics
+/// Outside a running proactor.
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    Handle::current().spawn(future)
+}

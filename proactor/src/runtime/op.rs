@@ -1,0 +1,136 @@
+//! The futures front end for one operation: `Op<O>` submits on first poll and resolves to the
+//! operation's output. Dropping it with the operation in flight parks the buffer until the
+//! kernel's completion arrives, then frees it (see `slot.rs`).
+
+use super::core::Core;
+use super::slot::{convert, Lifecycle, Plain};
+use super::Handle;
+use crate::driver::Token;
+use crate::op::OpCode;
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+enum State<O> {
+    Unsubmitted(O),
+    Submitted(Rc<Core>, Token),
+    Finished,
+}
+
+/// An operation as a future. Created by the async methods of the I/O types or by [`submit`].
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Op<O: OpCode> {
+    state: State<O>,
+    deadline: Option<Duration>,
+    cancel: Option<Rc<CancelCell>>,
+}
+
+/// Submits `op` on the current proactor when awaited.
+pub fn submit<O: OpCode>(op: O) -> Op<O> {
+    Op { state: State::Unsubmitted(op), deadline: None, cancel: None }
+}
+
+impl<O: OpCode> Op<O> {
+    /// Completes the operation with `ECANCELED` (or `ETIMEDOUT`-like `ECANCELED` from the linked
+    /// timeout) if it has not finished within `d`; the buffer comes back either way.
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = Some(d);
+        self
+    }
+
+    /// A token that cancels this operation from elsewhere (another task, a handler).
+    pub fn cancel_token(&mut self) -> CancelToken {
+        let cell = self.cancel.get_or_insert_with(|| Rc::new(CancelCell::default())).clone();
+        if let State::Submitted(core, token) = &self.state {
+            cell.target.set(Some(*token));
+            cell.core.replace(Some(core.clone()));
+        }
+        CancelToken(cell)
+    }
+}
+
+impl<O: OpCode> Unpin for Op<O> {}
+
+impl<O: OpCode> Future for Op<O> {
+    type Output = O::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O::Output> {
+        let this = self.get_mut();
+        if let State::Unsubmitted(_) = this.state {
+            let State::Unsubmitted(op) = std::mem::replace(&mut this.state, State::Finished) else {
+                unreachable!("checked just above")
+            };
+            let Some(handle) = Handle::try_current() else {
+                let err =
+                    io::Error::other("no proactor is running on this thread (use block_on or run)");
+                return Poll::Ready(op.complete(Err(err)));
+            };
+            if this.cancel.as_ref().is_some_and(|c| c.cancelled.get()) {
+                return Poll::Ready(op.complete(convert(O::NAME, -libc::ECANCELED)));
+            }
+            let core = handle.core;
+            let token = core.submit(
+                Box::new(Plain(op)),
+                O::NAME,
+                this.deadline,
+                Lifecycle::Waiting(Some(cx.waker().clone())),
+            );
+            if let Some(c) = &this.cancel {
+                c.target.set(Some(token));
+                c.core.replace(Some(core.clone()));
+            }
+            this.state = State::Submitted(core, token);
+        }
+        let State::Submitted(core, token) = &this.state else {
+            panic!("Op polled after completion");
+        };
+        match core.poll_result(*token, cx.waker()) {
+            None => Poll::Pending,
+            Some((res, op)) => {
+                this.state = State::Finished;
+                let Ok(plain) = op.into_any().downcast::<Plain<O>>() else {
+                    unreachable!("a future's slot always holds the Plain<O> it submitted")
+                };
+                Poll::Ready(plain.0.complete(convert(O::NAME, res)))
+            }
+        }
+    }
+}
+
+impl<O: OpCode> Drop for Op<O> {
+    fn drop(&mut self) {
+        if let State::Submitted(core, token) = &self.state {
+            core.detach(*token);
+        }
+    }
+}
+
+#[derive(Default)]
+struct CancelCell {
+    cancelled: Cell<bool>,
+    target: Cell<Option<Token>>,
+    core: std::cell::RefCell<Option<Rc<Core>>>,
+}
+
+/// Cancels one operation. The operation then completes with `ECANCELED` — or with its real
+/// result, if it finished first — and hands its buffer back as usual.
+#[derive(Clone)]
+pub struct CancelToken(Rc<CancelCell>);
+
+impl CancelToken {
+    /// Requests cancellation. Harmless if the operation already finished.
+    pub fn cancel(&self) {
+        self.0.cancelled.set(true);
+        if let (Some(token), Some(core)) = (self.0.target.get(), self.0.core.borrow().as_ref()) {
+            core.cancel(token);
+        }
+    }
+}
+
+/// Identifies an operation started with a completion handler, to cancel it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OpId(pub(crate) Token);

@@ -1,0 +1,43 @@
+//! Outstanding operations, as a user can inspect them: how many, of which kind, how old.
+
+use super::slot::{Lifecycle, Slot};
+use slab::Slab;
+use std::time::{Duration, Instant};
+
+/// A snapshot of the operations the proactor holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// Operations handed to the driver and not yet completed.
+    pub in_flight: usize,
+    /// Operations waiting for admission under the in-flight cap.
+    pub queued: usize,
+    /// In-flight operations per kind (`"recv"`, `"accept"`, …), sorted by name.
+    pub by_kind: Vec<(&'static str, usize)>,
+    /// Age of the oldest in-flight operation.
+    pub oldest: Option<Duration>,
+}
+
+impl InFlight {
+    pub(crate) fn collect(ops: &Slab<Slot>, now: Instant) -> InFlight {
+        let mut snap = InFlight::default();
+        let mut oldest: Option<Instant> = None;
+        for (_, slot) in ops.iter() {
+            if matches!(slot.state, Lifecycle::Done(_)) {
+                continue;
+            }
+            if !slot.submitted {
+                snap.queued += 1;
+                continue;
+            }
+            snap.in_flight += 1;
+            match snap.by_kind.iter_mut().find(|(k, _)| *k == slot.name) {
+                Some((_, n)) => *n += 1,
+                None => snap.by_kind.push((slot.name, 1)),
+            }
+            oldest = Some(oldest.map_or(slot.started, |o| o.min(slot.started)));
+        }
+        snap.by_kind.sort();
+        snap.oldest = oldest.map(|o| now.saturating_duration_since(o));
+        snap
+    }
+}

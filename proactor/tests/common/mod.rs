@@ -1,0 +1,56 @@
+//! Shared test helpers. Every test runs once per driver through [`driver_test!`].
+#![allow(dead_code)]
+
+use proactor::{DriverChoice, Proactor};
+
+/// A proactor on the given driver, built strictly (no fallback).
+pub fn proactor(driver: DriverChoice) -> Proactor {
+    Proactor::builder().driver(driver).build().expect("proactor on the requested driver")
+}
+
+/// Number of open descriptors of this process (entries of `/proc/self/fd`).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Defines a test that runs once per driver: `driver_test!(name, |p: &Proactor| { ... });`
+/// generates `name::uring` and `name::epoll`.
+///
+/// For a test of something only io_uring can do, use `driver_test!(uring_only name, "why", |p| ..)`:
+/// the epoll variant prints `SKIPPED on epoll: why` and passes.
+#[macro_export]
+macro_rules! driver_test {
+    ($name:ident, |$p:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($p: &proactor::Proactor) $body
+            #[test]
+            fn uring() {
+                let p = $crate::common::proactor(proactor::DriverChoice::Uring);
+                body(&p);
+            }
+            #[test]
+            fn epoll() {
+                let p = $crate::common::proactor(proactor::DriverChoice::Epoll);
+                body(&p);
+            }
+        }
+    };
+    (uring_only $name:ident, $why:literal, |$p:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($p: &proactor::Proactor) $body
+            #[test]
+            fn uring() {
+                let p = $crate::common::proactor(proactor::DriverChoice::Uring);
+                body(&p);
+            }
+            #[test]
+            fn epoll() {
+                eprintln!("SKIPPED on epoll: {}", $why);
+            }
+        }
+    };
+}

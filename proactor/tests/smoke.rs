@@ -1,0 +1,60 @@
+//! A first pass through both front ends: the shortest path through each participant.
+mod common;
+
+use proactor::{op, submit, Proactor};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+driver_test!(nop_send_recv_sleep, |p| {
+    p.block_on(async {
+        submit(op::Nop).await.unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let (res, _) = submit(op::Send::new(a, b"ping".as_slice())).await;
+        assert_eq!(res.unwrap(), 4);
+        let (res, buf) = submit(op::Recv::new(b, Vec::with_capacity(16))).await;
+        assert_eq!(res.unwrap(), 4);
+        assert_eq!(buf, b"ping");
+        proactor::time::sleep(Duration::from_millis(10)).await.unwrap();
+    });
+});
+
+driver_test!(handler_chain, |p| {
+    let (a, b) = UnixStream::pair().unwrap();
+    let h = p.handle();
+    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let g = got.clone();
+    p.start(op::Send::new(a, b"hi".as_slice()), move |(res, _)| {
+        assert_eq!(res.unwrap(), 2);
+        h.start(op::Recv::new(b, Vec::with_capacity(8)), move |(res, buf)| {
+            assert_eq!(res.unwrap(), 2);
+            g.borrow_mut().extend_from_slice(&buf);
+        });
+    });
+    p.run().unwrap();
+    assert_eq!(&*got.borrow(), b"hi");
+});
+
+driver_test!(deadline_and_timeout, |p| {
+    let (_a, b) = UnixStream::pair().unwrap();
+    let b = std::rc::Rc::new(b);
+    p.block_on(async {
+        let r = proactor::time::timeout(
+            Duration::from_millis(20),
+            submit(op::Recv::new(b.clone(), vec![0u8; 16])),
+        )
+        .await;
+        assert!(r.is_err());
+        let (res, buf) = submit(op::Recv::new(b.clone(), vec![0u8; 16]))
+            .deadline(Duration::from_millis(10))
+            .await;
+        assert_eq!(proactor::op::raw_os_error(&res.unwrap_err()), Some(libc::ECANCELED));
+        assert_eq!(buf.capacity(), 16);
+    });
+    assert_eq!(p.in_flight().in_flight, 0);
+});
+
+#[test]
+fn default_builder_works() {
+    let p = Proactor::new().unwrap();
+    p.block_on(async { submit(op::Nop).await.unwrap() });
+}
