@@ -17,6 +17,18 @@ struct Cli {
 enum Command {
     /// Kernel version, the driver in use, and the io_uring opcodes and features on offer.
     Info(cmd::info::Args),
+    /// Echo server: every byte back until the client closes.
+    Echo(cmd::echo::Args),
+    /// Line-based chat room server.
+    Chat(cmd::chat::Args),
+    /// HTTP/1.1 static file server.
+    Http(cmd::http::Args),
+    /// Port-forwarding proxy.
+    Proxy(cmd::proxy::Args),
+    /// Overlapped, crash-safe file copier.
+    Copy(cmd::copy::Args),
+    /// Benchmarks: the proactor against simpler alternatives and peers.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -24,6 +36,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Info(args) => cmd::info::run(args),
+        Command::Echo(args) => cmd::echo::run(args),
+        Command::Chat(args) => cmd::chat::run(args),
+        Command::Http(args) => cmd::http::run(args),
+        Command::Proxy(args) => cmd::proxy::run(args),
+        Command::Copy(args) => cmd::copy::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     }
 }
 

@@ -32,6 +32,9 @@
 pub mod buf;
 pub mod driver;
 pub mod fd;
+pub mod fs;
+pub mod io;
+pub mod net;
 pub mod op;
 pub mod runtime;
 pub mod time;
