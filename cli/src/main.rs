@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cmd;
+mod http;
 
 /// Completion-based async I/O on io_uring (with an epoll fallback), and what you can build on it.
 #[derive(Parser)]
