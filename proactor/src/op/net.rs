@@ -136,7 +136,11 @@ impl<F: IoFd> OpCode for Accept<F> {
     fn emulation(&self) -> Emulation {
         Emulation::Readable(self.fd.raw_fd())
     }
-    fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
+        if nowait {
+            // accept4 has no per-call "don't wait" flag: the listener itself must not block.
+            ensure_nonblocking(self.fd.raw_fd())?;
+        }
         let (storage, len) = &mut *self.addr;
         // SAFETY: storage/len describe a sockaddr_storage owned by the operation.
         cvt(unsafe {
@@ -184,10 +188,14 @@ impl<F: IoFd> OpCode for Connect<F> {
     fn emulation(&self) -> Emulation {
         Emulation::Writable(self.fd.raw_fd())
     }
-    fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
         let fd = self.fd.raw_fd();
         if self.in_progress {
             return pending_connect_result(fd);
+        }
+        if nowait {
+            // connect has no per-call "don't wait" flag: the socket itself must not block.
+            ensure_nonblocking(fd)?;
         }
         // SAFETY: the address is owned by the operation and `len` bytes long.
         match cvt(unsafe { libc::connect(fd, self.addr.as_ptr(), self.addr.len()) }) {
@@ -201,6 +209,18 @@ impl<F: IoFd> OpCode for Connect<F> {
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         res.map(drop)
     }
+}
+
+/// Puts `fd` in non-blocking mode if it is not (for calls that have no per-call flag for it).
+/// The mode stays: it is a property of the open file, shared with every copy of the fd.
+fn ensure_nonblocking(fd: i32) -> io::Result<()> {
+    // SAFETY: F_GETFL takes no pointers.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })? as i32;
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: F_SETFL takes an integer argument.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    }
+    Ok(())
 }
 
 /// The outcome of a non-blocking connect once the socket became writable.
