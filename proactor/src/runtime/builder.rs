@@ -97,6 +97,7 @@ impl Builder {
             stopped: Cell::new(false),
             shutting_down: Cell::new(false),
             notifier,
+            remote: Default::default(),
             fallback_reason,
             kind,
         };

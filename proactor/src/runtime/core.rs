@@ -34,6 +34,8 @@ pub(crate) struct Core {
     pub(crate) stopped: Cell<bool>,
     pub(crate) shutting_down: Cell<bool>,
     pub(crate) notifier: Arc<dyn Notifier>,
+    /// Work posted from other threads (see `remote.rs`).
+    pub(crate) remote: super::remote::RemoteSlot,
     pub(crate) fallback_reason: Option<String>,
     pub(crate) kind: DriverKind,
 }
@@ -229,6 +231,7 @@ impl Core {
             self.complete(c);
         }
         *self.completions.borrow_mut() = batch;
+        self.drain_remote();
         res
     }
 

@@ -10,6 +10,7 @@ mod core;
 mod executor;
 mod op;
 mod panic;
+mod remote;
 mod slot;
 mod stats;
 
@@ -17,6 +18,7 @@ pub use builder::Builder;
 pub use executor::{JoinError, JoinHandle};
 pub use op::{submit, CancelToken, Op, OpId};
 pub use panic::{PanicHook, PanicReport};
+pub use remote::{Closed, RemoteHandle};
 pub use stats::InFlight;
 
 use self::core::Core;
@@ -148,7 +150,8 @@ impl Handle {
         }
     }
 
-    /// Drives the loop until no operation, handler or task is left, or [`Handle::stop`] is called.
+    /// Drives the loop until no operation, handler or task is left (and no [`RemoteHandle`] is
+    /// alive), or [`Handle::stop`] is called.
     pub fn run(&self) -> io::Result<()> {
         let _enter = self.enter();
         let core = &self.core;
@@ -159,7 +162,7 @@ impl Handle {
                 return Ok(());
             }
             let ready = core.executor.has_ready();
-            if !ready && core.idle() && !core.executor.has_tasks() {
+            if !ready && core.idle() && !core.executor.has_tasks() && !core.has_remote_posters() {
                 return Ok(());
             }
             core.turn(!ready, None)?;
