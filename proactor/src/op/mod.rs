@@ -18,12 +18,14 @@ mod net;
 mod nop;
 mod rw;
 mod timeout;
+mod udp;
 
 pub use fd::{Close, Fsync, OpenAt, Statx};
 pub use net::{Accept, Connect, Recv, Send, Shutdown};
 pub use nop::Nop;
 pub use rw::{Read, Readv, Write, Writev};
 pub use timeout::Timeout;
+pub use udp::{RecvFrom, SendTo};
 
 /// The result of an operation that owned a buffer: the outcome, and the buffer handed back.
 ///

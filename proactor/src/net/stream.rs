@@ -1,0 +1,157 @@
+//! The I/O methods every connected stream socket shares (TCP and Unix streams and their halves),
+//! written once as macros so the public types stay plain structs with their own docs.
+//!
+//! Each method clones the socket's `Rc<OwnedFd>` into the operation — a reference-count bump, no
+//! allocation — so the per-operation cost is the operation's box and nothing else.
+
+/// Expands, inside an `impl` block of a type with a `fd: Rc<OwnedFd>` field, to the receiving
+/// methods: `read`, `readv`, `recv`, `peek`.
+macro_rules! read_methods {
+    () => {
+        /// Receives into `buf` (up to its capacity). `Ok(0)` means the peer closed its side.
+        /// The buffer comes back either way; after a read into a `Vec`, its length is the count.
+        pub fn read<B: $crate::buf::IoBufMut>(
+            &self,
+            buf: B,
+        ) -> $crate::Op<$crate::op::Recv<std::rc::Rc<std::os::fd::OwnedFd>, B>> {
+            $crate::submit($crate::op::Recv::new(self.fd.clone(), buf))
+        }
+
+        /// Receives into several buffers in order, filling each to its capacity before the next.
+        pub fn readv<V>(
+            &self,
+            bufs: V,
+        ) -> $crate::Op<$crate::op::Readv<std::rc::Rc<std::os::fd::OwnedFd>, V>>
+        where
+            V: $crate::buf::IoVecBuf,
+            V::Item: $crate::buf::IoBufMut,
+        {
+            $crate::submit($crate::op::Readv::new(self.fd.clone(), bufs, None))
+        }
+
+        /// Receives with `MSG_*` flags (for example `MSG_WAITALL`).
+        pub fn recv<B: $crate::buf::IoBufMut>(
+            &self,
+            buf: B,
+            flags: i32,
+        ) -> $crate::Op<$crate::op::Recv<std::rc::Rc<std::os::fd::OwnedFd>, B>> {
+            $crate::submit($crate::op::Recv::new(self.fd.clone(), buf).flags(flags))
+        }
+
+        /// Receives without removing the data from the socket's queue (`MSG_PEEK`).
+        pub fn peek<B: $crate::buf::IoBufMut>(
+            &self,
+            buf: B,
+        ) -> $crate::Op<$crate::op::Recv<std::rc::Rc<std::os::fd::OwnedFd>, B>> {
+            self.recv(buf, libc::MSG_PEEK)
+        }
+    };
+}
+
+/// Expands, inside an `impl` block of a type with a `fd: Rc<OwnedFd>` field, to the sending
+/// methods: `write`, `writev`, `send`.
+macro_rules! write_methods {
+    () => {
+        /// Sends the initialised bytes of `buf`; a short count is a partial write (see
+        /// [`crate::io::write_all`]). Never raises `SIGPIPE`: a closed peer is an `EPIPE` error.
+        pub fn write<B: $crate::buf::IoBuf>(
+            &self,
+            buf: B,
+        ) -> $crate::Op<$crate::op::Send<std::rc::Rc<std::os::fd::OwnedFd>, B>> {
+            $crate::submit($crate::op::Send::new(self.fd.clone(), buf))
+        }
+
+        /// Sends several buffers in order (`writev`); a short count is a partial write.
+        pub fn writev<V: $crate::buf::IoVecBuf>(
+            &self,
+            bufs: V,
+        ) -> $crate::Op<$crate::op::Writev<std::rc::Rc<std::os::fd::OwnedFd>, V>> {
+            $crate::submit($crate::op::Writev::new(self.fd.clone(), bufs, None))
+        }
+
+        /// Sends with extra `MSG_*` flags (`MSG_NOSIGNAL` is always set).
+        pub fn send<B: $crate::buf::IoBuf>(
+            &self,
+            buf: B,
+            flags: i32,
+        ) -> $crate::Op<$crate::op::Send<std::rc::Rc<std::os::fd::OwnedFd>, B>> {
+            $crate::submit($crate::op::Send::new(self.fd.clone(), buf).flags(flags))
+        }
+
+        /// Shuts down the read side, the write side (the peer then reads end-of-stream), or both.
+        pub fn shutdown(
+            &self,
+            how: std::net::Shutdown,
+        ) -> $crate::Op<$crate::op::Shutdown<std::rc::Rc<std::os::fd::OwnedFd>>> {
+            $crate::submit($crate::op::Shutdown::new(self.fd.clone(), how))
+        }
+    };
+}
+
+/// Implements [`crate::io::AsyncReadOwned`] for a type (and a shared reference to it) that has
+/// the inherent `read` of [`read_methods`].
+macro_rules! impl_async_read {
+    ($ty:ty) => {
+        impl $crate::io::AsyncReadOwned for $ty {
+            fn read<B: $crate::buf::IoBufMut>(
+                &mut self,
+                buf: B,
+            ) -> impl std::future::Future<Output = $crate::BufResult<usize, B>> {
+                <$ty>::read(self, buf)
+            }
+        }
+        impl $crate::io::AsyncReadOwned for &$ty {
+            fn read<B: $crate::buf::IoBufMut>(
+                &mut self,
+                buf: B,
+            ) -> impl std::future::Future<Output = $crate::BufResult<usize, B>> {
+                <$ty>::read(*self, buf)
+            }
+        }
+    };
+}
+
+/// Implements [`crate::io::AsyncWriteOwned`] for a type (and a shared reference to it) that has
+/// the inherent `write` of [`write_methods`].
+macro_rules! impl_async_write {
+    ($ty:ty) => {
+        impl $crate::io::AsyncWriteOwned for $ty {
+            fn write<B: $crate::buf::IoBuf>(
+                &mut self,
+                buf: B,
+            ) -> impl std::future::Future<Output = $crate::BufResult<usize, B>> {
+                <$ty>::write(self, buf)
+            }
+        }
+        impl $crate::io::AsyncWriteOwned for &$ty {
+            fn write<B: $crate::buf::IoBuf>(
+                &mut self,
+                buf: B,
+            ) -> impl std::future::Future<Output = $crate::BufResult<usize, B>> {
+                <$ty>::write(*self, buf)
+            }
+        }
+    };
+}
+
+/// Expands to the address and descriptor accessors shared by connected sockets.
+macro_rules! socket_common {
+    () => {
+        /// The socket's descriptor number (still owned by the socket).
+        pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+            std::os::fd::AsRawFd::as_raw_fd(&*self.fd)
+        }
+
+        /// A `socket2` view of the socket, for options this type does not wrap.
+        pub fn as_socket(&self) -> socket2::SockRef<'_> {
+            socket2::SockRef::from(&*self.fd)
+        }
+
+        /// The pending socket error (`SO_ERROR`), cleared by reading it.
+        pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+            self.as_socket().take_error()
+        }
+    };
+}
+
+pub(crate) use {impl_async_read, impl_async_write, read_methods, socket_common, write_methods};

@@ -1,0 +1,172 @@
+//! Sockets on both drivers: TCP, UDP and Unix round trips, split halves, connect timeouts,
+//! and accepting through descriptor exhaustion.
+mod common;
+
+use proactor::io::{read_exact, write_all};
+use proactor::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+use std::net::Shutdown;
+use std::time::Duration;
+
+driver_test!(tcp_round_trip, |p| {
+    p.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert_eq!(server.peer_addr().unwrap(), client.local_addr().unwrap());
+        assert_eq!(client.peer_addr().unwrap(), addr);
+
+        let (res, _) = write_all(&mut &client, b"hello proactor".to_vec()).await;
+        res.unwrap();
+        let (res, buf) = read_exact(&mut &server, Vec::with_capacity(14)).await;
+        res.unwrap();
+        assert_eq!(buf, b"hello proactor");
+
+        // Half-close: the server reads end-of-stream but can still answer.
+        client.shutdown(Shutdown::Write).await.unwrap();
+        let (res, _) = server.read(Vec::with_capacity(8)).await;
+        assert_eq!(res.unwrap(), 0);
+        let (res, _) = server.write(b"bye".as_slice()).await;
+        assert_eq!(res.unwrap(), 3);
+        let (res, buf) = client.read(Vec::with_capacity(8)).await;
+        assert_eq!(res.unwrap(), 3);
+        assert_eq!(buf, b"bye");
+    });
+});
+
+driver_test!(tcp_options, |p| {
+    p.block_on(async {
+        let listener =
+            TcpListener::builder().backlog(16).reuse_port(true).bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A second listener on the same port is allowed with SO_REUSEPORT.
+        let second = TcpListener::builder().reuse_port(true).bind(addr).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        let client = TcpStream::connect(addr).await.unwrap();
+        client.set_nodelay(true).unwrap();
+        assert!(client.nodelay().unwrap());
+        client.set_nodelay(false).unwrap();
+        assert!(!client.nodelay().unwrap());
+        client.set_keepalive(Some(Duration::from_secs(30))).unwrap();
+        assert!(client.keepalive().unwrap());
+        client.set_keepalive(None).unwrap();
+        assert!(!client.keepalive().unwrap());
+        // Without SO_REUSEPORT a second bind to a used port fails with a clear error.
+        let err = TcpListener::builder().reuse_port(false).bind(addr).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    });
+});
+
+driver_test!(connect_refused_is_clear, |p| {
+    p.block_on(async {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let err = TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    });
+});
+
+driver_test!(split_halves_work_concurrently, |p| {
+    p.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // Echo server: one task reads, another writes, through the split halves.
+        let (mut rd, mut wr) = server.into_split();
+        let echo =
+            proactor::spawn(async move { proactor::io::copy(&mut rd, &mut wr).await.unwrap() });
+        // The client writes 1 MiB while reading the echo concurrently.
+        let payload: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        let (crd, cwr) = client.into_split();
+        let expect = payload.clone();
+        let reader = proactor::spawn(async move {
+            let (res, buf) = read_exact(&mut &crd, Vec::with_capacity(expect.len())).await;
+            res.unwrap();
+            assert!(buf == expect);
+        });
+        let (res, _) = write_all(&mut &cwr, payload).await;
+        res.unwrap();
+        reader.await.unwrap();
+        cwr.shutdown(Shutdown::Write).await.unwrap();
+        assert_eq!(echo.await.unwrap(), 1 << 20);
+    });
+});
+
+driver_test!(udp_round_trip, |p| {
+    p.block_on(async {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        for i in 0..20u8 {
+            let msg = vec![i; 1 + i as usize * 50];
+            let (res, _) = a.send_to(msg.clone(), b_addr).await;
+            assert_eq!(res.unwrap(), msg.len());
+            let (res, buf) = b.recv_from(Vec::with_capacity(2048)).await;
+            let (n, from) = res.unwrap();
+            assert_eq!(from, a_addr);
+            assert_eq!(n, msg.len());
+            assert_eq!(buf, msg);
+        }
+        // A datagram longer than the buffer is truncated, never overflows it.
+        let (res, _) = a.send_to(vec![9u8; 100], b_addr).await;
+        res.unwrap();
+        let (res, buf) = b.recv_from(Vec::with_capacity(10)).await;
+        assert_eq!(res.unwrap().0, buf.len());
+        assert!(buf.len() <= 10 && buf.iter().all(|&x| x == 9));
+        // Connected: send/recv without addresses.
+        a.connect(b_addr).await.unwrap();
+        b.connect(a_addr).await.unwrap();
+        assert_eq!(a.peer_addr().unwrap(), b_addr);
+        let (res, _) = a.send(b"connected".as_slice()).await;
+        res.unwrap();
+        let (res, buf) = b.recv(Vec::with_capacity(64)).await;
+        assert_eq!(res.unwrap(), 9);
+        assert_eq!(buf, b"connected");
+    });
+});
+
+driver_test!(unix_round_trip, |p| {
+    p.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let client = UnixStream::connect(&path).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let expect = data.clone();
+        let sender = proactor::spawn(async move {
+            let (res, _) = write_all(&mut &client, data).await;
+            res.unwrap();
+            client.shutdown(Shutdown::Write).await.unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        loop {
+            let (res, buf) = server.read(Vec::with_capacity(8192)).await;
+            if res.unwrap() == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf);
+        }
+        assert!(got == expect);
+        drop(sender.await.unwrap());
+        // A missing socket path is a clear error naming the path.
+        let err = UnixStream::connect(dir.path().join("missing")).await.err().unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("missing"), "{err}");
+        // Pairs work too.
+        let (x, y) = UnixStream::pair().unwrap();
+        let (res, _) = x.write(b"pair".as_slice()).await;
+        res.unwrap();
+        let (res, buf) = y.read(Vec::with_capacity(4)).await;
+        assert_eq!(res.unwrap(), 4);
+        assert_eq!(buf, b"pair");
+    });
+});
