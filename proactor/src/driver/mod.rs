@@ -58,6 +58,9 @@ impl Token {
 pub(crate) struct Completion {
     pub(crate) token: Token,
     pub(crate) result: i32,
+    /// The CQE's flags (the buffer id of a buffer-select receive, `IORING_CQE_F_MORE`, ...);
+    /// 0 from drivers that have none.
+    pub(crate) flags: u32,
 }
 
 /// An operation as a driver sees it: how to express it for each backend.
@@ -65,6 +68,9 @@ pub(crate) trait RawOp {
     fn uring_entry(&mut self) -> io_uring::squeue::Entry;
     fn emulation(&self) -> Emulation;
     fn perform(&mut self, nowait: bool) -> io::Result<u32>;
+    /// Receives the completion's flags just before the result is delivered (a buffer-select
+    /// receive learns its buffer id here). Most operations ignore them.
+    fn set_cqe_flags(&mut self, _flags: u32) {}
 }
 
 /// A pointer to an operation owned by the run loop, valid from `push` until its completion has

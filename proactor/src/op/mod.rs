@@ -71,6 +71,11 @@ pub trait OpCode: 'static {
     /// value an io_uring CQE would carry.
     fn perform(&mut self, nowait: bool) -> io::Result<u32>;
 
+    /// Receives the io_uring completion's flags (`cqe.flags()`) when they are not zero, just
+    /// before [`OpCode::complete`]: a buffer-select receive learns which provided buffer the
+    /// kernel filled. The default ignores them.
+    fn set_cqe_flags(&mut self, _flags: u32) {}
+
     /// Turns the driver's raw result (`cqe.result()`, already split into `Ok`/`Err`) into the
     /// output, handing back every owned resource.
     fn complete(self, res: io::Result<u32>) -> Self::Output;

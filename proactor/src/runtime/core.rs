@@ -180,6 +180,12 @@ impl Core {
             return;
         }
         self.in_flight.set(self.in_flight.get() - 1);
+        if c.flags != 0 {
+            let op = self.ops.borrow()[key].op;
+            // SAFETY: the driver has returned this operation's completion, so neither it nor the
+            // kernel touches the box any more, and no other reference to it is live here.
+            unsafe { (*op.as_ptr()).set_cqe_flags(c.flags) };
+        }
         self.finish(key, c.result);
         self.admit();
     }

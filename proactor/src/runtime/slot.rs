@@ -93,6 +93,9 @@ impl<O: OpCode> RawOp for Plain<O> {
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
         self.0.perform(nowait)
     }
+    fn set_cqe_flags(&mut self, flags: u32) {
+        self.0.set_cqe_flags(flags)
+    }
 }
 
 impl<O: OpCode> ErasedOp for Plain<O> {
@@ -122,6 +125,9 @@ impl<O: OpCode, H: FnOnce(O::Output) + 'static> RawOp for WithHandler<O, H> {
     }
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
         self.op.perform(nowait)
+    }
+    fn set_cqe_flags(&mut self, flags: u32) {
+        self.op.set_cqe_flags(flags)
     }
 }
 

@@ -113,7 +113,11 @@ impl UringDriver {
                             rearm = true;
                         }
                     }
-                    u => out.push(Completion { token: Token(u), result: cqe.result() }),
+                    u => out.push(Completion {
+                        token: Token(u),
+                        result: cqe.result(),
+                        flags: cqe.flags(),
+                    }),
                 }
             }
         }
