@@ -35,8 +35,11 @@ pub mod fd;
 pub mod fs;
 pub mod io;
 pub mod net;
+pub mod offload;
 pub mod op;
 pub mod runtime;
+pub mod strand;
+pub mod threads;
 pub mod time;
 
 pub use buf::{IoBuf, IoBufMut};
