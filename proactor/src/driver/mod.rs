@@ -65,8 +65,14 @@ pub(crate) struct Completion {
 
 /// An operation as a driver sees it: how to express it for each backend.
 pub(crate) trait RawOp {
+    /// The io_uring submission entry.
     fn uring_entry(&mut self) -> io_uring::squeue::Entry;
+    /// How the epoll emulation waits before it calls `perform`.
     fn emulation(&self) -> Emulation;
+    /// The system call. With `nowait` it must not block (`WouldBlock` instead). It may run on a
+    /// blocking-pool thread, as the kernel would run it: it must only touch memory the
+    /// operation owns (its buffer, path, address, fd number), never state shared with the
+    /// run loop's thread.
     fn perform(&mut self, nowait: bool) -> io::Result<u32>;
     /// Receives the completion's flags just before the result is delivered (a buffer-select
     /// receive learns its buffer id here). Most operations ignore them.

@@ -1,0 +1,186 @@
+//! The blocking pool: a few threads that run the calls epoll cannot wait on (regular files,
+//! `openat`, `fsync`, `statx`) and post their completions to the same queue as everything else.
+//!
+//! A pool thread plays the kernel's part: it touches the operation only through the pointer it
+//! was handed, from the moment the job is taken until its completion is posted, and the run loop
+//! does not touch the operation in between. Threads start lazily (a proactor that never opens a
+//! file never starts one) and are bounded; past the bound, jobs queue in order. A job still
+//! queued can be cancelled; a running one cannot be interrupted and reports its real result.
+
+use super::super::{Completion, OpPtr, Token};
+use polling::Poller;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// Upper bound on pool threads per driver.
+pub(super) const MAX_THREADS: usize = 4;
+
+/// An operation handed to a pool thread.
+struct Job {
+    token: Token,
+    op: SendOp,
+}
+
+/// The operation pointer, moved to a pool thread.
+struct SendOp(OpPtr);
+
+// SAFETY: a job's operation is touched by exactly one thread at a time. The run loop promised
+// (`Driver::push`) not to move, free or touch it until its completion is returned; the driver's
+// own thread does not touch an operation once it is queued here (it only removes the job from the
+// queue, under the lock, when cancelling one that has not started). So the pool thread that takes
+// the job has exclusive access, exactly as the kernel has while it runs an io_uring operation, and
+// the completion it posts (behind a mutex, which orders its writes before the loop's reads) is
+// what hands the operation back. `perform` only uses memory the operation owns — its buffer, its
+// path, its fd number — which is why handing it to another thread is sound for the crate's
+// operations; `RawOp::perform` documents this requirement.
+unsafe impl Send for SendOp {}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    threads: usize,
+    idle: usize,
+    running: usize,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    done: Mutex<Vec<Completion>>,
+    poller: Arc<Poller>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means a thread panicked while holding it; the state stays usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The pool of one epoll driver.
+pub(super) struct Pool {
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// A pool that wakes `poller` whenever it posts a completion.
+    pub(super) fn new(poller: Arc<Poller>) -> Pool {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            done: Mutex::new(Vec::new()),
+            poller,
+        });
+        Pool { shared, handles: Vec::new() }
+    }
+
+    /// Queues `op`, starting a thread if none is idle and the bound allows. Returns false if no
+    /// thread exists and none could be started (the caller then performs the call itself).
+    pub(super) fn submit(&mut self, token: Token, op: OpPtr) -> bool {
+        let mut st = self.shared.lock();
+        if st.idle == 0 && st.threads < MAX_THREADS {
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("proactor-blocking".into())
+                .spawn(move || worker(&shared));
+            match spawned {
+                Ok(handle) => {
+                    st.threads += 1;
+                    self.handles.push(handle);
+                }
+                Err(e) if st.threads == 0 => {
+                    tracing::warn!("cannot start a blocking-pool thread: {e}");
+                    return false;
+                }
+                Err(_) => {}
+            }
+        }
+        st.jobs.push_back(Job { token, op: SendOp(op) });
+        drop(st);
+        self.shared.work.notify_one();
+        true
+    }
+
+    /// Removes a job that has not started. False if it is running (or already finished).
+    pub(super) fn cancel(&mut self, token: Token) -> bool {
+        let mut st = self.shared.lock();
+        match st.jobs.iter().position(|j| j.token == token) {
+            Some(i) => {
+                st.jobs.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves the completions posted by pool threads to `out`.
+    pub(super) fn drain(&self, out: &mut Vec<Completion>) {
+        let mut done = self.shared.done.lock().unwrap_or_else(|p| p.into_inner());
+        out.append(&mut done);
+    }
+}
+
+impl Drop for Pool {
+    /// Stops the threads. Idle threads are joined; a thread still inside a call that never
+    /// returned (the run loop gave up on it and leaked its operation) is left to finish alone.
+    fn drop(&mut self) {
+        let running = {
+            let mut st = self.shared.lock();
+            st.shutdown = true;
+            st.jobs.clear();
+            st.running
+        };
+        self.shared.work.notify_all();
+        if running > 0 {
+            tracing::warn!("{running} blocking call(s) still running at shutdown; not waiting");
+            return;
+        }
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn worker(shared: &Shared) {
+    let mut st = shared.lock();
+    loop {
+        if st.shutdown {
+            st.threads -= 1;
+            return;
+        }
+        let Some(job) = st.jobs.pop_front() else {
+            st.idle += 1;
+            st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.idle -= 1;
+            continue;
+        };
+        st.running += 1;
+        drop(st);
+        let result = run(job.op);
+        shared
+            .done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Completion { token: job.token, result, flags: 0 });
+        let _ = shared.poller.notify();
+        st = shared.lock();
+        st.running -= 1;
+    }
+}
+
+/// Performs the call, blocking, absorbing `EINTR`.
+fn run(op: SendOp) -> i32 {
+    // SAFETY: this thread has exclusive access to the operation until it posts the completion
+    // (see `SendOp`); the pointer is valid until then by the `Driver::push` contract.
+    let op = unsafe { &mut *op.0 .0.as_ptr() };
+    loop {
+        match op.perform(false) {
+            Ok(n) => return n.min(i32::MAX as u32) as i32,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return -e.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+}
