@@ -16,6 +16,7 @@ use std::time::Duration;
 mod fd;
 mod net;
 mod nop;
+mod path;
 mod rw;
 mod timeout;
 mod udp;
@@ -23,6 +24,7 @@ mod udp;
 pub use fd::{Close, Fsync, OpenAt, Statx};
 pub use net::{Accept, Connect, Recv, Send, Shutdown};
 pub use nop::Nop;
+pub use path::{MkdirAt, RenameAt, UnlinkAt};
 pub use rw::{Read, Readv, Write, Writev};
 pub use timeout::Timeout;
 pub use udp::{RecvFrom, SendTo};
@@ -121,11 +123,22 @@ impl std::error::Error for OpError {
 /// Operation errors wrap the OS error to name the operation, which hides it from
 /// `io::Error::raw_os_error`; this looks through the wrapper.
 pub fn raw_os_error(err: &io::Error) -> Option<i32> {
-    err.raw_os_error().or_else(|| {
-        err.get_ref()
-            .and_then(|e| e.downcast_ref::<OpError>())
-            .and_then(|e| e.source.raw_os_error())
-    })
+    if let Some(code) = err.raw_os_error() {
+        return Some(code);
+    }
+    // Walk the chain of wrapped errors (an `OpError`, or context such as a path or address
+    // added by the I/O types): the first OS error found is the one.
+    let mut next: Option<&(dyn std::error::Error + 'static)> = err.get_ref().map(|e| e as _);
+    while let Some(e) = next {
+        next = match e.downcast_ref::<io::Error>() {
+            Some(io) => match io.raw_os_error() {
+                Some(code) => return Some(code),
+                None => io.get_ref().map(|e| e as _),
+            },
+            None => e.source(),
+        };
+    }
+    None
 }
 
 /// Converts a libc return value (`-1` and `errno` on failure) into an `io::Result`.

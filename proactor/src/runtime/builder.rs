@@ -92,6 +92,7 @@ impl Builder {
             generation: Cell::new(0),
             now: Cell::new(Instant::now()),
             completions: RefCell::new(Vec::with_capacity(self.ring.entries as usize * 2)),
+            local: RefCell::new(Vec::new()),
             executor: Executor::new(notifier.clone()),
             panics: PanicPolicy { abort: self.abort_on_panic, hook: self.panic_hook },
             stopped: Cell::new(false),

@@ -29,6 +29,9 @@ pub(crate) struct Core {
     /// The loop's clock, read once per turn: cheap timestamps for in-flight tracking.
     pub(crate) now: Cell<Instant>,
     pub(crate) completions: RefCell<Vec<Completion>>,
+    /// Results decided by the loop itself (an operation cancelled before admission), delivered
+    /// in the next turn like any completion.
+    pub(crate) local: RefCell<Vec<Completion>>,
     pub(crate) executor: Executor,
     pub(crate) panics: PanicPolicy,
     pub(crate) stopped: Cell<bool>,
@@ -63,7 +66,9 @@ impl Core {
         };
         let key = self.ops.borrow_mut().insert(slot);
         let token = Token::new(key, generation);
-        if self.max_in_flight.is_some_and(|cap| self.in_flight.get() >= cap) {
+        // Past the cap, or behind others already waiting: operations are admitted in order.
+        let full = self.max_in_flight.is_some_and(|cap| self.in_flight.get() >= cap);
+        if full || !self.admission.borrow().is_empty() {
             self.admission.borrow_mut().push_back(key);
         } else {
             self.push_to_driver(key);
@@ -101,18 +106,27 @@ impl Core {
     }
 
     /// Asks for early completion of the operation. An operation still waiting for admission
-    /// completes at once with `ECANCELED`, without ever reaching the kernel.
+    /// leaves the queue without ever reaching the kernel and completes with `ECANCELED` in the
+    /// next turn — not inside this call, so a handler never runs re-entrantly from `cancel`.
     pub(crate) fn cancel(&self, token: Token) {
         let Some(key) = self.live_key(token) else { return };
-        let submitted = self.ops.borrow()[key].submitted;
-        if submitted {
-            if !matches!(self.ops.borrow()[key].state, Lifecycle::Done(_)) {
-                self.driver.borrow_mut().cancel(token);
-            }
+        let (submitted, done) = {
+            let ops = self.ops.borrow();
+            (ops[key].submitted, matches!(ops[key].state, Lifecycle::Done(_)))
+        };
+        if done {
             return;
         }
-        self.admission.borrow_mut().retain(|&k| k != key);
-        self.finish(key, -libc::ECANCELED);
+        if submitted {
+            self.driver.borrow_mut().cancel(token);
+            return;
+        }
+        let mut admission = self.admission.borrow_mut();
+        if let Some(pos) = admission.iter().position(|&k| k == key) {
+            admission.remove(pos);
+            drop(admission);
+            self.local.borrow_mut().push(Completion { token, result: -libc::ECANCELED, flags: 0 });
+        }
     }
 
     /// A future gave up on its operation. If the kernel may still touch the memory, the box is
@@ -155,7 +169,7 @@ impl Core {
     ) -> Option<(i32, Box<dyn ErasedOp>)> {
         let key = token.key();
         let mut ops = self.ops.borrow_mut();
-        let slot = ops.get_mut(key)?;
+        let slot = ops.get_mut(key).filter(|s| s.generation == token.generation())?;
         match &mut slot.state {
             Lifecycle::Done(res) => {
                 let res = *res;
@@ -285,21 +299,24 @@ impl Core {
                 break;
             }
         }
-        let mut ops = self.ops.borrow_mut();
+        // Take the slots out first: dropping an output runs user code (a buffer's or a
+        // handler's destructor), which must not find the slab borrowed.
+        let slots: Vec<_> = self.ops.borrow_mut().drain().collect();
         let mut leaked = 0;
-        for slot in ops.drain() {
-            match slot.state {
-                Lifecycle::Done(res) => {
-                    // SAFETY: completed, so no driver holds the pointer.
+        for slot in slots {
+            let res = match slot.state {
+                Lifecycle::Done(res) => Some(res),
+                _ if !slot.submitted => Some(-libc::ECANCELED),
+                _ => None,
+            };
+            match res {
+                Some(res) => {
+                    // SAFETY: completed or never submitted, so no driver holds the pointer.
                     let op = unsafe { slot.take_op() };
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op.discard(res)))
-                        .is_err()
-                    {
-                        tracing::error!("a buffer's destructor panicked during shutdown");
-                    }
+                    self.guard_user_code("shutdown", || op.discard(res));
                 }
                 // Still owned by the kernel: leak rather than free memory it may write.
-                _ => leaked += 1,
+                None => leaked += 1,
             }
         }
         if leaked > 0 {

@@ -33,6 +33,8 @@ pub(crate) struct UringDriver {
     backlog: Vec<Completion>,
     waker: Arc<EventFd>,
     wake_armed: bool,
+    /// The kernel's count of dropped completions, last seen.
+    dropped: u32,
 }
 
 impl UringDriver {
@@ -47,6 +49,7 @@ impl UringDriver {
             backlog: Vec::new(),
             waker,
             wake_armed: false,
+            dropped: 0,
         })
     }
 
@@ -59,7 +62,7 @@ impl UringDriver {
         loop {
             // SAFETY: every pointer inside the entries refers to memory the run loop keeps alive
             // and unmoved until the completion is reaped (the `Driver::push` contract), or to
-            // `pending_specs`, which lives until the next submit.
+            // `pending_specs`, which lives until the kernel has consumed every queued entry.
             let pushed = unsafe { self.ring.submission().push_multiple(entries) };
             if pushed.is_ok() {
                 return;
@@ -69,7 +72,9 @@ impl UringDriver {
         }
     }
 
-    /// Submits everything queued without waiting, absorbing transient errors.
+    /// Submits everything queued without waiting, absorbing transient errors, then moves the
+    /// completions already posted to the backlog so that a long burst of submissions (far more
+    /// than the ring holds) does not overflow the completion queue.
     fn flush(&mut self) {
         loop {
             match self.ring.submit() {
@@ -77,12 +82,26 @@ impl UringDriver {
                 Err(e) => {
                     if !self.absorb(&e) {
                         tracing::error!("io_uring submit failed: {e}");
+                        // Give the kernel a moment before the caller retries.
+                        std::thread::yield_now();
                         break;
                     }
                 }
             }
         }
-        self.pending_specs.clear();
+        self.release_specs();
+        let mut reaped = std::mem::take(&mut self.backlog);
+        self.reap(&mut reaped);
+        self.backlog = reaped;
+    }
+
+    /// Frees the linked timeouts' timespecs once the kernel has consumed every queued entry
+    /// (it copies a timespec when it prepares the entry). A submission the kernel cut short
+    /// leaves entries queued; their timespecs then stay until a later submit takes them.
+    fn release_specs(&mut self) {
+        if !self.pending_specs.is_empty() && self.ring.submission().is_empty() {
+            self.pending_specs.clear();
+        }
     }
 
     /// Handles an `io_uring_enter` error the driver can recover from; false if it cannot.
@@ -104,6 +123,17 @@ impl UringDriver {
         let mut rearm = false;
         {
             let cq = self.ring.completion();
+            let dropped = cq.overflow();
+            if dropped != self.dropped {
+                // Only possible without IORING_FEAT_NODROP (kernels before 5.5) or when the
+                // kernel could not allocate an overflow entry: say so loudly.
+                tracing::error!(
+                    "io_uring dropped {} completion(s): the completion queue overflowed",
+                    dropped.wrapping_sub(self.dropped)
+                );
+                self.dropped = dropped;
+            }
+            out.reserve(cq.len());
             for cqe in cq {
                 match cqe.user_data() {
                     u if u == Token::INTERNAL.0 => {}
@@ -166,13 +196,22 @@ impl Driver for UringDriver {
         out: &mut Vec<Completion>,
     ) -> io::Result<()> {
         out.append(&mut self.backlog);
-        let block = block && out.is_empty();
+        let block = block && out.is_empty() && self.ring.completion().is_empty();
         if block {
             self.arm_waker();
         }
         loop {
             let res = match (block, timeout) {
-                (false, _) => self.ring.submit(),
+                (false, _) => {
+                    let sq = self.ring.submission();
+                    if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
+                        // Nothing to submit and no deferred completion work: the completions
+                        // already posted are read without a system call.
+                        break;
+                    }
+                    drop(sq);
+                    self.ring.submit()
+                }
                 (true, None) => self.ring.submit_and_wait(1),
                 (true, Some(t)) => {
                     let spec = types::Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
@@ -182,14 +221,15 @@ impl Driver for UringDriver {
             };
             match res {
                 Ok(_) => break,
+                // The timeout passed, or a signal interrupted the wait: return what there is.
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => break,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => break,
                 Err(e) => {
                     if !self.absorb(&e) {
+                        self.release_specs();
                         return Err(e);
                     }
-                    out.append(&mut self.backlog);
-                    if !out.is_empty() {
+                    if !self.backlog.is_empty() {
                         // Completions are waiting; submit the rest without blocking.
                         self.flush();
                         break;
@@ -197,7 +237,8 @@ impl Driver for UringDriver {
                 }
             }
         }
-        self.pending_specs.clear();
+        self.release_specs();
+        out.append(&mut self.backlog);
         self.reap(out);
         Ok(())
     }

@@ -63,8 +63,9 @@ pub(super) fn build_ring(config: &RingConfig) -> io::Result<(IoUring, RingConfig
 
 fn try_build(config: &RingConfig) -> io::Result<IoUring> {
     let mut builder = IoUring::builder();
-    let cq = if config.cq_entries == 0 { config.entries * 2 } else { config.cq_entries };
-    builder.setup_cqsize(cq.max(config.entries)).setup_clamp();
+    let cq =
+        if config.cq_entries == 0 { config.entries.saturating_mul(2) } else { config.cq_entries };
+    builder.setup_cqsize(cq.max(config.entries).max(2)).setup_clamp();
     if config.single_issuer {
         builder.setup_single_issuer();
     }
@@ -76,5 +77,6 @@ fn try_build(config: &RingConfig) -> io::Result<IoUring> {
     if let Some(idle) = config.sqpoll_idle_ms {
         builder.setup_sqpoll(idle);
     }
-    builder.build(config.entries.max(1))
+    // Two entries at least: an operation with a deadline is pushed as a linked pair.
+    builder.build(config.entries.max(2))
 }
