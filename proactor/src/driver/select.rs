@@ -4,7 +4,8 @@ use super::epoll::EpollDriver;
 use super::uring::{RingConfig, UringDriver};
 use super::{Completion, Driver, Notifier, OpPtr, Token};
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The driver in use.
@@ -68,19 +69,44 @@ pub(crate) enum AnyDriver {
     Epoll(EpollDriver),
 }
 
-/// Why io_uring is not usable here, in plain words; `None` if it is.
-pub(crate) fn uring_unusable(config: &RingConfig) -> Option<String> {
-    if let Err(e) = UringDriver::new(config) {
-        return Some(explain_setup_error(&e));
+/// Which required opcodes the kernel lacks, probed once per process (the kernel's opcode table
+/// does not change while it runs); `Err` says why the probe itself failed.
+fn missing_opcodes() -> Result<&'static [&'static str], String> {
+    static PROBE: OnceLock<Result<Vec<&'static str>, String>> = OnceLock::new();
+    match PROBE.get_or_init(|| {
+        super::uring::probe_kernel()
+            .map(|p| p.missing_required())
+            .map_err(|e| format!("the io_uring opcode probe failed: {}", explain_setup_error(&e)))
+    }) {
+        Ok(missing) => Ok(missing),
+        Err(why) => Err(why.clone()),
     }
-    match super::uring::probe_kernel() {
-        Err(e) => Some(format!("io_uring probe failed: {e}")),
-        Ok(p) => {
-            let missing = p.missing_required();
-            (!missing.is_empty())
-                .then(|| format!("the kernel lacks io_uring opcode(s) {}", missing.join(", ")))
-        }
+}
+
+/// Sets up io_uring and checks every opcode the proactor uses; `Err` is why not, in plain words.
+pub(crate) fn open_uring(config: &RingConfig) -> Result<UringDriver, String> {
+    let driver = UringDriver::new(config).map_err(|e| explain_setup_error(&e))?;
+    let missing = missing_opcodes()?;
+    if !missing.is_empty() {
+        return Err(format!("the kernel lacks io_uring opcode(s) {}", missing.join(", ")));
     }
+    Ok(driver)
+}
+
+/// The `Seccomp:` mode of this process (0 none, 1 strict, 2 filter), if the kernel says.
+fn seccomp_mode() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Seccomp:"))?;
+    line["Seccomp:".len()..].trim().parse().ok()
+}
+
+/// The soft `RLIMIT_MEMLOCK` in bytes (`None`: unlimited or unknown).
+fn memlock_limit() -> Option<u64> {
+    // SAFETY: an all-zero rlimit is a valid value for getrlimit to overwrite.
+    let mut lim = unsafe { std::mem::zeroed::<libc::rlimit>() };
+    // SAFETY: `lim` is a valid out-parameter.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
 /// Turns an `io_uring_setup` failure into the reason a user can act on.
@@ -89,22 +115,31 @@ pub(crate) fn explain_setup_error(e: &io::Error) -> String {
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(0);
+    let filtered = seccomp_mode() == Some(2);
     match e.raw_os_error() {
         Some(libc::EPERM) if disabled == 2 => {
-            "io_uring is disabled by kernel.io_uring_disabled=2".to_string()
+            "io_uring is disabled by the sysctl kernel.io_uring_disabled=2".to_string()
         }
-        Some(libc::EPERM) if disabled == 1 => {
-            "io_uring is restricted by kernel.io_uring_disabled=1 (process not in io_uring_group)"
-                .to_string()
-        }
+        Some(libc::EPERM) if disabled == 1 => "io_uring is restricted by the sysctl \
+             kernel.io_uring_disabled=1 and this process is not in kernel.io_uring_group"
+            .to_string(),
+        Some(libc::EPERM) | Some(libc::EACCES) | Some(libc::ENOSYS) if filtered => format!(
+            "io_uring_setup is blocked by a seccomp filter (a container's default profile \
+             does this) ({e})"
+        ),
         Some(libc::EPERM) | Some(libc::EACCES) => {
-            format!("io_uring_setup is blocked (seccomp or an LSM policy): {e}")
+            format!("io_uring_setup is refused by a security policy (seccomp or an LSM) ({e})")
         }
-        Some(libc::ENOSYS) => {
-            format!("io_uring_setup is not available (kernel without io_uring, or blocked by seccomp): {e}")
-        }
-        Some(libc::ENOMEM) => format!("io_uring ring setup failed: memlock limit too low ({e})"),
-        _ => format!("io_uring setup failed: {e}"),
+        Some(libc::ENOSYS) => format!("this kernel has no io_uring ({e})"),
+        Some(libc::ENOMEM) => match memlock_limit() {
+            Some(lim) => format!(
+                "io_uring ring setup failed for lack of locked memory: memlock limit too low \
+                 (RLIMIT_MEMLOCK = {} KiB; raise it with `ulimit -l`) ({e})",
+                lim / 1024
+            ),
+            None => format!("io_uring ring setup failed: out of memory ({e})"),
+        },
+        _ => format!("io_uring setup failed ({e})"),
     }
 }
 
@@ -116,14 +151,23 @@ impl AnyDriver {
     ) -> io::Result<(AnyDriver, Option<String>)> {
         match choice {
             DriverChoice::Epoll => Ok((AnyDriver::Epoll(EpollDriver::new()?), None)),
-            DriverChoice::Uring => match uring_unusable(config) {
-                None => Ok((AnyDriver::Uring(UringDriver::new(config)?), None)),
-                Some(why) => Err(io::Error::new(io::ErrorKind::Unsupported, why)),
+            DriverChoice::Uring => match open_uring(config) {
+                Ok(d) => Ok((AnyDriver::Uring(d), None)),
+                Err(why) => Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("the io_uring driver is unavailable: {why}"),
+                )),
             },
-            DriverChoice::Auto => match uring_unusable(config) {
-                None => Ok((AnyDriver::Uring(UringDriver::new(config)?), None)),
-                Some(why) => {
-                    tracing::warn!("falling back to the epoll driver: {why}");
+            DriverChoice::Auto => match open_uring(config) {
+                Ok(d) => Ok((AnyDriver::Uring(d), None)),
+                Err(why) => {
+                    // Once per process: a program that builds many proactors warns once.
+                    static WARNED: AtomicBool = AtomicBool::new(false);
+                    if !WARNED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!("io_uring unavailable, using the epoll driver: {why}");
+                    } else {
+                        tracing::debug!("io_uring unavailable, using the epoll driver: {why}");
+                    }
                     Ok((AnyDriver::Epoll(EpollDriver::new()?), Some(why)))
                 }
             },
