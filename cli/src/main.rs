@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod cmd;
+mod copy;
 mod http;
 
 /// Completion-based async I/O on io_uring (with an epoll fallback), and what you can build on it.

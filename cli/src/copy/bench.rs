@@ -1,0 +1,1 @@
+//! Benchmark of `proactor copy` against `cp` (called by `proactor bench`).

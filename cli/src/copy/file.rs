@@ -1,0 +1,424 @@
+//! Copying one regular file: `--depth` reads and writes in flight at once, each on its own
+//! block-sized chunk at its own offset, completing in any order. Each chunk is written at the
+//! offset it was read from, so the copy is assembled correctly whatever the completion order.
+//!
+//! The data goes to a [`Staged`] temporary file; metadata (permissions, modification time) is
+//! applied to it, it is synced, optionally verified against per-chunk SHA-256 hashes of the
+//! source, and only then published over DST.
+
+use super::alignbuf::{AlignedBuf, ALIGN};
+use super::extents::{self, Chunk};
+use super::progress::Progress;
+use super::staging::Staged;
+use super::{interrupted, CopyError};
+use proactor::buf::IoBuf;
+use proactor::op::{self, Fsync, OpenAt, Read, Statx, Write};
+use sha2::{Digest, Sha256};
+use std::cell::{Cell, RefCell};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// How one file is copied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Bytes per read / write.
+    pub block: usize,
+    /// Operations (chunks) in flight at once.
+    pub depth: usize,
+    /// `O_DIRECT` on both files.
+    pub direct: bool,
+    /// Re-read the copy and compare hashes before publishing it.
+    pub verify: bool,
+    /// Sync and publish the file at once (a single copy); `false` leaves both to the caller
+    /// (a tree copy syncs the whole filesystem once, then publishes every file).
+    pub publish: bool,
+}
+
+/// What the source looked like when it was opened.
+pub struct SourceInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Device and inode: identifies the file.
+    pub id: (u64, u64),
+    atime: libc::timespec,
+    mtime: libc::timespec,
+}
+
+/// The metadata of an open descriptor.
+pub async fn stat_fd(fd: RawFd) -> io::Result<libc::statx> {
+    proactor::submit(Statx::fd(fd)).await
+}
+
+/// Device and inode of a `statx` record.
+pub fn file_id(st: &libc::statx) -> (u64, u64) {
+    (libc::makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino)
+}
+
+fn ts(t: &libc::statx_timestamp) -> libc::timespec {
+    libc::timespec { tv_sec: t.tv_sec, tv_nsec: t.tv_nsec as _ }
+}
+
+/// Opens the source for reading and checks it is a regular file.
+pub async fn open_source(src: &Path, direct: bool) -> Result<(Rc<OwnedFd>, SourceInfo), CopyError> {
+    let flags = libc::O_RDONLY | if direct { libc::O_DIRECT } else { 0 };
+    let open = OpenAt::new(libc::AT_FDCWD, src, flags, 0)
+        .map_err(|e| CopyError::io(format!("cannot open source '{}'", src.display()), e))?;
+    let fd = proactor::submit(open).await.map_err(|e| {
+        if direct && op::raw_os_error(&e) == Some(libc::EINVAL) {
+            CopyError::DirectRefused(src.to_path_buf())
+        } else {
+            CopyError::io(format!("cannot open source '{}'", src.display()), e)
+        }
+    })?;
+    let st = stat_fd(fd.as_raw_fd())
+        .await
+        .map_err(|e| CopyError::io(format!("cannot stat source '{}'", src.display()), e))?;
+    let kind = st.stx_mode as u32 & libc::S_IFMT;
+    if kind == libc::S_IFDIR {
+        return Err(CopyError::msg(format!(
+            "source '{}' is a directory (use -r to copy a tree)",
+            src.display()
+        )));
+    }
+    if kind != libc::S_IFREG {
+        return Err(CopyError::msg(format!("source '{}' is not a regular file", src.display())));
+    }
+    let info = SourceInfo {
+        size: st.stx_size,
+        mode: st.stx_mode as u32 & 0o7777,
+        id: file_id(&st),
+        atime: ts(&st.stx_atime),
+        mtime: ts(&st.stx_mtime),
+    };
+    Ok((Rc::new(fd), info))
+}
+
+/// Everything the workers of one file share.
+struct Job {
+    src: Rc<OwnedFd>,
+    dst: Rc<OwnedFd>,
+    size: u64,
+    chunks: Vec<Chunk>,
+    next: Cell<usize>,
+    direct: bool,
+    /// SHA-256 of each chunk of the source, when verifying.
+    hashes: Option<RefCell<Vec<[u8; 32]>>>,
+    error: RefCell<Option<CopyError>>,
+    src_path: PathBuf,
+    dst_path: PathBuf,
+    progress: Progress,
+}
+
+impl Job {
+    fn fail(&self, e: CopyError) {
+        let mut slot = self.error.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+    /// The next chunk to work on, or `None` when all are taken or the copy failed.
+    fn take(&self) -> Option<(usize, Chunk)> {
+        if self.error.borrow().is_some() {
+            return None;
+        }
+        if interrupted() {
+            self.fail(CopyError::Interrupted);
+            return None;
+        }
+        let i = self.next.get();
+        let c = *self.chunks.get(i)?;
+        self.next.set(i + 1);
+        Some((i, c))
+    }
+    /// Bytes of `c` that lie inside the file (a direct-I/O chunk may reach past the end).
+    fn data_len(&self, c: Chunk) -> usize {
+        (c.len as u64).min(self.size.saturating_sub(c.offset)) as usize
+    }
+    fn read_error(&self, e: io::Error) -> CopyError {
+        if self.direct && op::raw_os_error(&e) == Some(libc::EINVAL) {
+            return CopyError::DirectRefused(self.src_path.clone());
+        }
+        CopyError::io(format!("error reading '{}'", self.src_path.display()), e)
+    }
+    fn write_error(&self, e: io::Error) -> CopyError {
+        if self.direct && op::raw_os_error(&e) == Some(libc::EINVAL) {
+            return CopyError::DirectRefused(self.dst_path.clone());
+        }
+        CopyError::io(format!("error writing '{}'", self.dst_path.display()), e)
+    }
+}
+
+/// Reads `want` bytes at `offset` into the start of `buf`, continuing after short reads.
+/// Returns the buffer and the count read (less than `want` only at end of file).
+async fn read_full(
+    fd: &Rc<OwnedFd>,
+    mut buf: AlignedBuf,
+    offset: u64,
+    want: usize,
+    request: usize,
+) -> (io::Result<usize>, AlignedBuf) {
+    let mut got = 0;
+    while got < want {
+        let (res, slice) =
+            proactor::submit(Read::at(fd.clone(), buf.slice(got..request), offset + got as u64))
+                .await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if op::raw_os_error(&e) == Some(libc::EINTR) => {}
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(got), buf)
+}
+
+/// Writes `buf[..len]` at `offset`, continuing after short writes.
+async fn write_full(
+    fd: &Rc<OwnedFd>,
+    mut buf: AlignedBuf,
+    offset: u64,
+    len: usize,
+) -> (io::Result<()>, AlignedBuf) {
+    let mut done = 0;
+    while done < len {
+        let (res, slice) =
+            proactor::submit(Write::at(fd.clone(), buf.slice(done..len), offset + done as u64))
+                .await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) => return (Err(io::Error::from(io::ErrorKind::WriteZero)), buf),
+            Ok(n) => done += n,
+            Err(e) if op::raw_os_error(&e) == Some(libc::EINTR) => {}
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}
+
+/// One worker: takes chunks until none are left; reads each from the source and writes it to
+/// the copy at the same offset.
+async fn copy_worker(job: Rc<Job>, mut buf: AlignedBuf) {
+    while let Some((i, c)) = job.take() {
+        let want = job.data_len(c);
+        let (res, b) = read_full(&job.src, buf, c.offset, want, c.len).await;
+        buf = b;
+        let got = match res {
+            Ok(n) => n,
+            Err(e) => return job.fail(job.read_error(e)),
+        };
+        if got < want {
+            return job.fail(CopyError::msg(format!(
+                "source '{}' shrank while it was being copied",
+                job.src_path.display()
+            )));
+        }
+        if let Some(h) = &job.hashes {
+            h.borrow_mut()[i] = Sha256::digest(&buf.as_slice()[..got]).into();
+        }
+        // Direct I/O writes whole blocks: zero the tail past the end of the file (it is
+        // truncated away afterwards).
+        let len = if job.direct {
+            buf.as_mut_slice()[got..c.len].fill(0);
+            c.len
+        } else {
+            got
+        };
+        let (res, b) = write_full(&job.dst, buf, c.offset, len).await;
+        buf = b;
+        if let Err(e) = res {
+            return job.fail(job.write_error(e));
+        }
+        job.progress.inc(got as u64);
+    }
+}
+
+/// One verifying worker: re-reads chunks of the copy and compares their hashes.
+async fn verify_worker(job: Rc<Job>, mut buf: AlignedBuf) {
+    while let Some((i, c)) = job.take() {
+        let want = job.data_len(c);
+        let (res, b) = read_full(&job.dst, buf, c.offset, want, c.len).await;
+        buf = b;
+        let got = match res {
+            Ok(n) => n,
+            Err(e) => {
+                let e = CopyError::io(format!("error re-reading '{}'", job.dst_path.display()), e);
+                return job.fail(e);
+            }
+        };
+        let hash: [u8; 32] = Sha256::digest(&buf.as_slice()[..got]).into();
+        let expected = job.hashes.as_ref().expect("verify has hashes").borrow()[i];
+        if got < want || hash != expected {
+            return job
+                .fail(CopyError::VerifyFailed { dst: job.dst_path.clone(), offset: c.offset });
+        }
+        job.progress.inc(got as u64);
+    }
+}
+
+/// Runs `workers` copies of a worker over the job's chunks and waits for all of them.
+async fn run_workers(job: &Rc<Job>, workers: usize, block: usize, verify: bool) {
+    let mut handles = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let buf = AlignedBuf::new(block);
+        let job = job.clone();
+        handles.push(if verify {
+            proactor::spawn(verify_worker(job, buf))
+        } else {
+            proactor::spawn(copy_worker(job, buf))
+        });
+    }
+    for h in handles {
+        if h.await.is_err() {
+            job.fail(CopyError::msg("a copy worker panicked".to_string()));
+        }
+    }
+}
+
+fn sys(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Test hook: `PROACTOR_COPY_FAULT=flip-byte` corrupts one byte of the written copy after it
+/// was synced and before it is verified, so a test can prove `--verify` catches corruption.
+fn inject_fault(fd: RawFd, size: u64) {
+    if size == 0 || std::env::var("PROACTOR_COPY_FAULT").as_deref() != Ok("flip-byte") {
+        return;
+    }
+    let at = (size / 2) as libc::off_t;
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is a valid one-byte buffer for both calls.
+    unsafe {
+        if libc::pread(fd, b.as_mut_ptr().cast(), 1, at) == 1 {
+            b[0] ^= 0xff;
+            libc::pwrite(fd, b.as_ptr().cast(), 1, at);
+        }
+    }
+}
+
+/// Copies the open source to `dst_name` in the directory `dir`. With `settings.publish` the
+/// copy is synced and renamed over DST and `None` returned; otherwise the staged file is handed
+/// back, its data written but neither synced nor published.
+#[allow(clippy::too_many_arguments)]
+pub async fn copy_open(
+    src: Rc<OwnedFd>,
+    info: &SourceInfo,
+    src_path: &Path,
+    dir: Rc<OwnedFd>,
+    dst_name: &OsStr,
+    dst_path: &Path,
+    settings: &Settings,
+    progress: &Progress,
+) -> Result<Option<Staged>, CopyError> {
+    let dst_err =
+        |what: &str, e: io::Error| CopyError::io(format!("{what} '{}'", dst_path.display()), e);
+    let extra = if settings.direct { libc::O_DIRECT } else { 0 };
+    let mut staged =
+        Staged::create(dir.clone(), dst_name, settings.publish, extra).await.map_err(|e| {
+            if settings.direct && op::raw_os_error(&e) == Some(libc::EINVAL) {
+                CopyError::DirectRefused(dst_path.to_path_buf())
+            } else {
+                dst_err("cannot create a temporary file for", e)
+            }
+        })?;
+    let dst = staged.fd();
+
+    let extents = extents::data_extents(src.as_raw_fd(), info.size)
+        .map_err(|e| CopyError::io(format!("cannot map '{}'", src_path.display()), e))?;
+    let align = settings.direct.then_some(ALIGN as u64);
+    let chunks = extents::chunks(&extents, settings.block, align);
+    let workers = settings.depth.min(chunks.len()).max(1);
+    let block = settings.block.min(info.size.div_ceil(ALIGN as u64) as usize * ALIGN).max(ALIGN);
+    let hashes = settings.verify.then(|| RefCell::new(vec![[0u8; 32]; chunks.len()]));
+    let job = Rc::new(Job {
+        src,
+        dst: dst.clone(),
+        size: info.size,
+        chunks,
+        next: Cell::new(0),
+        direct: settings.direct,
+        hashes,
+        error: RefCell::new(None),
+        src_path: src_path.to_path_buf(),
+        dst_path: dst_path.to_path_buf(),
+        progress: progress.clone(),
+    });
+    if !job.chunks.is_empty() {
+        run_workers(&job, workers, block, false).await;
+    }
+    if let Some(e) = job.error.borrow_mut().take() {
+        return Err(e);
+    }
+
+    let fd = dst.as_raw_fd();
+    // The size (holes at the end, the direct-I/O tail), permissions and times of the source.
+    let last_end = job.chunks.last().map_or(0, |c| c.offset + c.len as u64);
+    if last_end != info.size {
+        // SAFETY: ftruncate takes no pointers.
+        sys(unsafe { libc::ftruncate(fd, info.size as libc::off_t) })
+            .map_err(|e| dst_err("cannot set the size of", e))?;
+    }
+    // SAFETY: fchmod takes no pointers.
+    sys(unsafe { libc::fchmod(fd, info.mode) })
+        .map_err(|e| dst_err("cannot set permissions of", e))?;
+    let times = [info.atime, info.mtime];
+    // SAFETY: `times` is an array of two timespecs, as futimens requires.
+    sys(unsafe { libc::futimens(fd, times.as_ptr()) })
+        .map_err(|e| dst_err("cannot set times of", e))?;
+
+    if !settings.publish {
+        staged.close().map_err(|e| dst_err("cannot stage", e))?;
+        return Ok(Some(staged));
+    }
+    progress.phase("syncing");
+    proactor::submit(Fsync::new(dst.clone())).await.map_err(|e| dst_err("cannot sync", e))?;
+    inject_fault(fd, info.size);
+
+    if settings.verify {
+        progress.phase("verifying");
+        // Drop the cached pages so the check reads what reached the device.
+        // SAFETY: posix_fadvise takes no pointers.
+        unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+        job.next.set(0);
+        if !job.chunks.is_empty() {
+            run_workers(&job, workers, block, true).await;
+        }
+        if let Some(e) = job.error.borrow_mut().take() {
+            return Err(e);
+        }
+    }
+    drop(job);
+    drop(dst);
+    staged.publish().map_err(|e| dst_err("cannot rename the copy to", e))?;
+    // Make the rename itself durable.
+    proactor::submit(Fsync::new(dir))
+        .await
+        .map_err(|e| dst_err("cannot sync the directory of", e))?;
+    Ok(None)
+}
+
+/// Describes an open failure of the destination directory.
+pub fn dir_error(dir: &Path, e: io::Error) -> CopyError {
+    match op::raw_os_error(&e) {
+        Some(libc::ENOENT) => {
+            CopyError::msg(format!("destination directory '{}' does not exist", dir.display()))
+        }
+        _ => CopyError::io(format!("cannot open destination directory '{}'", dir.display()), e),
+    }
+}
+
+/// Opens a directory as a handle for `*at` calls.
+pub async fn open_dir(dir: &Path) -> io::Result<Rc<OwnedFd>> {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+    let fd = proactor::submit(OpenAt::new(libc::AT_FDCWD, dir, flags, 0)?).await?;
+    Ok(Rc::new(fd))
+}
