@@ -17,7 +17,9 @@ mod fd;
 mod net;
 mod nop;
 mod path;
+mod poll;
 mod rw;
+mod splice;
 mod timeout;
 mod udp;
 
@@ -25,7 +27,9 @@ pub use fd::{Close, Fsync, OpenAt, Statx};
 pub use net::{Accept, Connect, Recv, Send, Shutdown};
 pub use nop::Nop;
 pub use path::{MkdirAt, RenameAt, UnlinkAt};
+pub use poll::PollReady;
 pub use rw::{Read, Readv, Write, Writev};
+pub use splice::Splice;
 pub use timeout::Timeout;
 pub use udp::{RecvFrom, SendTo};
 
