@@ -10,9 +10,12 @@
 //! error, so nothing is lost.
 
 mod buf_reader;
+mod context;
 mod copy;
 
 pub use buf_reader::{BufReader, LineTooLong};
+pub(crate) use context::context;
+pub use context::ContextError;
 pub use copy::copy;
 
 use crate::buf::{IoBuf, IoBufMut};

@@ -283,24 +283,5 @@ impl std::fmt::Debug for TcpListener {
 
 /// Adds the operation and address to an error, keeping its kind and OS error reachable.
 pub(crate) fn with_addr(err: io::Error, what: &str, addr: impl std::fmt::Display) -> io::Error {
-    io::Error::new(err.kind(), AddrError { what: format!("{what} {addr}"), source: err })
-}
-
-/// An error with the address it happened on.
-#[derive(Debug)]
-struct AddrError {
-    what: String,
-    source: io::Error,
-}
-
-impl std::fmt::Display for AddrError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.what, self.source)
-    }
-}
-
-impl std::error::Error for AddrError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
+    crate::io::context(err, format_args!("{what} {addr}"))
 }
