@@ -58,6 +58,11 @@ impl UringDriver {
         &self.effective
     }
 
+    /// The ring's register interface (provided-buffer rings are registered through it).
+    pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
+        self.ring.submitter()
+    }
+
     fn push_entries(&mut self, entries: &[squeue::Entry]) {
         loop {
             // SAFETY: every pointer inside the entries refers to memory the run loop keeps alive
