@@ -1,0 +1,440 @@
+//! The plumbing every `proactor` server shares (echo, chat, http, proxy): the common command-line
+//! options, binding and the `listening on` line, the accept loop with its connection cap, and a
+//! clean stop on SIGINT/SIGTERM with a grace period. A server only writes what it does with one
+//! connection.
+//!
+//! # Using it
+//!
+//! Flatten [`ServerOpts`] into the command's arguments and hand each connection to a closure:
+//!
+//! ```ignore
+//! #[derive(clap::Args)]
+//! pub struct Args {
+//!     #[command(flatten)]
+//!     server: crate::server::ServerOpts,
+//!     // ... the command's own options
+//! }
+//!
+//! pub fn run(args: Args) -> ExitCode {
+//!     let default: SocketAddr = "127.0.0.1:1234".parse().unwrap();
+//!     crate::server::serve("echo", &args.server, default, |stream, conn| async move {
+//!         // serve one connection; `conn` is dropped at the end, which frees its place
+//!         // under --max-conns. `conn.shutdown()` completes when the server is stopping.
+//!     })
+//! }
+//! ```
+//!
+//! [`serve`] spawns one task per connection. For the completion-handler front end use
+//! [`Server::bind`] then [`Server::run_handlers`]: the closure starts the first operation and
+//! moves the [`Conn`] into the handler chain, which drops it when the connection is done.
+//!
+//! # What the user sees
+//!
+//! - Options: `--listen ADDR` (default: the command's own), `--driver auto|uring|epoll` (default:
+//!   `$PROACTOR_DRIVER`, else auto), `--max-conns N` (default 10000), `--grace DURATION` (default
+//!   5s). Durations are written `250ms`, `5s`, `2m` or plain seconds (`1.5`).
+//! - Once the socket listens, stdout gets exactly one line `listening on <addr>` (the real port
+//!   when `--listen` asked for port 0), flushed at once so a script or test can read it.
+//! - A connection beyond `--max-conns` is accepted and closed at once (the client reads EOF), so it
+//!   is never left hanging in the backlog.
+//! - Accepted sockets get `TCP_NODELAY` (request/response traffic must not wait on Nagle).
+//! - SIGINT or SIGTERM: the listener closes (new connections are refused), every [`Conn`]'s
+//!   [`Conn::shutdown`] event fires, open connections get up to `--grace` to finish on their own,
+//!   then the process exits 0. A second signal ends the grace period at once.
+//! - Errors go to stderr; failing to bind or to start the driver exits 1.
+//!
+//! Everything runs on one thread: one proactor, one accept loop, all connections.
+
+mod event;
+mod signal;
+
+pub use event::{race, Either, Event};
+
+use event::ConnCount;
+use proactor::op::{self, raw_os_error};
+use proactor::{DriverChoice, Handle, Proactor};
+use signal::StopSignals;
+use socket2::{Domain, Socket, Type};
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Listen backlog: deep enough for a burst of a few thousand connects.
+const BACKLOG: i32 = 4096;
+
+/// How long the accept loop sleeps after running out of descriptors before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The options every server takes. Flatten into a command's `Args` with `#[command(flatten)]`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerOpts {
+    /// Address to listen on, e.g. 127.0.0.1:8080 or [::]:0 (port 0 picks a free port) [default: the command's own]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// I/O driver: auto, uring or epoll [default: $PROACTOR_DRIVER, else auto]
+    #[arg(long, value_name = "DRIVER")]
+    pub driver: Option<DriverChoice>,
+
+    /// Most connections served at once; more are accepted and closed at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_conns: usize,
+
+    /// On SIGINT/SIGTERM, how long open connections may take to finish before the server exits.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub grace: Duration,
+}
+
+/// Parses a duration: `250ms`, `5s`, `2m`, `1h`, or a plain number of seconds (`1.5`).
+///
+/// For clap: `#[arg(value_parser = crate::server::parse_duration)]`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 250ms, 5s, 2m or 1.5"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!("invalid duration unit {other:?} in {s:?}: use ms, s, m or h"))
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// One accepted connection's bookkeeping, handed to the connection code with the socket.
+///
+/// Holding it keeps the connection's place under `--max-conns`; dropping it frees the place and,
+/// during shutdown, lets the server exit as soon as the last one is gone.
+pub struct Conn {
+    id: u64,
+    peer: SocketAddr,
+    shutdown: Event,
+    count: Rc<ConnCount>,
+}
+
+impl Conn {
+    /// A number unique within this server run (1, 2, ...), for logs.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The server's stop event: set when SIGINT/SIGTERM arrives. Connections that would stay
+    /// open forever (chat) should await it and say goodbye; others may ignore it and just
+    /// finish within the grace period.
+    pub fn shutdown(&self) -> &Event {
+        &self.shutdown
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.count.remove();
+        tracing::debug!(conn = self.id, peer = %self.peer, "connection closed");
+    }
+}
+
+/// A bound server, ready to run: the proactor, the listening socket, the signal watcher.
+pub struct Server {
+    name: &'static str,
+    proactor: Proactor,
+    listener: Rc<TcpListener>,
+    addr: SocketAddr,
+    max_conns: usize,
+    grace: Duration,
+    signals: StopSignals,
+    shutdown: Event,
+    count: Rc<ConnCount>,
+}
+
+impl Server {
+    /// Starts the driver, binds (`opts.listen`, else `default_listen`) and installs the signal
+    /// watcher. `name` prefixes log lines. Prints nothing yet.
+    pub fn bind(
+        name: &'static str,
+        opts: &ServerOpts,
+        default_listen: SocketAddr,
+    ) -> anyhow::Result<Server> {
+        use anyhow::Context as _;
+        raise_fd_limit();
+        let mut builder = Proactor::builder().entries(1024);
+        if let Some(d) = opts.driver {
+            builder = builder.driver(d);
+        }
+        let proactor = builder.build().context("cannot start the I/O driver")?;
+        let want = opts.listen.unwrap_or(default_listen);
+        let listener = listen(want).with_context(|| format!("cannot listen on {want}"))?;
+        let addr = listener.local_addr()?;
+        let signals = StopSignals::install().context("cannot install the signal handlers")?;
+        tracing::info!("{name}: driver {}", proactor.driver_kind());
+        Ok(Server {
+            name,
+            proactor,
+            listener: Rc::new(listener),
+            addr,
+            max_conns: opts.max_conns.max(1),
+            grace: opts.grace,
+            signals,
+            shutdown: Event::new(),
+            count: Rc::default(),
+        })
+    }
+
+    /// The address the server listens on (with the real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The proactor's handle, to start operations from completion handlers.
+    pub fn handle(&self) -> Handle {
+        self.proactor.handle()
+    }
+
+    /// Runs until stopped, spawning `on_conn(stream, conn)` as a task for each connection.
+    /// Returns the process exit code (0 after a signal-initiated stop).
+    pub fn run_tasks<F, Fut>(self, mut on_conn: F) -> ExitCode
+    where
+        F: FnMut(TcpStream, Conn) -> Fut + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let handle = self.proactor.handle();
+        self.run_handlers(move |stream, conn| {
+            handle.spawn(on_conn(stream, conn));
+        })
+    }
+
+    /// Runs until stopped, calling `on_conn(stream, conn)` on the loop's thread for each
+    /// connection. The closure must not block: it starts the connection's first operation (a
+    /// completion handler, or a spawned task) and keeps `conn` alive until the connection is done.
+    /// Returns the process exit code (0 after a signal-initiated stop).
+    pub fn run_handlers<F>(self, on_conn: F) -> ExitCode
+    where
+        F: FnMut(TcpStream, Conn) + 'static,
+    {
+        let name = self.name;
+        announce(self.addr);
+        let proactor = &self.proactor;
+        let result = proactor.block_on(self.main_loop(on_conn));
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{name}: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Accepts until a signal, then drains.
+    async fn main_loop<F>(&self, on_conn: F) -> io::Result<()>
+    where
+        F: FnMut(TcpStream, Conn) + 'static,
+    {
+        let accepting = accept_loop(self, self.listener.clone(), on_conn);
+        if let Either::Right(Err(e)) = race(self.signals.nth(1), accepting).await {
+            return Err(e);
+        }
+        // The accept loop (and its accept operation) is dropped: once the cancelled accept
+        // completes, the last reference to the listener goes and the port closes.
+        self.shutdown.set();
+        let open = self.count.open();
+        tracing::info!(
+            "{}: stopping; waiting up to {:?} for {open} open connection(s)",
+            self.name,
+            self.grace
+        );
+        let waiting = race(self.count.drained(), self.signals.nth(2));
+        match race(waiting, proactor::time::sleep(self.grace)).await {
+            Either::Left(Either::Left(())) => tracing::info!("{}: all connections done", self.name),
+            Either::Left(Either::Right(())) => tracing::warn!(
+                "{}: second signal: closing {} connection(s) now",
+                self.name,
+                self.count.open()
+            ),
+            Either::Right(_) => tracing::warn!(
+                "{}: grace period over: closing {} connection(s)",
+                self.name,
+                self.count.open()
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// Binds a `Server` (printing why on failure) and runs `on_conn` as a task per connection.
+/// The usual entry point of a server command; returns its exit code.
+pub fn serve<F, Fut>(
+    name: &'static str,
+    opts: &ServerOpts,
+    default_listen: SocketAddr,
+    on_conn: F,
+) -> ExitCode
+where
+    F: FnMut(TcpStream, Conn) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    match Server::bind(name, opts, default_listen) {
+        Ok(server) => server.run_tasks(on_conn),
+        Err(e) => {
+            eprintln!("{name}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the `listening on` line and flushes it.
+fn announce(addr: SocketAddr) {
+    let mut out = io::stdout().lock();
+    // A closed stdout must not stop the server; the address is in the log as well.
+    let _ = writeln!(out, "listening on {addr}").and_then(|()| out.flush());
+    tracing::info!("listening on {addr}");
+}
+
+/// A non-blocking listening socket with SO_REUSEADDR (a restart need not wait for TIME_WAIT).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The accept loop: hands each connection to `on_conn`, or closes it at once past the cap.
+/// Returns only on an error that makes accepting impossible.
+async fn accept_loop<F>(
+    server: &Server,
+    listener: Rc<TcpListener>,
+    mut on_conn: F,
+) -> io::Result<()>
+where
+    F: FnMut(TcpStream, Conn) + 'static,
+{
+    let mut next_id = 0u64;
+    let mut starved = false;
+    loop {
+        let (fd, addr) = match proactor::submit(op::Accept::new(listener.clone())).await {
+            Ok(accepted) => accepted,
+            Err(e) => match classify_accept_error(&e) {
+                AcceptError::Resources => {
+                    if !starved {
+                        tracing::warn!(
+                            "{}: accept: {e}; retrying every {ACCEPT_BACKOFF:?}",
+                            server.name
+                        );
+                        starved = true;
+                    }
+                    proactor::time::sleep(ACCEPT_BACKOFF).await.ok();
+                    continue;
+                }
+                AcceptError::Connection => {
+                    tracing::debug!("{}: accept: {e} (skipped)", server.name);
+                    continue;
+                }
+                AcceptError::Fatal => return Err(e),
+            },
+        };
+        if starved {
+            tracing::info!("{}: accepting again", server.name);
+            starved = false;
+        }
+        let peer = addr.as_socket().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if server.count.open() >= server.max_conns {
+            tracing::debug!(
+                "{}: --max-conns {} reached; closing {peer}",
+                server.name,
+                server.max_conns
+            );
+            drop(fd);
+            continue;
+        }
+        let stream = into_stream(fd);
+        next_id += 1;
+        server.count.add();
+        let conn = Conn {
+            id: next_id,
+            peer,
+            shutdown: server.shutdown.clone(),
+            count: server.count.clone(),
+        };
+        tracing::debug!(conn = next_id, %peer, "connection accepted");
+        on_conn(stream, conn);
+    }
+}
+
+/// A std stream from an accepted descriptor (already non-blocking), with `TCP_NODELAY`.
+fn into_stream(fd: OwnedFd) -> TcpStream {
+    let stream = TcpStream::from(fd);
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("set TCP_NODELAY: {e}");
+    }
+    stream
+}
+
+enum AcceptError {
+    /// Out of descriptors or memory: back off, then retry.
+    Resources,
+    /// Only this connection failed.
+    Connection,
+    /// The listener itself is broken.
+    Fatal,
+}
+
+fn classify_accept_error(e: &io::Error) -> AcceptError {
+    match raw_os_error(e) {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => AcceptError::Resources,
+        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT) => {
+            AcceptError::Fatal
+        }
+        _ => AcceptError::Connection,
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard limit: a server with thousands of
+/// connections needs more than the usual 1024.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid out-parameter for getrlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur >= lim.rlim_max
+    {
+        return;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: `lim` is a valid rlimit; raising the soft limit up to the hard one is always allowed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        tracing::debug!("raising RLIMIT_NOFILE: {}", io::Error::last_os_error());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}
