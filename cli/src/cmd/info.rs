@@ -15,9 +15,17 @@ pub struct Args {
 pub fn run(args: Args) -> ExitCode {
     println!("kernel: {}", kernel_release());
     let mut builder = Proactor::builder();
-    if let Some(d) = args.driver {
-        builder = builder.driver(d);
-    }
+    let name = |d: DriverChoice| format!("{d:?}").to_lowercase();
+    let policy = match (args.driver, DriverChoice::from_env()) {
+        (Some(d), _) => {
+            builder = builder.driver(d);
+            format!("{} (from --driver)", name(d))
+        }
+        (None, Ok(Some(d))) => format!("{} (from PROACTOR_DRIVER)", name(d)),
+        (None, Ok(None)) => "auto (default)".to_string(),
+        (None, Err(e)) => format!("invalid PROACTOR_DRIVER: {e}"),
+    };
+    println!("driver policy: {policy}");
     let code = match builder.build() {
         Ok(p) => {
             println!("driver: {}", p.driver_kind());
