@@ -1,12 +1,562 @@
-//! `proactor chat` (being built).
+//! `proactor chat`: a line-based chat room on one proactor thread.
+//!
+//! # Protocol
+//!
+//! Lines end with `\n` (a `\r` before it is dropped). Client to server:
+//!
+//! | line          | meaning                                                         |
+//! |---------------|-----------------------------------------------------------------|
+//! | first line    | the client's nick (unless it is `/who` or `/quit`)              |
+//! | `/nick NAME`  | choose or change the nick                                       |
+//! | `/who`        | list who is in the room                                         |
+//! | `/quit`       | leave                                                           |
+//! | other `/...`  | refused: unknown command                                        |
+//! | anything else | a message to everyone else in the room (empty lines are ignored) |
+//!
+//! A nick is 1–32 characters, each a letter, a digit, `_`, `-` or `.`. A client without a nick
+//! is not in the room yet: it gets no messages or notices and cannot send.
+//!
+//! Server to client, one line each:
+//!
+//! | line                                   | when                                           |
+//! |----------------------------------------|------------------------------------------------|
+//! | `* welcome to proactor chat; send your nick` | on connect                               |
+//! | `* you are NICK`                       | the nick was taken (first time)                 |
+//! | `* you are now NICK`                   | the nick was changed                            |
+//! | `* NICK joined`                        | to the others: someone got a nick               |
+//! | `* OLD is now NEW`                     | to the others: someone changed nick             |
+//! | `<NICK> text`                          | to the others: a message                        |
+//! | `* online: A, B, C`                    | answer to `/who` (sorted)                       |
+//! | `* NICK left`                          | to the others: someone quit or disconnected     |
+//! | `* NICK left (too slow)`               | to the others: someone was cut off              |
+//! | `* bye`                                | answer to `/quit`, then the server closes       |
+//! | `* server shutting down`               | on SIGINT/SIGTERM, then the server closes       |
+//! | `! nick NICK is taken`                 | duplicate nick refused                          |
+//! | `! invalid nick "X": ...`              | nick refused                                    |
+//! | `! line longer than 4096 bytes; not sent` | the line was dropped                         |
+//! | `! line is not valid UTF-8; not sent`  | the line was dropped                            |
+//! | `! unknown command /X; ...`            | the line was dropped                            |
+//! | `! send your nick first`               | a command needing a nick, before one was set    |
+//! | `! too slow: ...; disconnecting`       | the client fell behind and is cut off           |
+//!
+//! # Slow clients
+//!
+//! Every client has its own outbound queue and a writer task draining it into the socket. A
+//! broadcast only appends to queues, so one client that reads slowly (or never) cannot stall the
+//! room. When a client's queue holds more than `--max-queue` bytes, the queue is dropped, the
+//! client is sent the `! too slow` line (given a few seconds to take it) and disconnected; the
+//! others see `* NICK left (too slow)`. Memory per client is thus bounded by about twice
+//! `--max-queue` (the queue, plus the batch being written).
 
+use crate::server::{race, serve, Conn, Either, Event, ServerOpts};
+use proactor::op::{self, raw_os_error};
+use proactor::IoBuf;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+/// Longest line a client may send, newline excluded.
+pub const MAX_LINE: usize = 4096;
+
+/// Longest nick, in characters.
+const MAX_NICK: usize = 32;
+
+/// How long a departing client's writer may take to flush its last lines.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Receive buffer per connection.
+const RECV_BUF: usize = 8 * 1024;
+
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 1235));
 
 /// Arguments of `proactor chat`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    server: ServerOpts,
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("proactor chat: not built yet");
-    ExitCode::from(2)
+    /// Most bytes waiting to be sent to one client; a client further behind is disconnected.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
+    max_queue: usize,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let room = Rc::new(Room {
+        clients: RefCell::default(),
+        nicks: RefCell::default(),
+        max_queue: args.max_queue.max(MAX_LINE + 64),
+    });
+    let default = DEFAULT_LISTEN;
+    serve("chat", &args.server, default, move |stream, conn| {
+        client_task(room.clone(), stream, conn)
+    })
+}
+
+/// Everyone connected, and who holds which nick.
+struct Room {
+    clients: RefCell<HashMap<u64, Rc<Client>>>,
+    /// Nick to client id; sorted, for `/who`.
+    nicks: RefCell<BTreeMap<String, u64>>,
+    max_queue: usize,
+}
+
+/// One connected client, shared by its reader (the connection task), its writer task and the
+/// room.
+struct Client {
+    id: u64,
+    nick: RefCell<Option<String>>,
+    out: RefCell<Outbox>,
+    /// Set when the client must stop reading: it was cut off, or its socket broke.
+    kicked: Event,
+    /// The writer failed (the socket broke): a plain leave, not a kick.
+    broken: Cell<bool>,
+    /// Set when the writer must give up on a send that does not progress.
+    abort: Event,
+    max_queue: usize,
+}
+
+/// Lines waiting for a client's writer.
+#[derive(Default)]
+struct Outbox {
+    lines: VecDeque<Rc<[u8]>>,
+    bytes: usize,
+    /// No more lines will be queued: the writer exits once the queue is empty.
+    closing: bool,
+    writer: Option<Waker>,
+}
+
+impl Client {
+    /// Queues `line` (which ends in `\n`); cuts the client off if its queue would grow too long.
+    fn send(&self, line: Rc<[u8]>) {
+        let mut out = self.out.borrow_mut();
+        if out.closing {
+            return;
+        }
+        if out.bytes + line.len() > self.max_queue {
+            let waiting = out.bytes;
+            drop(out);
+            return self.kick(waiting);
+        }
+        out.bytes += line.len();
+        out.lines.push_back(line);
+        if let Some(w) = out.writer.take() {
+            w.wake();
+        }
+    }
+
+    fn notice(&self, text: &str) {
+        self.send(line(text));
+    }
+
+    /// Drops the queue, queues the reason as the last line, and stops the reader.
+    fn kick(&self, waiting: usize) {
+        tracing::debug!(client = self.id, "too slow: {waiting} bytes queued");
+        let reason = format!(
+            "! too slow: {waiting} bytes of messages waiting, more than the limit of {}; disconnecting",
+            self.max_queue
+        );
+        let mut out = self.out.borrow_mut();
+        out.lines.clear();
+        out.bytes = 0;
+        out.lines.push_back(line(&reason));
+        drop(out);
+        self.close();
+        self.kicked.set();
+    }
+
+    /// No more lines: the writer flushes what is queued, then ends.
+    fn close(&self) {
+        let mut out = self.out.borrow_mut();
+        out.closing = true;
+        if let Some(w) = out.writer.take() {
+            w.wake();
+        }
+    }
+}
+
+/// A protocol line from text: the bytes plus `\n`, shareable between recipients.
+fn line(text: &str) -> Rc<[u8]> {
+    let mut v = Vec::with_capacity(text.len() + 1);
+    v.extend_from_slice(text.as_bytes());
+    v.push(b'\n');
+    v.into()
+}
+
+impl Room {
+    /// Sends `line` to every client with a nick except `except`.
+    fn broadcast(&self, except: u64, line: Rc<[u8]>) {
+        let targets: Vec<Rc<Client>> = self
+            .clients
+            .borrow()
+            .values()
+            .filter(|c| c.id != except && c.nick.borrow().is_some())
+            .cloned()
+            .collect();
+        for c in targets {
+            c.send(line.clone());
+        }
+    }
+
+    /// Gives `client` the nick `name`, announcing it. Returns an error line on refusal.
+    fn set_nick(&self, client: &Client, name: &str) -> Result<(), String> {
+        validate_nick(name)?;
+        let old = client.nick.borrow().clone();
+        if old.as_deref() == Some(name) {
+            client.notice(&format!("* you are now {name}"));
+            return Ok(());
+        }
+        {
+            let mut nicks = self.nicks.borrow_mut();
+            if nicks.contains_key(name) {
+                return Err(format!("! nick {name} is taken"));
+            }
+            if let Some(old) = &old {
+                nicks.remove(old);
+            }
+            nicks.insert(name.to_string(), client.id);
+        }
+        *client.nick.borrow_mut() = Some(name.to_string());
+        match old {
+            None => {
+                client.notice(&format!("* you are {name}"));
+                self.broadcast(client.id, line(&format!("* {name} joined")));
+            }
+            Some(old) => {
+                client.notice(&format!("* you are now {name}"));
+                self.broadcast(client.id, line(&format!("* {old} is now {name}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `client` from the room; the others hear about it if it had a nick.
+    fn leave(&self, client: &Client, why: &str) {
+        self.clients.borrow_mut().remove(&client.id);
+        let nick = client.nick.borrow_mut().take();
+        if let Some(nick) = nick {
+            self.nicks.borrow_mut().remove(&nick);
+            self.broadcast(client.id, line(&format!("* {nick} left{why}")));
+        }
+    }
+
+    fn who(&self) -> String {
+        let nicks = self.nicks.borrow();
+        let names: Vec<&str> = nicks.keys().map(String::as_str).collect();
+        format!("* online: {}", names.join(", "))
+    }
+}
+
+fn validate_nick(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.');
+    let count = name.chars().count();
+    if (1..=MAX_NICK).contains(&count) && name.chars().all(ok_char) {
+        Ok(())
+    } else {
+        Err(format!("! invalid nick {name:?}: use 1-{MAX_NICK} letters, digits, '_', '-' or '.'"))
+    }
+}
+
+/// What the reader does after a line.
+enum Flow {
+    Continue,
+    Quit,
+}
+
+/// Acts on one complete line (without its `\n`).
+fn handle_line(room: &Room, client: &Client, raw: &[u8]) -> Flow {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    if raw.len() > MAX_LINE {
+        client.notice(&format!("! line longer than {MAX_LINE} bytes; not sent"));
+        return Flow::Continue;
+    }
+    let Ok(text) = std::str::from_utf8(raw) else {
+        client.notice("! line is not valid UTF-8; not sent");
+        return Flow::Continue;
+    };
+    let has_nick = client.nick.borrow().is_some();
+    let (cmd, rest) = match text.strip_prefix('/') {
+        Some(c) => c.split_once(' ').map_or((c, ""), |(c, r)| (c, r.trim())),
+        None => ("", text),
+    };
+    match (text.starts_with('/'), cmd) {
+        (true, "quit") => {
+            client.notice("* bye");
+            return Flow::Quit;
+        }
+        (true, "who") if has_nick => client.notice(&room.who()),
+        (true, "nick") => {
+            if let Err(e) = room.set_nick(client, rest) {
+                client.notice(&e);
+            }
+        }
+        (true, "who") => client.notice("! send your nick first"),
+        (true, other) => client.notice(&format!(
+            "! unknown command /{other}; commands are /nick NAME, /who and /quit"
+        )),
+        (false, _) if !has_nick => {
+            if let Err(e) = room.set_nick(client, text.trim()) {
+                client.notice(&e);
+            }
+        }
+        (false, _) if text.is_empty() => {}
+        (false, _) => {
+            let nick = client.nick.borrow().clone().unwrap_or_default();
+            room.broadcast(client.id, line(&format!("<{nick}> {text}")));
+        }
+    }
+    Flow::Continue
+}
+
+/// Splits received bytes into lines, enforcing [`MAX_LINE`] without buffering more than that.
+#[derive(Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+    /// The current line grew past the limit: drop bytes up to its end.
+    overlong: bool,
+}
+
+impl LineSplitter {
+    /// Feeds `data`; calls `on_line` with each complete line (or `None` for an overlong one).
+    /// Stops early, returning `Flow::Quit`, when `on_line` does.
+    fn feed(&mut self, mut data: &[u8], mut on_line: impl FnMut(Option<&[u8]>) -> Flow) -> Flow {
+        while let Some(pos) = data.iter().position(|&b| b == b'\n') {
+            let (head, tail) = (&data[..pos], &data[pos + 1..]);
+            data = tail;
+            let flow = if self.overlong {
+                self.overlong = false;
+                on_line(None)
+            } else if self.partial.is_empty() {
+                on_line(Some(head))
+            } else if self.partial.len() + head.len() > MAX_LINE + 1 {
+                self.partial.clear();
+                on_line(None)
+            } else {
+                self.partial.extend_from_slice(head);
+                let flow = on_line(Some(&self.partial));
+                self.partial.clear();
+                flow
+            };
+            if let Flow::Quit = flow {
+                return Flow::Quit;
+            }
+        }
+        if !self.overlong {
+            // One byte of slack for a `\r` before the `\n`.
+            if self.partial.len() + data.len() > MAX_LINE + 1 {
+                self.partial.clear();
+                self.overlong = true;
+            } else {
+                self.partial.extend_from_slice(data);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// At end of input: the unterminated last line, if any.
+    fn finish(&mut self, on_line: impl FnOnce(Option<&[u8]>) -> Flow) -> Flow {
+        if self.overlong {
+            on_line(None)
+        } else if self.partial.is_empty() {
+            Flow::Continue
+        } else {
+            let last = std::mem::take(&mut self.partial);
+            on_line(Some(&last))
+        }
+    }
+}
+
+/// How a client's reading ended.
+enum End {
+    /// EOF, `/quit` or a socket error.
+    Left,
+    /// Cut off for being too slow.
+    Kicked,
+    /// The server is stopping.
+    Shutdown,
+}
+
+/// One connection: the reader loop here, the writer as a task of its own.
+async fn client_task(room: Rc<Room>, stream: TcpStream, conn: Conn) {
+    let stream = Rc::new(stream);
+    let client = Rc::new(Client {
+        id: conn.id(),
+        nick: RefCell::new(None),
+        out: RefCell::default(),
+        kicked: Event::new(),
+        broken: Cell::new(false),
+        abort: Event::new(),
+        max_queue: room.max_queue,
+    });
+    room.clients.borrow_mut().insert(client.id, client.clone());
+    let writer = proactor::spawn(writer_task(stream.clone(), client.clone()));
+    client.notice("* welcome to proactor chat; send your nick");
+
+    let reading = read_lines(&room, &client, &stream);
+    let end = match race(reading, race(client.kicked.wait(), conn.shutdown().wait())).await {
+        Either::Left(()) => End::Left,
+        Either::Right(Either::Left(())) if client.broken.get() => End::Left,
+        Either::Right(Either::Left(())) => End::Kicked,
+        Either::Right(Either::Right(())) => End::Shutdown,
+    };
+    match end {
+        End::Left => room.leave(&client, ""),
+        End::Kicked => room.leave(&client, " (too slow)"),
+        End::Shutdown => {
+            // Everyone is leaving: no point telling the others.
+            client.notice("* server shutting down");
+            room.clients.borrow_mut().remove(&client.id);
+        }
+    }
+    client.close();
+    if let Either::Right(_) = race(writer, proactor::time::sleep(FLUSH_TIMEOUT)).await {
+        tracing::debug!(conn = conn.id(), "writer did not flush within {FLUSH_TIMEOUT:?}; closing");
+        client.abort.set();
+    }
+}
+
+/// Reads and handles lines until EOF, an error or `/quit`.
+async fn read_lines(room: &Room, client: &Client, stream: &Rc<TcpStream>) {
+    let mut splitter = LineSplitter::default();
+    let mut buf = Vec::with_capacity(RECV_BUF);
+    let on_line = |l: Option<&[u8]>| match l {
+        Some(l) => handle_line(room, client, l),
+        None => {
+            client.notice(&format!("! line longer than {MAX_LINE} bytes; not sent"));
+            Flow::Continue
+        }
+    };
+    loop {
+        buf.clear();
+        let (res, b) = proactor::submit(op::Recv::new(stream.clone(), buf)).await;
+        buf = b;
+        match res {
+            Ok(0) => {
+                splitter.finish(on_line);
+                return;
+            }
+            Ok(_) => {
+                if let Flow::Quit = splitter.feed(&buf, on_line) {
+                    return;
+                }
+            }
+            Err(e) => {
+                if raw_os_error(&e) != Some(libc::ECONNRESET) {
+                    tracing::debug!(client = client.id, "recv: {e}");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Drains the client's queue into the socket, one batch per send, until closed and empty.
+async fn writer_task(stream: Rc<TcpStream>, client: Rc<Client>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(RECV_BUF);
+    loop {
+        let last = std::future::poll_fn(|cx| {
+            let mut out = client.out.borrow_mut();
+            if out.lines.is_empty() && !out.closing {
+                out.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            buf.clear();
+            for l in out.lines.drain(..) {
+                buf.extend_from_slice(&l);
+            }
+            out.bytes = 0;
+            Poll::Ready(out.closing)
+        })
+        .await;
+        let sending = write_all(&stream, std::mem::take(&mut buf));
+        match race(sending, client.abort.wait()).await {
+            Either::Left((Ok(()), b)) => buf = b,
+            Either::Left((Err(e), _)) => {
+                tracing::debug!(client = client.id, "send: {e}");
+                // Nobody can hear this client any more: stop its reader too.
+                client.close();
+                client.broken.set(true);
+                client.kicked.set();
+                return;
+            }
+            Either::Right(()) => return,
+        }
+        if last && client.out.borrow().lines.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Sends all of `buf`, looping on partial sends; hands the buffer back.
+async fn write_all(stream: &Rc<TcpStream>, mut buf: Vec<u8>) -> (std::io::Result<()>, Vec<u8>) {
+    let len = buf.len();
+    let mut sent = 0;
+    while sent < len {
+        let (res, slice) =
+            proactor::submit(op::Send::new(stream.clone(), buf.slice(sent..len))).await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) => return (Err(std::io::ErrorKind::WriteZero.into()), buf),
+            Ok(n) => sent += n,
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
+        let mut s = LineSplitter::default();
+        let mut lines = Vec::new();
+        for c in chunks {
+            s.feed(c, |l| {
+                lines.push(l.map(<[u8]>::to_vec));
+                Flow::Continue
+            });
+        }
+        s.finish(|l| {
+            lines.push(l.map(<[u8]>::to_vec));
+            Flow::Continue
+        });
+        lines
+    }
+
+    #[test]
+    fn lines_split_across_chunks() {
+        let got = split(&[b"he", b"llo\nwor", b"ld\n\nlast"]);
+        let want: Vec<Option<Vec<u8>>> = vec![
+            Some(b"hello".to_vec()),
+            Some(b"world".to_vec()),
+            Some(vec![]),
+            Some(b"last".to_vec()),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn overlong_lines_are_dropped_whole() {
+        let long = vec![b'x'; MAX_LINE + 10];
+        let got = split(&[&long[..100], &long[100..], b"\nok\n"]);
+        assert_eq!(got, vec![None, Some(b"ok".to_vec())]);
+        let exact = vec![b'y'; MAX_LINE];
+        let mut input = exact.clone();
+        input.extend_from_slice(b"\r\n");
+        assert_eq!(split(&[&input]), vec![Some([&exact[..], b"\r"].concat())]);
+    }
+
+    #[test]
+    fn nicks() {
+        assert!(validate_nick("alice").is_ok());
+        assert!(validate_nick("bob_2-x.y").is_ok());
+        assert!(validate_nick("").is_err());
+        assert!(validate_nick("two words").is_err());
+        assert!(validate_nick(&"n".repeat(33)).is_err());
+    }
 }

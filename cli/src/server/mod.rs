@@ -214,7 +214,7 @@ impl Server {
     {
         let handle = self.proactor.handle();
         self.run_handlers(move |stream, conn| {
-            handle.spawn(on_conn(stream, conn));
+            drop(handle.spawn(on_conn(stream, conn)));
         })
     }
 
@@ -227,7 +227,7 @@ impl Server {
         F: FnMut(TcpStream, Conn) + 'static,
     {
         let name = self.name;
-        announce(self.addr);
+        announce(self.local_addr());
         let proactor = &self.proactor;
         let result = proactor.block_on(self.main_loop(on_conn));
         match result {
