@@ -1,12 +1,77 @@
-//! `proactor http` (being built).
+//! `proactor http`: a static file server on the proactor — the options, then the shared server
+//! plumbing (`crate::server`) with the HTTP connection loop (`crate::http::conn`).
 
+use crate::http::conn::{self, Settings};
+use crate::http::path::Root;
+use crate::http::request::Limits;
+use crate::http::serve::Site;
+use crate::server::{parse_duration, ServerOpts};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
 
 /// Arguments of `proactor http`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    server: ServerOpts,
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("proactor http: not built yet");
-    ExitCode::from(2)
+    /// Directory to serve; no request reaches outside it.
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+
+    /// Serve an HTML listing for a directory without index.html (instead of 404).
+    #[arg(long)]
+    list_dirs: bool,
+
+    /// Follow symlinks that lead outside the root (refused by default).
+    #[arg(long)]
+    follow_symlinks: bool,
+
+    /// No access log.
+    #[arg(long)]
+    quiet: bool,
+
+    /// Longest time a client may take to send a request's head (then 408).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+
+    /// Longest wait for the next request on a kept-alive connection (then it is closed).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    keepalive_timeout: Duration,
+
+    /// Longest a send may wait for a client that does not read (then the connection is closed).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    send_timeout: Duration,
+
+    /// Size in bytes of the buffer each connection streams file bodies through.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
+    buffer_size: usize,
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn run(args: Args) -> ExitCode {
+    let root = match Root::open(&args.root, args.follow_symlinks) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("http: error: cannot serve {}: {e}", args.root.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("http: serving {}", root.path().display());
+    let site = Rc::new(Site { root, list_dirs: args.list_dirs });
+    let settings = Rc::new(Settings {
+        limits: Limits::default(),
+        header_timeout: args.header_timeout,
+        idle_timeout: args.keepalive_timeout,
+        send_timeout: args.send_timeout,
+        chunk: args.buffer_size,
+        quiet: args.quiet,
+    });
+    let default: SocketAddr = ([127, 0, 0, 1], 8080).into();
+    crate::server::serve("http", &args.server, default, move |stream, c| {
+        conn::serve(site.clone(), settings.clone(), stream, c)
+    })
 }

@@ -1,0 +1,262 @@
+//! One HTTP connection on the proactor: receive into the request reader, answer every complete
+//! request in order (pipelined answers are batched into one send), stream file bodies through one
+//! reused buffer as a bounded chain of `read_at` → `send`, and close on errors, on
+//! `Connection: close`, on the header timeout (408) and on the keep-alive idle timeout.
+
+use super::log;
+use super::request::{Limits, ParseError, RequestReader};
+use super::response::Simple;
+use super::serve::{FileBody, Site};
+use crate::server::{race, Conn, Either};
+use proactor::op::{self, raw_os_error};
+use proactor::{submit, IoBuf};
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Connection settings: limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Request size limits.
+    pub limits: Limits,
+    /// Longest time from a request's first byte (or the connection's start) to its last header.
+    pub header_timeout: Duration,
+    /// Longest wait for the next request on a kept-alive connection.
+    pub idle_timeout: Duration,
+    /// Longest wait for one send to make progress (a client that stopped reading).
+    pub send_timeout: Duration,
+    /// Size of the buffer a file body is streamed through.
+    pub chunk: usize,
+    /// No access log.
+    pub quiet: bool,
+}
+
+/// Queued response bytes beyond this are sent before the next pipelined request is answered.
+const FLUSH_AT: usize = 64 * 1024;
+/// Least free room worth reading a file chunk into behind queued bytes.
+const MIN_READ: usize = 16 * 1024;
+/// Lingering close: how long and how much to read and discard before closing.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Serves one connection until it closes.
+pub async fn serve(site: Rc<Site>, settings: Rc<Settings>, stream: TcpStream, conn: Conn) {
+    let mut c = Connection {
+        reader: RequestReader::new(settings.limits),
+        out: Vec::with_capacity(16 * 1024),
+        sock: Rc::new(stream),
+        site,
+        settings,
+        conn,
+    };
+    if let Err(e) = c.run().await {
+        tracing::debug!(peer = %c.conn.peer(), "connection ended: {e}");
+    }
+}
+
+struct Connection {
+    sock: Rc<TcpStream>,
+    reader: RequestReader,
+    /// Response bytes waiting to be sent, and the buffer file chunks are read into.
+    out: Vec<u8>,
+    site: Rc<Site>,
+    settings: Rc<Settings>,
+    conn: Conn,
+}
+
+/// How a connection's request loop ended.
+enum End {
+    /// Close now (the peer is gone, or nothing is left to say).
+    Close,
+    /// Close gracefully: stop sending, read and discard what the client still sends, then close,
+    /// so the last response is not destroyed by a reset.
+    Linger,
+}
+
+impl Connection {
+    async fn run(&mut self) -> io::Result<()> {
+        let end = self.requests().await?;
+        self.flush().await?;
+        if let End::Linger = end {
+            self.linger().await;
+        }
+        Ok(())
+    }
+
+    async fn requests(&mut self) -> io::Result<End> {
+        // The header timer runs from the connection's start for the first request.
+        let mut started = Some(Instant::now());
+        loop {
+            loop {
+                let req = match self.reader.next_request() {
+                    Ok(Some(req)) => req,
+                    Ok(None) => break,
+                    Err(e) => return Ok(self.refuse(e)),
+                };
+                let keep_alive = req.keep_alive && !self.conn.shutdown().is_set();
+                let reply = self.site.respond(&req, keep_alive, &mut self.out);
+                if let Some(file) = reply.file {
+                    self.send_file(file).await?;
+                }
+                if !self.settings.quiet {
+                    let line = (req.method.as_str(), req.target.as_str(), req.minor);
+                    log::access(self.conn.peer().ip(), Some(line), reply.status, reply.body_len);
+                }
+                if !reply.keep_alive {
+                    let unread = self.reader.buffered() > 0;
+                    return Ok(if unread { End::Linger } else { End::Close });
+                }
+                if self.out.len() >= FLUSH_AT {
+                    self.flush().await?;
+                }
+            }
+            self.flush().await?;
+            let in_request = self.reader.in_request();
+            if !in_request {
+                started = None;
+                if self.conn.shutdown().is_set() {
+                    return Ok(End::Close);
+                }
+            } else if started.is_none() {
+                started = Some(Instant::now());
+            }
+            let wait = match started {
+                Some(t) => self.settings.header_timeout.saturating_sub(t.elapsed()),
+                None => self.settings.idle_timeout,
+            };
+            match self.receive(wait, !in_request).await? {
+                Received::Bytes => {}
+                Received::Eof | Received::Stopping => return Ok(End::Close),
+                Received::TimedOut if started.is_some() => {
+                    return Ok(self.refuse(ParseError { status: 408, why: "request timeout" }));
+                }
+                Received::TimedOut => return Ok(End::Close),
+            }
+        }
+    }
+
+    /// Queues the error response for a request that cannot be answered normally.
+    fn refuse(&mut self, e: ParseError) -> End {
+        tracing::debug!(peer = %self.conn.peer(), "refused request: {e}");
+        let len = Simple::error(e.status).write(&mut self.out, false, 1, false);
+        if !self.settings.quiet {
+            log::access(self.conn.peer().ip(), None, e.status, len);
+        }
+        End::Linger
+    }
+
+    /// Receives more request bytes, waiting at most `wait`; when `idle`, the server's stop
+    /// event ends the wait too.
+    async fn receive(&mut self, wait: Duration, idle: bool) -> io::Result<Received> {
+        let buf = self.reader.take_buffer(4096);
+        let (len, cap) = (buf.len(), buf.capacity());
+        let recv = submit(op::Recv::new(self.sock.clone(), buf.slice(len..cap))).deadline(wait);
+        let (res, buf) = if idle {
+            match race(recv, self.conn.shutdown().wait()).await {
+                Either::Left(out) => out,
+                Either::Right(()) => return Ok(Received::Stopping),
+            }
+        } else {
+            recv.await
+        };
+        self.reader.restore(buf.into_inner());
+        match res {
+            Ok(0) => Ok(Received::Eof),
+            Ok(_) => Ok(Received::Bytes),
+            Err(e) if raw_os_error(&e) == Some(libc::ECANCELED) => Ok(Received::TimedOut),
+            Err(e) if is_disconnect(&e) => Ok(Received::Eof),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a file part after the queued head: each chunk is read into the free room of the
+    /// output buffer and sent, so at most one buffer's worth of the file is in memory.
+    async fn send_file(&mut self, file: FileBody) -> io::Result<()> {
+        let fd = Rc::new(file.fd);
+        let (mut offset, mut left) = (file.offset, file.len);
+        let chunk = self.settings.chunk.max(MIN_READ);
+        while left > 0 {
+            if chunk.saturating_sub(self.out.len()) < MIN_READ {
+                self.flush().await?;
+            }
+            let want = (chunk - self.out.len()).min(usize::try_from(left).unwrap_or(usize::MAX));
+            self.out.reserve(want);
+            let start = self.out.len();
+            let buf = std::mem::take(&mut self.out);
+            let read = op::Read::at(fd.clone(), buf.slice(start..start + want), offset);
+            let (res, buf) = submit(read).await;
+            self.out = buf.into_inner();
+            let n = res?;
+            if n == 0 {
+                // The file shrank after its size went out in Content-Length: the response
+                // cannot be completed, so the connection must end.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                ));
+            }
+            offset += n as u64;
+            left -= n as u64;
+            if left > 0 {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends everything queued in the output buffer.
+    async fn flush(&mut self) -> io::Result<()> {
+        let mut sent = 0;
+        while sent < self.out.len() {
+            let buf = std::mem::take(&mut self.out);
+            let len = buf.len();
+            let send = op::Send::new(self.sock.clone(), buf.slice(sent..len));
+            let (res, buf) = submit(send).deadline(self.settings.send_timeout).await;
+            self.out = buf.into_inner();
+            match res {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if raw_os_error(&e) == Some(libc::ECANCELED) => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Half-closes, then reads and discards for a bounded time so the client can read the last
+    /// response before the socket closes.
+    async fn linger(&mut self) {
+        if submit(op::Shutdown::new(self.sock.clone(), Shutdown::Write)).await.is_err() {
+            return;
+        }
+        let until = Instant::now() + LINGER_TIME;
+        let mut drained = 0;
+        let mut scratch = Vec::with_capacity(16 * 1024);
+        while drained < LINGER_BYTES {
+            let wait = until.saturating_duration_since(Instant::now());
+            scratch.clear();
+            let (res, buf) = submit(op::Recv::new(self.sock.clone(), scratch)).deadline(wait).await;
+            scratch = buf;
+            match res {
+                Ok(n) if n > 0 => drained += n,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// What a receive brought.
+enum Received {
+    Bytes,
+    Eof,
+    TimedOut,
+    Stopping,
+}
+
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(raw_os_error(e), Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ENOTCONN))
+}
