@@ -1,2 +1,230 @@
-//! The benchmark behind `proactor bench`: echo servers as processes, a load generator, a report.
-#![allow(dead_code)]
+//! The benchmark behind `proactor bench`: echo servers started as their own processes, a
+//! built-in load generator on another core, and a report (table, JSON, chart) that compares every
+//! server with tokio's current-thread runtime.
+//!
+//! Files: `spawn` (the servers under test and how they start), `servers` (the baseline servers),
+//! `loadgen` (the load), `idle` (the idle-connection test), `proc` (/proc figures, pinning),
+//! `report` (figures, table, JSON, targets), `plot` (the SVG chart).
+
+pub mod idle;
+pub mod loadgen;
+pub mod plot;
+pub mod proc;
+pub mod report;
+pub mod servers;
+pub mod spawn;
+pub mod targets;
+
+use report::{IdleResult, Report, RunResult};
+use spawn::{ServerKind, ServerProc};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Servers, in report order.
+    pub servers: Vec<ServerKind>,
+    /// Connection counts of the matrix.
+    pub conns: Vec<usize>,
+    /// Message sizes of the matrix, bytes.
+    pub sizes: Vec<usize>,
+    /// Unmeasured time before each window.
+    pub warmup: Duration,
+    /// Each measured window.
+    pub window: Duration,
+    /// Idle connections to hold (0: skip the idle test).
+    pub idle: usize,
+    /// Also run 1 connection with server and load generator on the same core.
+    pub same_core: bool,
+}
+
+/// Where the server and the load generator run.
+#[derive(Clone, Copy, Debug)]
+pub struct Placement {
+    /// The server's CPU, if pinned.
+    pub server: Option<usize>,
+    /// The load generator's CPU, if pinned.
+    pub client: Option<usize>,
+}
+
+impl Placement {
+    /// Different cores when there are at least two, else unpinned.
+    pub fn split() -> Placement {
+        let cpus = proc::allowed_cpus();
+        if cpus.len() >= 2 {
+            Placement { server: Some(cpus[0]), client: Some(cpus[1]) }
+        } else {
+            Placement { server: None, client: None }
+        }
+    }
+
+    /// Both on the server's core (when there is a split to undo).
+    pub fn same(self) -> Option<Placement> {
+        let cpu = self.server?;
+        Some(Placement { server: Some(cpu), client: Some(cpu) })
+    }
+
+    /// In words, for the report.
+    pub fn describe(&self) -> String {
+        let place = match (self.server, self.client) {
+            (Some(s), Some(c)) if s == c => format!("server and load generator both on CPU {s}"),
+            (Some(s), Some(c)) => format!("server pinned to CPU {s}, load generator to CPU {c}"),
+            _ => "not pinned (fewer than 2 CPUs available)".into(),
+        };
+        // Probe on a short-lived thread whether the bench may raise priorities.
+        let raised = std::thread::spawn(|| proc::raise_priority(0)).join().unwrap_or(false);
+        if raised {
+            format!("{place}, both at nice {}", proc::NICE)
+        } else {
+            format!("{place}, normal priority")
+        }
+    }
+}
+
+/// One matrix point.
+#[derive(Clone, Copy, Debug)]
+struct Point {
+    conns: usize,
+    size: usize,
+    same_core: bool,
+}
+
+/// Runs everything in `cfg` and gathers the report. Failures of single runs are recorded in it
+/// (and make `Report::ok` false); only a setup failure is an `Err`.
+pub fn run(cfg: &Config) -> anyhow::Result<Report> {
+    let want_fds = (cfg.idle.max(*cfg.conns.iter().max().unwrap_or(&0)) as u64 + 256).max(1024);
+    let nofile = proc::raise_nofile(want_fds)?;
+    if nofile < want_fds {
+        anyhow::bail!(
+            "the open-file limit is {nofile}, the bench needs {want_fds}: raise `ulimit -n` or \
+             lower --idle / --conns"
+        );
+    }
+    let split = Placement::split();
+    let mut points: Vec<Point> = Vec::new();
+    for &size in &cfg.sizes {
+        for &conns in &cfg.conns {
+            points.push(Point { conns, size, same_core: false });
+        }
+    }
+    if cfg.same_core && split.same().is_some() {
+        let size = *cfg.sizes.iter().min().unwrap_or(&64);
+        points.push(Point { conns: 1, size, same_core: true });
+    }
+    let total = points.len() * cfg.servers.len() + if cfg.idle > 0 { cfg.servers.len() } else { 0 };
+    let progress = Progress::new(total as u64);
+    let mut report = Report::new(cfg, &split);
+    for p in &points {
+        let place = if p.same_core { split.same().unwrap_or(split) } else { split };
+        for &server in &cfg.servers {
+            let where_ = if p.same_core { ", same core" } else { "" };
+            progress.step(format!("{server}: {} conn × {} B{where_}", p.conns, p.size));
+            report.runs.push(run_point(server, *p, place, cfg));
+        }
+    }
+    if cfg.idle > 0 {
+        for &server in &cfg.servers {
+            progress.step(format!("{server}: {} idle connections", cfg.idle));
+            report.idle.push(run_idle(server, split, cfg.idle));
+        }
+    }
+    progress.finish();
+    report.finish();
+    Ok(report)
+}
+
+fn run_point(server: ServerKind, p: Point, place: Placement, cfg: &Config) -> RunResult {
+    let mut result = RunResult::empty(server, p.conns, p.size, p.same_core);
+    let outcome = (|| -> anyhow::Result<()> {
+        let mut proc_ = ServerProc::start(server, place.server)?;
+        let load = loadgen::Load {
+            addr: proc_.addr,
+            server_pid: proc_.pid,
+            conns: p.conns,
+            size: p.size,
+            warmup: cfg.warmup,
+            window: cfg.window,
+        };
+        let measured = on_cpu(place.client, move || loadgen::run(&load))?;
+        let mem = proc::memory(proc_.pid).unwrap_or_default();
+        let threads = proc::threads(proc_.pid).unwrap_or(0);
+        proc_.check_alive()?;
+        result.fill(&measured, mem.peak_kib, threads);
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        result.fail(format!("{e:#}"));
+    }
+    result
+}
+
+fn run_idle(server: ServerKind, place: Placement, conns: usize) -> IdleResult {
+    let outcome = (|| -> anyhow::Result<idle::IdleMemory> {
+        let mut proc_ = ServerProc::start(server, place.server)?;
+        let (addr, pid) = (proc_.addr, proc_.pid);
+        let mem = on_cpu(place.client, move || idle::run(addr, pid, conns))?;
+        proc_.check_alive()?;
+        Ok(mem)
+    })();
+    IdleResult::new(server, conns, outcome)
+}
+
+/// Runs `f` on a new thread pinned to `cpu` (when given) and returns its result.
+fn on_cpu<T: Send + 'static>(
+    cpu: Option<usize>,
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    std::thread::Builder::new()
+        .name("bench-load".into())
+        .spawn(move || {
+            if let Some(cpu) = cpu {
+                proc::pin(0, cpu)?;
+            }
+            proc::raise_priority(0);
+            f()
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+}
+
+/// The progress line on stderr: a bar on a terminal, a line per step otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: u64,
+    done: std::cell::Cell<u64>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            let style = indicatif::ProgressStyle::with_template(
+                "{elapsed:>4} [{bar:30}] {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar
+        });
+        Progress { bar, total, done: std::cell::Cell::new(0) }
+    }
+
+    fn step(&self, msg: String) {
+        let n = self.done.get() + 1;
+        self.done.set(n);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(n - 1);
+                bar.set_message(msg);
+            }
+            None => eprintln!("[{n}/{}] {msg}", self.total),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

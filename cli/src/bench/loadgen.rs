@@ -1,0 +1,346 @@
+//! The load generator: N connections on one thread (raw edge-triggered epoll, so it depends on
+//! nothing under test), each keeping one message of S bytes in flight — send, read the echo back,
+//! check every byte, record the round trip in an HDR histogram — for a warm-up and then a
+//! measured window, with the server's and its own CPU time sampled at the window's edges.
+
+use super::proc;
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// How long the in-flight messages may take to come back once the window closes.
+const DRAIN: Duration = Duration::from_secs(3);
+/// How many error messages are kept word for word (all are counted).
+const KEEP_ERRORS: usize = 5;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Load {
+    /// The echo server.
+    pub addr: SocketAddr,
+    /// Its process, for CPU sampling.
+    pub server_pid: u32,
+    /// Connections.
+    pub conns: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// Unmeasured time before the window.
+    pub warmup: Duration,
+    /// The measured window.
+    pub window: Duration,
+}
+
+/// What was measured over the window.
+pub struct Measured {
+    /// Round trips completed (and checked) in the window.
+    pub messages: u64,
+    /// The window's actual length.
+    pub elapsed: Duration,
+    /// Round-trip latency, nanoseconds.
+    pub latency: Histogram<u64>,
+    /// Server CPU time (user + system) over the window.
+    pub server_cpu: Duration,
+    /// The load generator's own CPU time over the window.
+    pub client_cpu: Duration,
+    /// Echoes that differed from what was sent.
+    pub mismatches: u64,
+    /// Connection errors, mismatches and stalls, counted.
+    pub error_count: u64,
+    /// The first few of them, in words.
+    pub errors: Vec<String>,
+}
+
+impl Measured {
+    fn error(&mut self, msg: String) {
+        self.error_count += 1;
+        if self.errors.len() < KEEP_ERRORS {
+            self.errors.push(msg);
+        }
+    }
+}
+
+/// One connection and its message in flight.
+struct Conn {
+    sock: TcpStream,
+    /// The message being sent; `rx` must come back equal to it.
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+    sent: usize,
+    got: usize,
+    seq: u64,
+    started: Instant,
+    readable: bool,
+    writable: bool,
+    /// A message is in flight.
+    busy: bool,
+    alive: bool,
+}
+
+impl Conn {
+    fn new(sock: TcpStream, id: usize, size: usize) -> Conn {
+        // A per-connection pattern, so crossed connections or stale bytes show as mismatches.
+        let mut x = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let tx = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        Conn {
+            sock,
+            tx,
+            rx: vec![0; size],
+            sent: 0,
+            got: 0,
+            seq: 0,
+            started: Instant::now(),
+            readable: false,
+            writable: true,
+            busy: false,
+            alive: true,
+        }
+    }
+
+    /// Stamps the next message (its sequence number at both ends) and starts it.
+    fn next(&mut self, now: Instant) {
+        self.seq += 1;
+        let stamp = self.seq.to_le_bytes();
+        let n = stamp.len().min(self.tx.len());
+        self.tx[..n].copy_from_slice(&stamp[..n]);
+        let len = self.tx.len();
+        if len >= 2 * stamp.len() {
+            self.tx[len - stamp.len()..].copy_from_slice(&stamp);
+        }
+        self.sent = 0;
+        self.got = 0;
+        self.started = now;
+        self.busy = true;
+    }
+}
+
+/// Runs `load` on the calling thread (pin it first) and measures it.
+pub fn run(load: &Load) -> anyhow::Result<Measured> {
+    let ep = Epoll::new().context("epoll_create1")?;
+    let mut conns = Vec::with_capacity(load.conns);
+    for id in 0..load.conns {
+        let sock = TcpStream::connect_timeout(&load.addr, Duration::from_secs(5))
+            .with_context(|| format!("connection {id} of {} to {}", load.conns, load.addr))?;
+        sock.set_nodelay(true)?;
+        sock.set_nonblocking(true)?;
+        ep.add(sock.as_raw_fd(), id as u64)?;
+        conns.push(Conn::new(sock, id, load.size));
+    }
+    let mut m = Measured {
+        messages: 0,
+        elapsed: Duration::ZERO,
+        latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
+        server_cpu: Duration::ZERO,
+        client_cpu: Duration::ZERO,
+        mismatches: 0,
+        error_count: 0,
+        errors: Vec::new(),
+    };
+    let start = Instant::now();
+    let measure_at = start + load.warmup;
+    let end = measure_at + load.window;
+    let mut gen = Gen { size: load.size, measuring: false, end, busy: 0 };
+    for (id, c) in conns.iter_mut().enumerate() {
+        c.next(start);
+        gen.busy += 1;
+        gen.drive(id, c, &mut m);
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let (mut cpu0, mut own0, mut t0) = (Duration::ZERO, Duration::ZERO, start);
+    loop {
+        let now = Instant::now();
+        if !gen.measuring && now >= measure_at {
+            gen.measuring = true;
+            m.latency.reset();
+            m.messages = 0;
+            cpu0 = proc::process_cpu(load.server_pid).context("server CPU time")?;
+            own0 = proc::thread_cpu();
+            t0 = now;
+        }
+        let boundary = if now < measure_at {
+            measure_at
+        } else if now < end {
+            end
+        } else {
+            if m.elapsed.is_zero() {
+                m.elapsed = now - t0;
+                m.server_cpu = proc::process_cpu(load.server_pid)
+                    .context("server CPU time")?
+                    .saturating_sub(cpu0);
+                m.client_cpu = proc::thread_cpu().saturating_sub(own0);
+            }
+            if gen.busy == 0 {
+                break;
+            }
+            if now >= end + DRAIN {
+                let stalled: Vec<usize> = (0..conns.len()).filter(|&i| conns[i].busy).collect();
+                m.error(format!(
+                    "{} connection(s) got no complete echo within {}s (first: connection {}, \
+                     {} of {} bytes back)",
+                    stalled.len(),
+                    DRAIN.as_secs(),
+                    stalled[0],
+                    conns[stalled[0]].got,
+                    load.size
+                ));
+                m.error_count += stalled.len() as u64 - 1;
+                break;
+            }
+            end + DRAIN
+        };
+        let timeout_ms = boundary.saturating_duration_since(now).as_millis().clamp(1, 1000) as i32;
+        let n = ep.wait(&mut events, timeout_ms)?;
+        for ev in &events[..n] {
+            let (bits, id) = (ev.events, ev.u64 as usize);
+            let c = &mut conns[id];
+            if bits & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32
+                != 0
+            {
+                c.readable = true;
+            }
+            if bits & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+                c.writable = true;
+            }
+            gen.drive(id, c, &mut m);
+        }
+    }
+    Ok(m)
+}
+
+/// The loop's state shared by all connections.
+struct Gen {
+    size: usize,
+    measuring: bool,
+    end: Instant,
+    /// Connections with a message in flight.
+    busy: usize,
+}
+
+impl Gen {
+    /// Moves connection `id` as far as it can go without blocking.
+    fn drive(&mut self, id: usize, c: &mut Conn, m: &mut Measured) {
+        while c.alive && c.busy {
+            let mut progressed = false;
+            if c.sent < self.size && c.writable {
+                match (&c.sock).write(&c.tx[c.sent..]) {
+                    Ok(n) => {
+                        c.sent += n;
+                        c.writable = c.sent == self.size;
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return self.fail(c, m, format!("connection {id}: send: {e}")),
+                }
+            }
+            if c.got < self.size && c.readable {
+                match (&c.sock).read(&mut c.rx[c.got..]) {
+                    Ok(0) => {
+                        let msg = format!(
+                            "connection {id}: the server closed it ({} of {} bytes echoed)",
+                            c.got, self.size
+                        );
+                        return self.fail(c, m, msg);
+                    }
+                    Ok(n) => {
+                        // A short read drained the socket, a full one ended the message: the
+                        // next bytes come with a new edge either way.
+                        c.got += n;
+                        c.readable = false;
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return self.fail(c, m, format!("connection {id}: receive: {e}")),
+                }
+            }
+            if c.got == self.size {
+                let now = Instant::now();
+                if c.rx != c.tx {
+                    m.mismatches += 1;
+                    let at = c.rx.iter().zip(&c.tx).position(|(a, b)| a != b).unwrap_or(0);
+                    let msg = format!(
+                        "connection {id}, message {}: echoed byte {at} is {:#04x}, sent {:#04x}",
+                        c.seq, c.rx[at], c.tx[at]
+                    );
+                    return self.fail(c, m, msg);
+                }
+                if self.measuring && c.started < self.end {
+                    let ns = (now - c.started).as_nanos().min(u64::MAX as u128) as u64;
+                    m.latency.saturating_record(ns.max(1));
+                    m.messages += 1;
+                }
+                if now < self.end {
+                    c.next(now);
+                    progressed = true;
+                } else {
+                    c.busy = false;
+                    self.busy -= 1;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn fail(&mut self, c: &mut Conn, m: &mut Measured, msg: String) {
+        m.error(msg);
+        c.alive = false;
+        if c.busy {
+            c.busy = false;
+            self.busy -= 1;
+        }
+        let _ = c.sock.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A minimal epoll instance (edge-triggered registrations).
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event; both descriptors are open.
+        let rc = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms`; returns how many of `events` were filled (0 on EINTR).
+    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
+        let max = events.len().min(i32::MAX as usize) as i32;
+        // SAFETY: `events` is valid for `max` writable entries.
+        let n =
+            unsafe { libc::epoll_wait(self.0.as_raw_fd(), events.as_mut_ptr(), max, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(0) } else { Err(e) };
+        }
+        Ok(n as usize)
+    }
+}

@@ -1,0 +1,136 @@
+//! The baseline echo servers the proactor is compared with, each run as its own process by the
+//! hidden `proactor bench serve --kind K`: thread-per-connection blocking std I/O (the seed's
+//! "simpler alternative") and tokio, current-thread and multi-thread.
+
+use socket2::{Domain, Socket, Type};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+/// Size of each connection's receive buffer in every baseline (the same for all, for fairness).
+const BUF: usize = 4096;
+/// Listen backlog: large enough for the bench's 10,000-connection idle test.
+const BACKLOG: i32 = 4096;
+
+/// A baseline echo server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Baseline {
+    /// One OS thread per connection, blocking std I/O.
+    Threads,
+    /// tokio's current-thread runtime: one thread, epoll inside.
+    TokioCt,
+    /// tokio's multi-thread runtime with one worker thread.
+    TokioMt,
+}
+
+/// Binds `addr` with a large backlog, prints `listening on <addr>`, and serves until killed.
+pub fn serve(kind: Baseline, addr: SocketAddr) -> io::Result<()> {
+    let listener = bind(addr)?;
+    println!("listening on {}", listener.local_addr()?);
+    io::stdout().flush()?;
+    match kind {
+        Baseline::Threads => serve_threads(listener),
+        Baseline::TokioCt => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+            rt.block_on(serve_tokio(listener))
+        }
+        Baseline::TokioMt => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_io()
+                .build()?;
+            rt.block_on(serve_tokio(listener))
+        }
+    }
+}
+
+/// A listening socket with `SO_REUSEADDR` and the bench's backlog.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+fn serve_threads(listener: TcpListener) -> io::Result<()> {
+    loop {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if is_transient_accept_error(&e) => {
+                back_off(&e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let spawned = std::thread::Builder::new().spawn(move || {
+            if let Err(e) = echo_blocking(stream) {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+        if let Err(e) = spawned {
+            // The connection is dropped (closed) with the failed closure: the client sees it.
+            tracing::warn!("cannot start a thread for a connection: {e}");
+        }
+    }
+}
+
+fn echo_blocking(mut stream: TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = [0u8; BUF];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buf[..n])?;
+    }
+}
+
+async fn serve_tokio(listener: TcpListener) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) if is_transient_accept_error(&e) => {
+                back_off(&e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = echo_tokio(stream).await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn echo_tokio(mut stream: tokio::net::TcpStream) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.set_nodelay(true)?;
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buf[..n]).await?;
+    }
+}
+
+/// Accept errors that concern one connection (or a passing shortage), not the listener.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    ) || e.kind() == io::ErrorKind::Interrupted
+}
+
+/// Out of descriptors or memory: pause briefly instead of spinning on the failing accept.
+fn back_off(e: &io::Error) {
+    if !matches!(e.raw_os_error(), Some(libc::ECONNABORTED) | None) {
+        tracing::warn!("accept: {e}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

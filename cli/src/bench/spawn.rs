@@ -1,0 +1,255 @@
+//! The servers under test and how each is started as its own process (this executable, with the
+//! right subcommand), pinned to a CPU, and found by the `listening on <addr>` line it prints.
+
+use super::proc;
+use super::servers::Baseline;
+use anyhow::{anyhow, bail, Context};
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a server may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One server under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `proactor echo` on a driver, optionally with `--threads N` (the hook for issue 8).
+    Proactor {
+        /// `uring` or `epoll`.
+        epoll: bool,
+        /// The async front end (`--style async`) instead of the default completion handlers.
+        async_style: bool,
+        /// `--threads N`, or the echo's default when `None`.
+        threads: Option<u32>,
+    },
+    /// A baseline from `servers.rs`.
+    Baseline(Baseline),
+}
+
+impl ServerKind {
+    /// The reference every ratio is taken against.
+    pub const REFERENCE: ServerKind = ServerKind::Baseline(Baseline::TokioCt);
+
+    /// The command line that starts this server on `listen`.
+    fn command(&self, listen: SocketAddr) -> Command {
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("proactor"));
+        let mut cmd = Command::new(exe);
+        match *self {
+            ServerKind::Proactor { epoll, async_style, threads } => {
+                let driver = if epoll { "epoll" } else { "uring" };
+                cmd.args(["echo", "--listen", &listen.to_string(), "--driver", driver]);
+                // Above the idle test's connection count.
+                cmd.args(["--max-conns", "20000"]);
+                if async_style {
+                    cmd.args(["--style", "async"]);
+                }
+                cmd.env("PROACTOR_DRIVER", driver);
+                if let Some(n) = threads {
+                    cmd.args(["--threads", &n.to_string()]);
+                }
+            }
+            ServerKind::Baseline(b) => {
+                let kind = match b {
+                    Baseline::Threads => "threads",
+                    Baseline::TokioCt => "tokio-ct",
+                    Baseline::TokioMt => "tokio-mt",
+                };
+                cmd.args(["bench", "serve", "--kind", kind, "--listen", &listen.to_string()]);
+            }
+        }
+        cmd
+    }
+}
+
+impl fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ServerKind::Proactor { epoll, async_style, threads } => {
+                f.write_str(if epoll { "proactor-epoll" } else { "proactor-uring" })?;
+                if async_style {
+                    f.write_str("-async")?;
+                }
+                match threads {
+                    Some(n) => write!(f, "@{n}"),
+                    None => Ok(()),
+                }
+            }
+            ServerKind::Baseline(Baseline::Threads) => f.write_str("threads"),
+            ServerKind::Baseline(Baseline::TokioCt) => f.write_str("tokio-ct"),
+            ServerKind::Baseline(Baseline::TokioMt) => f.write_str("tokio-mt"),
+        }
+    }
+}
+
+impl FromStr for ServerKind {
+    type Err = String;
+    /// `proactor-uring`, `proactor-epoll`, `proactor-uring-async`, `proactor-epoll-async` (each
+    /// optionally `@N` for `--threads N`), `threads`, `tokio-ct`, `tokio-mt`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, threads) = match s.split_once('@') {
+            Some((n, t)) => {
+                let t: u32 = t.parse().map_err(|_| format!("bad thread count in {s:?}"))?;
+                if t == 0 {
+                    return Err(format!("thread count must be at least 1 in {s:?}"));
+                }
+                (n, Some(t))
+            }
+            None => (s, None),
+        };
+        let kind = match name {
+            "proactor-uring" | "uring" => {
+                ServerKind::Proactor { epoll: false, async_style: false, threads }
+            }
+            "proactor-epoll" | "epoll" => {
+                ServerKind::Proactor { epoll: true, async_style: false, threads }
+            }
+            "proactor-uring-async" => {
+                ServerKind::Proactor { epoll: false, async_style: true, threads }
+            }
+            "proactor-epoll-async" => {
+                ServerKind::Proactor { epoll: true, async_style: true, threads }
+            }
+            "threads" => ServerKind::Baseline(Baseline::Threads),
+            "tokio-ct" => ServerKind::Baseline(Baseline::TokioCt),
+            "tokio-mt" => ServerKind::Baseline(Baseline::TokioMt),
+            _ => {
+                return Err(format!(
+                    "unknown server {s:?} (proactor-uring[-async][@N], proactor-epoll[-async][@N], \
+                     threads, tokio-ct, tokio-mt)"
+                ))
+            }
+        };
+        if threads.is_some() && matches!(kind, ServerKind::Baseline(_)) {
+            return Err(format!("only the proactor servers take @threads: {s:?}"));
+        }
+        Ok(kind)
+    }
+}
+
+/// A running server process; killed when dropped.
+pub struct ServerProc {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its process id.
+    pub pid: u32,
+    log: PathBuf,
+}
+
+impl ServerProc {
+    /// Starts `kind` on 127.0.0.1 (a free port), pinned to `cpu` when given.
+    pub fn start(kind: ServerKind, cpu: Option<usize>) -> anyhow::Result<ServerProc> {
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+        let mut cmd = kind.command(listen);
+        let log = std::env::temp_dir().join(format!(
+            "proactor-bench-{}-{}.log",
+            std::process::id(),
+            kind
+        ));
+        let log_file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create the server log {}", log.display()))?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log_file);
+        cmd.env("RUST_LOG", "warn");
+        // SAFETY: the closure runs in the forked child before exec and only makes the
+        // setpriority and sched_setaffinity system calls (async-signal-safe, no allocation).
+        unsafe {
+            cmd.pre_exec(move || {
+                proc::raise_priority(0);
+                match cpu {
+                    Some(cpu) => proc::pin(0, cpu),
+                    None => Ok(()),
+                }
+            });
+        }
+        let mut child = cmd.spawn().with_context(|| format!("cannot start the {kind} server"))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout);
+            let mut line = String::new();
+            // Read to the end, so the server never blocks on a full pipe.
+            while lines.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if let Some(addr) = line.trim().strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().parse::<SocketAddr>());
+                }
+                line.clear();
+            }
+        });
+        let mut server = ServerProc { child, addr: listen, pid, log };
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(addr)) => server.addr = addr,
+            Ok(Err(e)) => bail!("{kind} printed an unreadable address: {e}"),
+            Err(_) => {
+                let status = server.child.try_wait().ok().flatten();
+                return Err(anyhow!(
+                    "the {kind} server did not print `listening on <addr>` within {}s{}{}",
+                    START_TIMEOUT.as_secs(),
+                    status.map(|s| format!(" (it exited: {s})")).unwrap_or_default(),
+                    server.log_tail()
+                ));
+            }
+        }
+        Ok(server)
+    }
+
+    /// An error if the server has exited (crashed) since it started.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                bail!("the server exited during the run ({status}){}", self.log_tail())
+            }
+            Err(e) => bail!("cannot check the server process: {e}"),
+        }
+    }
+
+    /// The last lines the server wrote to stderr, formatted for an error message.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(8)..];
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; its stderr ends with:\n    {}", tail.join("\n    "))
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for s in [
+            "proactor-uring",
+            "proactor-epoll@2",
+            "proactor-uring-async",
+            "threads",
+            "tokio-ct",
+            "tokio-mt",
+        ] {
+            assert_eq!(s.parse::<ServerKind>().unwrap().to_string(), s);
+        }
+        assert!("tokio-ct@2".parse::<ServerKind>().is_err());
+        assert!("proactor-uring@0".parse::<ServerKind>().is_err());
+        assert!("nginx".parse::<ServerKind>().is_err());
+    }
+}
