@@ -4,7 +4,7 @@
 //! Nothing is shared between the loops: each thread submits, reaps and dispatches on its own, so
 //! the hot path takes no lock. Work crosses threads only through a [`RemoteHandle`] (a closure
 //! queue plus an eventfd wake-up), and connections are handed to the least-loaded thread by
-//! [`serve`] (see `docs/threads.md` for why one acceptor beats `SO_REUSEPORT` here).
+//! [`MultiProactor::serve`] (see `docs/threads.md` for why one acceptor beats `SO_REUSEPORT` here).
 //!
 //! ```
 //! use proactor::threads::Threads;
@@ -22,9 +22,11 @@
 //! ```
 
 mod load;
+mod room;
 mod serve;
 
 pub use load::Load;
+pub use room::{Lagged, Membership, Room};
 pub use serve::{Conn, Distribution, Server};
 
 use crate::runtime::{Builder, Closed, RemoteHandle};
