@@ -53,7 +53,11 @@ fn main() {
     }
 }
 
+/// Which thread serves the connection from each client port (for the distribution report).
+static PLACED: std::sync::Mutex<Vec<(u16, usize)>> = std::sync::Mutex::new(Vec::new());
+
 async fn echo(stream: std::net::TcpStream, conn: Conn) {
+    PLACED.lock().unwrap().push((conn.peer().port(), conn.worker()));
     let Ok(s) = proactor::net::TcpStream::from_std(stream) else { return };
     let mut buf = Vec::with_capacity(64 << 10);
     loop {
@@ -147,6 +151,7 @@ fn echo_throughput(threads: usize, clients: usize, secs: Duration, size: usize) 
 /// What one distribution run measured.
 struct RunResult {
     cpu: Vec<Duration>,
+    heavy_per_thread: Vec<usize>,
     per_thread: Vec<u64>,
     heavy_bytes: u64,
     light_p50: Duration,
@@ -171,10 +176,11 @@ fn distribution(runs: usize, secs: Duration, heavy: usize, light: usize) {
             );
             let share = hi / (lo + hi);
             println!(
-                "  {dist:?} run {run}: connections per thread {:?}, CPU per thread {:.2?}, busiest \
+                "  {dist:?} run {run}: connections per thread {:?} (heavy {:?}), CPU per thread {:.2?}, busiest \
                  thread's share {:.0}%, heavy throughput {:.0} MiB/s, light latency p50 {:.2?} \
                  p99 {:.2?}",
                 r.per_thread,
+                r.heavy_per_thread,
                 r.cpu,
                 100.0 * share,
                 r.heavy_bytes as f64 / secs.as_secs_f64() / (1 << 20) as f64,
@@ -221,6 +227,9 @@ fn distribution_run(
     let measure_from = start + arrive;
     let end = measure_from + secs;
     let lat = Rc::new(RefCell::new(Vec::new()));
+    let heavy_ports = Rc::new(RefCell::new(Vec::new()));
+    let hp = heavy_ports.clone();
+    PLACED.lock().unwrap().clear();
     let cpu_at_start = Rc::new(RefCell::new(Vec::new()));
     let workers = pool.workers();
     let (l2, c2) = (lat.clone(), cpu_at_start.clone());
@@ -230,8 +239,12 @@ fn distribution_run(
             let _ = proactor::time::sleep(stagger).await;
             let _ = i;
             let lat = l2.clone();
+            let hp = hp.clone();
             tasks.push(proactor::spawn(async move {
                 let s = proactor::net::TcpStream::connect(addr).await.expect("connect");
+                if is_heavy {
+                    hp.borrow_mut().push(s.local_addr().expect("local address").port());
+                }
                 s.set_nodelay(true).expect("nodelay");
                 let size = if is_heavy { 64 << 10 } else { 64 };
                 let mut out = vec![1u8; size];
@@ -278,7 +291,20 @@ fn distribution_run(
     let mut lat = lat.borrow().clone();
     lat.sort();
     let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
-    let r = RunResult { cpu, per_thread, heavy_bytes, light_p50: pct(0.5), light_p99: pct(0.99) };
+    let mut heavy_per_thread = vec![0; pool.len()];
+    for (port, worker) in PLACED.lock().unwrap().iter() {
+        if heavy_ports.borrow().contains(port) {
+            heavy_per_thread[*worker] += 1;
+        }
+    }
+    let r = RunResult {
+        cpu,
+        heavy_per_thread,
+        per_thread,
+        heavy_bytes,
+        light_p50: pct(0.5),
+        light_p99: pct(0.99),
+    };
     drop(server);
     pool.shutdown().expect("stop");
     r

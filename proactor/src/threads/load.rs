@@ -5,6 +5,10 @@
 //! thread and two idle ones on the other are "balanced" by count. The thread's CPU clock
 //! (`pthread_getcpuclockid`) measures what the connections actually cost, without any
 //! cooperation from the loop, and can be read from another thread.
+//!
+//! A thread's CPU clock is read through its clock id, which names the thread's kernel id; read
+//! after the thread exited, it may name a newer thread. Loads are only read while their
+//! [`super::MultiProactor`] runs.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -15,6 +19,34 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 /// Weight of the newest sample in the moving average.
 const NEW_WEIGHT: f64 = 0.5;
+
+/// Below this total CPU use (in cores) of all threads, CPU differences are noise and new
+/// connections are spread by count alone; above it, CPU shares weigh fully.
+const CPU_SIGNIFICANT: f64 = 0.25;
+
+/// How much more a thread's share of the CPU counts than its share of the connections.
+const CPU_WEIGHT: f64 = 2.0;
+
+/// Picks the index with the lowest load score among `(live connections, utilisation)` pairs:
+/// `live share + CPU_WEIGHT × w × CPU share`, where the shares are of the totals over all
+/// threads and `w` ramps from 0 to 1 as the total CPU use reaches [`CPU_SIGNIFICANT`]. Shares,
+/// not absolute values, so the choice holds when the machine is saturated and every thread gets
+/// less CPU than it wants. Ties go to the lower index.
+pub(crate) fn pick(loads: &[(usize, f64)]) -> usize {
+    let total_live: usize = loads.iter().map(|l| l.0).sum();
+    let total_util: f64 = loads.iter().map(|l| l.1).sum();
+    let w = (total_util / CPU_SIGNIFICANT).min(1.0);
+    let mut best = (0, f64::INFINITY);
+    for (i, &(live, util)) in loads.iter().enumerate() {
+        let live_share = live as f64 / total_live.max(1) as f64;
+        let cpu_share = if total_util > 0.0 { util / total_util } else { 0.0 };
+        let score = live_share + CPU_WEIGHT * w * cpu_share;
+        if score < best.1 {
+            best = (i, score);
+        }
+    }
+    best.0
+}
 
 /// The load of one proactor thread.
 #[derive(Debug)]
@@ -84,14 +116,6 @@ impl Load {
         s.util
     }
 
-    /// The score the acceptor minimises: live connections plus the thread's CPU use weighted by
-    /// the mean number of connections per thread. With equal CPU use this is a plain
-    /// least-connections choice; a thread saturated by a few heavy connections looks as loaded
-    /// as one holding a whole extra share of connections.
-    pub fn score(&self, mean_live: f64) -> f64 {
-        self.live() as f64 + self.utilization() * mean_live.max(1.0)
-    }
-
     /// Counts a new connection on this thread; the guard uncounts it when dropped.
     pub(crate) fn enter(self: &std::sync::Arc<Self>) -> LiveGuard {
         self.live.fetch_add(1, Ordering::Relaxed);
@@ -116,4 +140,24 @@ fn read_clock(clock: libc::clockid_t) -> Option<Duration> {
     // SAFETY: `ts` is a local the call writes into; an invalid clock id only yields EINVAL.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick;
+
+    #[test]
+    fn idle_threads_are_picked_by_count() {
+        assert_eq!(pick(&[(0, 0.0), (0, 0.0)]), 0);
+        assert_eq!(pick(&[(3, 0.01), (2, 0.03)]), 1);
+        assert_eq!(pick(&[(2, 0.0), (2, 0.0), (1, 0.0)]), 2);
+    }
+
+    #[test]
+    fn a_cpu_bound_thread_gets_no_new_connection_while_others_are_light() {
+        // Thread 0 holds two heavy connections, thread 1 six light ones.
+        assert_eq!(pick(&[(2, 0.9), (6, 0.1)]), 1);
+        // Once the CPU is even, the count decides again.
+        assert_eq!(pick(&[(2, 0.5), (6, 0.5)]), 0);
+    }
 }

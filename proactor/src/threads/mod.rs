@@ -277,21 +277,14 @@ impl Workers {
         self.0.get(i).filter(|w| w.index == i)
     }
 
-    /// The thread that should take the next connection: the lowest load score (see
-    /// [`Load::score`]); ties go to the lower index.
+    /// The thread that should take the next connection: the one with the lowest share of the
+    /// connections plus twice its share of the CPU time recently used by all threads (CPU counts
+    /// once the threads together use a quarter of a core; below that, count alone decides).
+    /// Ties go to the lower index.
     pub fn least_loaded(&self) -> &Worker {
-        let total_live: usize = self.0.iter().map(|w| w.load.live()).sum();
-        let mean_live = total_live as f64 / self.0.len() as f64;
-        let mut best = &self.0[0];
-        let mut best_score = f64::INFINITY;
-        for w in self.0.iter() {
-            let s = w.load.score(mean_live);
-            if s < best_score {
-                best = w;
-                best_score = s;
-            }
-        }
-        best
+        let loads: Vec<(usize, f64)> =
+            self.0.iter().map(|w| (w.load.live(), w.load.utilization())).collect();
+        &self.0[load::pick(&loads)]
     }
 }
 

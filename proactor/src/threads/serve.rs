@@ -2,16 +2,14 @@
 //!
 //! Two ways, chosen by [`Distribution`]:
 //! - [`Distribution::Acceptor`] (the default): one acceptor thread with its own small proactor
-//!   accepts every connection and posts it to the thread with the lowest [`Load::score`] (live
-//!   connections and measured CPU use), so a thread kept busy by heavy connections gets fewer
-//!   new ones.
+//!   accepts every connection and posts it to [`Workers::least_loaded`] (by share of the live
+//!   connections and of the measured CPU use), so a thread kept busy by heavy connections gets
+//!   fewer new ones.
 //! - [`Distribution::ReusePort`]: every thread has its own listening socket on the same port
 //!   (`SO_REUSEPORT`) and the kernel spreads connections by a hash of their addresses — no
 //!   hand-off, but blind to load.
 //!
 //! `docs/threads.md` has the measurement behind the default.
-//!
-//! [`Load::score`]: super::Load::score
 
 use super::load::LiveGuard;
 use super::{MultiProactor, Workers};
