@@ -7,8 +7,10 @@
 //! The traits promise a *stable* address: moving the owner (a `Vec`, a `Box`) must not move the
 //! bytes, because the kernel holds a raw pointer to them.
 
+pub(crate) mod pool;
 mod slice;
 
+pub use pool::{BufPool, BufPoolBuilder, PooledBuf};
 pub use slice::Slice;
 
 /// A buffer the kernel may read from (the source of a write or send).

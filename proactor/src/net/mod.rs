@@ -32,6 +32,7 @@ mod tcp;
 mod udp;
 mod unix;
 
+pub use crate::buf::{BufPool, PooledBuf};
 pub use accept::AcceptStats;
 pub use split::{ReadHalf, WriteHalf};
 pub use tcp::{TcpListener, TcpListenerBuilder, TcpStream};

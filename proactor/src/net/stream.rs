@@ -45,6 +45,16 @@ macro_rules! read_methods {
         ) -> $crate::Op<$crate::op::Recv<std::rc::Rc<std::os::fd::OwnedFd>, B>> {
             self.recv(buf, libc::MSG_PEEK)
         }
+
+        /// Receives into a buffer taken from `pool` only once data has arrived, so a connection
+        /// waiting for its peer holds no receive buffer (see [`crate::buf::BufPool`]).
+        /// `Ok(None)` means the peer closed its side.
+        pub async fn read_pooled(
+            &self,
+            pool: &$crate::buf::BufPool,
+        ) -> std::io::Result<Option<$crate::buf::PooledBuf>> {
+            pool.recv(self.fd.clone()).await
+        }
     };
 }
 

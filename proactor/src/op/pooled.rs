@@ -1,0 +1,144 @@
+//! A receive into a buffer from a [`BufPool`], chosen only when data has arrived.
+//!
+//! Three ways to run, one struct:
+//! - io_uring with a provided-buffer ring: a `Recv` with `IOSQE_BUFFER_SELECT` and no buffer; the
+//!   kernel picks one and names it in the completion flags ([`OpCode::set_cqe_flags`]).
+//! - io_uring with a user-space pool: a one-shot `POLL_ADD` for readability; the receive itself is
+//!   a non-blocking `recv` into a free buffer when the completion is processed.
+//! - epoll: [`OpCode::perform`] takes a free buffer only for the non-blocking `recv` and puts it
+//!   straight back when there is nothing to read.
+//!
+//! Either way an idle connection holds no buffer. A dry pool is `ENOBUFS` with the data left in
+//! the socket; [`BufPool::recv`] waits for a buffer and retries.
+
+use super::{cvt_size, Emulation, OpCode};
+use crate::buf::pool::PoolInner;
+use crate::buf::{BufPool, PooledBuf};
+use crate::fd::IoFd;
+use io_uring::{cqueue, opcode, squeue, types};
+use std::io;
+use std::rc::Rc;
+
+/// How the operation was run, so `complete` knows where the buffer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Never handed to a driver (cancelled first).
+    NotSubmitted,
+    /// io_uring picked a buffer from the ring.
+    Ring,
+    /// io_uring polled for readability; receive at completion.
+    Poll,
+    /// The epoll emulation performed the receive.
+    Perform,
+}
+
+/// Receives into a pooled buffer; output `Ok(Some(buf))` with the bytes, `Ok(None)` at end of
+/// stream, or an error — `ENOBUFS` when the pool is dry (the data stays in the socket), and
+/// rarely `WouldBlock` after a spurious wake-up. [`BufPool::recv`] retries both for you.
+pub struct RecvPooled<F> {
+    fd: F,
+    pool: Rc<PoolInner>,
+    via: Via,
+    /// The buffer the kernel or `perform` received into.
+    picked: Option<u16>,
+}
+
+impl<F: IoFd> RecvPooled<F> {
+    /// A receive on `fd` into a buffer of `pool`.
+    pub fn new(fd: F, pool: &BufPool) -> Self {
+        RecvPooled { fd, pool: pool.inner().clone(), via: Via::NotSubmitted, picked: None }
+    }
+
+    /// A non-blocking receive into a free buffer (user-space pool). On success the buffer is
+    /// recorded in `picked`; otherwise it is back on the free list.
+    fn recv_now(&mut self) -> io::Result<u32> {
+        let Some(id) = self.pool.take_free() else {
+            return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+        };
+        let ptr = self.pool.buf_ptr(id);
+        let len = self.pool.buffer_size();
+        // SAFETY: buffer `id` was just taken off the free list, so nothing else uses its `len`
+        // bytes; the pool (kept alive by `self.pool`) owns the memory.
+        let res =
+            cvt_size(unsafe { libc::recv(self.fd.raw_fd(), ptr.cast(), len, libc::MSG_DONTWAIT) });
+        match res {
+            Ok(_) => self.picked = Some(id),
+            Err(_) => self.pool.put_free(id),
+        }
+        res
+    }
+}
+
+impl<F: IoFd> OpCode for RecvPooled<F> {
+    type Output = io::Result<Option<PooledBuf>>;
+    const NAME: &'static str = "recv_pooled";
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        let fd = types::Fd(self.fd.raw_fd());
+        match self.pool.ring_group() {
+            Some(group) if self.pool.ring_is_current() => {
+                self.via = Via::Ring;
+                let len = self.pool.buffer_size().min(u32::MAX as usize) as u32;
+                opcode::Recv::new(fd, std::ptr::null_mut(), len)
+                    .buf_group(group)
+                    .build()
+                    .flags(squeue::Flags::BUFFER_SELECT)
+            }
+            _ => {
+                self.via = Via::Poll;
+                opcode::PollAdd::new(fd, libc::POLLIN as u32).build()
+            }
+        }
+    }
+
+    fn emulation(&self) -> Emulation {
+        Emulation::Readable(self.fd.raw_fd())
+    }
+
+    fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
+        // Called on the run loop's thread (a readable-wait emulation never goes to the blocking
+        // pool), so touching the pool's free list is safe. Always non-blocking.
+        self.via = Via::Perform;
+        if self.pool.ring_group().is_some() {
+            // A kernel ring belongs to an io_uring proactor; this is not one.
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        self.recv_now()
+    }
+
+    fn set_cqe_flags(&mut self, flags: u32) {
+        if let Some(id) = cqueue::buffer_select(flags) {
+            self.picked = Some(id);
+        }
+    }
+
+    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+        if self.via == Via::Poll {
+            res?;
+            // Readable (or hung up): receive now, into a buffer taken only now.
+            let n = self.recv_now()?;
+            return Ok(self.finish(n));
+        }
+        match res {
+            Ok(n) => Ok(self.finish(n)),
+            Err(e) => {
+                if let Some(id) = self.picked.take() {
+                    self.pool.recycle(id);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<F: IoFd> RecvPooled<F> {
+    /// Turns `n` received bytes in the picked buffer into the output.
+    fn finish(&mut self, n: u32) -> Option<PooledBuf> {
+        let id = self.picked.take()?;
+        if n == 0 {
+            self.pool.recycle(id);
+            return None;
+        }
+        Some(self.pool.hand_out(id, n as usize))
+    }
+}
