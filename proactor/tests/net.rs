@@ -5,6 +5,7 @@ mod common;
 use proactor::io::{read_exact, write_all};
 use proactor::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use std::net::Shutdown;
+use std::rc::Rc;
 use std::time::Duration;
 
 driver_test!(tcp_round_trip, |p| {
@@ -170,3 +171,125 @@ driver_test!(unix_round_trip, |p| {
         assert_eq!(buf, b"pair");
     });
 });
+
+driver_test!(connect_timeout_when_the_backlog_is_full, |p| {
+    p.block_on(async {
+        // A listener with backlog 0 that never accepts: once its queue holds one connection the
+        // kernel drops further SYNs, so a connect can only time out.
+        let listener = TcpListener::builder().backlog(0).bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&addr.into());
+            fillers.push(s);
+        }
+        proactor::time::sleep(Duration::from_millis(100)).await.unwrap();
+        let started = std::time::Instant::now();
+        let err = TcpStream::connect_timeout(addr, Duration::from_millis(300)).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert_eq!(p.in_flight().in_flight, 0, "the timed-out connect was cleaned up");
+        drop(listener);
+    });
+});
+
+/// Set in the environment of the re-executed test binary: run the EMFILE scenario on this driver.
+const EMFILE_CHILD: &str = "PROACTOR_TEST_EMFILE_CHILD";
+
+fn run_emfile_child(driver: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["emfile_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(EMFILE_CHILD, driver)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}");
+    for line in stdout.lines().filter_map(|l| l.split_once("emfile:").map(|x| x.1)) {
+        println!("{driver} emfile:{line}");
+    }
+}
+
+#[test]
+fn accept_recovers_from_emfile_uring() {
+    run_emfile_child("uring");
+}
+
+#[test]
+fn accept_recovers_from_emfile_epoll() {
+    run_emfile_child("epoll");
+}
+
+/// The EMFILE scenario; does nothing unless run as the child of the two tests above (it lowers
+/// RLIMIT_NOFILE, which must not affect the other tests of this binary).
+#[test]
+fn emfile_child() {
+    let Ok(driver) = std::env::var(EMFILE_CHILD) else { return };
+    let choice = if driver == "uring" {
+        proactor::DriverChoice::Uring
+    } else {
+        proactor::DriverChoice::Epoll
+    };
+    let p = common::proactor(choice);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Three clients connect (the kernel completes the handshakes; they wait in the queue).
+    let clients: Vec<std::net::TcpStream> =
+        (0..3).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    // Lower the limit just above what is open now, then use up the rest.
+    let open = common::open_fds() as u64;
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit struct.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    lim.rlim_cur = open + 8;
+    // SAFETY: setrlimit reads one rlimit struct.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
+    let mut fillers = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => fillers.push(f),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+                break;
+            }
+        }
+    }
+    p.block_on(async {
+        let listener = Rc::new(listener);
+        let l = listener.clone();
+        let acceptor = proactor::spawn(async move {
+            let mut accepted = Vec::new();
+            for _ in 0..3 {
+                accepted.push(l.accept().await.unwrap().0);
+            }
+            accepted
+        });
+        proactor::time::sleep(Duration::from_millis(400)).await.unwrap();
+        let stats = listener.accept_stats();
+        assert!(stats.resource_failures > 0, "accept never hit EMFILE: {stats:?}");
+        // Back-off, not a spin: 1 ms doubling to 100 ms makes about a dozen tries in 400 ms.
+        assert!(stats.resource_failures <= 30, "accept spun: {stats:?}");
+        assert_eq!(stats.bursts, 1);
+        drop(fillers);
+        let accepted = proactor::time::timeout(Duration::from_secs(5), acceptor)
+            .await
+            .expect("accept recovered once descriptors were free")
+            .unwrap();
+        assert_eq!(accepted.len(), 3);
+        for (i, (server, mut client)) in accepted.iter().zip(clients).enumerate() {
+            use std::io::Read;
+            let (res, _) = server.write(vec![i as u8; 3]).await;
+            res.unwrap();
+            let mut got = [0u8; 3];
+            client.read_exact(&mut got).unwrap();
+            assert_eq!(got, [i as u8; 3]);
+        }
+        println!("emfile: {:?}", listener.accept_stats());
+    });
+}
