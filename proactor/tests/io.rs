@@ -119,7 +119,7 @@ driver_test!(write_all_to_a_slow_reader, |p| {
         let expect = payload.clone();
         let reader = proactor::spawn(async move {
             let mut got = Vec::with_capacity(expect.len());
-            let mut reads = 0;
+            let mut reads = 0u32;
             loop {
                 let (res, buf) = b.read(Vec::with_capacity(64 << 10)).await;
                 let n = res.unwrap();
@@ -128,7 +128,7 @@ driver_test!(write_all_to_a_slow_reader, |p| {
                 }
                 got.extend_from_slice(&buf);
                 reads += 1;
-                if reads % 16 == 0 {
+                if reads.is_multiple_of(16) {
                     proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
                 }
             }

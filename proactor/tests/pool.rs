@@ -50,7 +50,7 @@ fn many_connections_through_a_tiny_pool(p: &Proactor, user_space: bool) {
                     assert!(buf.len() <= 512);
                     got.extend_from_slice(&buf);
                     reads += 1;
-                    if reads % 8 == 0 {
+                    if reads.is_multiple_of(8) {
                         // Hold the buffer across a sleep so other connections find the pool dry.
                         proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
                     }

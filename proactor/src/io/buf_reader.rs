@@ -4,7 +4,6 @@
 use super::AsyncReadOwned;
 use crate::buf::IoBufMut;
 use crate::BufResult;
-use std::future::Future;
 use std::io;
 
 /// Default size of the internal buffer.
@@ -185,24 +184,22 @@ impl<R: AsyncReadOwned> BufReader<R> {
 impl<R: AsyncReadOwned> AsyncReadOwned for BufReader<R> {
     /// Hands out buffered bytes first; a read into a buffer at least as large as the internal
     /// one bypasses it when nothing is buffered.
-    fn read<B: IoBufMut>(&mut self, mut buf: B) -> impl Future<Output = BufResult<usize, B>> {
-        async move {
-            if self.pos >= self.buf.len() && buf.bytes_total() >= self.capacity {
-                return self.inner.read(buf).await;
-            }
-            let avail = match self.fill_buf().await {
-                Ok(a) => a,
-                Err(e) => return (Err(e), buf),
-            };
-            let n = avail.len().min(buf.bytes_total());
-            // SAFETY: `n` fits in the destination's capacity, and the regions do not overlap (the
-            // destination is owned by the caller, the source by this reader).
-            unsafe {
-                std::ptr::copy_nonoverlapping(avail.as_ptr(), buf.stable_mut_ptr(), n);
-                buf.set_init(n);
-            }
-            self.consume(n);
-            (Ok(n), buf)
+    async fn read<B: IoBufMut>(&mut self, mut buf: B) -> BufResult<usize, B> {
+        if self.pos >= self.buf.len() && buf.bytes_total() >= self.capacity {
+            return self.inner.read(buf).await;
         }
+        let avail = match self.fill_buf().await {
+            Ok(a) => a,
+            Err(e) => return (Err(e), buf),
+        };
+        let n = avail.len().min(buf.bytes_total());
+        // SAFETY: `n` fits in the destination's capacity, and the regions do not overlap (the
+        // destination is owned by the caller, the source by this reader).
+        unsafe {
+            std::ptr::copy_nonoverlapping(avail.as_ptr(), buf.stable_mut_ptr(), n);
+            buf.set_init(n);
+        }
+        self.consume(n);
+        (Ok(n), buf)
     }
 }
