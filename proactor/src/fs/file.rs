@@ -22,7 +22,7 @@ use std::rc::Rc;
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("a.txt");
 /// p.block_on(async {
-///     let f = File::create(&path).await?;
+///     let f = File::options().read(true).write(true).create(true).open(&path).await?;
 ///     let (res, _) = f.write_all_at(b"hello world".as_slice(), 0).await;
 ///     res?;
 ///     let (res, buf) = f.read_exact_at(Vec::with_capacity(5), 6).await;
@@ -47,7 +47,7 @@ impl File {
         OpenOptions::new().read(true).open(path).await
     }
 
-    /// Opens `path` for writing, creating it or truncating it.
+    /// Opens `path` for writing only, creating it or truncating it.
     pub async fn create(path: impl AsRef<Path>) -> io::Result<File> {
         OpenOptions::new().write(true).create(true).truncate(true).open(path).await
     }
