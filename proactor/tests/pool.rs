@@ -149,3 +149,42 @@ fn pool_needs_a_proactor() {
     let err = BufPool::new(4, 16).unwrap_err();
     assert!(err.to_string().contains("proactor"), "{err}");
 }
+
+driver_test!(cancelled_pooled_receive_keeps_no_buffer, |p| {
+    let (pool, buf, _keep) = p.block_on(async {
+        let pool = BufPool::new(2, 64).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        // A receive that times out: cancelled, it takes no buffer and keeps none.
+        let r = proactor::time::timeout(Duration::from_millis(20), b.read_pooled(&pool)).await;
+        assert!(r.is_err());
+        assert_eq!(pool.available(), 2);
+        let (res, _) = a.write(b"kept".as_slice()).await;
+        res.unwrap();
+        let buf = b.read_pooled(&pool).await.unwrap().unwrap();
+        (pool, buf, (a, b))
+    });
+    // A buffer handed out outlives the `block_on` that filled it.
+    assert_eq!(&buf[..], b"kept");
+    assert_eq!(pool.available(), 1);
+    drop(buf);
+    assert_eq!(pool.available(), 2);
+    drop(pool);
+});
+
+/// The pool (a kernel ring) and a buffer handed out may outlive the proactor itself.
+#[test]
+fn pool_dropped_after_its_proactor() {
+    let p = common::proactor(proactor::DriverChoice::Uring);
+    let (pool, buf) = p.block_on(async {
+        let pool = BufPool::new(2, 64).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let (res, _) = a.write(b"late".as_slice()).await;
+        res.unwrap();
+        let buf = b.read_pooled(&pool).await.unwrap().unwrap();
+        (pool, buf)
+    });
+    drop(p);
+    assert_eq!(&buf[..], b"late");
+    drop(buf);
+    drop(pool);
+}
