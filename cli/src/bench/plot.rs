@@ -60,8 +60,8 @@ pub fn write(report: &Report, path: &Path) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (head, body) = root.split_vertically(70);
     head.draw(&Text::new(
-        "proactor bench: echo servers over 127.0.0.1",
-        (20, 12),
+        "proactor bench: echo over 127.0.0.1",
+        (20, 10),
         ("sans-serif", 26).into_font().style(FontStyle::Bold),
     ))
     .map_err(|e| err(&e))?;
@@ -74,6 +74,7 @@ pub fn write(report: &Report, path: &Path) -> anyhow::Result<()> {
         ("sans-serif", 15).into_font().color(&RGBColor(80, 80, 80)),
     ))
     .map_err(|e| err(&e))?;
+    legend(&head, report).map_err(|e| err(&e))?;
     let (charts, idle_area) = if report.idle.is_empty() {
         (body, None)
     } else {
@@ -145,7 +146,16 @@ fn panel<'a>(
             }
         })
         .y_desc(metric.unit)
-        .y_label_formatter(&|y| if log { short(10f64.powf(*y)) } else { short(*y) })
+        .y_labels(if log { (y1 - y0).ceil() as usize + 1 } else { 10 })
+        .y_label_formatter(&|y| {
+            if !log {
+                short(*y)
+            } else if (y - y.round()).abs() < 1e-6 {
+                short(10f64.powf(y.round()))
+            } else {
+                String::new()
+            }
+        })
         .label_style(("sans-serif", 13))
         .draw()?;
     let k = report.servers.len().max(1) as f64;
@@ -161,18 +171,23 @@ fn panel<'a>(
                 Some(Rectangle::new([(x0 + 0.01, y0), (x0 + width - 0.01, tf(v))], colour.filled()))
             })
             .collect();
-        chart
-            .draw_series(bars)?
-            .label(server.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled()));
+        chart.draw_series(bars)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .label_font(("sans-serif", 13))
-        .draw()?;
+    Ok(())
+}
+
+/// One swatch and name per server, in a row at the top right.
+fn legend<'a>(area: &Area<'a>, report: &Report) -> DrawResult<'a> {
+    let (w, _) = area.dim_in_pixel();
+    let font = ("sans-serif", 14).into_font();
+    let widths: Vec<i32> = report.servers.iter().map(|s| 28 + 8 * s.len() as i32).collect();
+    let mut x = w as i32 - 20 - widths.iter().sum::<i32>();
+    for (j, (server, width)) in report.servers.iter().zip(&widths).enumerate() {
+        let colour = COLOURS[j % COLOURS.len()];
+        area.draw(&Rectangle::new([(x, 14), (x + 14, 28)], colour.filled()))?;
+        area.draw(&Text::new(server.clone(), (x + 19, 14), font.clone()))?;
+        x += width;
+    }
     Ok(())
 }
 

@@ -20,6 +20,9 @@ pub enum Baseline {
     TokioCt,
     /// tokio's multi-thread runtime with one worker thread.
     TokioMt,
+    /// A broken echo that flips a bit in every 50th chunk it echoes: proves the byte check.
+    #[value(hide = true)]
+    Corrupt,
 }
 
 /// Binds `addr` with a large backlog, prints `listening on <addr>`, and serves until killed.
@@ -28,7 +31,8 @@ pub fn serve(kind: Baseline, addr: SocketAddr) -> io::Result<()> {
     println!("listening on {}", listener.local_addr()?);
     io::stdout().flush()?;
     match kind {
-        Baseline::Threads => serve_threads(listener),
+        Baseline::Threads => serve_threads(listener, false),
+        Baseline::Corrupt => serve_threads(listener, true),
         Baseline::TokioCt => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
             rt.block_on(serve_tokio(listener))
@@ -52,7 +56,7 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-fn serve_threads(listener: TcpListener) -> io::Result<()> {
+fn serve_threads(listener: TcpListener, corrupt: bool) -> io::Result<()> {
     loop {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
@@ -63,7 +67,7 @@ fn serve_threads(listener: TcpListener) -> io::Result<()> {
             Err(e) => return Err(e),
         };
         let spawned = std::thread::Builder::new().spawn(move || {
-            if let Err(e) = echo_blocking(stream) {
+            if let Err(e) = echo_blocking(stream, corrupt) {
                 tracing::debug!("connection ended: {e}");
             }
         });
@@ -74,13 +78,18 @@ fn serve_threads(listener: TcpListener) -> io::Result<()> {
     }
 }
 
-fn echo_blocking(mut stream: TcpStream) -> io::Result<()> {
+fn echo_blocking(mut stream: TcpStream, corrupt: bool) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buf = [0u8; BUF];
+    let mut chunks = 0u64;
     loop {
         let n = stream.read(&mut buf)?;
         if n == 0 {
             return Ok(());
+        }
+        chunks += 1;
+        if corrupt && chunks % 50 == 0 {
+            buf[n / 2] ^= 0x10;
         }
         stream.write_all(&buf[..n])?;
     }

@@ -60,6 +60,7 @@ impl ServerKind {
                     Baseline::Threads => "threads",
                     Baseline::TokioCt => "tokio-ct",
                     Baseline::TokioMt => "tokio-mt",
+                    Baseline::Corrupt => "corrupt",
                 };
                 cmd.args(["bench", "serve", "--kind", kind, "--listen", &listen.to_string()]);
             }
@@ -84,6 +85,7 @@ impl fmt::Display for ServerKind {
             ServerKind::Baseline(Baseline::Threads) => f.write_str("threads"),
             ServerKind::Baseline(Baseline::TokioCt) => f.write_str("tokio-ct"),
             ServerKind::Baseline(Baseline::TokioMt) => f.write_str("tokio-mt"),
+            ServerKind::Baseline(Baseline::Corrupt) => f.write_str("corrupt"),
         }
     }
 }
@@ -119,6 +121,8 @@ impl FromStr for ServerKind {
             "threads" => ServerKind::Baseline(Baseline::Threads),
             "tokio-ct" => ServerKind::Baseline(Baseline::TokioCt),
             "tokio-mt" => ServerKind::Baseline(Baseline::TokioMt),
+            // Not in the help: a broken echo for testing the bench's byte check.
+            "corrupt" => ServerKind::Baseline(Baseline::Corrupt),
             _ => {
                 return Err(format!(
                     "unknown server {s:?} (proactor-uring[-async][@N], proactor-epoll[-async][@N], \

@@ -1,0 +1,164 @@
+//! `proactor bench` end to end with a tiny matrix (seconds, not minutes): every server runs and
+//! reports every figure with no byte mismatched, the JSON and the chart are written, and a server
+//! that mangles bytes makes the bench fail loudly.
+
+use serde_json::Value;
+use std::process::Command;
+
+const SERVERS: [&str; 4] = ["proactor-uring", "proactor-epoll", "threads", "tokio-ct"];
+
+const RUN_FIGURES: [&str; 17] = [
+    "secs",
+    "messages",
+    "msgs_per_sec",
+    "mb_per_sec",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+    "max_us",
+    "mean_us",
+    "server_cpu_s",
+    "server_cpu_s_per_million",
+    "server_cpu_share",
+    "server_peak_rss_kib",
+    "server_threads",
+    "client_cpu_s",
+    "client_cpu_share",
+    "mismatches",
+];
+
+fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_proactor"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run proactor bench")
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("figure {key} missing or not a number in {v}"))
+}
+
+#[test]
+fn quick_bench_reports_every_server_and_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let svg = dir.path().join("bench.svg");
+    let out = bench(&[
+        "--quick",
+        "--secs",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--conns",
+        "1,10",
+        "--sizes",
+        "64",
+        "--idle",
+        "200",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {}\n{stdout}\n{stderr}", out.status);
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["ok"], Value::Bool(true));
+    assert_eq!(report["errors"].as_u64(), Some(0));
+    assert_eq!(report["reference"], "tokio-ct");
+    let servers: Vec<&str> =
+        report["servers"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert_eq!(servers, SERVERS);
+
+    let runs = report["runs"].as_array().unwrap();
+    let same_core = report["cpus"].as_u64().unwrap() >= 2;
+    let mut points = vec![(1, false), (10, false)];
+    if same_core {
+        points.push((1, true));
+    }
+    assert_eq!(runs.len(), SERVERS.len() * points.len(), "one run per server and point");
+    for server in SERVERS {
+        for &(conns, same) in &points {
+            let run = runs
+                .iter()
+                .find(|r| r["server"] == server && r["conns"] == conns && r["same_core"] == same)
+                .unwrap_or_else(|| panic!("no run of {server} at {conns} conns, same core {same}"));
+            for key in RUN_FIGURES {
+                assert!(num(run, key) >= 0.0, "{server}: {key} negative");
+            }
+            assert_eq!(run["size"], 64);
+            assert_eq!(num(run, "mismatches"), 0.0, "{server}: bytes mismatched");
+            assert_eq!(num(run, "error_count"), 0.0, "{server}: {}", run["errors"]);
+            assert!(num(run, "messages") > 0.0, "{server}: no message");
+            assert!(num(run, "msgs_per_sec") > 0.0 && num(run, "mb_per_sec") > 0.0);
+            let (p50, p99, p999) = (num(run, "p50_us"), num(run, "p99_us"), num(run, "p999_us"));
+            assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999, "{server}: percentiles out of order");
+            assert!(num(run, "server_peak_rss_kib") > 0.0, "{server}: no peak RSS");
+            assert!(num(run, "client_cpu_s") > 0.0, "{server}: load generator CPU not measured");
+        }
+    }
+
+    let idle = report["idle"].as_array().unwrap();
+    assert_eq!(idle.len(), SERVERS.len());
+    for i in idle {
+        assert!(i["error"].is_null(), "idle test failed: {}", i["error"]);
+        assert_eq!(i["conns"], 200);
+        assert!(num(i, "loaded_rss_kib") > 0.0 && num(i, "baseline_rss_kib") > 0.0);
+        num(i, "bytes_per_conn");
+    }
+
+    for server in SERVERS {
+        assert!(stdout.contains(server), "table lacks {server}:\n{stdout}");
+    }
+    assert!(stdout.contains("(1.00x)"), "table lacks the ratios to tokio-ct:\n{stdout}");
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg"), "not an SVG");
+    for server in SERVERS {
+        assert!(chart.contains(server), "chart lacks {server}");
+    }
+}
+
+#[test]
+fn mangled_echo_fails_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = bench(&[
+        "--servers",
+        "corrupt,tokio-ct",
+        "--secs",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--conns",
+        "4",
+        "--sizes",
+        "64",
+        "--idle",
+        "0",
+        "--no-same-core",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a mangled echo must fail the bench");
+    assert!(stderr.contains("FAILED") && stderr.contains("echoed byte"), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["ok"], Value::Bool(false));
+    let runs = report["runs"].as_array().unwrap();
+    let bad = runs.iter().find(|r| r["server"] == "corrupt").unwrap();
+    assert!(num(bad, "mismatches") > 0.0);
+    let good = runs.iter().find(|r| r["server"] == "tokio-ct").unwrap();
+    assert_eq!(num(good, "error_count"), 0.0, "{}", good["errors"]);
+}
+
+#[test]
+fn bad_options_are_refused() {
+    for args in [&["--conns", "0"][..], &["--servers", "nginx"], &["--secs", "-1"]] {
+        let out = bench(args);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(!out.stderr.is_empty(), "{args:?}: no error message");
+    }
+}
