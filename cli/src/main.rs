@@ -7,6 +7,7 @@ mod bench;
 mod cmd;
 mod copy;
 mod http;
+mod proxy;
 mod server;
 
 /// Completion-based async I/O on io_uring (with an epoll fallback), and what you can build on it.

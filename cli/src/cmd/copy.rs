@@ -3,6 +3,7 @@
 
 use crate::copy::{self, file::Settings, Options};
 use proactor::DriverChoice;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -79,8 +80,20 @@ pub fn run(args: Args) -> ExitCode {
         quiet: args.quiet,
         driver: args.driver,
     };
+    let started = std::time::Instant::now();
     match copy::copy(&opts) {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(done) => {
+            if !opts.quiet && std::io::stderr().is_terminal() {
+                let secs = started.elapsed().as_secs_f64();
+                eprintln!(
+                    "copied {} file(s), {:.1} MiB in {secs:.2}s ({:.1} MiB/s)",
+                    done.files,
+                    done.bytes as f64 / 1048576.0,
+                    done.bytes as f64 / 1048576.0 / secs.max(1e-9)
+                );
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("proactor copy: {e}");
             ExitCode::FAILURE

@@ -43,11 +43,6 @@ impl AlignedBuf {
         // SAFETY: `ptr` points to `len` initialised bytes owned exclusively by `self`.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
-
-    /// Size in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
 }
 
 impl Drop for AlignedBuf {
@@ -89,7 +84,7 @@ mod tests {
     #[test]
     fn aligned_zeroed_and_rounded() {
         let mut b = AlignedBuf::new(5000);
-        assert_eq!(b.len(), 8192);
+        assert_eq!(b.as_slice().len(), 8192);
         assert_eq!(b.stable_ptr() as usize % ALIGN, 0);
         assert!(b.as_slice().iter().all(|&x| x == 0));
         b.as_mut_slice()[8191] = 7;

@@ -4,6 +4,7 @@
 //! complete, synced copy ([`staging`]).
 
 pub mod alignbuf;
+#[allow(dead_code)] // Called by `proactor bench` (cli/src/cmd/bench.rs).
 pub mod bench;
 pub mod extents;
 pub mod file;
@@ -153,7 +154,7 @@ pub fn copy(opts: &Options) -> Result<Summary, CopyError> {
         builder = builder.driver(d);
     }
     let p = builder.build().map_err(|e| CopyError::io("cannot start the proactor".into(), e))?;
-    if opts.settings.direct && opts.settings.block % alignbuf::ALIGN != 0 {
+    if opts.settings.direct && !opts.settings.block.is_multiple_of(alignbuf::ALIGN) {
         return Err(CopyError::msg(format!(
             "--direct needs a block size that is a multiple of {} bytes",
             alignbuf::ALIGN

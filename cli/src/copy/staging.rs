@@ -174,9 +174,3 @@ fn temp_name(final_name: &OsStr) -> OsString {
     name.push(format!(".proactor-copy-{}-{n}.tmp", std::process::id()));
     name
 }
-
-/// True when `name` is a temporary file of this copier (for tests and cleanup checks).
-pub fn is_temp_name(name: &OsStr) -> bool {
-    let s = name.to_string_lossy();
-    s.starts_with('.') && s.contains(".proactor-copy-") && s.ends_with(".tmp")
-}

@@ -237,8 +237,7 @@ pub async fn copy_tree(opts: &Options) -> Result<Summary, CopyError> {
     let root_fd = &job.dir_fds[0];
     syncfs(root_fd, &root)?;
     let staged = std::mem::take(&mut *job.staged.borrow_mut());
-    let mut rest = staged.into_iter();
-    while let Some(s) = rest.next() {
+    for s in staged {
         if let Err(e) = s.publish() {
             return Err(CopyError::io(format!("cannot rename files into '{}'", root.display()), e));
         }
