@@ -188,3 +188,19 @@ fn pool_dropped_after_its_proactor() {
     drop(buf);
     drop(pool);
 }
+
+/// A kernel ring belongs to one proactor; using it from another is a clear error, not a hang.
+#[test]
+fn ring_pool_used_on_another_proactor_is_an_error() {
+    let first = common::proactor(proactor::DriverChoice::Uring);
+    let pool = first.block_on(async { BufPool::new(2, 64).unwrap() });
+    assert!(pool.is_kernel_ring());
+    for choice in [proactor::DriverChoice::Uring, proactor::DriverChoice::Epoll] {
+        let other = common::proactor(choice);
+        other.block_on(async {
+            let (_a, b) = UnixStream::pair().unwrap();
+            let err = b.read_pooled(&pool).await.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        });
+    }
+}

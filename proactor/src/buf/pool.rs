@@ -161,6 +161,12 @@ impl BufPool {
     /// `Ok(None)` means the peer closed its side. When the pool is dry, waits for a buffer to
     /// come back and receives again; the data waits in the socket meanwhile.
     pub async fn recv<F: IoFd + Clone>(&self, fd: F) -> io::Result<Option<PooledBuf>> {
+        if self.inner.ring.is_some() && !self.inner.ring_is_current() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this buffer pool is registered with another proactor's ring",
+            ));
+        }
         loop {
             let seen = self.inner.returned.get();
             match crate::submit(RecvPooled::new(fd.clone(), self)).await {
