@@ -1,6 +1,7 @@
 //! The HTTP/1.1 static file server behind `proactor http`: request parsing, path safety, response
 //! building and the per-connection loop on the proactor, one concern per file.
 
+pub mod bench;
 pub mod conditional;
 pub mod conn;
 pub mod date;

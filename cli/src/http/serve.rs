@@ -61,7 +61,12 @@ impl Site {
             Ok(t) => t,
             Err(refused) => {
                 tracing::debug!(target = %req.target, "refused: {}", refused.why);
-                return simple(out, Simple::error(refused.status));
+                // A malformed target closes the connection, like any other 400.
+                let keep_alive = keep_alive && refused.status != 400;
+                let s = Simple::error(refused.status);
+                let len = s.write(out, keep_alive, req.minor, head_only);
+                let body_len = if head_only { 0 } else { len };
+                return Reply { status: s.status, keep_alive, body_len, file: None };
             }
         };
         let opened = match self.root.open_rel(&target.rel) {

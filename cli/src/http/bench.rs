@@ -1,0 +1,466 @@
+//! The HTTP benchmark behind `proactor bench http`: `wrk -t1 -c100` against `proactor http` and
+//! against nginx (one process, sendfile on, access log off) serving the same 1 KiB and 1 MiB files,
+//! side by side in one run, with each server's CPU time per request (utime + stime from
+//! `/proc/<pid>/stat` over the measured window) next to its requests per second.
+//!
+//! Skips with a clear message (and how to install them) when `wrk` or `nginx` is missing.
+
+use anyhow::{bail, Context as _};
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to run the HTTP benchmark.
+#[derive(Debug, Clone)]
+pub struct HttpBenchOptions {
+    /// Length of each measured `wrk` run.
+    pub duration: Duration,
+    /// Concurrent connections (`wrk -c`).
+    pub connections: u32,
+    /// The proactor's driver (`uring`, `epoll`, `auto`); `None` leaves the default.
+    pub driver: Option<String>,
+    /// The `proactor` executable to benchmark; `None` means this executable.
+    pub proactor_exe: Option<PathBuf>,
+    /// Pin each server to CPU 1 and wrk to CPU 0 (when the machine has two or more CPUs).
+    pub pin: bool,
+}
+
+impl Default for HttpBenchOptions {
+    fn default() -> Self {
+        HttpBenchOptions {
+            duration: Duration::from_secs(10),
+            connections: 100,
+            driver: None,
+            proactor_exe: None,
+            pin: true,
+        }
+    }
+}
+
+/// One measured run: one server, one file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HttpBenchRow {
+    /// `proactor` or `nginx`.
+    pub server: String,
+    /// The file served (`1KiB`, `1MiB`).
+    pub file: String,
+    /// Requests completed in the window.
+    pub requests: u64,
+    /// Requests per second, as wrk reports it.
+    pub requests_per_sec: f64,
+    /// Body and header bytes per second, MiB.
+    pub mib_per_sec: f64,
+    /// Server CPU seconds (user + system) over the window.
+    pub cpu_secs: f64,
+    /// Server CPU microseconds per request.
+    pub cpu_us_per_request: f64,
+    /// Socket errors and non-2xx answers wrk counted.
+    pub errors: u64,
+}
+
+/// The result of the HTTP benchmark.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HttpBenchReport {
+    /// Measured runs, proactor and nginx for each file.
+    pub rows: Vec<HttpBenchRow>,
+    /// Why the benchmark (or a part of it) did not run, if it did not.
+    pub skipped: Option<String>,
+}
+
+impl HttpBenchReport {
+    /// The row for `server` and `file`, if measured.
+    pub fn row(&self, server: &str, file: &str) -> Option<&HttpBenchRow> {
+        self.rows.iter().find(|r| r.server == server && r.file == file)
+    }
+}
+
+impl fmt::Display for HttpBenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(why) = &self.skipped {
+            writeln!(f, "http benchmark skipped: {why}")?;
+        }
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "{:<9} {:<5} {:>12} {:>10} {:>10} {:>12} {:>7}",
+            "server", "file", "requests/s", "MiB/s", "CPU s", "CPU us/req", "errors"
+        )?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "{:<9} {:<5} {:>12.0} {:>10.1} {:>10.2} {:>12.2} {:>7}",
+                r.server,
+                r.file,
+                r.requests_per_sec,
+                r.mib_per_sec,
+                r.cpu_secs,
+                r.cpu_us_per_request,
+                r.errors
+            )?;
+        }
+        for file in FILES.iter().map(|(name, _)| *name) {
+            if let (Some(p), Some(n)) = (self.row("proactor", file), self.row("nginx", file)) {
+                writeln!(
+                    f,
+                    "{file}: proactor/nginx requests/s = {:.2}x, CPU per request = {:.2}x",
+                    p.requests_per_sec / n.requests_per_sec.max(1e-9),
+                    p.cpu_us_per_request / n.cpu_us_per_request.max(1e-9)
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The files served: name in the report, size.
+const FILES: [(&str, usize); 2] = [("1KiB", 1024), ("1MiB", 1 << 20)];
+
+/// What to install when a tool is missing.
+const INSTALL_HINT: &str = "install them with: apt-get update && apt-get install -y wrk nginx";
+
+/// Runs the benchmark: for each file, proactor then nginx, each with a short warm-up and then a
+/// measured `wrk` run. Returns a report with `skipped` set (and no rows) when wrk or nginx is
+/// missing.
+pub fn run_http_bench(opts: &HttpBenchOptions) -> anyhow::Result<HttpBenchReport> {
+    let (Some(wrk), Some(nginx)) = (find_tool("wrk"), find_tool("nginx")) else {
+        let missing: Vec<&str> =
+            ["wrk", "nginx"].into_iter().filter(|t| find_tool(t).is_none()).collect();
+        return Ok(HttpBenchReport {
+            rows: Vec::new(),
+            skipped: Some(format!("{} not found; {INSTALL_HINT}", missing.join(" and "))),
+        });
+    };
+    let dir = ScratchDir::new()?;
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root)?;
+    for (name, size) in FILES {
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        std::fs::write(root.join(format!("{name}.bin")), body)?;
+    }
+    let exe = match &opts.proactor_exe {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("locating the proactor executable")?,
+    };
+    let pin = opts.pin && cpu_count() >= 2;
+    let mut report = HttpBenchReport::default();
+    let mut proactor = Proactor::start(&exe, &root, opts.driver.as_deref())?;
+    let mut nginx = Nginx::start(&nginx, dir.path(), &root)?;
+    if pin {
+        pin_to(proactor.child.id() as i32, 1);
+        pin_to(nginx.child.id() as i32, 1);
+    }
+    for (file, _) in FILES {
+        let path = format!("/{file}.bin");
+        for (server, pid, addr) in [
+            ("proactor", proactor.child.id(), proactor.addr),
+            ("nginx", nginx.child.id(), nginx.addr),
+        ] {
+            let url = format!("http://{addr}{path}");
+            // Warm-up: page cache, connection setup, the server's buffers.
+            wrk_run(&wrk, &url, opts.connections, Duration::from_secs(1), pin)?;
+            let cpu_before = cpu_secs(pid)?;
+            let out = wrk_run(&wrk, &url, opts.connections, opts.duration, pin)?;
+            let cpu = cpu_secs(pid)? - cpu_before;
+            let requests = out.requests.max(1);
+            report.rows.push(HttpBenchRow {
+                server: server.to_string(),
+                file: file.to_string(),
+                requests: out.requests,
+                requests_per_sec: out.requests_per_sec,
+                mib_per_sec: out.bytes_per_sec / (1024.0 * 1024.0),
+                cpu_secs: cpu,
+                cpu_us_per_request: cpu * 1e6 / requests as f64,
+                errors: out.errors,
+            });
+        }
+    }
+    proactor.stop();
+    nginx.stop();
+    Ok(report)
+}
+
+/// A directory under the system's temporary directory, removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> anyhow::Result<ScratchDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir()
+            .join(format!("proactor-bench-http-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(ScratchDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A tool on `PATH` (or in `/usr/sbin`, where nginx lives).
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Pins a process to one CPU (best effort: the benchmark still runs unpinned if this fails).
+fn pin_to(pid: i32, cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (the callers pass 0 or 1).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let ret = unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if ret != 0 {
+        tracing::warn!("could not pin pid {pid} to CPU {cpu}: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// User plus system CPU seconds of a process and its threads, from `/proc/<pid>/stat`.
+fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start at the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line; here indices 11 and 12.
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("short /proc stat line")?.parse::<u64>()? as f64)
+    };
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok((ticks(11)? + ticks(12)?) / hz)
+}
+
+/// What one wrk run reported.
+struct WrkOut {
+    requests: u64,
+    requests_per_sec: f64,
+    bytes_per_sec: f64,
+    errors: u64,
+}
+
+fn wrk_run(wrk: &Path, url: &str, conns: u32, d: Duration, pin: bool) -> anyhow::Result<WrkOut> {
+    let secs = d.as_secs().max(1);
+    let mut cmd = Command::new(wrk);
+    cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), url]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().context("starting wrk")?;
+    if pin {
+        pin_to(child.id() as i32, 0);
+    }
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("wrk failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(&text).with_context(|| format!("unexpected wrk output:\n{text}"))
+}
+
+/// Reads `N requests in`, `Requests/sec:`, `Transfer/sec:` and error counts from wrk's output.
+fn parse_wrk(text: &str) -> Option<WrkOut> {
+    let mut out = WrkOut { requests: 0, requests_per_sec: 0.0, bytes_per_sec: 0.0, errors: 0 };
+    for line in text.lines().map(str::trim) {
+        if let Some(n) = line.split_once(" requests in ").map(|(n, _)| n) {
+            out.requests = n.trim().parse().ok()?;
+        } else if let Some(v) = line.strip_prefix("Requests/sec:") {
+            out.requests_per_sec = v.trim().parse().ok()?;
+        } else if let Some(v) = line.strip_prefix("Transfer/sec:") {
+            out.bytes_per_sec = parse_size(v.trim())?;
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            out.errors += v.trim().parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix("Socket errors:") {
+            out.errors += v
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    (out.requests > 0).then_some(out)
+}
+
+/// `123.45MB` → bytes (wrk uses binary units).
+fn parse_size(s: &str) -> Option<f64> {
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let scale = match unit {
+        "" | "B" => 1.0,
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(num.parse::<f64>().ok()? * scale)
+}
+
+/// A `proactor http` child process.
+struct Proactor {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Proactor {
+    fn start(exe: &Path, root: &Path, driver: Option<&str>) -> anyhow::Result<Proactor> {
+        let mut cmd = Command::new(exe);
+        cmd.arg("http").arg("--root").arg(root).args(["--listen", "127.0.0.1:0", "--quiet"]);
+        if let Some(d) = driver {
+            cmd.args(["--driver", d]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let addr = match line.trim().strip_prefix("listening on ").map(str::parse) {
+            Some(Ok(addr)) => addr,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("proactor http did not start: {line:?}");
+            }
+        };
+        Ok(Proactor { child, addr })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proactor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An nginx child process in the foreground, one process, configured like the proactor.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Nginx {
+    fn start(exe: &Path, dir: &Path, root: &Path) -> anyhow::Result<Nginx> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes 1;\n\
+             daemon off;\n\
+             master_process off;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/nginx-error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n\
+               access_log off;\n\
+               sendfile on;\n\
+               tcp_nopush on;\n\
+               keepalive_requests 100000000;\n\
+               default_type application/octet-stream;\n\
+               client_body_temp_path {d}/body;\n\
+               proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi;\n\
+               uwsgi_temp_path {d}/uwsgi;\n\
+               scgi_temp_path {d}/scgi;\n\
+               server {{ listen {addr}; root {}; }}\n\
+             }}\n",
+            root.display()
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf)?;
+        let child = Command::new(exe)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let mut nginx = Nginx { child, addr };
+        let started = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
+                bail!("nginx exited ({status}): {log}");
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("nginx did not start listening on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(nginx)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_output() {
+        let text = "Running 10s test @ http://127.0.0.1:8080/1KiB.bin\n  1 threads and 100 connections\n  \
+            Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   1.00ms  200.00us   5.00ms   90.00%\n  \
+            1234567 requests in 10.00s, 1.50GB read\n  Socket errors: connect 0, read 2, write 0, timeout 1\n\
+            Requests/sec: 123456.70\nTransfer/sec:    153.45MB\n";
+        let out = parse_wrk(text).unwrap();
+        assert_eq!(out.requests, 1_234_567);
+        assert_eq!(out.requests_per_sec, 123_456.7);
+        assert_eq!(out.errors, 3);
+        assert!((out.bytes_per_sec - 153.45 * 1024.0 * 1024.0).abs() < 1.0);
+    }
+}
+
+/// A manual run of the benchmark from the test harness, until `proactor bench http` calls it:
+/// `cargo test --release --bin proactor http::bench::measure -- --ignored --nocapture`
+/// (`HTTP_BENCH_SECS` and `HTTP_BENCH_DRIVER` adjust it).
+#[cfg(test)]
+#[test]
+#[ignore = "a benchmark, not a test: needs wrk and nginx and takes about a minute"]
+fn measure() {
+    let secs = std::env::var("HTTP_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let opts = HttpBenchOptions {
+        duration: Duration::from_secs(secs),
+        driver: std::env::var("HTTP_BENCH_DRIVER").ok(),
+        // The test binary lives in target/<profile>/deps; the proactor binary one level up.
+        proactor_exe: std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.parent()?.join("proactor"))),
+        ..HttpBenchOptions::default()
+    };
+    let report = run_http_bench(&opts).expect("benchmark");
+    println!("{report}");
+}
