@@ -49,11 +49,11 @@
 //! `--max-queue` (the queue, plus the batch being written).
 
 use crate::server::{race, serve, Conn, Either, Event, ServerOpts};
-use proactor::op::{self, raw_os_error};
-use proactor::IoBuf;
+use proactor::net::{ReadHalf, TcpStream, WriteHalf};
+use proactor::op::raw_os_error;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -382,7 +382,7 @@ enum End {
 
 /// One connection: the reader loop here, the writer as a task of its own.
 async fn client_task(room: Rc<Room>, stream: TcpStream, conn: Conn) {
-    let stream = Rc::new(stream);
+    let (rd, wr) = stream.into_split();
     let client = Rc::new(Client {
         id: conn.id(),
         nick: RefCell::new(None),
@@ -393,10 +393,10 @@ async fn client_task(room: Rc<Room>, stream: TcpStream, conn: Conn) {
         max_queue: room.max_queue,
     });
     room.clients.borrow_mut().insert(client.id, client.clone());
-    let writer = proactor::spawn(writer_task(stream.clone(), client.clone()));
+    let writer = proactor::spawn(writer_task(wr, client.clone()));
     client.notice("* welcome to proactor chat; send your nick");
 
-    let reading = read_lines(&room, &client, &stream);
+    let reading = read_lines(&room, &client, &rd);
     let end = match race(reading, race(client.kicked.wait(), conn.shutdown().wait())).await {
         Either::Left(()) => End::Left,
         Either::Right(Either::Left(())) if client.broken.get() => End::Left,
@@ -420,7 +420,7 @@ async fn client_task(room: Rc<Room>, stream: TcpStream, conn: Conn) {
 }
 
 /// Reads and handles lines until EOF, an error or `/quit`.
-async fn read_lines(room: &Room, client: &Client, stream: &Rc<TcpStream>) {
+async fn read_lines(room: &Room, client: &Client, stream: &ReadHalf) {
     let mut splitter = LineSplitter::default();
     let mut buf = Vec::with_capacity(RECV_BUF);
     let on_line = |l: Option<&[u8]>| match l {
@@ -432,7 +432,7 @@ async fn read_lines(room: &Room, client: &Client, stream: &Rc<TcpStream>) {
     };
     loop {
         buf.clear();
-        let (res, b) = proactor::submit(op::Recv::new(stream.clone(), buf)).await;
+        let (res, b) = stream.read(buf).await;
         buf = b;
         match res {
             Ok(0) => {
@@ -455,7 +455,7 @@ async fn read_lines(room: &Room, client: &Client, stream: &Rc<TcpStream>) {
 }
 
 /// Drains the client's queue into the socket, one batch per send, until closed and empty.
-async fn writer_task(stream: Rc<TcpStream>, client: Rc<Client>) {
+async fn writer_task(mut stream: WriteHalf, client: Rc<Client>) {
     let mut buf: Vec<u8> = Vec::with_capacity(RECV_BUF);
     loop {
         let last = std::future::poll_fn(|cx| {
@@ -472,7 +472,7 @@ async fn writer_task(stream: Rc<TcpStream>, client: Rc<Client>) {
             Poll::Ready(out.closing)
         })
         .await;
-        let sending = write_all(&stream, std::mem::take(&mut buf));
+        let sending = proactor::io::write_all(&mut stream, std::mem::take(&mut buf));
         match race(sending, client.abort.wait()).await {
             Either::Left((Ok(()), b)) => buf = b,
             Either::Left((Err(e), _)) => {
@@ -489,23 +489,6 @@ async fn writer_task(stream: Rc<TcpStream>, client: Rc<Client>) {
             return;
         }
     }
-}
-
-/// Sends all of `buf`, looping on partial sends; hands the buffer back.
-async fn write_all(stream: &Rc<TcpStream>, mut buf: Vec<u8>) -> (std::io::Result<()>, Vec<u8>) {
-    let len = buf.len();
-    let mut sent = 0;
-    while sent < len {
-        let (res, slice) =
-            proactor::submit(op::Send::new(stream.clone(), buf.slice(sent..len))).await;
-        buf = slice.into_inner();
-        match res {
-            Ok(0) => return (Err(std::io::ErrorKind::WriteZero.into()), buf),
-            Ok(n) => sent += n,
-            Err(e) => return (Err(e), buf),
-        }
-    }
-    (Ok(()), buf)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use crate::server::{Conn, Server, ServerOpts};
 use proactor::op::{self, raw_os_error};
 use proactor::{Handle, IoBuf};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::time::Duration;
 
 /// The seed's port.
@@ -99,23 +99,33 @@ fn log_end(conn: &Conn, what: &str, err: &std::io::Error) {
 /// One connection, moved from each completion handler into the next: whoever holds the session
 /// holds the socket, the buffer and the connection's place, so nothing can be freed while an
 /// operation is in flight (the Rust counterpart of the seed's `shared_from_this`).
+///
+/// Exactly one operation is in flight per session, and the session lives inside that
+/// operation's handler, which the proactor keeps until the completion arrived (or leaks, never
+/// frees, if it never does). So the operations can name the socket by its bare descriptor
+/// number: the `TcpStream` owning it cannot be dropped before the operation is over.
 struct Session {
     handle: Handle,
-    stream: Rc<TcpStream>,
+    stream: TcpStream,
     conn: Conn,
     settings: Settings,
 }
 
 impl Session {
     fn start(handle: Handle, stream: TcpStream, conn: Conn, settings: Settings) {
-        let session = Session { handle, stream: Rc::new(stream), conn, settings };
+        let session = Session { handle, stream, conn, settings };
         let buf = Vec::with_capacity(settings.buf_size);
         session.do_read(buf);
     }
 
+    /// The socket's descriptor number, for the one operation in flight (see the type's docs).
+    fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
     fn do_read(self, mut buf: Vec<u8>) {
         buf.clear();
-        let op = op::Recv::new(self.stream.clone(), buf);
+        let op = op::Recv::new(self.fd(), buf);
         let (handle, idle) = (self.handle.clone(), self.settings.idle);
         match idle {
             Some(d) => handle.start_with_deadline(op, d, move |out| self.on_read(out)),
@@ -133,7 +143,7 @@ impl Session {
 
     /// Sends `buf[from..to]`.
     fn do_write(self, buf: Vec<u8>, from: usize, to: usize) {
-        let op = op::Send::new(self.stream.clone(), buf.slice(from..to));
+        let op = op::Send::new(self.fd(), buf.slice(from..to));
         let (handle, idle) = (self.handle.clone(), self.settings.idle);
         let on_done =
             move |(res, slice): (std::io::Result<usize>, proactor::buf::Slice<Vec<u8>>)| {
@@ -159,12 +169,14 @@ impl Session {
 
 /// One connection as a task: the same loop, written straight.
 async fn echo_task(stream: TcpStream, conn: Conn, settings: Settings) {
-    let stream = Rc::new(stream);
+    let stream = match proactor::net::TcpStream::from_std(stream) {
+        Ok(s) => s,
+        Err(e) => return log_end(&conn, "setup", &e),
+    };
     let mut buf = Vec::with_capacity(settings.buf_size);
     loop {
         buf.clear();
-        let (res, b) =
-            with_idle(proactor::submit(op::Recv::new(stream.clone(), buf)), settings).await;
+        let (res, b) = with_idle(stream.read(buf), settings).await;
         buf = b;
         let n = match res {
             Ok(0) => return,
@@ -173,8 +185,7 @@ async fn echo_task(stream: TcpStream, conn: Conn, settings: Settings) {
         };
         let mut sent = 0;
         while sent < n {
-            let send = op::Send::new(stream.clone(), buf.slice(sent..n));
-            let (res, slice) = with_idle(proactor::submit(send), settings).await;
+            let (res, slice) = with_idle(stream.write(buf.slice(sent..n)), settings).await;
             buf = slice.into_inner();
             match res {
                 Ok(0) => return tracing::debug!(conn = conn.id(), "send wrote nothing"),

@@ -38,12 +38,20 @@
 //! - A connection beyond `--max-conns` is accepted and closed at once (the client reads EOF), so it
 //!   is never left hanging in the backlog.
 //! - Accepted sockets get `TCP_NODELAY` (request/response traffic must not wait on Nagle).
-//! - SIGINT or SIGTERM: the listener closes (new connections are refused), every [`Conn`]'s
-//!   [`Conn::shutdown`] event fires, open connections get up to `--grace` to finish on their own,
-//!   then the process exits 0. A second signal ends the grace period at once.
+//! - Out of descriptors (EMFILE/ENFILE), the accept loop logs once and retries every 50 ms: it
+//!   never spins and never stops accepting for good.
+//! - SIGINT or SIGTERM: accepting stops; connections the kernel had already completed (waiting
+//!   in the backlog, their clients possibly sending) are still taken and served; then the
+//!   listener closes (new connections are refused), every [`Conn`]'s [`Conn::shutdown`] event
+//!   fires, open connections get up to `--grace` to finish on their own, and the process exits
+//!   0. A second signal ends the grace period at once.
 //! - Errors go to stderr; failing to bind or to start the driver exits 1.
 //!
-//! Everything runs on one thread: one proactor, one accept loop, all connections.
+//! Everything runs on one thread: one proactor, one accept loop, all connections (see
+//! `threads.rs` for `--threads N`). The stream handed to the connection code is a
+//! non-blocking socket with `TCP_NODELAY` set, as the type the closure asks for (see
+//! [`Accepted`]): a `proactor::net::TcpStream` for the socket API, or a `std::net::TcpStream`
+//! to use with the operations directly.
 
 mod event;
 mod signal;
@@ -58,7 +66,6 @@ use socket2::{Domain, Socket, Type};
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
@@ -68,6 +75,27 @@ const BACKLOG: i32 = 4096;
 
 /// How long the accept loop sleeps after running out of descriptors before it tries again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A stream type the server can hand to connection code, converted from the accepted socket:
+/// `std::net::TcpStream` (to use with the operations directly, e.g. `op::Recv::new(Rc<_>, buf)`)
+/// or `proactor::net::TcpStream` (the socket API: `read`, `write`, `into_split`, ...). The
+/// connection closure's parameter type picks it.
+pub trait Accepted: Sized + 'static {
+    /// Wraps a freshly accepted, non-blocking socket.
+    fn from_accepted(stream: TcpStream) -> io::Result<Self>;
+}
+
+impl Accepted for TcpStream {
+    fn from_accepted(stream: TcpStream) -> io::Result<Self> {
+        Ok(stream)
+    }
+}
+
+impl Accepted for proactor::net::TcpStream {
+    fn from_accepted(stream: TcpStream) -> io::Result<Self> {
+        proactor::net::TcpStream::from_std(stream)
+    }
+}
 
 /// The options every server takes. Flatten into a command's `Args` with `#[command(flatten)]`.
 #[derive(clap::Args, Debug, Clone)]
@@ -87,6 +115,7 @@ pub struct ServerOpts {
     /// On SIGINT/SIGTERM, how long open connections may take to finish before the server exits.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub grace: Duration,
+
 }
 
 /// Parses a duration: `250ms`, `5s`, `2m`, `1h`, or a plain number of seconds (`1.5`).
@@ -162,6 +191,49 @@ pub struct Server {
     count: Rc<ConnCount>,
 }
 
+/// Hands out [`Conn`]s: the id counter and the shared state every connection points to.
+struct Admission {
+    name: &'static str,
+    next_id: u64,
+    max_conns: usize,
+    shutdown: Event,
+    count: Rc<ConnCount>,
+}
+
+impl Admission {
+    /// Books a place for a new connection, or `None` (after closing it) past `--max-conns`.
+    fn admit<S: Accepted>(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<(S, Conn)> {
+        if self.count.open() >= self.max_conns {
+            tracing::debug!(
+                "{}: --max-conns {} reached; closing {peer}",
+                self.name,
+                self.max_conns
+            );
+            return None; // dropping the stream closes it: the client reads EOF at once
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("set TCP_NODELAY: {e}");
+        }
+        let stream = match S::from_accepted(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("{}: accepted connection from {peer} unusable: {e}", self.name);
+                return None;
+            }
+        };
+        self.next_id += 1;
+        self.count.add();
+        tracing::debug!(conn = self.next_id, %peer, "connection accepted");
+        let conn = Conn {
+            id: self.next_id,
+            peer,
+            shutdown: self.shutdown.clone(),
+            count: self.count.clone(),
+        };
+        Some((stream, conn))
+    }
+}
+
 impl Server {
     /// Starts the driver, binds (`opts.listen`, else `default_listen`) and installs the signal
     /// watcher. `name` prefixes log lines. Prints nothing yet.
@@ -207,13 +279,14 @@ impl Server {
 
     /// Runs until stopped, spawning `on_conn(stream, conn)` as a task for each connection.
     /// Returns the process exit code (0 after a signal-initiated stop).
-    pub fn run_tasks<F, Fut>(self, mut on_conn: F) -> ExitCode
+    pub fn run_tasks<S, F, Fut>(self, mut on_conn: F) -> ExitCode
     where
-        F: FnMut(TcpStream, Conn) -> Fut + 'static,
+        S: Accepted,
+        F: FnMut(S, Conn) -> Fut + 'static,
         Fut: Future<Output = ()> + 'static,
     {
         let handle = self.proactor.handle();
-        self.run_handlers(move |stream, conn| {
+        self.run_handlers(move |stream: S, conn| {
             drop(handle.spawn(on_conn(stream, conn)));
         })
     }
@@ -222,14 +295,17 @@ impl Server {
     /// connection. The closure must not block: it starts the connection's first operation (a
     /// completion handler, or a spawned task) and keeps `conn` alive until the connection is done.
     /// Returns the process exit code (0 after a signal-initiated stop).
-    pub fn run_handlers<F>(self, on_conn: F) -> ExitCode
+    pub fn run_handlers<S, F>(self, on_conn: F) -> ExitCode
     where
-        F: FnMut(TcpStream, Conn) + 'static,
+        S: Accepted,
+        F: FnMut(S, Conn) + 'static,
     {
-        let name = self.name;
-        announce(self.local_addr());
-        let proactor = &self.proactor;
-        let result = proactor.block_on(self.main_loop(on_conn));
+        let Server { name, proactor, listener, addr, max_conns, grace, signals, shutdown, count } =
+            self;
+        let admission = Admission { name, next_id: 0, max_conns, shutdown, count };
+        announce(addr);
+        let stopping = Stopping { name, grace, signals };
+        let result = proactor.block_on(stopping.main_loop(listener, admission, on_conn));
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -238,53 +314,137 @@ impl Server {
             }
         }
     }
+}
 
-    /// Accepts until a signal, then drains.
-    async fn main_loop<F>(&self, on_conn: F) -> io::Result<()>
+/// What the main loop needs besides the listener and the admission desk.
+struct Stopping {
+    name: &'static str,
+    grace: Duration,
+    signals: StopSignals,
+}
+
+impl Stopping {
+    /// Accepts until a signal, then stops accepting and drains.
+    async fn main_loop<S, F>(
+        &self,
+        listener: Rc<TcpListener>,
+        mut admission: Admission,
+        mut on_conn: F,
+    ) -> io::Result<()>
     where
-        F: FnMut(TcpStream, Conn) + 'static,
+        S: Accepted,
+        F: FnMut(S, Conn),
     {
-        let accepting = accept_loop(self, self.listener.clone(), on_conn);
+        let accepting = async {
+            let mut starved = false;
+            loop {
+                let (fd, addr) = match proactor::submit(op::Accept::new(listener.clone())).await {
+                    Ok(accepted) => accepted,
+                    Err(e) => match classify_accept_error(&e) {
+                        AcceptError::Resources => {
+                            if !starved {
+                                tracing::warn!(
+                                    "{}: accept: {e}; retrying every {ACCEPT_BACKOFF:?}",
+                                    self.name
+                                );
+                                starved = true;
+                            }
+                            proactor::time::sleep(ACCEPT_BACKOFF).await.ok();
+                            continue;
+                        }
+                        AcceptError::Connection => {
+                            tracing::debug!("{}: accept: {e} (skipped)", self.name);
+                            continue;
+                        }
+                        AcceptError::Fatal => return Err::<(), io::Error>(e),
+                    },
+                };
+                if starved {
+                    tracing::info!("{}: accepting again", self.name);
+                    starved = false;
+                }
+                let peer = addr.as_socket().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                if let Some((stream, conn)) = admission.admit(TcpStream::from(fd), peer) {
+                    on_conn(stream, conn);
+                }
+            }
+        };
         if let Either::Right(Err(e)) = race(self.signals.nth(1), accepting).await {
-            return Err(e);
+            return Err(io::Error::new(e.kind(), format!("accept: {e}")));
         }
-        // The accept loop (and its accept operation) is dropped: once the cancelled accept
-        // completes, the last reference to the listener goes and the port closes.
-        self.shutdown.set();
-        let open = self.count.open();
+        // The accept operation was cancelled with the loop (the listener's descriptor stays open
+        // until that cancellation completes: the operation holds an `Rc` of it). Connections the kernel already
+        // completed are waiting in the backlog: their clients may be sending already, so serve
+        // them too rather than reset them, then close the listener (new connects are refused).
+        let late = drain_backlog(&listener, &mut admission, &mut on_conn);
+        drop(listener);
+        admission.shutdown.set();
+        let count = admission.count.clone();
         tracing::info!(
-            "{}: stopping; waiting up to {:?} for {open} open connection(s)",
+            "{}: stopping; waiting up to {:?} for {} open connection(s) ({late} from the backlog)",
             self.name,
-            self.grace
+            self.grace,
+            count.open()
         );
-        let waiting = race(self.count.drained(), self.signals.nth(2));
+        let waiting = race(count.drained(), self.signals.nth(2));
         match race(waiting, proactor::time::sleep(self.grace)).await {
             Either::Left(Either::Left(())) => tracing::info!("{}: all connections done", self.name),
             Either::Left(Either::Right(())) => tracing::warn!(
                 "{}: second signal: closing {} connection(s) now",
                 self.name,
-                self.count.open()
+                count.open()
             ),
             Either::Right(_) => tracing::warn!(
                 "{}: grace period over: closing {} connection(s)",
                 self.name,
-                self.count.open()
+                count.open()
             ),
         }
         Ok(())
     }
 }
 
+/// Accepts, without waiting, every connection already in the listener's backlog.
+fn drain_backlog<S, F>(listener: &TcpListener, admission: &mut Admission, on_conn: &mut F) -> usize
+where
+    S: Accepted,
+    F: FnMut(S, Conn),
+{
+    let mut n = 0;
+    loop {
+        // The listener is non-blocking: this never waits.
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if let Err(e) = stream.set_nonblocking(true) {
+                    tracing::debug!("{}: backlog connection: {e}", admission.name);
+                    continue;
+                }
+                if let Some((stream, conn)) = admission.admit(stream, peer) {
+                    n += 1;
+                    on_conn(stream, conn);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return n,
+            Err(e) => {
+                tracing::debug!("{}: draining the backlog: {e}", admission.name);
+                return n;
+            }
+        }
+    }
+}
+
 /// Binds a `Server` (printing why on failure) and runs `on_conn` as a task per connection.
 /// The usual entry point of a server command; returns its exit code.
-pub fn serve<F, Fut>(
+pub fn serve<S, F, Fut>(
     name: &'static str,
     opts: &ServerOpts,
     default_listen: SocketAddr,
     on_conn: F,
 ) -> ExitCode
 where
-    F: FnMut(TcpStream, Conn) -> Fut + 'static,
+    S: Accepted,
+    F: FnMut(S, Conn) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     match Server::bind(name, opts, default_listen) {
@@ -312,77 +472,6 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
-}
-
-/// The accept loop: hands each connection to `on_conn`, or closes it at once past the cap.
-/// Returns only on an error that makes accepting impossible.
-async fn accept_loop<F>(
-    server: &Server,
-    listener: Rc<TcpListener>,
-    mut on_conn: F,
-) -> io::Result<()>
-where
-    F: FnMut(TcpStream, Conn) + 'static,
-{
-    let mut next_id = 0u64;
-    let mut starved = false;
-    loop {
-        let (fd, addr) = match proactor::submit(op::Accept::new(listener.clone())).await {
-            Ok(accepted) => accepted,
-            Err(e) => match classify_accept_error(&e) {
-                AcceptError::Resources => {
-                    if !starved {
-                        tracing::warn!(
-                            "{}: accept: {e}; retrying every {ACCEPT_BACKOFF:?}",
-                            server.name
-                        );
-                        starved = true;
-                    }
-                    proactor::time::sleep(ACCEPT_BACKOFF).await.ok();
-                    continue;
-                }
-                AcceptError::Connection => {
-                    tracing::debug!("{}: accept: {e} (skipped)", server.name);
-                    continue;
-                }
-                AcceptError::Fatal => return Err(e),
-            },
-        };
-        if starved {
-            tracing::info!("{}: accepting again", server.name);
-            starved = false;
-        }
-        let peer = addr.as_socket().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        if server.count.open() >= server.max_conns {
-            tracing::debug!(
-                "{}: --max-conns {} reached; closing {peer}",
-                server.name,
-                server.max_conns
-            );
-            drop(fd);
-            continue;
-        }
-        let stream = into_stream(fd);
-        next_id += 1;
-        server.count.add();
-        let conn = Conn {
-            id: next_id,
-            peer,
-            shutdown: server.shutdown.clone(),
-            count: server.count.clone(),
-        };
-        tracing::debug!(conn = next_id, %peer, "connection accepted");
-        on_conn(stream, conn);
-    }
-}
-
-/// A std stream from an accepted descriptor (already non-blocking), with `TCP_NODELAY`.
-fn into_stream(fd: OwnedFd) -> TcpStream {
-    let stream = TcpStream::from(fd);
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("set TCP_NODELAY: {e}");
-    }
-    stream
 }
 
 enum AcceptError {

@@ -1,0 +1,219 @@
+//! Helpers for end-to-end tests of the `proactor` servers: start the built binary on a free port,
+//! read its `listening on` line, signal it, watch its memory, and run a test once per driver.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A server process started by a test; killed on drop if still running.
+pub struct ServerProc {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// Starts `proactor <cmd> --listen 127.0.0.1:0 --driver <driver> <extra...>` and waits (up to 10 s)
+/// for its `listening on` line.
+pub fn start(cmd: &str, driver: &str, extra: &[&str]) -> ServerProc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proactor"))
+        .arg(cmd)
+        .args(["--listen", "127.0.0.1:0", "--driver", driver])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the proactor binary");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {} // keep draining so the server never blocks on stdout
+    });
+    let stderr_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let sink = stderr_text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "proactor {cmd} --driver {driver} printed no `listening on` line (status {status:?}); stderr:\n{}",
+                stderr_text.lock().unwrap()
+            );
+        }
+    };
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    ServerProc { child, addr, stderr: stderr_text }
+}
+
+impl ServerProc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill with a pid we spawned and still own (not yet reaped).
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Resident memory of the server now, in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line")
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- server stderr ---\n{}---", self.stderr());
+        }
+        if self.alive() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Raises this process's soft descriptor limit to `want` (capped at the hard limit).
+pub fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid out-parameter.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_cur < want {
+        lim.rlim_cur = want.min(lim.rlim_max);
+        // SAFETY: valid rlimit; raising the soft limit up to the hard one is allowed.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    }
+}
+
+/// A fast deterministic byte stream (xorshift64*), so a test can check megabytes of echo
+/// without keeping a copy of what it sent.
+pub struct Pattern {
+    state: u64,
+    word: [u8; 8],
+    /// Bytes of `word` already handed out.
+    used: usize,
+}
+
+impl Pattern {
+    /// The stream for `seed`.
+    pub fn new(seed: u64) -> Pattern {
+        Pattern { state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, word: [0; 8], used: 8 }
+    }
+
+    /// The next 64 random bits (not part of the byte stream).
+    pub fn next_u64(&mut self) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn next_word(&mut self) -> [u8; 8] {
+        self.next_u64().to_le_bytes()
+    }
+
+    /// Fills `buf` with the next bytes of the stream (the same bytes however the calls split it).
+    pub fn fill(&mut self, mut buf: &mut [u8]) {
+        while !buf.is_empty() {
+            if self.used == 8 {
+                if buf.len() >= 8 {
+                    let (head, tail) = std::mem::take(&mut buf).split_at_mut(8);
+                    head.copy_from_slice(&self.next_word());
+                    buf = tail;
+                    continue;
+                }
+                self.word = self.next_word();
+                self.used = 0;
+            }
+            let n = (8 - self.used).min(buf.len());
+            let (head, tail) = std::mem::take(&mut buf).split_at_mut(n);
+            head.copy_from_slice(&self.word[self.used..self.used + n]);
+            self.used += n;
+            buf = tail;
+        }
+    }
+
+    /// Checks that `got` is the next bytes of the stream.
+    pub fn check(&mut self, got: &[u8], scratch: &mut Vec<u8>) -> bool {
+        scratch.resize(got.len(), 0);
+        self.fill(scratch);
+        scratch[..] == got[..]
+    }
+}
+
+/// Defines `mod $name { #[test] fn uring() ; #[test] fn epoll() }`, each running the body with
+/// the driver's name as given to `--driver`.
+#[macro_export]
+macro_rules! both_drivers {
+    ($name:ident, |$driver:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($driver: &str) $body
+            #[test]
+            fn uring() {
+                body("uring");
+            }
+            #[test]
+            fn epoll() {
+                body("epoll");
+            }
+        }
+    };
+}
