@@ -5,9 +5,10 @@
 use serde_json::Value;
 use std::process::Command;
 
-const SERVERS: [&str; 4] = ["proactor-uring", "proactor-epoll", "threads", "tokio-ct"];
+const SERVERS: [&str; 5] =
+    ["proactor-uring", "proactor-uring-async", "proactor-epoll", "threads", "tokio-ct"];
 
-const RUN_FIGURES: [&str; 17] = [
+const RUN_FIGURES: [&str; 20] = [
     "secs",
     "messages",
     "msgs_per_sec",
@@ -24,6 +25,9 @@ const RUN_FIGURES: [&str; 17] = [
     "server_threads",
     "client_cpu_s",
     "client_cpu_share",
+    "conn_min_msgs",
+    "conn_max_msgs",
+    "first_echo_max_ms",
     "mismatches",
 ];
 

@@ -45,6 +45,13 @@ pub struct Measured {
     pub server_cpu: Duration,
     /// The load generator's own CPU time over the window.
     pub client_cpu: Duration,
+    /// Fewest round trips any one connection completed in the window (fairness).
+    pub conn_min: u64,
+    /// Most round trips any one connection completed in the window.
+    pub conn_max: u64,
+    /// Longest wait of any connection for its first echo, from the moment all were connected
+    /// (a server slow to accept shows here).
+    pub first_echo_max: Duration,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
     /// Connection errors, mismatches and stalls, counted.
@@ -71,6 +78,8 @@ struct Conn {
     sent: usize,
     got: usize,
     seq: u64,
+    /// Round trips completed in the measured window.
+    done: u64,
     started: Instant,
     readable: bool,
     writable: bool,
@@ -98,6 +107,7 @@ impl Conn {
             sent: 0,
             got: 0,
             seq: 0,
+            done: 0,
             started: Instant::now(),
             readable: false,
             writable: true,
@@ -141,6 +151,9 @@ pub fn run(load: &Load) -> anyhow::Result<Measured> {
         latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
         server_cpu: Duration::ZERO,
         client_cpu: Duration::ZERO,
+        conn_min: 0,
+        conn_max: 0,
+        first_echo_max: Duration::ZERO,
         mismatches: 0,
         error_count: 0,
         errors: Vec::new(),
@@ -162,6 +175,7 @@ pub fn run(load: &Load) -> anyhow::Result<Measured> {
             gen.measuring = true;
             m.latency.reset();
             m.messages = 0;
+            conns.iter_mut().for_each(|c| c.done = 0);
             cpu0 = proc::process_cpu(load.server_pid).context("server CPU time")?;
             own0 = proc::thread_cpu();
             t0 = now;
@@ -177,6 +191,8 @@ pub fn run(load: &Load) -> anyhow::Result<Measured> {
                     .context("server CPU time")?
                     .saturating_sub(cpu0);
                 m.client_cpu = proc::thread_cpu().saturating_sub(own0);
+                m.conn_min = conns.iter().map(|c| c.done).min().unwrap_or(0);
+                m.conn_max = conns.iter().map(|c| c.done).max().unwrap_or(0);
             }
             if gen.busy == 0 {
                 break;
@@ -274,10 +290,14 @@ impl Gen {
                     );
                     return self.fail(c, m, msg);
                 }
-                if self.measuring && c.started < self.end {
+                if c.seq == 1 {
+                    m.first_echo_max = m.first_echo_max.max(now - c.started);
+                }
+                if self.measuring && now < self.end {
                     let ns = (now - c.started).as_nanos().min(u64::MAX as u128) as u64;
                     m.latency.saturating_record(ns.max(1));
                     m.messages += 1;
+                    c.done += 1;
                 }
                 if now < self.end {
                     c.next(now);

@@ -97,6 +97,12 @@ pub struct RunResult {
     pub client_cpu_s: f64,
     /// Load generator CPU use, in cores (near 1.0: it may be the bottleneck).
     pub client_cpu_share: f64,
+    /// Fewest round trips one connection completed in the window (0: a connection starved).
+    pub conn_min_msgs: u64,
+    /// Most round trips one connection completed in the window.
+    pub conn_max_msgs: u64,
+    /// Longest wait of one connection for its first echo, ms (a server slow to accept).
+    pub first_echo_max_ms: f64,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
     /// Errors of any kind.
@@ -129,6 +135,9 @@ impl RunResult {
             server_threads: 0,
             client_cpu_s: 0.0,
             client_cpu_share: 0.0,
+            conn_min_msgs: 0,
+            conn_max_msgs: 0,
+            first_echo_max_ms: 0.0,
             mismatches: 0,
             error_count: 0,
             errors: Vec::new(),
@@ -159,6 +168,9 @@ impl RunResult {
         self.server_threads = threads;
         self.client_cpu_s = m.client_cpu.as_secs_f64();
         self.client_cpu_share = self.client_cpu_s / secs;
+        self.conn_min_msgs = m.conn_min;
+        self.conn_max_msgs = m.conn_max;
+        self.first_echo_max_ms = m.first_echo_max.as_secs_f64() * 1000.0;
         self.mismatches = m.mismatches;
         self.error_count += m.error_count;
         self.errors.extend(m.errors.iter().cloned());
@@ -368,6 +380,18 @@ impl Report {
                     r.client_cpu_share * 100.0,
                     if r.error_count > 0 { format!("  ERRORS: {}", r.error_count) } else { String::new() }
                 );
+            }
+            for r in
+                self.runs.iter().filter(|r| (r.conns, r.size, r.same_core) == (conns, size, same))
+            {
+                if r.conns > 1 && r.messages > 0 && r.conn_min_msgs * 10 < r.conn_max_msgs {
+                    let _ = writeln!(
+                        out,
+                        "  unfair: {} served its slowest connection {} round trips, its fastest {} \
+                         (slowest first echo after {:.0} ms)",
+                        r.server, r.conn_min_msgs, r.conn_max_msgs, r.first_echo_max_ms
+                    );
+                }
             }
         }
         if !self.idle.is_empty() {

@@ -17,7 +17,7 @@ pub struct Args {
     /// About 30 s instead of about 2 minutes: shorter windows (explicit options still win).
     #[arg(long)]
     quick: bool,
-    /// Measured seconds per run (default 3, or 0.5 with --quick).
+    /// Measured seconds per run (default 2.5, or 0.5 with --quick).
     #[arg(long)]
     secs: Option<f64>,
     /// Warm-up seconds before each measured window (default 0.5, or 0.25 with --quick).
@@ -35,12 +35,13 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "proactor-uring,proactor-epoll,threads,tokio-ct"
+        default_value = "proactor-uring,proactor-uring-async,proactor-epoll,threads,tokio-ct"
     )]
     servers: Vec<ServerKind>,
-    /// Idle connections to hold for the memory test (0 skips it).
-    #[arg(long, default_value_t = 10_000)]
-    idle: usize,
+    /// Idle connections to hold for the memory test (default 10000, or 4000 with --quick; 0
+    /// skips it).
+    #[arg(long)]
+    idle: Option<usize>,
     /// Skip the 1-connection run with server and load generator on the same core.
     #[arg(long)]
     no_same_core: bool,
@@ -57,6 +58,40 @@ enum Sub {
     /// Start one baseline echo server (used by the bench itself).
     #[command(hide = true)]
     Serve(ServeArgs),
+    /// `proactor proxy` against a direct connection (redis-benchmark, wrk + nginx; skips what is
+    /// not installed).
+    Proxy(ProxyArgs),
+    /// `proactor copy` against GNU cp (a large file, cached and not, and a tree of small files).
+    Copy(CopyArgs),
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Alternating direct/proxied runs per case (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds of each wrk run.
+    #[arg(long, default_value_t = 10.0)]
+    secs: f64,
+    /// Extra arguments for the proxy, e.g. --proxy-arg=--driver --proxy-arg=epoll.
+    #[arg(long = "proxy-arg", allow_hyphen_values = true)]
+    proxy_args: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct CopyArgs {
+    /// Scratch directory on the disk to measure (files are removed afterwards).
+    #[arg(long, default_value = "proactor-bench-copy")]
+    dir: PathBuf,
+    /// Size of the large file, bytes.
+    #[arg(long, default_value_t = 2 << 30)]
+    size: u64,
+    /// Number of 4 KiB files in the tree.
+    #[arg(long, default_value_t = 10_000)]
+    files: usize,
+    /// Alternating runs per case (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
 }
 
 #[derive(clap::Args)]
@@ -70,14 +105,19 @@ struct ServeArgs {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    if let Some(Sub::Serve(s)) = args.sub {
-        return match bench::servers::serve(s.kind, s.listen) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: bench server {:?} on {}: {e}", s.kind, s.listen);
-                ExitCode::FAILURE
+    match args.sub {
+        Some(Sub::Serve(s)) => {
+            return match bench::servers::serve(s.kind, s.listen) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: bench server {:?} on {}: {e}", s.kind, s.listen);
+                    ExitCode::FAILURE
+                }
             }
-        };
+        }
+        Some(Sub::Proxy(p)) => return run_proxy(p),
+        Some(Sub::Copy(c)) => return run_copy(c),
+        None => {}
     }
     let cfg = match config(&args) {
         Ok(c) => c,
@@ -132,7 +172,7 @@ pub fn run(args: Args) -> ExitCode {
 
 /// The run's configuration from the arguments, checked.
 fn config(args: &Args) -> Result<Config, String> {
-    let secs = args.secs.unwrap_or(if args.quick { 0.5 } else { 3.0 });
+    let secs = args.secs.unwrap_or(if args.quick { 0.5 } else { 2.5 });
     let warmup = args.warmup.unwrap_or(if args.quick { 0.25 } else { 0.5 });
     let dur = |v: f64, what: &str| {
         if v.is_finite() && (0.0..=3600.0).contains(&v) {
@@ -151,7 +191,8 @@ fn config(args: &Args) -> Result<Config, String> {
     if args.sizes.is_empty() || args.sizes.iter().any(|&s| s == 0 || s > 1 << 20) {
         return Err("--sizes takes sizes from 1 to 1048576 bytes".into());
     }
-    if args.idle > 15_000 {
+    let idle = args.idle.unwrap_or(if args.quick { 4_000 } else { 10_000 });
+    if idle > 15_000 {
         return Err("--idle takes at most 15000 connections (the open-file limit)".into());
     }
     if args.servers.is_empty() {
@@ -169,7 +210,42 @@ fn config(args: &Args) -> Result<Config, String> {
         sizes: args.sizes.clone(),
         warmup: dur(warmup, "warmup")?,
         window,
-        idle: args.idle,
+        idle,
         same_core: !args.no_same_core,
     })
+}
+
+fn run_proxy(p: ProxyArgs) -> ExitCode {
+    if p.runs == 0 || !(p.secs.is_finite() && p.secs > 0.0 && p.secs <= 3600.0) {
+        eprintln!("error: --runs must be at least 1 and --secs between 0 and 3600");
+        return ExitCode::from(2);
+    }
+    let mut cfg = crate::proxy::bench::ProxyBenchConfig::standard();
+    cfg.runs = p.runs;
+    cfg.wrk_duration = Duration::from_secs_f64(p.secs);
+    cfg.proxy_args = p.proxy_args;
+    let rows = crate::proxy::bench::run_proxy_bench(&cfg);
+    crate::proxy::bench::print_proxy_report(&rows);
+    ExitCode::SUCCESS
+}
+
+fn run_copy(c: CopyArgs) -> ExitCode {
+    if c.runs == 0 {
+        eprintln!("error: --runs must be at least 1");
+        return ExitCode::from(2);
+    }
+    let mut cfg = crate::copy::bench::CopyBenchConfig::standard(c.dir);
+    cfg.big_size = c.size;
+    cfg.small_files = c.files;
+    cfg.runs = c.runs;
+    match crate::copy::bench::run_copy_bench(&cfg) {
+        Ok(rows) => {
+            crate::copy::bench::print_copy_report(&rows);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: copy benchmark: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
