@@ -293,3 +293,32 @@ fn emfile_child() {
         println!("emfile: {:?}", listener.accept_stats());
     });
 }
+
+driver_test!(vectored_io_and_peek, |p| {
+    p.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let parts = vec![b"abc".to_vec(), b"".to_vec(), b"defgh".to_vec()];
+        let (res, parts) = client.writev(parts).await;
+        assert_eq!(res.unwrap(), 8);
+        assert_eq!(parts[2], b"defgh", "the buffers come back");
+        // Peek leaves the bytes queued.
+        let mut peeked = 0;
+        while peeked < 8 {
+            let (res, buf) = server.peek(Vec::with_capacity(8)).await;
+            peeked = res.unwrap();
+            assert_eq!(&buf[..], &b"abcdefgh"[..peeked]);
+        }
+        let (res, bufs) = server.readv(vec![Vec::with_capacity(2), Vec::with_capacity(10)]).await;
+        assert_eq!(res.unwrap(), 8);
+        assert_eq!(bufs[0], b"ab");
+        assert_eq!(bufs[1], b"cdefgh");
+        // send/recv with flags.
+        let (res, _) = client.send(b"12".as_slice(), libc::MSG_DONTWAIT).await;
+        assert_eq!(res.unwrap(), 2);
+        let (res, buf) = server.recv(Vec::with_capacity(4), 0).await;
+        assert_eq!(res.unwrap(), 2);
+        assert_eq!(buf, b"12");
+    });
+});
