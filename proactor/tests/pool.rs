@@ -105,6 +105,9 @@ driver_test!(idle_connections_hold_no_buffer, |p| {
         proactor::time::sleep(Duration::from_millis(20)).await.unwrap();
         assert_eq!(p.in_flight().in_flight, 100, "100 receives are pending");
         assert_eq!(pool.available(), 4, "no pending receive holds a buffer");
+        // Had the pending receives taken buffers up front, 96 of them would have found the pool
+        // dry (ENOBUFS) by now.
+        assert_eq!(pool.exhausted_count(), 0, "a pending receive took a buffer");
         assert_eq!(*received.borrow(), 0);
         for a in &pairs {
             let (res, _) = a.write(b"wake".as_slice()).await;
