@@ -8,10 +8,12 @@ use super::request::{Limits, ParseError, RequestReader};
 use super::response::Simple;
 use super::serve::{FileBody, Site};
 use crate::server::{race, Conn, Either};
+use proactor::net::TcpStream;
 use proactor::op::{self, raw_os_error};
 use proactor::{submit, IoBuf};
 use std::io;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -45,7 +47,7 @@ pub async fn serve(site: Rc<Site>, settings: Rc<Settings>, stream: TcpStream, co
     let mut c = Connection {
         reader: RequestReader::new(settings.limits),
         out: Vec::with_capacity(16 * 1024),
-        sock: Rc::new(stream),
+        sock: stream,
         site,
         settings,
         conn,
@@ -56,7 +58,7 @@ pub async fn serve(site: Rc<Site>, settings: Rc<Settings>, stream: TcpStream, co
 }
 
 struct Connection {
-    sock: Rc<TcpStream>,
+    sock: TcpStream,
     reader: RequestReader,
     /// Response bytes waiting to be sent, and the buffer file chunks are read into.
     out: Vec<u8>,
@@ -151,7 +153,7 @@ impl Connection {
     async fn receive(&mut self, wait: Duration, idle: bool) -> io::Result<Received> {
         let buf = self.reader.take_buffer(4096);
         let (len, cap) = (buf.len(), buf.capacity());
-        let recv = submit(op::Recv::new(self.sock.clone(), buf.slice(len..cap))).deadline(wait);
+        let recv = self.sock.read(buf.slice(len..cap)).deadline(wait);
         let (res, buf) = if idle {
             match race(recv, self.conn.shutdown().wait()).await {
                 Either::Left(out) => out,
@@ -182,12 +184,18 @@ impl Connection {
             }
             let want = (chunk - self.out.len()).min(usize::try_from(left).unwrap_or(usize::MAX));
             self.out.reserve(want);
-            let start = self.out.len();
-            let buf = std::mem::take(&mut self.out);
-            let read = op::Read::at(fd.clone(), buf.slice(start..start + want), offset);
-            let (res, buf) = submit(read).await;
-            self.out = buf.into_inner();
-            let n = res?;
+            let n = match read_cached(&fd, &mut self.out, want, offset) {
+                Some(n) => n,
+                None => {
+                    // Not (all) in the page cache: let the proactor do the read.
+                    let start = self.out.len();
+                    let buf = std::mem::take(&mut self.out);
+                    let read = op::Read::at(fd.clone(), buf.slice(start..start + want), offset);
+                    let (res, buf) = submit(read).await;
+                    self.out = buf.into_inner();
+                    res?
+                }
+            };
             if n == 0 {
                 // The file shrank after its size went out in Content-Length: the response
                 // cannot be completed, so the connection must end.
@@ -211,8 +219,8 @@ impl Connection {
         while sent < self.out.len() {
             let buf = std::mem::take(&mut self.out);
             let len = buf.len();
-            let send = op::Send::new(self.sock.clone(), buf.slice(sent..len));
-            let (res, buf) = submit(send).deadline(self.settings.send_timeout).await;
+            let send = self.sock.write(buf.slice(sent..len));
+            let (res, buf) = send.deadline(self.settings.send_timeout).await;
             self.out = buf.into_inner();
             match res {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -230,7 +238,7 @@ impl Connection {
     /// Half-closes, then reads and discards for a bounded time so the client can read the last
     /// response before the socket closes.
     async fn linger(&mut self) {
-        if submit(op::Shutdown::new(self.sock.clone(), Shutdown::Write)).await.is_err() {
+        if self.sock.shutdown(Shutdown::Write).await.is_err() {
             return;
         }
         let until = Instant::now() + LINGER_TIME;
@@ -239,7 +247,7 @@ impl Connection {
         while drained < LINGER_BYTES {
             let wait = until.saturating_duration_since(Instant::now());
             scratch.clear();
-            let (res, buf) = submit(op::Recv::new(self.sock.clone(), scratch)).deadline(wait).await;
+            let (res, buf) = self.sock.read(scratch).deadline(wait).await;
             scratch = buf;
             match res {
                 Ok(n) if n > 0 => drained += n,
@@ -247,6 +255,27 @@ impl Connection {
             }
         }
     }
+}
+
+/// Reads up to `want` bytes at `offset` into the spare room of `out` at once, but only if the
+/// data is in the page cache (`RWF_NOWAIT`): a cached read costs a copy, nothing to wait for, so
+/// it needs no trip through the run loop. `None` when it would block (or failed): the caller then
+/// submits the read as an operation, which also reports any real error.
+fn read_cached(fd: &OwnedFd, out: &mut Vec<u8>, want: usize, offset: u64) -> Option<usize> {
+    out.reserve(want);
+    let spare = out.spare_capacity_mut();
+    let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: want.min(spare.len()) };
+    // SAFETY: the iovec covers spare capacity of `out`, valid for writes of `iov_len` bytes; the
+    // call completes before this function returns, so nothing writes into `out` later.
+    let n =
+        unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, offset as libc::off_t, libc::RWF_NOWAIT) };
+    if n <= 0 {
+        return None;
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+    unsafe { out.set_len(out.len() + n) };
+    Some(n)
 }
 
 /// What a receive brought.
