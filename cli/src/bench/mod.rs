@@ -33,6 +33,9 @@ pub struct Config {
     pub warmup: Duration,
     /// Each measured window.
     pub window: Duration,
+    /// Rounds per point: servers take turns this many times and the median round is reported,
+    /// so a burst of other work on the machine hits one round, not one server.
+    pub rounds: usize,
     /// Idle connections to hold (0: skip the idle test).
     pub idle: usize,
     /// Also run 1 connection with server and load generator on the same core.
@@ -112,16 +115,24 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         let size = *cfg.sizes.iter().min().unwrap_or(&64);
         points.push(Point { conns: 1, size, same_core: true });
     }
-    let total = points.len() * cfg.servers.len() + if cfg.idle > 0 { cfg.servers.len() } else { 0 };
+    let rounds = cfg.rounds.max(1);
+    let total = points.len() * cfg.servers.len() * rounds
+        + if cfg.idle > 0 { cfg.servers.len() } else { 0 };
     let progress = Progress::new(total as u64);
     let mut report = Report::new(cfg, &split);
     for p in &points {
         let place = if p.same_core { split.same().unwrap_or(split) } else { split };
-        for &server in &cfg.servers {
-            let where_ = if p.same_core { ", same core" } else { "" };
-            progress.step(format!("{server}: {} conn × {} B{where_}", p.conns, p.size));
-            report.runs.push(run_point(server, *p, place, cfg));
+        let mut per_server: Vec<Vec<RunResult>> = vec![Vec::new(); cfg.servers.len()];
+        for round in 1..=rounds {
+            for (j, &server) in cfg.servers.iter().enumerate() {
+                let where_ = if p.same_core { ", same core" } else { "" };
+                let of =
+                    if rounds > 1 { format!(", round {round}/{rounds}") } else { String::new() };
+                progress.step(format!("{server}: {} conn × {} B{where_}{of}", p.conns, p.size));
+                per_server[j].push(run_point(server, *p, place, cfg));
+            }
         }
+        report.runs.extend(per_server.into_iter().map(RunResult::median_of));
     }
     if cfg.idle > 0 {
         for &server in &cfg.servers {

@@ -50,6 +50,8 @@ pub struct ConfigOut {
     pub warmup_s: f64,
     /// Measured window per run, seconds.
     pub window_s: f64,
+    /// Rounds per point (the median is reported).
+    pub rounds: usize,
     /// Idle connections held.
     pub idle_conns: usize,
 }
@@ -105,6 +107,9 @@ pub struct RunResult {
     pub first_echo_max_ms: f64,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
+    /// Every round's headline figures, in order (the figures above are the median round's, by
+    /// messages/s).
+    pub rounds: Vec<RoundFigures>,
     /// Errors of any kind.
     pub error_count: u64,
     /// The first few errors, in words.
@@ -139,6 +144,7 @@ impl RunResult {
             conn_max_msgs: 0,
             first_echo_max_ms: 0.0,
             mismatches: 0,
+            rounds: Vec::new(),
             error_count: 0,
             errors: Vec::new(),
         }
@@ -179,6 +185,30 @@ impl RunResult {
         }
     }
 
+    /// The median round of several runs of one server at one point (by messages/s), with every
+    /// round's headline figures; errors of all rounds are kept, so one bad round fails the bench.
+    pub fn median_of(mut runs: Vec<RunResult>) -> RunResult {
+        let rounds: Vec<RoundFigures> = runs
+            .iter()
+            .map(|r| RoundFigures {
+                msgs_per_sec: r.msgs_per_sec,
+                server_cpu_s_per_million: r.server_cpu_s_per_million,
+                p99_us: r.p99_us,
+            })
+            .collect();
+        let error_count: u64 = runs.iter().map(|r| r.error_count).sum();
+        let mismatches: u64 = runs.iter().map(|r| r.mismatches).sum();
+        let errors: Vec<String> = runs.iter().flat_map(|r| r.errors.iter().cloned()).collect();
+        runs.sort_by(|a, b| a.msgs_per_sec.total_cmp(&b.msgs_per_sec));
+        let mid = runs.len() / 2;
+        let mut median = runs.swap_remove(mid);
+        median.rounds = rounds;
+        median.error_count = error_count;
+        median.mismatches = mismatches;
+        median.errors = errors;
+        median
+    }
+
     /// Records an error that ended the run.
     pub fn fail(&mut self, msg: String) {
         self.error_count += 1;
@@ -188,6 +218,17 @@ impl RunResult {
     fn label(&self) -> String {
         point_label(self.conns, self.size, self.same_core)
     }
+}
+
+/// One round's headline figures.
+#[derive(Serialize, Clone)]
+pub struct RoundFigures {
+    /// Round trips per second.
+    pub msgs_per_sec: f64,
+    /// Server CPU seconds per million messages.
+    pub server_cpu_s_per_million: f64,
+    /// p99 latency, microseconds.
+    pub p99_us: f64,
 }
 
 /// "100 × 64 B", the name of a matrix point.
@@ -272,6 +313,7 @@ impl Report {
                 sizes: cfg.sizes.clone(),
                 warmup_s: cfg.warmup.as_secs_f64(),
                 window_s: cfg.window.as_secs_f64(),
+                rounds: cfg.rounds.max(1),
                 idle_conns: cfg.idle,
             },
             servers: cfg.servers.iter().map(|s| s.to_string()).collect(),
@@ -318,9 +360,9 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "each run: {:.1} s warm-up, {:.1} s measured; one message in flight per connection, \
-             every byte checked",
-            self.config.warmup_s, self.config.window_s
+            "each run: {:.1} s warm-up, {:.1} s measured, median of {} round(s); one message in \
+             flight per connection, every byte checked",
+            self.config.warmup_s, self.config.window_s, self.config.rounds
         );
         let _ = writeln!(
             out,

@@ -17,12 +17,16 @@ pub struct Args {
     /// About 30 s instead of about 2 minutes: shorter windows (explicit options still win).
     #[arg(long)]
     quick: bool,
-    /// Measured seconds per run (default 2.5, or 0.5 with --quick).
+    /// Measured seconds per run (default 0.8, or 0.4 with --quick).
     #[arg(long)]
     secs: Option<f64>,
-    /// Warm-up seconds before each measured window (default 0.5, or 0.25 with --quick).
+    /// Warm-up seconds before each measured window (default 0.3, or 0.2 with --quick).
     #[arg(long)]
     warmup: Option<f64>,
+    /// Rounds per point: the servers take turns this many times and the median round is
+    /// reported (default 3, or 1 with --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Connection counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
     conns: Vec<usize>,
@@ -172,8 +176,8 @@ pub fn run(args: Args) -> ExitCode {
 
 /// The run's configuration from the arguments, checked.
 fn config(args: &Args) -> Result<Config, String> {
-    let secs = args.secs.unwrap_or(if args.quick { 0.5 } else { 2.5 });
-    let warmup = args.warmup.unwrap_or(if args.quick { 0.25 } else { 0.5 });
+    let secs = args.secs.unwrap_or(if args.quick { 0.4 } else { 0.8 });
+    let warmup = args.warmup.unwrap_or(if args.quick { 0.2 } else { 0.3 });
     let dur = |v: f64, what: &str| {
         if v.is_finite() && (0.0..=3600.0).contains(&v) {
             Ok(Duration::from_secs_f64(v))
@@ -198,6 +202,10 @@ fn config(args: &Args) -> Result<Config, String> {
     if args.servers.is_empty() {
         return Err("--servers needs at least one server".into());
     }
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 });
+    if !(1..=100).contains(&rounds) {
+        return Err("--rounds takes 1 to 100".into());
+    }
     let mut servers: Vec<ServerKind> = Vec::new();
     for s in &args.servers {
         if !servers.contains(s) {
@@ -210,6 +218,7 @@ fn config(args: &Args) -> Result<Config, String> {
         sizes: args.sizes.clone(),
         warmup: dur(warmup, "warmup")?,
         window,
+        rounds,
         idle,
         same_core: !args.no_same_core,
     })
