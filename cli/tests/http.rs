@@ -350,3 +350,21 @@ http_test!(small_bodies_discarded, |driver| {
     assert_eq!(c.response(false).body, b"file number 1\n");
     assert_eq!(c.response(false).body, b"file number 2\n");
 });
+
+http_test!(bodies_without_sendfile, |driver| {
+    // The copy path (read into the buffer, then send) for every size, and sendfile for all.
+    let fx = Fixture::new();
+    for extra in [&["--no-sendfile", "--buffer-size", "65536"][..], &["--sendfile-from", "0"][..]] {
+        let srv = Server::start(&fx.root(), driver, extra);
+        assert_eq!(get(&srv, "/data.bin").body, pattern(300_000), "{extra:?}");
+        assert_eq!(get(&srv, "/hello.txt").body, b"hello world\n", "{extra:?}");
+        let r = srv.raw("GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=70000-210000\r\n\r\n");
+        assert_eq!(r.body, &pattern(300_000)[70_000..=210_000], "{extra:?}");
+        let mut c = srv.connect();
+        let all: String = (0..20).map(|_| "GET /data.bin HTTP/1.1\r\nHost: t\r\n\r\n").collect();
+        c.send(all.as_bytes());
+        for _ in 0..20 {
+            assert_eq!(c.response(false).body.len(), 300_000);
+        }
+    }
+});

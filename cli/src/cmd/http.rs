@@ -46,9 +46,18 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     send_timeout: Duration,
 
-    /// Size in bytes of the buffer each connection streams file bodies through.
+    /// Size in bytes of the buffer each connection copies file bodies through (read, then send).
     #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
     buffer_size: usize,
+
+    /// Send file bodies of at least this many bytes zero-copy with sendfile (smaller ones are
+    /// copied behind their head, so both leave in one send); 0 sends every body with sendfile.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    sendfile_from: u64,
+
+    /// Never use sendfile: every body goes through the buffer.
+    #[arg(long)]
+    no_sendfile: bool,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -68,10 +77,11 @@ pub fn run(args: Args) -> ExitCode {
         idle_timeout: args.keepalive_timeout,
         send_timeout: args.send_timeout,
         chunk: args.buffer_size,
+        sendfile_from: if args.no_sendfile { u64::MAX } else { args.sendfile_from.max(1) },
         quiet: args.quiet,
     });
     let default: SocketAddr = ([127, 0, 0, 1], 8080).into();
-    crate::server::serve("http", &args.server, default, move |stream, c| {
+    crate::server::serve("http", &args.server, default, move |stream: std::net::TcpStream, c| {
         conn::serve(site.clone(), settings.clone(), stream, c)
     })
 }

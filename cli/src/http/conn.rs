@@ -8,11 +8,10 @@ use super::request::{Limits, ParseError, RequestReader};
 use super::response::Simple;
 use super::serve::{FileBody, Site};
 use crate::server::{race, Conn, Either};
-use proactor::net::TcpStream;
 use proactor::op::{self, raw_os_error};
 use proactor::{submit, IoBuf};
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -30,6 +29,9 @@ pub struct Settings {
     pub send_timeout: Duration,
     /// Size of the buffer a file body is streamed through.
     pub chunk: usize,
+    /// File parts of at least this many bytes go zero-copy with `sendfile`; smaller ones are
+    /// copied through the buffer behind their head.
+    pub sendfile_from: u64,
     /// No access log.
     pub quiet: bool,
 }
@@ -38,6 +40,8 @@ pub struct Settings {
 const FLUSH_AT: usize = 64 * 1024;
 /// Least free room worth reading a file chunk into behind queued bytes.
 const MIN_READ: usize = 16 * 1024;
+/// Most bytes one `sendfile` call is asked for.
+const SENDFILE_MAX: u64 = 1 << 30;
 /// Lingering close: how long and how much to read and discard before closing.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
@@ -47,7 +51,7 @@ pub async fn serve(site: Rc<Site>, settings: Rc<Settings>, stream: TcpStream, co
     let mut c = Connection {
         reader: RequestReader::new(settings.limits),
         out: Vec::with_capacity(16 * 1024),
-        sock: stream,
+        sock: Rc::new(stream),
         site,
         settings,
         conn,
@@ -58,7 +62,7 @@ pub async fn serve(site: Rc<Site>, settings: Rc<Settings>, stream: TcpStream, co
 }
 
 struct Connection {
-    sock: TcpStream,
+    sock: Rc<TcpStream>,
     reader: RequestReader,
     /// Response bytes waiting to be sent, and the buffer file chunks are read into.
     out: Vec<u8>,
@@ -153,7 +157,7 @@ impl Connection {
     async fn receive(&mut self, wait: Duration, idle: bool) -> io::Result<Received> {
         let buf = self.reader.take_buffer(4096);
         let (len, cap) = (buf.len(), buf.capacity());
-        let recv = self.sock.read(buf.slice(len..cap)).deadline(wait);
+        let recv = submit(op::Recv::new(self.sock.clone(), buf.slice(len..cap))).deadline(wait);
         let (res, buf) = if idle {
             match race(recv, self.conn.shutdown().wait()).await {
                 Either::Left(out) => out,
@@ -172,9 +176,63 @@ impl Connection {
         }
     }
 
-    /// Sends a file part after the queued head: each chunk is read into the free room of the
-    /// output buffer and sent, so at most one buffer's worth of the file is in memory.
+    /// Sends a file part after the queued head. Small parts are copied behind the head so head
+    /// and body leave in one send; large ones go zero-copy with `sendfile`.
     async fn send_file(&mut self, file: FileBody) -> io::Result<()> {
+        if file.len >= self.settings.sendfile_from {
+            self.flush_with(libc::MSG_MORE).await?;
+            return self.sendfile(file).await;
+        }
+        self.copy_file(file).await
+    }
+
+    /// Streams a file part through the page cache to the socket without copying it into user
+    /// memory: `sendfile` on the non-blocking socket, and a poll operation on the proactor
+    /// whenever the socket's send buffer is full. Never more than the socket buffer in flight.
+    async fn sendfile(&mut self, file: FileBody) -> io::Result<()> {
+        let (mut offset, mut left) = (file.offset as libc::off_t, file.len);
+        while left > 0 {
+            let count = left.min(SENDFILE_MAX) as usize;
+            // SAFETY: both descriptors are open (owned by `file` and `self.sock`) and `offset` is
+            // a valid out-parameter; sendfile reads no other memory of ours.
+            let n = unsafe {
+                libc::sendfile(self.sock.as_raw_fd(), file.fd.as_raw_fd(), &mut offset, count)
+            };
+            if n > 0 {
+                left -= n as u64;
+                continue;
+            }
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                ));
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EAGAIN) => {
+                    let ready = submit(op::PollReady::writable(self.sock.clone()));
+                    match ready.deadline(self.settings.send_timeout).await {
+                        Ok(_) => {}
+                        Err(e) if raw_os_error(&e) == Some(libc::ECANCELED) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "client stopped reading",
+                            ));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(libc::EINTR) => {}
+                _ => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a file part behind the queued head: each chunk is read into the free room of the
+    /// output buffer and sent, so at most one buffer's worth of the file is in memory.
+    async fn copy_file(&mut self, file: FileBody) -> io::Result<()> {
         let fd = Rc::new(file.fd);
         let (mut offset, mut left) = (file.offset, file.len);
         let chunk = self.settings.chunk.max(MIN_READ);
@@ -215,12 +273,17 @@ impl Connection {
 
     /// Sends everything queued in the output buffer.
     async fn flush(&mut self) -> io::Result<()> {
+        self.flush_with(0).await
+    }
+
+    /// Sends everything queued, with extra `MSG_*` flags (`MSG_MORE` when a body follows).
+    async fn flush_with(&mut self, more: i32) -> io::Result<()> {
         let mut sent = 0;
         while sent < self.out.len() {
             let buf = std::mem::take(&mut self.out);
             let len = buf.len();
-            let send = self.sock.write(buf.slice(sent..len));
-            let (res, buf) = send.deadline(self.settings.send_timeout).await;
+            let send = op::Send::new(self.sock.clone(), buf.slice(sent..len)).flags(more);
+            let (res, buf) = submit(send).deadline(self.settings.send_timeout).await;
             self.out = buf.into_inner();
             match res {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -238,7 +301,7 @@ impl Connection {
     /// Half-closes, then reads and discards for a bounded time so the client can read the last
     /// response before the socket closes.
     async fn linger(&mut self) {
-        if self.sock.shutdown(Shutdown::Write).await.is_err() {
+        if submit(op::Shutdown::new(self.sock.clone(), Shutdown::Write)).await.is_err() {
             return;
         }
         let until = Instant::now() + LINGER_TIME;
@@ -247,7 +310,7 @@ impl Connection {
         while drained < LINGER_BYTES {
             let wait = until.saturating_duration_since(Instant::now());
             scratch.clear();
-            let (res, buf) = self.sock.read(scratch).deadline(wait).await;
+            let (res, buf) = submit(op::Recv::new(self.sock.clone(), scratch)).deadline(wait).await;
             scratch = buf;
             match res {
                 Ok(n) if n > 0 => drained += n,
