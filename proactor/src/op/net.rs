@@ -14,12 +14,14 @@ pub struct Recv<F, B> {
     fd: F,
     buf: B,
     flags: i32,
+    /// Bytes already received by earlier non-blocking tries of a `MSG_WAITALL` receive (epoll).
+    got: usize,
 }
 
 impl<F: IoFd, B: IoBufMut> Recv<F, B> {
     /// A receive with no flags.
     pub fn new(fd: F, buf: B) -> Self {
-        Recv { fd, buf, flags: 0 }
+        Recv { fd, buf, flags: 0, got: 0 }
     }
     /// Sets `MSG_*` flags (for example `MSG_PEEK`).
     pub fn flags(mut self, flags: i32) -> Self {
@@ -43,12 +45,47 @@ impl<F: IoFd, B: IoBufMut> OpCode for Recv<F, B> {
     }
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
         let flags = self.flags | if nowait { libc::MSG_DONTWAIT } else { 0 };
-        let (ptr, len) = (self.buf.stable_mut_ptr(), self.buf.bytes_total());
-        // SAFETY: `ptr` is valid for `len` writable bytes of the owned buffer.
-        cvt_size(unsafe { libc::recv(self.fd.raw_fd(), ptr.cast(), len, flags) })
+        let total = self.buf.bytes_total();
+        loop {
+            // SAFETY: `got <= total`, so `ptr` is valid for `total - got` writable bytes of the
+            // owned buffer (after the bytes earlier tries received).
+            let ptr = unsafe { self.buf.stable_mut_ptr().add(self.got) };
+            let len = total - self.got;
+            // SAFETY: `ptr` is valid for `len` writable bytes (above).
+            let res = cvt_size(unsafe { libc::recv(self.fd.raw_fd(), ptr.cast(), len, flags) });
+            // (A peek would see the same bytes again: it is left to return what is there.)
+            if self.flags & (libc::MSG_WAITALL | libc::MSG_PEEK) != libc::MSG_WAITALL {
+                return res;
+            }
+            // MSG_WAITALL with MSG_DONTWAIT returns what is there: keep it and wait for the
+            // rest, as io_uring does. End of stream or an error ends it with what was received.
+            match res {
+                Ok(0) => return Ok(self.got as u32),
+                Ok(n) => {
+                    self.got += n as usize;
+                    if self.got >= total {
+                        return Ok(self.got as u32);
+                    }
+                }
+                Err(e)
+                    if self.got == 0
+                        || matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                {
+                    return Err(e)
+                }
+                Err(_) => return Ok(self.got as u32),
+            }
+        }
     }
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {
-        let res = res.map(|n| n as usize);
+        // A MSG_WAITALL receive cut short (cancelled, timed out) still reports what arrived.
+        let res = match res {
+            Err(_) if self.got > 0 => Ok(self.got),
+            res => res.map(|n| n as usize),
+        };
         if let Ok(n) = res {
             // SAFETY: the kernel wrote exactly `n` bytes from the start of the buffer.
             unsafe { self.buf.set_init(n) };
