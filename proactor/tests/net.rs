@@ -322,3 +322,29 @@ driver_test!(vectored_io_and_peek, |p| {
         assert_eq!(buf, b"12");
     });
 });
+
+// MSG_WAITALL waits for the whole buffer on both drivers (the epoll emulation once returned the
+// first chunk), and at end of stream returns what did arrive.
+driver_test!(recv_waitall_waits_for_all, |p| {
+    p.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let writer = proactor::spawn(async move {
+            for chunk in [&b"abcd"[..], b"efgh", b"ijkl", b"mn"] {
+                let (res, _) = client.write(chunk).await;
+                assert_eq!(res.unwrap(), chunk.len());
+                proactor::time::sleep(Duration::from_millis(20)).await.unwrap();
+            }
+            client.shutdown(Shutdown::Write).await.unwrap();
+        });
+        let (res, buf) = server.recv(Vec::with_capacity(12), libc::MSG_WAITALL).await;
+        assert_eq!(res.unwrap(), 12);
+        assert_eq!(buf, b"abcdefghijkl");
+        // Only 2 bytes come before end of stream: they are returned, not lost.
+        let (res, buf) = server.recv(Vec::with_capacity(12), libc::MSG_WAITALL).await;
+        assert_eq!(res.unwrap(), 2);
+        assert_eq!(buf, b"mn");
+        writer.await.unwrap();
+    });
+});
