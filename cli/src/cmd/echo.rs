@@ -68,6 +68,17 @@ pub fn run(args: Args) -> ExitCode {
         idle: args.idle_timeout.filter(|d| !d.is_zero()),
         buf_size: args.buf_size.max(1),
     };
+    if crate::server::thread_count(&args.server) > 1 {
+        // `--threads N`: each thread builds its own connection function, on its own proactor.
+        let style = args.style;
+        return crate::server::serve_threads("echo", &args.server, DEFAULT_LISTEN, move || {
+            let handle = Handle::current();
+            move |stream, conn| match style {
+                Style::Handlers => Session::start(handle.clone(), stream, conn, settings),
+                Style::Async => drop(proactor::spawn(echo_task(stream, conn, settings))),
+            }
+        });
+    }
     let server = match Server::bind("echo", &args.server, DEFAULT_LISTEN) {
         Ok(s) => s,
         Err(e) => {

@@ -55,8 +55,10 @@
 
 mod event;
 mod signal;
+mod threads;
 
 pub use event::{race, Either, Event};
+pub use threads::{serve_threads, thread_count};
 
 use event::ConnCount;
 use proactor::op::{self, raw_os_error};
@@ -116,6 +118,10 @@ pub struct ServerOpts {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub grace: Duration,
 
+    /// Proactor threads serving connections, each with its own ring or epoll driver (0: one per
+    /// core). Used by servers started through `serve_threads`.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
 }
 
 /// Parses a duration: `250ms`, `5s`, `2m`, `1h`, or a plain number of seconds (`1.5`).
@@ -150,6 +156,8 @@ pub struct Conn {
     peer: SocketAddr,
     shutdown: Event,
     count: Rc<ConnCount>,
+    /// Kept alive with the connection (with `--threads`: its place in the cross-thread counts).
+    _extra: Option<Box<dyn std::any::Any>>,
 }
 
 impl Conn {
@@ -229,6 +237,7 @@ impl Admission {
             peer,
             shutdown: self.shutdown.clone(),
             count: self.count.clone(),
+            _extra: None,
         };
         Some((stream, conn))
     }
