@@ -233,7 +233,7 @@ pub struct RoundFigures {
 
 /// "100 × 64 B", the name of a matrix point.
 pub fn point_label(conns: usize, size: usize, same_core: bool) -> String {
-    let size = if size >= 1024 && size % 1024 == 0 {
+    let size = if size >= 1024 && size & 1023 == 0 {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")

@@ -81,15 +81,18 @@ fn serve_threads(listener: TcpListener, corrupt: bool) -> io::Result<()> {
 fn echo_blocking(mut stream: TcpStream, corrupt: bool) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buf = [0u8; BUF];
-    let mut chunks = 0u64;
+    let mut until_flip = 50u32;
     loop {
         let n = stream.read(&mut buf)?;
         if n == 0 {
             return Ok(());
         }
-        chunks += 1;
-        if corrupt && chunks % 50 == 0 {
-            buf[n / 2] ^= 0x10;
+        until_flip -= 1;
+        if until_flip == 0 {
+            until_flip = 50;
+            if corrupt {
+                buf[n / 2] ^= 0x10;
+            }
         }
         stream.write_all(&buf[..n])?;
     }
