@@ -136,7 +136,9 @@ impl EpollDriver {
                 self.insert(Pending { token, op, place: Place::Fd(fd, dir), deadline });
             }
             // A regular file or a directory: it is always "ready" and may still block.
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => self.to_pool(token, op, deadline),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                self.send_to_pool(token, op, deadline)
+            }
             Err(e) => {
                 self.insert(Pending { token, op, place: Place::Pool, deadline });
                 self.complete(token, -e.raw_os_error().unwrap_or(libc::EIO));
@@ -144,7 +146,7 @@ impl EpollDriver {
         }
     }
 
-    fn to_pool(&mut self, token: Token, op: OpPtr, deadline: Option<u64>) {
+    fn send_to_pool(&mut self, token: Token, op: OpPtr, deadline: Option<u64>) {
         if self.pool.submit(token, op) {
             self.insert(Pending { token, op, place: Place::Pool, deadline });
         } else {
@@ -233,7 +235,7 @@ impl EpollDriver {
                         self.fd_waiters -= 1;
                         let deadline = self.get(token).and_then(|p| p.deadline);
                         self.ops[token.key()] = None;
-                        self.to_pool(token, op, deadline);
+                        self.send_to_pool(token, op, deadline);
                     }
                 }
             }
@@ -328,9 +330,9 @@ impl Driver for EpollDriver {
                 let seq = now.checked_add(d).map(|when| self.timers.add(when, token));
                 self.insert(Pending { token, op, place: Place::Timer(seq), deadline });
             }
-            Emulation::Blocking => self.to_pool(token, op, deadline),
+            Emulation::Blocking => self.send_to_pool(token, op, deadline),
             _ => match first {
-                Attempt::Unsupported => self.to_pool(token, op, deadline),
+                Attempt::Unsupported => self.send_to_pool(token, op, deadline),
                 _ => self.wait_fd(token, op, fd, dir, deadline),
             },
         }
