@@ -170,3 +170,34 @@ driver_test!(open_options_and_path_operations, |p| {
         assert!(fs::metadata(d.join("link")).await.unwrap().is_file());
     });
 });
+
+// Times before 1970 with a fraction of a second: the nanoseconds count forward from the
+// (negative) second, as std reads them — they were once subtracted. Far-off times do not panic.
+driver_test!(times_before_the_epoch, |p| {
+    use std::os::unix::ffi::OsStrExt;
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old");
+    std::fs::write(&path, b"x").unwrap();
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let set = |sec: i64, nsec: i64| {
+        let t = libc::timespec { tv_sec: sec, tv_nsec: nsec };
+        // SAFETY: a NUL-terminated path and two timespecs that outlive the call.
+        let rc = unsafe { libc::utimensat(libc::AT_FDCWD, cpath.as_ptr(), [t, t].as_ptr(), 0) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    };
+    set(-1, 500_000_000);
+    p.block_on(async {
+        let meta = fs::metadata(&path).await.unwrap();
+        let half_before = SystemTime::UNIX_EPOCH - Duration::from_millis(500);
+        assert_eq!(meta.modified(), half_before);
+        assert_eq!(meta.modified(), std::fs::metadata(&path).unwrap().modified().unwrap());
+        assert_eq!(meta.accessed(), half_before);
+    });
+    // The filesystem's own limits decide what is stored; whatever it reports must not panic.
+    set(i64::MAX / 4, 999_999_999);
+    p.block_on(async {
+        let meta = fs::metadata(&path).await.unwrap();
+        let _ = (meta.modified(), meta.accessed(), format!("{meta:?}"));
+    });
+});

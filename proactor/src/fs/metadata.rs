@@ -8,13 +8,22 @@ pub struct Metadata {
     stx: libc::statx,
 }
 
+/// A `statx` timestamp as a `SystemTime`. The nanoseconds always count forward, also before
+/// 1970 (`-1 s + 0.5 s` is half a second before the epoch). A time `SystemTime` cannot hold (a
+/// filesystem may report anything) saturates rather than panicking.
 fn to_time(ts: libc::statx_timestamp) -> SystemTime {
-    let nanos = Duration::new(ts.tv_sec.unsigned_abs(), ts.tv_nsec);
-    if ts.tv_sec >= 0 {
-        SystemTime::UNIX_EPOCH + nanos
+    let secs = Duration::from_secs(ts.tv_sec.unsigned_abs());
+    let whole = if ts.tv_sec >= 0 {
+        SystemTime::UNIX_EPOCH.checked_add(secs)
     } else {
-        SystemTime::UNIX_EPOCH - nanos
-    }
+        SystemTime::UNIX_EPOCH.checked_sub(secs)
+    };
+    let nanos = Duration::from_nanos(u64::from(ts.tv_nsec.min(999_999_999)));
+    whole.and_then(|t| t.checked_add(nanos)).unwrap_or(if ts.tv_sec >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_secs(i64::MAX as u64)
+    })
 }
 
 impl Metadata {
