@@ -229,3 +229,21 @@ impl AsyncWriteOwned for ChunkySinkAll<'_> {
         (Ok(n), buf)
     }
 }
+
+// A read into a buffer with no room returns 0 at once, as a socket's does: it neither waits for
+// the peer nor swallows what arrives next (it once blocked until data came, then buffered it).
+driver_test!(buf_reader_zero_capacity_read_returns_at_once, |p| {
+    p.block_on(async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut reader = BufReader::new(b);
+        let res = proactor::time::timeout(Duration::from_secs(5), reader.read(Vec::new())).await;
+        let (res, buf) = res.expect("a zero-capacity read does not wait for data");
+        assert_eq!((res.unwrap(), buf.len()), (0, 0));
+        assert!(reader.buffer().is_empty());
+        let (res, _) = write_all(&mut &a, b"next\n".to_vec()).await;
+        res.unwrap();
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line, 64).await.unwrap();
+        assert_eq!(line, b"next\n");
+    });
+});

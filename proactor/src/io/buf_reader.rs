@@ -185,6 +185,10 @@ impl<R: AsyncReadOwned> AsyncReadOwned for BufReader<R> {
     /// Hands out buffered bytes first; a read into a buffer at least as large as the internal
     /// one bypasses it when nothing is buffered.
     async fn read<B: IoBufMut>(&mut self, mut buf: B) -> BufResult<usize, B> {
+        if buf.bytes_total() == 0 {
+            // Nothing fits: do not wait for (or buffer) data the caller cannot take.
+            return (Ok(0), buf);
+        }
         if self.pos >= self.buf.len() && buf.bytes_total() >= self.capacity {
             return self.inner.read(buf).await;
         }
