@@ -68,9 +68,12 @@ pub async fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
     let file = File::open(path).await?;
     let mut out = Vec::new();
     let mut offset = 0u64;
+    // One chunk buffer, reused for every read.
+    let mut chunk = Vec::with_capacity(64 * 1024);
     loop {
-        let chunk = Vec::with_capacity(64 * 1024);
-        let (res, chunk) = file.read_at(chunk, offset).await;
+        chunk.clear();
+        let (res, c) = file.read_at(chunk, offset).await;
+        chunk = c;
         let n = res.map_err(|e| context(e, format_args!("read {}", path.display())))?;
         if n == 0 {
             return Ok(out);

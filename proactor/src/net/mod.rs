@@ -55,12 +55,29 @@ pub(crate) fn new_socket(domain: Domain, ty: Type, proto: Option<Protocol>) -> i
 pub(crate) fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
     if addrs.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "address resolved to no socket address",
-        ));
+        return Err(no_address());
     }
     Ok(addrs)
+}
+
+/// Calls `f` on each of `addr`'s addresses until one succeeds; the last failure otherwise.
+pub(crate) fn first_ok<T>(
+    addr: impl ToSocketAddrs,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = no_address();
+    for addr in resolve(addr)? {
+        match f(addr) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The error for an address that resolved to nothing.
+fn no_address() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "address resolved to no socket address")
 }
 
 /// Makes an fd taken from elsewhere (a `std` socket) non-blocking, as the sockets here expect.

@@ -6,7 +6,7 @@ use super::split::{ReadHalf, WriteHalf};
 use super::stream::{
     impl_async_read, impl_async_write, read_methods, socket_common, write_methods,
 };
-use super::{inet_addr, new_socket, prepare_fd, resolve};
+use super::{first_ok, inet_addr, new_socket, prepare_fd, resolve};
 use crate::op::{raw_os_error, Connect};
 use crate::submit;
 use socket2::{Domain, Protocol, SockAddr, TcpKeepalive, Type};
@@ -64,14 +64,7 @@ impl TcpListenerBuilder {
 
     /// Binds to the first of `addr`'s addresses that works, and listens.
     pub fn bind(self, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        let mut last = None;
-        for addr in resolve(addr)? {
-            match self.bind_one(addr) {
-                Ok(l) => return Ok(l),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("resolve returns at least one address"))
+        first_ok(addr, |addr| self.bind_one(addr))
     }
 
     fn bind_one(&self, addr: SocketAddr) -> io::Result<TcpListener> {
@@ -175,14 +168,16 @@ impl TcpStream {
         addr: impl ToSocketAddrs,
         timeout: Option<Duration>,
     ) -> io::Result<TcpStream> {
+        let addrs = resolve(addr)?;
         let mut last = None;
-        for addr in resolve(addr)? {
+        for addr in addrs {
             match Self::connect_one(addr, timeout).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.expect("resolve returns at least one address"))
+        // `resolve` never returns an empty list; should it, say so rather than panic.
+        Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::InvalidInput)))
     }
 
     async fn connect_one(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {

@@ -1,6 +1,6 @@
 //! UDP: datagrams to and from any peer (`send_to` / `recv_from`), or to one connected peer.
 
-use super::{inet_addr, new_socket, prepare_fd, resolve};
+use super::{first_ok, inet_addr, new_socket, prepare_fd};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::op::{Connect, Recv, RecvFrom, Send, SendTo};
 use crate::{submit, BufResult, Op};
@@ -34,15 +34,11 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds to the first of `addr`'s addresses that works (port 0: any free port).
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        let mut last = None;
-        for addr in resolve(addr)? {
+        first_ok(addr, |addr| {
             let sock = new_socket(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-            match sock.bind(&addr.into()) {
-                Ok(()) => return Ok(UdpSocket { fd: Rc::new(sock.into()) }),
-                Err(e) => last = Some(super::tcp::with_addr(e, "bind", addr)),
-            }
-        }
-        Err(last.expect("resolve returns at least one address"))
+            sock.bind(&addr.into()).map_err(|e| super::tcp::with_addr(e, "bind", addr))?;
+            Ok(UdpSocket { fd: Rc::new(sock.into()) })
+        })
     }
 
     /// Wraps a `std` socket (made non-blocking here).
@@ -64,7 +60,9 @@ impl UdpSocket {
     /// Sets the default peer: [`UdpSocket::send`] goes there, and only its datagrams are
     /// received.
     pub async fn connect(&self, addr: SocketAddr) -> io::Result<()> {
-        submit(Connect::new(self.fd.clone(), SockAddr::from(addr))).await
+        submit(Connect::new(self.fd.clone(), SockAddr::from(addr)))
+            .await
+            .map_err(|e| super::tcp::with_addr(e, "connect", addr))
     }
 
     /// Sends one datagram to the connected peer.
