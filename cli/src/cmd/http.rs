@@ -81,6 +81,27 @@ pub fn run(args: Args) -> ExitCode {
         quiet: args.quiet,
     });
     let default: SocketAddr = ([127, 0, 0, 1], 8080).into();
+    if crate::server::thread_count(&args.server) > 1 {
+        // `--threads N`: each thread opens the root for itself and keeps its own settings.
+        let (dir, follow, list_dirs) = (args.root.clone(), args.follow_symlinks, args.list_dirs);
+        let settings = Settings::clone(&settings);
+        return crate::server::serve_threads("http", &args.server, default, move || {
+            let site = match Root::open(&dir, follow) {
+                Ok(root) => Some(Rc::new(Site { root, list_dirs })),
+                Err(e) => {
+                    tracing::error!("http: cannot open {} on this thread: {e}", dir.display());
+                    None
+                }
+            };
+            let settings = Rc::new(settings.clone());
+            move |stream: std::net::TcpStream, c| {
+                // Without a root this thread can serve nothing: the connection is closed.
+                if let Some(site) = &site {
+                    drop(proactor::spawn(conn::serve(site.clone(), settings.clone(), stream, c)));
+                }
+            }
+        });
+    }
     crate::server::serve("http", &args.server, default, move |stream: std::net::TcpStream, c| {
         conn::serve(site.clone(), settings.clone(), stream, c)
     })

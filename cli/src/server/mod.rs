@@ -252,6 +252,11 @@ impl Server {
         default_listen: SocketAddr,
     ) -> anyhow::Result<Server> {
         use anyhow::Context as _;
+        if threads::thread_count(opts) > 1 {
+            tracing::warn!(
+                "{name}: --threads is not supported by this server yet; one thread serves"
+            );
+        }
         raise_fd_limit();
         let mut builder = Proactor::builder().entries(1024);
         if let Some(d) = opts.driver {
