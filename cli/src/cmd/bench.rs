@@ -67,6 +67,21 @@ enum Sub {
     Proxy(ProxyArgs),
     /// `proactor copy` against GNU cp (a large file, cached and not, and a tree of small files).
     Copy(CopyArgs),
+    /// `proactor http` against nginx under wrk (skips with a hint when they are not installed).
+    Http(HttpArgs),
+}
+
+#[derive(clap::Args)]
+struct HttpArgs {
+    /// Seconds of each measured wrk run.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Concurrent connections (wrk -c).
+    #[arg(long, default_value_t = 100)]
+    conns: u32,
+    /// The proactor's driver: auto, uring or epoll.
+    #[arg(long)]
+    driver: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -121,6 +136,7 @@ pub fn run(args: Args) -> ExitCode {
         }
         Some(Sub::Proxy(p)) => return run_proxy(p),
         Some(Sub::Copy(c)) => return run_copy(c),
+        Some(Sub::Http(h)) => return run_http(h),
         None => {}
     }
     let cfg = match config(&args) {
@@ -254,6 +270,34 @@ fn run_copy(c: CopyArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: copy benchmark: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_http(h: HttpArgs) -> ExitCode {
+    if h.secs == 0 || h.secs > 3600 || h.conns == 0 {
+        eprintln!("error: --secs takes 1 to 3600 and --conns at least 1");
+        return ExitCode::from(2);
+    }
+    let opts = crate::http::bench::HttpBenchOptions {
+        duration: Duration::from_secs(h.secs),
+        connections: h.conns,
+        driver: h.driver,
+        ..Default::default()
+    };
+    match crate::http::bench::run_http_bench(&opts) {
+        Ok(report) => {
+            print!("{report}");
+            let errors: u64 = report.rows.iter().map(|r| r.errors).sum();
+            if errors > 0 {
+                eprintln!("FAILED: wrk counted {errors} error(s)");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: http benchmark: {e:#}");
             ExitCode::FAILURE
         }
     }
