@@ -45,6 +45,29 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let default: SocketAddr = ([127, 0, 0, 1], 8081).into();
+    if crate::server::thread_count(&args.server) > 1 {
+        // `--threads N`: each thread checks splice on its own driver and keeps its own config.
+        let want_splice = args.splice;
+        let base = Config {
+            upstream,
+            upstream_name: args.to,
+            connect_timeout: args.connect_timeout,
+            idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+            buffer: args.buffer as usize,
+            splice: false,
+        };
+        return crate::server::serve_threads("proxy", &args.server, default, move || {
+            let mut cfg = base.clone();
+            if want_splice {
+                match proxy::splice_supported(proactor::Handle::current().driver_kind()) {
+                    Ok(()) => cfg.splice = true,
+                    Err(why) => tracing::warn!("proxy: --splice unavailable: {why}"),
+                }
+            }
+            let cfg = Rc::new(cfg);
+            move |stream, conn| drop(proactor::spawn(proxy::handle(stream, conn, cfg.clone())))
+        });
+    }
     let server = match Server::bind("proxy", &args.server, default) {
         Ok(s) => s,
         Err(e) => {
