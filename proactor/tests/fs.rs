@@ -201,3 +201,39 @@ driver_test!(times_before_the_epoch, |p| {
         let _ = (meta.modified(), meta.accessed(), format!("{meta:?}"));
     });
 });
+
+/// The (device, inode) that descriptor `fd` refers to now, or `None` if it is closed.
+fn fd_identity(fd: i32) -> Option<(u64, u64)> {
+    // SAFETY: fstat writes into the local struct; an invalid fd is just EBADF.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `st` is a valid, writable stat buffer.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+// A metadata call whose future is dropped mid-flight keeps the descriptor open until the
+// operation completes, even when the File is dropped too: the number cannot be closed (and
+// reused for another file) under the running statx. It once kept it only as long as the future.
+driver_test!(dropped_metadata_call_keeps_its_fd_until_done, |p| {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m"), b"x").unwrap();
+    p.block_on(async {
+        let file = File::open(dir.path().join("m")).await.unwrap();
+        let fd = file.as_raw_fd();
+        let me = fd_identity(fd).unwrap();
+        let mut call = Box::pin(file.metadata());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(call.as_mut().poll(&mut cx).is_pending(), "submitted, not finished");
+        drop(call);
+        drop(file);
+        // No turn of the loop has run: the operation is still in flight and owns the fd.
+        assert_eq!(fd_identity(fd), Some(me), "fd closed under an operation in flight");
+        // Once it completes, the descriptor goes.
+        let start = std::time::Instant::now();
+        while fd_identity(fd) == Some(me) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "fd never closed");
+            proactor::time::sleep(std::time::Duration::from_millis(1)).await.unwrap();
+        }
+    });
+});

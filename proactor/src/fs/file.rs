@@ -6,7 +6,7 @@
 use super::{Metadata, OpenOptions};
 use crate::buf::{IoBuf, IoBufMut, IoVecBuf};
 use crate::io::{read_exact, write_all, AsyncReadOwned, AsyncWriteOwned};
-use crate::op::{Close, Fsync, Read, Readv, Statx, Write, Writev};
+use crate::op::{Close, Emulation, Fsync, OpCode, Read, Readv, Statx, Write, Writev};
 use crate::{submit, BufResult, Op};
 use std::future::Future;
 use std::io;
@@ -119,9 +119,8 @@ impl File {
 
     /// Size, type, permissions and times of the open file (`statx`).
     pub async fn metadata(&self) -> io::Result<Metadata> {
-        // The Statx operation holds only the descriptor number; keep it open while it runs.
-        let _keep = self.fd.clone();
-        let stx = submit(Statx::fd(self.fd.as_raw_fd())).await?;
+        let stx =
+            submit(StatxFd { fd: self.fd.clone(), op: Statx::fd(self.fd.as_raw_fd()) }).await?;
         Ok(Metadata::from_statx(stx))
     }
 
@@ -164,6 +163,36 @@ impl AsyncReadOwned for File {
 impl AsyncWriteOwned for File {
     fn write<B: IoBuf>(&mut self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
         File::write(self, buf)
+    }
+}
+
+/// `statx` on an open descriptor. `Statx` holds only the descriptor's number, so the operation
+/// also holds the descriptor: it stays open until the kernel (or the blocking pool) is done with
+/// it, even if the future is dropped and the `File` closed meanwhile — the number cannot be
+/// reused for another file while the call still looks at it.
+struct StatxFd {
+    fd: Rc<OwnedFd>,
+    op: Statx,
+}
+
+impl OpCode for StatxFd {
+    type Output = io::Result<libc::statx>;
+    const NAME: &'static str = Statx::NAME;
+
+    fn uring_entry(&mut self) -> io_uring::squeue::Entry {
+        self.op.uring_entry()
+    }
+    fn emulation(&self) -> Emulation {
+        self.op.emulation()
+    }
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
+        self.op.perform(nowait)
+    }
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        let StatxFd { fd, op } = self;
+        let out = op.complete(res);
+        drop(fd);
+        out
     }
 }
 
