@@ -128,8 +128,11 @@ impl<F: IoFd, B: IoBufMut> OpCode for RecvFrom<F, B> {
         let n = n.min(self.buf.bytes_total());
         // SAFETY: the kernel wrote `n` bytes from the start of the buffer.
         unsafe { self.buf.set_init(n) };
-        let len = self.msg.msg_namelen;
-        // SAFETY: the kernel filled `storage` with an address of `len` bytes.
+        // The kernel reports the address's full length even where it had to cut it short;
+        // never claim more than the storage holds.
+        let size = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let len = self.msg.msg_namelen.min(size);
+        // SAFETY: the kernel filled `storage` with an address of `len` bytes (at most its size).
         let addr = unsafe { SockAddr::new(self.storage, len) };
         (Ok((n, addr)), self.buf)
     }
