@@ -332,6 +332,11 @@ pub async fn copy_open(
         })?;
     let dst = staged.fd();
 
+    if !settings.direct {
+        // Several chunks are read at once: ask for a large readahead window.
+        // SAFETY: posix_fadvise takes no pointers.
+        unsafe { libc::posix_fadvise(src.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+    }
     let extents = extents::data_extents(src.as_raw_fd(), info.size)
         .map_err(|e| CopyError::io(format!("cannot map '{}'", src_path.display()), e))?;
     let align = settings.direct.then_some(ALIGN as u64);
