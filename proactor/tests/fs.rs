@@ -215,7 +215,7 @@ fn fd_identity(fd: i32) -> Option<(u64, u64)> {
 // reused for another file) under the running statx. It once kept it only as long as the future.
 driver_test!(dropped_metadata_call_keeps_its_fd_until_done, |p| {
     use std::future::Future;
-    use std::task::{Context, Poll, Waker};
+    use std::task::{Context, Waker};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("m"), b"x").unwrap();
     p.block_on(async {
