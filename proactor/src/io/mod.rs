@@ -93,8 +93,9 @@ where
 
 /// Writes all initialised bytes of `buf`, however many writes that takes.
 ///
-/// A writer that accepts nothing (`Ok(0)`) is a `WriteZero` error. On error the count of bytes
-/// known to be written is in the message; the buffer comes back either way.
+/// A writer that accepts nothing (`Ok(0)`) is a `WriteZero` error whose message says how many
+/// bytes were written before; any other error is the writer's own, unchanged (`EPIPE`, …). The
+/// buffer comes back either way.
 pub async fn write_all<W, B>(writer: &mut W, mut buf: B) -> BufResult<(), B>
 where
     W: AsyncWriteOwned + ?Sized,
