@@ -123,6 +123,7 @@ struct ServeArgs {
     listen: SocketAddr,
 }
 
+/// Runs the echo comparison (or a `bench` subcommand); non-zero when anything failed.
 pub fn run(args: Args) -> ExitCode {
     match args.sub {
         Some(Sub::Serve(s)) => {
