@@ -161,7 +161,7 @@ both_drivers!(slow_client_is_cut_off_others_keep_chatting, |driver| {
                 // Read until the kick notice, then until every other chatter's "done".
                 let mut saw_kick = false;
                 let mut dones = 0;
-                let mut last = vec![None::<u64>; CHATTERS];
+                let mut last = [None::<u64>; CHATTERS];
                 while !(saw_kick && dones == CHATTERS - 1) {
                     let l = c.line();
                     if l == "* slow left (too slow)" {

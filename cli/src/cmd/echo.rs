@@ -46,8 +46,11 @@ pub struct Args {
 
 /// Which front end serves the connections.
 ///
-/// Measured on this machine (2 cores, io_uring, 100 clients × 64 KiB ping-pong, see the report in
-/// `cli/tests/echo.rs`'s module docs): the handler chain was faster, so it is the default.
+/// Measured with `proactor bench --quick --rounds 3 --servers proactor-uring,proactor-uring-async,...`
+/// (2 shared cores, io_uring, msg/s, median of 3): 100 conns × 64 B handlers 15,742 vs async
+/// 14,761; 1,000 × 64 B 18,096 vs 17,379; 100 × 4 KiB 12,134 vs 11,369; 1,000 × 4 KiB 16,218
+/// vs 15,773. The handler chain was ahead at every multi-connection point (by 3–7 %, close to the
+/// noise of a busy machine), so it is the default.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
     /// Completion handlers: read → on completion write → on completion read.

@@ -314,10 +314,19 @@ impl Server {
         S: Accepted,
         F: FnMut(S, Conn) + 'static,
     {
-        let Server { name, proactor, listener, addr, max_conns, grace, signals, shutdown, count } =
-            self;
+        announce(self.local_addr());
+        let Server {
+            name,
+            proactor,
+            listener,
+            addr: _,
+            max_conns,
+            grace,
+            signals,
+            shutdown,
+            count,
+        } = self;
         let admission = Admission { name, next_id: 0, max_conns, shutdown, count };
-        announce(addr);
         let stopping = Stopping { name, grace, signals };
         let result = proactor.block_on(stopping.main_loop(listener, admission, on_conn));
         match result {
