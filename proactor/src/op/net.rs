@@ -63,7 +63,9 @@ impl<F: IoFd, B: IoBufMut> OpCode for Recv<F, B> {
                 Ok(0) => return Ok(self.got as u32),
                 Ok(n) => {
                     self.got += n as usize;
-                    if self.got >= total {
+                    // Only a byte stream waits for more (as io_uring decides): a datagram is
+                    // whole as it is, and the next one must not be appended to it.
+                    if self.got >= total || !is_stream(self.fd.raw_fd()) {
                         return Ok(self.got as u32);
                     }
                 }
@@ -92,6 +94,23 @@ impl<F: IoFd, B: IoBufMut> OpCode for Recv<F, B> {
         }
         (res, self.buf)
     }
+}
+
+/// True for a stream or sequenced-packet socket, the kinds whose `MSG_WAITALL` io_uring retries.
+fn is_stream(fd: std::os::fd::RawFd) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the local `ty`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && (ty == libc::SOCK_STREAM || ty == libc::SOCK_SEQPACKET)
 }
 
 /// Sends the initialised bytes of `buf`; a short count is a partial send. Never raises SIGPIPE.
