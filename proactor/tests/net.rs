@@ -348,3 +348,24 @@ driver_test!(recv_waitall_waits_for_all, |p| {
         writer.await.unwrap();
     });
 });
+
+// On a datagram socket MSG_WAITALL does not merge datagrams: each receive is one datagram, on
+// both drivers (the epoll emulation's wait-for-the-rest applies to byte streams only).
+driver_test!(recv_waitall_on_udp_is_one_datagram, |p| {
+    p.block_on(async {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = b.local_addr().unwrap();
+        for d in [&b"ab"[..], b"cd"] {
+            let (res, _) = a.send_to(d, to).await;
+            assert_eq!(res.unwrap(), 2);
+        }
+        // Both datagrams are queued; WAITALL still takes one at a time.
+        for want in [&b"ab"[..], b"cd"] {
+            let op = proactor::op::Recv::new(b.as_raw_fd(), Vec::with_capacity(16));
+            let (res, buf) = proactor::submit(op.flags(libc::MSG_WAITALL)).await;
+            assert_eq!(res.unwrap(), 2);
+            assert_eq!(buf, want);
+        }
+    });
+});
