@@ -368,3 +368,25 @@ http_test!(bodies_without_sendfile, |driver| {
         }
     }
 });
+
+http_test!(stops_on_sigterm, |driver| {
+    let fx = Fixture::new();
+    let mut srv = Server::start(&fx.root(), driver, &["--grace", "5s", "--max-conns", "3"]);
+    // Past --max-conns a connection is closed at once.
+    let mut held: Vec<_> = (0..3).map(|_| srv.connect()).collect();
+    for c in held.iter_mut() {
+        c.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.response(false).status, 200);
+    }
+    let mut extra = srv.connect();
+    extra.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(extra.try_response(false).is_none(), "fourth connection served past --max-conns");
+    // SIGTERM: idle kept-alive connections are closed and the server exits 0 well before grace.
+    let started = Instant::now();
+    let status = srv.terminate(Duration::from_secs(10)).expect("server exited");
+    assert!(status.success(), "exit status {status}");
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    for c in held.iter_mut() {
+        assert!(c.closed());
+    }
+});
