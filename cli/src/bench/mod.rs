@@ -148,7 +148,9 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
 fn run_point(server: ServerKind, p: Point, place: Placement, cfg: &Config) -> RunResult {
     let mut result = RunResult::empty(server, p.conns, p.size, p.same_core);
     let outcome = (|| -> anyhow::Result<()> {
-        let mut proc_ = ServerProc::start(server, place.server)?;
+        // A server asked to use several threads may use every core (the load generator's too).
+        let cpu = if server.threads() > 1 { None } else { place.server };
+        let mut proc_ = ServerProc::start(server, cpu)?;
         let load = loadgen::Load {
             addr: proc_.addr,
             server_pid: proc_.pid,

@@ -37,6 +37,14 @@ impl ServerKind {
     /// The reference every ratio is taken against.
     pub const REFERENCE: ServerKind = ServerKind::Baseline(Baseline::TokioCt);
 
+    /// Server threads asked for (1 unless `@N` said more).
+    pub fn threads(&self) -> u32 {
+        match *self {
+            ServerKind::Proactor { threads: Some(n), .. } => n,
+            _ => 1,
+        }
+    }
+
     /// The command line that starts this server on `listen`.
     fn command(&self, listen: SocketAddr) -> Command {
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("proactor"));
