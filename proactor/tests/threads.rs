@@ -609,3 +609,40 @@ threads_test!(chat_room_spans_threads, |d| {
     server.stop().unwrap();
     pool.shutdown().unwrap();
 });
+
+threads_test!(a_busy_thread_gets_fewer_new_connections, |d| {
+    let pool = Threads::new().threads(2).driver(d).start().unwrap();
+    let server = pool.serve(local(), Distribution::Acceptor, echo).unwrap();
+    // Thread 0 burns CPU (a handler that blocks its loop: exactly what connection code must not
+    // do, used here to make one thread measurably busier than the other).
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    pool.worker(0)
+        .post(move || {
+            let end = Instant::now() + Duration::from_secs(20);
+            while !s.load(Ordering::Relaxed) && Instant::now() < end {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap();
+    let workers = pool.workers();
+    // Let the CPU clocks show it: a few samples, 15 ms apart.
+    for _ in 0..10 {
+        let _ = workers.least_loaded();
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(std::net::TcpStream::connect(server.local_addr()).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let placed: Vec<u64> = workers.iter().map(|w| w.load().assigned()).collect();
+    let util: Vec<f64> = workers.iter().map(|w| w.load().utilization()).collect();
+    stop.store(true, Ordering::Relaxed);
+    eprintln!("{d:?}: with thread 0 busy, connections per thread {placed:?}, CPU use {util:.2?}");
+    assert_eq!(placed.iter().sum::<u64>(), 6);
+    assert!(placed[1] >= 4, "the idle thread took most new connections: {placed:?}");
+    drop(clients);
+    server.stop().unwrap();
+    pool.shutdown().unwrap();
+});
