@@ -363,7 +363,10 @@ driver_test!(recv_waitall_on_udp_is_one_datagram, |p| {
         // Both datagrams are queued; WAITALL still takes one at a time.
         for want in [&b"ab"[..], b"cd"] {
             let op = proactor::op::Recv::new(b.as_raw_fd(), Vec::with_capacity(16));
-            let (res, buf) = proactor::submit(op.flags(libc::MSG_WAITALL)).await;
+            let recv = proactor::submit(op.flags(libc::MSG_WAITALL));
+            let (res, buf) = proactor::time::timeout(Duration::from_secs(10), recv)
+                .await
+                .expect("one datagram is a whole receive; no waiting for more");
             assert_eq!(res.unwrap(), 2);
             assert_eq!(buf, want);
         }
