@@ -10,10 +10,13 @@ use super::serve::{FileBody, Site};
 use crate::server::{race, Conn, Either};
 use proactor::op::{self, raw_os_error};
 use proactor::{submit, IoBuf};
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::pin::pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Connection settings: limits and timeouts.
@@ -117,7 +120,6 @@ impl Connection {
                     self.flush().await?;
                 }
             }
-            self.flush().await?;
             let in_request = self.reader.in_request();
             if !in_request {
                 started = None;
@@ -152,19 +154,30 @@ impl Connection {
         End::Linger
     }
 
-    /// Receives more request bytes, waiting at most `wait`; when `idle`, the server's stop
-    /// event ends the wait too.
+    /// Sends what is queued and receives more request bytes, waiting at most `wait` for them;
+    /// when `idle`, the server's stop event ends the wait too. The send and the receive are
+    /// submitted together, so answering and waiting for the next request cost one trip.
     async fn receive(&mut self, wait: Duration, idle: bool) -> io::Result<Received> {
         let buf = self.reader.take_buffer(4096);
         let (len, cap) = (buf.len(), buf.capacity());
         let recv = submit(op::Recv::new(self.sock.clone(), buf.slice(len..cap))).deadline(wait);
-        let (res, buf) = if idle {
-            match race(recv, self.conn.shutdown().wait()).await {
-                Either::Left(out) => out,
-                Either::Right(()) => return Ok(Received::Stopping),
+        let stop = self.conn.shutdown();
+        let receiving = async move {
+            if !idle {
+                return Some(recv.await);
             }
-        } else {
-            recv.await
+            match race(recv, stop.wait()).await {
+                Either::Left(out) => Some(out),
+                Either::Right(()) => None,
+            }
+        };
+        let out = std::mem::take(&mut self.out);
+        let sending = send_all(self.sock.clone(), out, self.settings.send_timeout, 0);
+        let ((sent, out), received) = join(sending, receiving).await;
+        self.out = out;
+        sent?;
+        let Some((res, buf)) = received else {
+            return Ok(Received::Stopping);
         };
         self.reader.restore(buf.into_inner());
         match res {
@@ -278,24 +291,10 @@ impl Connection {
 
     /// Sends everything queued, with extra `MSG_*` flags (`MSG_MORE` when a body follows).
     async fn flush_with(&mut self, more: i32) -> io::Result<()> {
-        let mut sent = 0;
-        while sent < self.out.len() {
-            let buf = std::mem::take(&mut self.out);
-            let len = buf.len();
-            let send = op::Send::new(self.sock.clone(), buf.slice(sent..len)).flags(more);
-            let (res, buf) = submit(send).deadline(self.settings.send_timeout).await;
-            self.out = buf.into_inner();
-            match res {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => sent += n,
-                Err(e) if raw_os_error(&e) == Some(libc::ECANCELED) => {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.out.clear();
-        Ok(())
+        let out = std::mem::take(&mut self.out);
+        let (res, out) = send_all(self.sock.clone(), out, self.settings.send_timeout, more).await;
+        self.out = out;
+        res
     }
 
     /// Half-closes, then reads and discards for a bounded time so the client can read the last
@@ -318,6 +317,59 @@ impl Connection {
             }
         }
     }
+}
+
+/// Sends all of `out` (then empties it), each send waiting at most `timeout` for progress.
+async fn send_all(
+    sock: Rc<TcpStream>,
+    mut out: Vec<u8>,
+    timeout: Duration,
+    flags: i32,
+) -> (io::Result<()>, Vec<u8>) {
+    let mut sent = 0;
+    while sent < out.len() {
+        let len = out.len();
+        let send = op::Send::new(sock.clone(), out.slice(sent..len)).flags(flags);
+        let (res, buf) = submit(send).deadline(timeout).await;
+        out = buf.into_inner();
+        match res {
+            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), out),
+            Ok(n) => sent += n,
+            Err(e) if raw_os_error(&e) == Some(libc::ECANCELED) => {
+                let err = io::Error::new(io::ErrorKind::TimedOut, "client stopped reading");
+                return (Err(err), out);
+            }
+            Err(e) => return (Err(e), out),
+        }
+    }
+    out.clear();
+    (Ok(()), out)
+}
+
+/// Runs two futures at once until both are done; their outputs.
+async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                (ra, rb) = (x, y);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// Reads up to `want` bytes at `offset` into the spare room of `out` at once, but only if the
