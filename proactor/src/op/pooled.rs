@@ -95,14 +95,19 @@ impl<F: IoFd> OpCode for RecvPooled<F> {
         Emulation::Readable(self.fd.raw_fd())
     }
 
-    fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
-        // Called on the run loop's thread (a readable-wait emulation never goes to the blocking
-        // pool), so touching the pool's free list is safe. Always non-blocking.
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
         self.via = Via::Perform;
         if self.pool.ring_group().is_some() {
             // A kernel ring belongs to an io_uring proactor; this is not one.
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
+        if !nowait {
+            // A blocking call runs on the epoll driver's pool threads — which the driver does
+            // only after a first try failed with EOPNOTSUPP. The pool's free list is not
+            // thread-safe, so never touch it there: report what the first try found.
+            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
+        // A non-blocking try runs on the run loop's thread: the free list is ours.
         self.recv_now()
     }
 
