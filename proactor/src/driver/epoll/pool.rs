@@ -160,11 +160,11 @@ fn worker(shared: &Shared) {
         st.running += 1;
         drop(st);
         let result = run(job.op);
-        shared
-            .done
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Completion { token: job.token, result, flags: 0 });
+        shared.done.lock().unwrap_or_else(|p| p.into_inner()).push(Completion {
+            token: job.token,
+            result,
+            flags: 0,
+        });
         let _ = shared.poller.notify();
         st = shared.lock();
         st.running -= 1;
