@@ -58,3 +58,42 @@ fn default_builder_works() {
     let p = Proactor::new().unwrap();
     p.block_on(async { submit(op::Nop).await.unwrap() });
 }
+
+// More operations with deadlines than the ring has entries, all started in one turn: every
+// linked timeout must still fire at its deadline (not at once, not never). The ring is flushed in
+// the middle of pushing op + linked-timeout pairs here; the driver once freed the pair's timespec
+// in that flush (the allocator's reuse of the same block usually hid it, so this guards the path
+// rather than proving the fix).
+driver_test!(many_deadlines_on_a_small_ring, |_p| {
+    let p = Proactor::builder()
+        .driver(_p.driver_kind().to_string().parse().unwrap())
+        .entries(8)
+        .build()
+        .unwrap();
+    let (_a, b) = UnixStream::pair().unwrap();
+    let b = std::rc::Rc::new(b);
+    let started = std::time::Instant::now();
+    let results = p.block_on(async {
+        let handles: Vec<_> = (0..64)
+            .map(|_| {
+                let b = b.clone();
+                proactor::spawn(async move {
+                    let op = submit(op::Recv::new(b, vec![0u8; 8]));
+                    let (res, _) = op.deadline(Duration::from_millis(300)).await;
+                    res
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    });
+    let elapsed = started.elapsed();
+    assert_eq!(results.len(), 64);
+    for r in results {
+        assert_eq!(proactor::op::raw_os_error(&r.unwrap_err()), Some(libc::ECANCELED));
+    }
+    assert!(elapsed >= Duration::from_millis(250), "deadlines fired early: {elapsed:?}");
+});

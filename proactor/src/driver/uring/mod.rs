@@ -28,6 +28,10 @@ pub(crate) struct UringDriver {
     effective: RingConfig,
     /// Timespecs of linked timeouts pushed since the last submit: the kernel reads them while it
     /// prepares the SQE, during the next `io_uring_enter`, so they live until then.
+    #[allow(
+        clippy::vec_box,
+        reason = "the boxes keep each timespec's address fixed for the kernel"
+    )]
     pending_specs: Vec<Box<types::Timespec>>,
     /// Completions reaped while flushing a full ring, reported by the next `wait`.
     backlog: Vec<Completion>,
@@ -183,8 +187,11 @@ impl Driver for UringDriver {
             Some(d) => {
                 let spec = Box::new(types::Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos()));
                 let timeout = opcode::LinkTimeout::new(&*spec).build().user_data(Token::INTERNAL.0);
-                self.pending_specs.push(spec);
                 self.push_entries(&[entry.flags(squeue::Flags::IO_LINK), timeout]);
+                // Kept only after the push: a flush inside `push_entries` (full ring) releases
+                // `pending_specs`, and must not free this spec before its entry is queued. The
+                // box does not move when the vector grows, so the queued pointer stays valid.
+                self.pending_specs.push(spec);
             }
         }
     }
@@ -278,11 +285,6 @@ impl EventFd {
         let mut value = 0u64;
         // SAFETY: reads 8 bytes into a local u64; the fd is non-blocking.
         unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
-    }
-
-    /// The descriptor, for drivers that poll it.
-    pub(crate) fn raw_fd(&self) -> i32 {
-        self.fd.as_raw_fd()
     }
 }
 
