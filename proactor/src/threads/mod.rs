@@ -4,7 +4,7 @@
 //! Nothing is shared between the loops: each thread submits, reaps and dispatches on its own, so
 //! the hot path takes no lock. Work crosses threads only through a [`RemoteHandle`] (a closure
 //! queue plus an eventfd wake-up), and connections are handed to the least-loaded thread by
-//! [`MultiProactor::serve`] (see `docs/threads.md` for why one acceptor beats `SO_REUSEPORT` here).
+//! [`MultiProactor::serve`] (see `docs/architecture.md` for why one acceptor beats `SO_REUSEPORT` here).
 //!
 //! ```
 //! use proactor::threads::Threads;

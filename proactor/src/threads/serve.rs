@@ -9,7 +9,7 @@
 //!   (`SO_REUSEPORT`) and the kernel spreads connections by a hash of their addresses — no
 //!   hand-off, but blind to load.
 //!
-//! `docs/threads.md` has the measurement behind the default.
+//! `docs/architecture.md` has the measurement behind the default.
 
 use super::load::LiveGuard;
 use super::{MultiProactor, Workers};
