@@ -358,47 +358,62 @@ impl Stopping {
         S: Accepted,
         F: FnMut(S, Conn),
     {
-        let accepting = async {
-            let mut starved = false;
-            loop {
-                let (fd, addr) = match proactor::submit(op::Accept::new(listener.clone())).await {
-                    Ok(accepted) => accepted,
-                    Err(e) => match classify_accept_error(&e) {
-                        AcceptError::Resources => {
-                            if !starved {
-                                tracing::warn!(
-                                    "{}: accept: {e}; retrying every {ACCEPT_BACKOFF:?}",
-                                    self.name
-                                );
-                                starved = true;
-                            }
-                            proactor::time::sleep(ACCEPT_BACKOFF).await.ok();
-                            continue;
-                        }
-                        AcceptError::Connection => {
-                            tracing::debug!("{}: accept: {e} (skipped)", self.name);
-                            continue;
-                        }
-                        AcceptError::Fatal => return Err::<(), io::Error>(e),
-                    },
-                };
-                if starved {
-                    tracing::info!("{}: accepting again", self.name);
-                    starved = false;
+        // Accept until the first signal. On the signal the accept in flight is cancelled and
+        // then awaited, not dropped: if the kernel completed it first, the connection it
+        // carries is served like any other instead of being closed under its client.
+        let mut starved = false;
+        loop {
+            let mut accept = proactor::submit(op::Accept::new(listener.clone()));
+            let cancel = accept.cancel_token();
+            let (res, stopping) = match race(&mut accept, self.signals.nth(1)).await {
+                Either::Left(res) => (res, false),
+                Either::Right(()) => {
+                    cancel.cancel();
+                    (accept.await, true)
                 }
-                let peer = addr.as_socket().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                if let Some((stream, conn)) = admission.admit(TcpStream::from(fd), peer) {
-                    on_conn(stream, conn);
+            };
+            match res {
+                Ok((fd, addr)) => {
+                    if starved {
+                        tracing::info!("{}: accepting again", self.name);
+                        starved = false;
+                    }
+                    let peer =
+                        addr.as_socket().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    if let Some((stream, conn)) = admission.admit(TcpStream::from(fd), peer) {
+                        on_conn(stream, conn);
+                    }
                 }
+                Err(_) if stopping => {}
+                Err(e) => match classify_accept_error(&e) {
+                    AcceptError::Resources => {
+                        if !starved {
+                            tracing::warn!(
+                                "{}: accept: {e}; retrying every {ACCEPT_BACKOFF:?}",
+                                self.name
+                            );
+                            starved = true;
+                        }
+                        let pause = proactor::time::sleep(ACCEPT_BACKOFF);
+                        if let Either::Right(()) = race(pause, self.signals.nth(1)).await {
+                            break;
+                        }
+                    }
+                    AcceptError::Connection => {
+                        tracing::debug!("{}: accept: {e} (skipped)", self.name)
+                    }
+                    AcceptError::Fatal => {
+                        return Err(io::Error::new(e.kind(), format!("accept: {e}")));
+                    }
+                },
             }
-        };
-        if let Either::Right(Err(e)) = race(self.signals.nth(1), accepting).await {
-            return Err(io::Error::new(e.kind(), format!("accept: {e}")));
+            if stopping {
+                break;
+            }
         }
-        // The accept operation was cancelled with the loop (the listener's descriptor stays open
-        // until that cancellation completes: the operation holds an `Rc` of it). Connections the kernel already
-        // completed are waiting in the backlog: their clients may be sending already, so serve
-        // them too rather than reset them, then close the listener (new connects are refused).
+        // Connections the kernel already completed are waiting in the backlog: their clients may
+        // be sending already, so serve them too rather than reset them, then close the listener
+        // (new connects are refused from then on).
         let late = drain_backlog(&listener, &mut admission, &mut on_conn);
         drop(listener);
         admission.shutdown.set();
