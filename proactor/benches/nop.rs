@@ -1,1 +1,171 @@
-fn main() {}
+//! The completion path's cost: NOP round trips through the proactor — completion handlers and
+//! futures — against a raw loop on the `io-uring` crate, in the same run, at batch sizes 1, 32
+//! and 256. Each iteration submits `batch` NOPs in one `io_uring_enter` and reaps them all.
+//!
+//! `cargo bench -p proactor --bench nop -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Set `NOP_BENCH_SETUP=plain|coop|defer` to run the proactor and the raw loop on that ring
+//! setup (default: the proactor's default, `defer` = SINGLE_ISSUER | DEFER_TASKRUN).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use io_uring::{opcode, IoUring};
+use proactor::{op, submit, DriverChoice, Op, Proactor, RingConfig};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+const BATCHES: [usize; 3] = [1, 32, 256];
+const ENTRIES: u32 = 256;
+
+/// The ring setup under test, from `NOP_BENCH_SETUP`.
+fn ring_config() -> RingConfig {
+    let mut cfg = RingConfig { entries: ENTRIES, ..RingConfig::default() };
+    match std::env::var("NOP_BENCH_SETUP").as_deref() {
+        Ok("plain") => {
+            cfg.single_issuer = false;
+            cfg.defer_taskrun = false;
+            cfg.coop_taskrun = false;
+        }
+        Ok("coop") => {
+            cfg.defer_taskrun = false;
+            cfg.coop_taskrun = true;
+        }
+        Ok("single") => {
+            cfg.defer_taskrun = false;
+            cfg.coop_taskrun = false;
+        }
+        _ => {}
+    }
+    cfg
+}
+
+/// A raw ring with the same setup flags the proactor got.
+fn raw_ring(cfg: &RingConfig) -> IoUring {
+    let mut b = IoUring::builder();
+    b.setup_cqsize(cfg.entries * 2);
+    if cfg.single_issuer {
+        b.setup_single_issuer();
+    }
+    if cfg.defer_taskrun {
+        b.setup_defer_taskrun().setup_taskrun_flag();
+    } else if cfg.coop_taskrun {
+        b.setup_coop_taskrun().setup_taskrun_flag();
+    }
+    b.build(cfg.entries).expect("raw io_uring ring")
+}
+
+/// Awaits every future of a batch (all are polled, so all are submitted, before any wait).
+struct JoinAll<F: Future> {
+    futs: Vec<Option<F>>,
+    left: usize,
+}
+
+impl<F: Future + Unpin> Future for JoinAll<F> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        for slot in this.futs.iter_mut() {
+            if let Some(f) = slot {
+                if Pin::new(f).poll(cx).is_ready() {
+                    *slot = None;
+                    this.left -= 1;
+                }
+            }
+        }
+        if this.left == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+fn nop_batch(batch: usize) -> JoinAll<Op<op::Nop>> {
+    JoinAll { futs: (0..batch).map(|_| Some(submit(op::Nop))).collect(), left: batch }
+}
+
+fn bench(c: &mut Criterion) {
+    let cfg = ring_config();
+    let p = Proactor::builder().driver(DriverChoice::Uring).ring(cfg.clone()).build().unwrap();
+    let effective = p.ring_config().unwrap();
+    eprintln!("proactor ring setup: {effective:?}");
+    let mut ring = raw_ring(&effective);
+
+    let mut group = c.benchmark_group("nop");
+    for batch in BATCHES {
+        group.throughput(Throughput::Elements(batch as u64));
+
+        group.bench_with_input(BenchmarkId::new("raw_io_uring", batch), &batch, |b, &batch| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    {
+                        let mut sq = ring.submission();
+                        for i in 0..batch {
+                            let e = opcode::Nop::new().build().user_data(i as u64);
+                            // SAFETY: a NOP carries no pointers.
+                            unsafe { sq.push(&e).expect("room for the batch") };
+                        }
+                    }
+                    ring.submit_and_wait(batch).unwrap();
+                    let mut seen = 0;
+                    for cqe in ring.completion() {
+                        assert!(cqe.result() >= 0);
+                        seen += 1;
+                    }
+                    assert_eq!(seen, batch);
+                }
+                start.elapsed()
+            })
+        });
+
+        group.bench_with_input(
+            BenchmarkId::new("proactor_handlers", batch),
+            &batch,
+            |b, &batch| {
+                let done = Rc::new(Cell::new(0usize));
+                b.iter_custom(|iters| {
+                    done.set(0);
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        for _ in 0..batch {
+                            let d = done.clone();
+                            p.start(op::Nop, move |res| {
+                                if res.is_ok() {
+                                    d.set(d.get() + 1);
+                                }
+                            });
+                        }
+                        p.run().unwrap();
+                    }
+                    let elapsed = start.elapsed();
+                    assert_eq!(done.get(), iters as usize * batch);
+                    elapsed
+                })
+            },
+        );
+
+        group.bench_with_input(BenchmarkId::new("proactor_futures", batch), &batch, |b, &batch| {
+            b.iter_custom(|iters| {
+                p.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        nop_batch(batch).await;
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

@@ -243,10 +243,17 @@ impl Core {
     /// One turn: submit what is queued, wait if asked, dispatch every completion.
     pub(crate) fn turn(&self, block: bool, timeout: Option<Duration>) -> io::Result<()> {
         let mut batch = std::mem::take(&mut *self.completions.borrow_mut());
-        let block = block && self.executor.park();
+        let local = std::mem::take(&mut *self.local.borrow_mut());
+        let block = block && local.is_empty() && self.executor.park();
         let res = self.driver.borrow_mut().wait(block, timeout, &mut batch);
         self.executor.unpark();
         self.now.set(Instant::now());
+        for c in local {
+            // Results decided by the loop (cancelled before admission): never in the driver.
+            if let Some(key) = self.live_key(c.token) {
+                self.finish(key, c.result);
+            }
+        }
         for c in batch.drain(..) {
             self.complete(c);
         }

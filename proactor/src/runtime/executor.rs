@@ -181,6 +181,11 @@ impl Executor {
         self.main.scheduled.swap(false, Ordering::AcqRel)
     }
 
+    /// True if the main future was woken and waits to be polled.
+    pub(crate) fn main_scheduled(&self) -> bool {
+        self.main.scheduled.load(Ordering::Acquire)
+    }
+
     pub(crate) fn set_main_scheduled(&self) {
         self.main.scheduled.store(true, Ordering::Release);
     }
@@ -256,7 +261,10 @@ pub(crate) struct CancelOnDrop<T>(pub(crate) Rc<JoinState<T>>);
 
 impl<T> Drop for CancelOnDrop<T> {
     fn drop(&mut self) {
-        self.0.set(Err(JoinError::Cancelled));
+        // A task that panics drops its live state while unwinding, this guard included: that
+        // is a panic, not a cancellation.
+        let why = if std::thread::panicking() { JoinError::Panicked } else { JoinError::Cancelled };
+        self.0.set(Err(why));
     }
 }
 

@@ -142,7 +142,9 @@ impl Handle {
                 }
             }
             exec.run_round(core);
-            let block = !exec.has_ready();
+            // The main future may have woken itself while it was polled (a yield): its wake is
+            // pending in its flag, so the loop must not block.
+            let block = !exec.has_ready() && !exec.main_scheduled();
             if let Err(e) = core.turn(block, None) {
                 tracing::error!("proactor driver failed: {e}");
                 std::thread::sleep(Duration::from_millis(1));
