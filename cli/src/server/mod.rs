@@ -102,7 +102,7 @@ impl Accepted for proactor::net::TcpStream {
 /// The options every server takes. Flatten into a command's `Args` with `#[command(flatten)]`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerOpts {
-    /// Address to listen on, e.g. 127.0.0.1:8080 or [::]:0 (port 0 picks a free port) [default: the command's own]
+    /// Address to listen on, e.g. 127.0.0.1:8080 or 0.0.0.0:0 (port 0 picks a free port) [default: the command's own]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
