@@ -13,6 +13,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    restore_default_sigpipe();
     println!("kernel: {}", kernel_release());
     let mut builder = Proactor::builder();
     let name = |d: DriverChoice| format!("{d:?}").to_lowercase();
@@ -78,4 +79,13 @@ fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// `info` only prints, so let a closed pipe end it quietly (`proactor info | head`), as coreutils
+/// do, instead of a panic from `println!`. The servers keep SIGPIPE ignored: their sockets must
+/// report EPIPE, not kill the process.
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler code; nothing else in
+    // this command relies on SIGPIPE being ignored.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
