@@ -180,7 +180,7 @@ impl BlockingPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.offload_to(Handle::current().remote(), f)
+        self.offload_with(Handle::try_current().map(|h| h.remote()), f)
     }
 
     /// Like [`BlockingPool::offload`], delivering the result to the proactor behind `target`
@@ -190,12 +190,23 @@ impl BlockingPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.offload_with(Some(target), f)
+    }
+
+    /// The target may be unknown when the future is made outside a running proactor (for
+    /// example as the argument of `block_on`); it is then taken from the proactor that polls it.
+    fn offload_with<F, T>(&self, target: Option<RemoteHandle>, f: F) -> Offload<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let shared = Arc::new(Shared {
             result: Mutex::new(None),
             waker: Mutex::new(None),
             cancelled: AtomicBool::new(false),
+            target: Mutex::new(target),
         });
-        let completer = Completer { shared: shared.clone(), target: Some(target) };
+        let completer = Completer { shared: shared.clone(), done: false };
         let job: Job = Box::new(move || {
             let mut completer = completer;
             if completer.shared.cancelled.load(Ordering::Acquire) {
@@ -270,18 +281,24 @@ struct Shared<T> {
     waker: Mutex<Option<Waker>>,
     /// The future was dropped: skip the job if it has not started.
     cancelled: AtomicBool,
+    /// The proactor the result is posted to; taken by the one completion.
+    target: Mutex<Option<RemoteHandle>>,
 }
 
 /// Posts the result to the target proactor exactly once; if the job is dropped unrun (pool
 /// shut down), posts `Cancelled` instead so the future never hangs.
 struct Completer<T: Send + 'static> {
     shared: Arc<Shared<T>>,
-    target: Option<RemoteHandle>,
+    done: bool,
 }
 
 impl<T: Send + 'static> Completer<T> {
     fn complete(&mut self, out: Result<T, JoinError>) {
-        let Some(target) = self.target.take() else { return };
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let target = self.shared.target.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(target) = target else { return };
         let shared = self.shared.clone();
         // Runs on the proactor's thread, in the turn's drain of posted work: the result is
         // dispatched there, like an operation's completion. If the proactor is gone, so is the
@@ -298,7 +315,7 @@ impl<T: Send + 'static> Completer<T> {
 
 impl<T: Send + 'static> Drop for Completer<T> {
     fn drop(&mut self) {
-        if self.target.is_some() {
+        if !self.done {
             self.complete(Err(JoinError::Cancelled));
         }
     }
@@ -319,6 +336,18 @@ impl<T> Unpin for Offload<T> {}
 impl<T> Future for Offload<T> {
     type Output = Result<T, JoinError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.job.is_some() {
+            let mut target = self.shared.target.lock().unwrap_or_else(|p| p.into_inner());
+            if target.is_none() {
+                match Handle::try_current() {
+                    Some(h) => *target = Some(h.remote()),
+                    None => {
+                        tracing::error!("offload polled outside a running proactor");
+                        return Poll::Ready(Err(JoinError::Cancelled));
+                    }
+                }
+            }
+        }
         if let Some(job) = self.job.take() {
             // Register before queueing: the result may be posted back before we return.
             *self.shared.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
