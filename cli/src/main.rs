@@ -53,6 +53,6 @@ fn main() -> ExitCode {
 /// Logs to stderr; `RUST_LOG` sets the filter (default: warnings, and info for the apps).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,proactor_cli=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,proactor=info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
