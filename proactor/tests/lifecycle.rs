@@ -226,9 +226,9 @@ driver_test!(tiny_ring_completes_ten_thousand_queued_ops, |p| {
     assert_eq!(n, 10_000);
 });
 
-/// Known bug (open): on io_uring with an 8-entry ring, 10,000 tasks of which every 100th awaits
-/// a receive with a deadline (a linked pair of entries) can hang in the final wait; the epoll
-/// driver passes. Run with `--ignored` while investigating.
+/// An 8-entry ring, 10,000 tasks, every 100th awaiting a receive with a deadline (a linked pair
+/// of entries). This once hung on io_uring: arming the wake-up poll flushed the full ring and
+/// reaped the last completions into the backlog just before a blocking wait.
 mod tiny_ring_with_deadlines {
     use super::*;
     fn body(p: &Proactor) {
@@ -263,7 +263,6 @@ mod tiny_ring_with_deadlines {
     }
 
     #[test]
-    #[ignore = "known bug: can hang on io_uring with an 8-entry ring (see the module docs)"]
     fn uring() {
         body(&common::proactor(DriverChoice::Uring));
     }

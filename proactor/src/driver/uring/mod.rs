@@ -208,10 +208,13 @@ impl Driver for UringDriver {
         out: &mut Vec<Completion>,
     ) -> io::Result<()> {
         out.append(&mut self.backlog);
-        let block = block && out.is_empty() && self.ring.completion().is_empty();
-        if block {
+        if block && out.is_empty() {
+            // Arming may flush a full submission ring, which reaps completions into the
+            // backlog: take them before deciding to block, or the wait would never end.
             self.arm_waker();
+            out.append(&mut self.backlog);
         }
+        let block = block && out.is_empty() && self.ring.completion().is_empty();
         loop {
             let res = match (block, timeout) {
                 (false, _) => {
