@@ -22,6 +22,7 @@ use super::{Completion, Driver, DriverKind, Notifier, OpPtr, RawOp, Token};
 use crate::op::Emulation;
 use polling::{Events, Poller};
 use std::io;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,13 @@ enum Attempt {
     Unsupported,
 }
 
+/// Most events taken by one sweep made while completions are already at hand; see
+/// [`EpollDriver::wait`].
+const SHORT_SWEEP: NonZeroUsize = match NonZeroUsize::new(64) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
 /// The epoll emulation.
 pub(crate) struct EpollDriver {
     poller: Arc<Poller>,
@@ -69,6 +77,8 @@ pub(crate) struct EpollDriver {
     pool: Pool,
     /// Completions produced since the last `wait` returned.
     ready: Vec<Completion>,
+    /// A smaller event list, for sweeps made while completions are already waiting.
+    few_events: Events,
     notifier: Arc<EpollNotifier>,
 }
 
@@ -95,6 +105,7 @@ impl EpollDriver {
             timers: Timers::default(),
             pool: Pool::new(poller.clone()),
             ready: Vec::new(),
+            few_events: Events::with_capacity(SHORT_SWEEP),
             notifier: Arc::new(EpollNotifier(poller.clone())),
             poller,
         })
@@ -249,15 +260,17 @@ impl EpollDriver {
     }
 
     /// Polls epoll (blocking up to `timeout`) and handles what became ready.
-    fn poll(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.events.clear();
-        match self.poller.wait(&mut self.events, timeout) {
+    /// `short`: take at most [`SHORT_SWEEP`] events.
+    fn poll(&mut self, timeout: Option<Duration>, short: bool) -> io::Result<()> {
+        let events = if short { &mut self.few_events } else { &mut self.events };
+        events.clear();
+        match self.poller.wait(events, timeout) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
         let mut fired = std::mem::take(&mut self.fired);
-        fired.extend(self.events.iter().map(|ev| (ev.key as i32, ev.readable, ev.writable)));
+        fired.extend(events.iter().map(|ev| (ev.key as i32, ev.readable, ev.writable)));
         for (fd, readable, writable) in fired.drain(..) {
             self.on_ready(fd, readable, writable);
         }
@@ -350,14 +363,20 @@ impl Driver for EpollDriver {
     ) -> io::Result<()> {
         self.drain_pool();
         self.fire_timers();
-        let block = block && self.ready.is_empty() && out.is_empty();
+        let have_ready = !self.ready.is_empty() || !out.is_empty();
+        let block = block && !have_ready;
         if block || self.fd_waiters > 0 {
             let mut wait = if block { timeout } else { Some(Duration::ZERO) };
             if let Some(next) = self.timers.next_expiry() {
                 let until = next.saturating_duration_since(Instant::now());
                 wait = Some(wait.map_or(until, |w| w.min(until)));
             }
-            self.poll(wait)?;
+            // Completions already at hand (operations that finished when pushed, such as an
+            // accept with connections in the backlog) go back after a short sweep only: with a
+            // full one, each would wait for every ready descriptor to be served, and an accept
+            // loop would take one connection per thousand echoes. epoll keeps the events not
+            // taken at the head of its ready list, so the next sweep starts with them.
+            self.poll(wait, have_ready)?;
             self.fire_timers();
             self.drain_pool();
         }
