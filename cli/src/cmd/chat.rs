@@ -1,4 +1,12 @@
-//! `proactor chat`: a line-based chat room on one proactor thread.
+//! `proactor chat`: a line-based chat room, on one proactor thread or on `--threads N`.
+//!
+//! With several threads there is still one room: clients on every thread see each other. The
+//! room (who is connected, the nick table) sits behind mutexes, and each client's outbound queue
+//! is a mutex-guarded list of shared lines (`Arc<[u8]>`), so a line broadcast from any thread is
+//! one allocation however many threads it reaches. Each client's reader and writer tasks run on
+//! the thread its connection was placed on; a broadcast from another thread only appends to the
+//! queue and wakes the writer (task wakers are thread-safe). One thread is the same code with
+//! uncontended locks.
 //!
 //! # Protocol
 //!
@@ -45,17 +53,18 @@
 //! broadcast only appends to queues, so one client that reads slowly (or never) cannot stall the
 //! room. When a client's queue holds more than `--max-queue` bytes, the queue is dropped, the
 //! client is sent the `! too slow` line (given a few seconds to take it) and disconnected; the
-//! others see `* NICK left (too slow)`. Memory per client is thus bounded by about twice
+//! others see `* NICK left (too slow)`. A cut-off decided on another thread (a broadcast found
+//! the queue full) is handed to the client's own reader through its `kicked` signal. Memory per client is thus bounded by about twice
 //! `--max-queue` (the queue, plus the batch being written).
 
-use crate::server::{race, serve, Conn, Either, Event, ServerOpts};
+use crate::server::{race, serve_threads, Conn, Either, Event, ServerOpts};
 use proactor::net::{ReadHalf, TcpStream, WriteHalf};
 use proactor::op::raw_os_error;
-use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -86,44 +95,82 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let room = Rc::new(Room {
-        clients: RefCell::default(),
-        nicks: RefCell::default(),
+    let room = Arc::new(Room {
+        clients: Mutex::default(),
+        nicks: Mutex::default(),
         max_queue: args.max_queue.max(MAX_LINE + 64),
     });
-    let default = DEFAULT_LISTEN;
-    serve("chat", &args.server, default, move |stream, conn| {
-        client_task(room.clone(), stream, conn)
+    // One room for every thread; each thread spawns its own connections' tasks.
+    serve_threads("chat", &args.server, DEFAULT_LISTEN, move || {
+        let room = room.clone();
+        move |stream: TcpStream, conn: Conn| {
+            drop(proactor::spawn(client_task(room.clone(), stream, conn)));
+        }
     })
 }
 
-/// Everyone connected, and who holds which nick.
+/// Locks `m`, carrying on past a poisoned lock (the data stays consistent: every critical
+/// section here is a few plain field updates).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Everyone connected (on any thread), and who holds which nick.
 struct Room {
-    clients: RefCell<HashMap<u64, Rc<Client>>>,
+    clients: Mutex<HashMap<u64, Arc<Client>>>,
     /// Nick to client id; sorted, for `/who`.
-    nicks: RefCell<BTreeMap<String, u64>>,
+    nicks: Mutex<BTreeMap<String, u64>>,
     max_queue: usize,
 }
 
 /// One connected client, shared by its reader (the connection task), its writer task and the
-/// room.
+/// room; broadcasts from other threads reach it through the room.
 struct Client {
     id: u64,
-    nick: RefCell<Option<String>>,
-    out: RefCell<Outbox>,
+    nick: Mutex<Option<String>>,
+    out: Mutex<Outbox>,
     /// Set when the client must stop reading: it was cut off, or its socket broke.
-    kicked: Event,
+    kicked: Signal,
     /// The writer failed (the socket broke): a plain leave, not a kick.
-    broken: Cell<bool>,
-    /// Set when the writer must give up on a send that does not progress.
-    abort: Event,
+    broken: AtomicBool,
     max_queue: usize,
+}
+
+/// A one-shot flag that any thread may set and one task awaits (the reader, on the client's own
+/// thread).
+#[derive(Default)]
+struct Signal(Mutex<(bool, Option<Waker>)>);
+
+impl Signal {
+    fn set(&self) {
+        let waker = {
+            let mut s = lock(&self.0);
+            s.0 = true;
+            s.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            let mut s = lock(&self.0);
+            if s.0 {
+                Poll::Ready(())
+            } else {
+                s.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
 }
 
 /// Lines waiting for a client's writer.
 #[derive(Default)]
 struct Outbox {
-    lines: VecDeque<Rc<[u8]>>,
+    lines: VecDeque<Arc<[u8]>>,
     bytes: usize,
     /// No more lines will be queued: the writer exits once the queue is empty.
     closing: bool,
@@ -132,8 +179,8 @@ struct Outbox {
 
 impl Client {
     /// Queues `line` (which ends in `\n`); cuts the client off if its queue would grow too long.
-    fn send(&self, line: Rc<[u8]>) {
-        let mut out = self.out.borrow_mut();
+    fn send(&self, line: Arc<[u8]>) {
+        let mut out = lock(&self.out);
         if out.closing {
             return;
         }
@@ -144,7 +191,9 @@ impl Client {
         }
         out.bytes += line.len();
         out.lines.push_back(line);
-        if let Some(w) = out.writer.take() {
+        let writer = out.writer.take();
+        drop(out);
+        if let Some(w) = writer {
             w.wake();
         }
     }
@@ -160,7 +209,10 @@ impl Client {
             "! too slow: {waiting} bytes of messages waiting, more than the limit of {}; disconnecting",
             self.max_queue
         );
-        let mut out = self.out.borrow_mut();
+        let mut out = lock(&self.out);
+        if out.closing {
+            return; // already leaving (or kicked by another thread's broadcast just now)
+        }
         out.lines.clear();
         out.bytes = 0;
         out.lines.push_back(line(&reason));
@@ -171,16 +223,19 @@ impl Client {
 
     /// No more lines: the writer flushes what is queued, then ends.
     fn close(&self) {
-        let mut out = self.out.borrow_mut();
-        out.closing = true;
-        if let Some(w) = out.writer.take() {
+        let writer = {
+            let mut out = lock(&self.out);
+            out.closing = true;
+            out.writer.take()
+        };
+        if let Some(w) = writer {
             w.wake();
         }
     }
 }
 
 /// A protocol line from text: the bytes plus `\n`, shareable between recipients.
-fn line(text: &str) -> Rc<[u8]> {
+fn line(text: &str) -> Arc<[u8]> {
     let mut v = Vec::with_capacity(text.len() + 1);
     v.extend_from_slice(text.as_bytes());
     v.push(b'\n');
@@ -189,12 +244,10 @@ fn line(text: &str) -> Rc<[u8]> {
 
 impl Room {
     /// Sends `line` to every client with a nick except `except`.
-    fn broadcast(&self, except: u64, line: Rc<[u8]>) {
-        let targets: Vec<Rc<Client>> = self
-            .clients
-            .borrow()
+    fn broadcast(&self, except: u64, line: Arc<[u8]>) {
+        let targets: Vec<Arc<Client>> = lock(&self.clients)
             .values()
-            .filter(|c| c.id != except && c.nick.borrow().is_some())
+            .filter(|c| c.id != except && lock(&c.nick).is_some())
             .cloned()
             .collect();
         for c in targets {
@@ -205,13 +258,13 @@ impl Room {
     /// Gives `client` the nick `name`, announcing it. Returns an error line on refusal.
     fn set_nick(&self, client: &Client, name: &str) -> Result<(), String> {
         validate_nick(name)?;
-        let old = client.nick.borrow().clone();
+        let old = lock(&client.nick).clone();
         if old.as_deref() == Some(name) {
             client.notice(&format!("* you are now {name}"));
             return Ok(());
         }
         {
-            let mut nicks = self.nicks.borrow_mut();
+            let mut nicks = lock(&self.nicks);
             if nicks.contains_key(name) {
                 return Err(format!("! nick {name} is taken"));
             }
@@ -219,8 +272,9 @@ impl Room {
                 nicks.remove(old);
             }
             nicks.insert(name.to_string(), client.id);
+            // Still under the nick table's lock: a concurrent `/who` sees table and client agree.
+            *lock(&client.nick) = Some(name.to_string());
         }
-        *client.nick.borrow_mut() = Some(name.to_string());
         match old {
             None => {
                 client.notice(&format!("* you are {name}"));
@@ -236,16 +290,16 @@ impl Room {
 
     /// Removes `client` from the room; the others hear about it if it had a nick.
     fn leave(&self, client: &Client, why: &str) {
-        self.clients.borrow_mut().remove(&client.id);
-        let nick = client.nick.borrow_mut().take();
+        lock(&self.clients).remove(&client.id);
+        let nick = lock(&client.nick).take();
         if let Some(nick) = nick {
-            self.nicks.borrow_mut().remove(&nick);
+            lock(&self.nicks).remove(&nick);
             self.broadcast(client.id, line(&format!("* {nick} left{why}")));
         }
     }
 
     fn who(&self) -> String {
-        let nicks = self.nicks.borrow();
+        let nicks = lock(&self.nicks);
         let names: Vec<&str> = nicks.keys().map(String::as_str).collect();
         format!("* online: {}", names.join(", "))
     }
@@ -278,7 +332,7 @@ fn handle_line(room: &Room, client: &Client, raw: &[u8]) -> Flow {
         client.notice("! line is not valid UTF-8; not sent");
         return Flow::Continue;
     };
-    let has_nick = client.nick.borrow().is_some();
+    let has_nick = lock(&client.nick).is_some();
     let (cmd, rest) = match text.strip_prefix('/') {
         Some(c) => c.split_once(' ').map_or((c, ""), |(c, r)| (c, r.trim())),
         None => ("", text),
@@ -305,7 +359,7 @@ fn handle_line(room: &Room, client: &Client, raw: &[u8]) -> Flow {
         }
         (false, _) if text.is_empty() => {}
         (false, _) => {
-            let nick = client.nick.borrow().clone().unwrap_or_default();
+            let nick = lock(&client.nick).clone().unwrap_or_default();
             room.broadcast(client.id, line(&format!("<{nick}> {text}")));
         }
     }
@@ -381,25 +435,26 @@ enum End {
 }
 
 /// One connection: the reader loop here, the writer as a task of its own.
-async fn client_task(room: Rc<Room>, stream: TcpStream, conn: Conn) {
+async fn client_task(room: Arc<Room>, stream: TcpStream, conn: Conn) {
     let (rd, wr) = stream.into_split();
-    let client = Rc::new(Client {
+    let client = Arc::new(Client {
         id: conn.id(),
-        nick: RefCell::new(None),
-        out: RefCell::default(),
-        kicked: Event::new(),
-        broken: Cell::new(false),
-        abort: Event::new(),
+        nick: Mutex::new(None),
+        out: Mutex::default(),
+        kicked: Signal::default(),
+        broken: AtomicBool::new(false),
         max_queue: room.max_queue,
     });
-    room.clients.borrow_mut().insert(client.id, client.clone());
-    let writer = proactor::spawn(writer_task(wr, client.clone()));
+    // Set when the writer must give up on a send that does not progress (this thread only).
+    let abort = Event::new();
+    lock(&room.clients).insert(client.id, client.clone());
+    let writer = proactor::spawn(writer_task(wr, client.clone(), abort.clone()));
     client.notice("* welcome to proactor chat; send your nick");
 
     let reading = read_lines(&room, &client, &rd);
     let end = match race(reading, race(client.kicked.wait(), conn.shutdown().wait())).await {
         Either::Left(()) => End::Left,
-        Either::Right(Either::Left(())) if client.broken.get() => End::Left,
+        Either::Right(Either::Left(())) if client.broken.load(Ordering::SeqCst) => End::Left,
         Either::Right(Either::Left(())) => End::Kicked,
         Either::Right(Either::Right(())) => End::Shutdown,
     };
@@ -409,13 +464,13 @@ async fn client_task(room: Rc<Room>, stream: TcpStream, conn: Conn) {
         End::Shutdown => {
             // Everyone is leaving: no point telling the others.
             client.notice("* server shutting down");
-            room.clients.borrow_mut().remove(&client.id);
+            lock(&room.clients).remove(&client.id);
         }
     }
     client.close();
     if let Either::Right(_) = race(writer, proactor::time::sleep(FLUSH_TIMEOUT)).await {
         tracing::debug!(conn = conn.id(), "writer did not flush within {FLUSH_TIMEOUT:?}; closing");
-        client.abort.set();
+        abort.set();
     }
 }
 
@@ -455,11 +510,11 @@ async fn read_lines(room: &Room, client: &Client, stream: &ReadHalf) {
 }
 
 /// Drains the client's queue into the socket, one batch per send, until closed and empty.
-async fn writer_task(mut stream: WriteHalf, client: Rc<Client>) {
+async fn writer_task(mut stream: WriteHalf, client: Arc<Client>, abort: Event) {
     let mut buf: Vec<u8> = Vec::with_capacity(RECV_BUF);
     loop {
         let last = std::future::poll_fn(|cx| {
-            let mut out = client.out.borrow_mut();
+            let mut out = lock(&client.out);
             if out.lines.is_empty() && !out.closing {
                 out.writer = Some(cx.waker().clone());
                 return Poll::Pending;
@@ -473,19 +528,19 @@ async fn writer_task(mut stream: WriteHalf, client: Rc<Client>) {
         })
         .await;
         let sending = proactor::io::write_all(&mut stream, std::mem::take(&mut buf));
-        match race(sending, client.abort.wait()).await {
+        match race(sending, abort.wait()).await {
             Either::Left((Ok(()), b)) => buf = b,
             Either::Left((Err(e), _)) => {
                 tracing::debug!(client = client.id, "send: {e}");
                 // Nobody can hear this client any more: stop its reader too.
                 client.close();
-                client.broken.set(true);
+                client.broken.store(true, Ordering::SeqCst);
                 client.kicked.set();
                 return;
             }
             Either::Right(()) => return,
         }
-        if last && client.out.borrow().lines.is_empty() {
+        if last && lock(&client.out).lines.is_empty() {
             return;
         }
     }
