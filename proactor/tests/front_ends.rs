@@ -6,7 +6,6 @@ mod core_util;
 
 use proactor::{op, submit, Handle};
 use std::cell::{Cell, RefCell};
-use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -43,16 +42,14 @@ impl EchoSession {
         // The slice's range is `from..capacity`; send only the received bytes.
         self.handle.start(op::Send::new(self.socket.clone(), slice), move |(res, slice)| {
             let buf = slice.into_inner();
-            match res {
-                Ok(n) => {
-                    me.echoed.set(me.echoed.get() + n);
-                    if from + n < buf.len() {
-                        me.do_write(buf, from + n);
-                    } else {
-                        me.do_read(buf); // chain: keep the connection alive
-                    }
+            // On an error the session ends and the socket closes.
+            if let Ok(n) = res {
+                me.echoed.set(me.echoed.get() + n);
+                if from + n < buf.len() {
+                    me.do_write(buf, from + n);
+                } else {
+                    me.do_read(buf); // chain: keep the connection alive
                 }
-                Err(_) => {}
             }
         });
     }

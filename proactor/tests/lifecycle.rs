@@ -184,7 +184,7 @@ driver_test!(cancelled_accepts_leak_no_fd, |p| {
         });
         // Explicit cancel racing a connection, on handlers: the handler owns whatever comes.
         for _ in 0..20 {
-            let id = p.start(op::Accept::new(listener.clone()), |res| drop(res));
+            let id = p.start(op::Accept::new(listener.clone()), drop);
             clients.push(std::net::TcpStream::connect(addr).unwrap());
             p.cancel(id);
         }
