@@ -1,17 +1,23 @@
 //! `proactor echo`: the seed's echo server — every byte a client sends comes back, until the client
 //! closes its side.
 //!
-//! Each connection owns one buffer, reused for its whole life: receive into it, send back exactly
-//! the bytes received (looping on partial sends), receive again. The server never receives while
-//! a send is pending, so a client that never reads costs at most one buffer: its socket buffers
-//! fill, the send waits, and nothing more is read. A client that half-closes (shuts down its
-//! write side) still gets every byte echoed before the server closes.
+//! Receives go into buffers of a pool shared by the thread's connections ([`BufPool`]: on io_uring
+//! a provided-buffer ring, so the kernel picks a buffer only when data has arrived), so a
+//! connection waiting for its client holds no buffer at all — an idle connection costs its
+//! socket and a few hundred bytes of state. Each message is sent back straight from the pooled
+//! buffer (looping on partial sends), which then returns to the pool, and the next receive
+//! starts. The server never receives while a send is pending, so a client that never reads
+//! costs at most one buffer: its socket buffers fill, the send waits, and nothing more is read.
+//! When the pool is dry, a receive waits for a buffer to come back (the data waits in the
+//! socket). A client that half-closes (shuts down its write side) still gets every byte echoed
+//! before the server closes.
 //!
 //! Both of the proactor's front ends are here — completion handlers chained like the seed's
 //! `EchoSession`, and async/await — selectable with the hidden `--style` option; the default
 //! is the one that measured faster (see [`Style`]).
 
 use crate::server::{Conn, Server, ServerOpts};
+use proactor::buf::{BufPool, PooledBuf, Slice};
 use proactor::op::{self, raw_os_error};
 use proactor::{Handle, IoBuf};
 use std::net::{SocketAddr, TcpStream};
@@ -34,10 +40,16 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = crate::server::parse_duration)]
     idle_timeout: Option<Duration>,
 
-    /// Size of each connection's buffer, in bytes.
+    /// Size of each pooled receive buffer, in bytes (the most one receive takes in).
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024,
-          value_parser = clap::value_parser!(usize))]
-    buf_size: usize,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
+    buf_size: u32,
+
+    /// Receive buffers in each server thread's pool. Only connections with data in hand hold
+    /// one (and clients that do not read their echo); when all are in use, receives wait.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_POOL,
+          value_parser = clap::value_parser!(u16).range(1..=(1 << 15)))]
+    pool_buffers: u16,
 
     /// Front end: handlers (completion-handler chain) or async (a task per connection).
     #[arg(long, value_enum, default_value_t = Style::Handlers, hide = true)]
@@ -59,26 +71,47 @@ pub enum Style {
     Async,
 }
 
+/// Default number of buffers per thread's pool. See `docs/bench.md` for the measurements.
+const DEFAULT_POOL: u16 = 1024;
+
 /// Settings shared by every connection.
 #[derive(Clone, Copy)]
 struct Settings {
     idle: Option<Duration>,
     buf_size: usize,
+    pool_buffers: u16,
+}
+
+impl Settings {
+    /// The receive-buffer pool for the proactor of `handle` (one per server thread).
+    fn pool(&self, handle: &Handle) -> std::io::Result<BufPool> {
+        BufPool::builder().buffers(self.pool_buffers).buffer_size(self.buf_size).build_on(handle)
+    }
 }
 
 pub fn run(args: Args) -> ExitCode {
     let settings = Settings {
         idle: args.idle_timeout.filter(|d| !d.is_zero()),
-        buf_size: args.buf_size.max(1),
+        buf_size: args.buf_size.max(1) as usize,
+        pool_buffers: args.pool_buffers.max(1),
     };
     if crate::server::thread_count(&args.server) > 1 {
-        // `--threads N`: each thread builds its own connection function, on its own proactor.
+        // `--threads N`: each thread builds its own connection function and buffer pool, on its
+        // own proactor. A pool that cannot be built there leaves that thread without one: its
+        // connections are closed at once, and the error is logged for each.
         let style = args.style;
         return crate::server::serve_threads("echo", &args.server, DEFAULT_LISTEN, move || {
             let handle = Handle::current();
-            move |stream, conn| match style {
-                Style::Handlers => Session::start(handle.clone(), stream, conn, settings),
-                Style::Async => drop(proactor::spawn(echo_task(stream, conn, settings))),
+            let pool = settings.pool(&handle).map_err(|e| e.to_string());
+            move |stream, conn| {
+                let pool = match &pool {
+                    Ok(p) => p.clone(),
+                    Err(e) => return tracing::error!("echo: buffer pool: {e}"),
+                };
+                match style {
+                    Style::Handlers => Session::start(handle.clone(), pool, stream, conn, settings),
+                    Style::Async => drop(proactor::spawn(echo_task(pool, stream, conn, settings))),
+                }
             }
         });
     }
@@ -89,14 +122,21 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match args.style {
-        Style::Handlers => {
-            let handle = server.handle();
-            server.run_handlers(move |stream, conn| {
-                Session::start(handle.clone(), stream, conn, settings);
-            })
+    let handle = server.handle();
+    let pool = match settings.pool(&handle) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("echo: error: receive buffer pool: {e}");
+            return ExitCode::FAILURE;
         }
-        Style::Async => server.run_tasks(move |stream, conn| echo_task(stream, conn, settings)),
+    };
+    match args.style {
+        Style::Handlers => server.run_handlers(move |stream, conn| {
+            Session::start(handle.clone(), pool.clone(), stream, conn, settings);
+        }),
+        Style::Async => {
+            server.run_tasks(move |stream, conn| echo_task(pool.clone(), stream, conn, settings))
+        }
     }
 }
 
@@ -111,8 +151,9 @@ fn log_end(conn: &Conn, what: &str, err: &std::io::Error) {
 // ---- completion handlers -------------------------------------------------------------------
 
 /// One connection, moved from each completion handler into the next: whoever holds the session
-/// holds the socket, the buffer and the connection's place, so nothing can be freed while an
-/// operation is in flight (the Rust counterpart of the seed's `shared_from_this`).
+/// holds the socket and the connection's place, so nothing can be freed while an operation is in
+/// flight (the Rust counterpart of the seed's `shared_from_this`). The pooled buffer of a
+/// message travels with the send that echoes it.
 ///
 /// Exactly one operation is in flight per session, and the session lives inside that
 /// operation's handler, which the proactor keeps until the completion arrived (or leaks, never
@@ -120,16 +161,15 @@ fn log_end(conn: &Conn, what: &str, err: &std::io::Error) {
 /// number: the `TcpStream` owning it cannot be dropped before the operation is over.
 struct Session {
     handle: Handle,
+    pool: BufPool,
     stream: TcpStream,
     conn: Conn,
     settings: Settings,
 }
 
 impl Session {
-    fn start(handle: Handle, stream: TcpStream, conn: Conn, settings: Settings) {
-        let session = Session { handle, stream, conn, settings };
-        let buf = Vec::with_capacity(settings.buf_size);
-        session.do_read(buf);
+    fn start(handle: Handle, pool: BufPool, stream: TcpStream, conn: Conn, settings: Settings) {
+        Session { handle, pool, stream, conn, settings }.do_read();
     }
 
     /// The socket's descriptor number, for the one operation in flight (see the type's docs).
@@ -137,9 +177,8 @@ impl Session {
         self.stream.as_raw_fd()
     }
 
-    fn do_read(self, mut buf: Vec<u8>) {
-        buf.clear();
-        let op = op::Recv::new(self.fd(), buf);
+    fn do_read(self) {
+        let op = op::RecvPooled::new(self.fd(), &self.pool);
         let (handle, idle) = (self.handle.clone(), self.settings.idle);
         match idle {
             Some(d) => handle.start_with_deadline(op, d, move |out| self.on_read(out)),
@@ -147,63 +186,98 @@ impl Session {
         };
     }
 
-    fn on_read(self, (res, buf): (std::io::Result<usize>, Vec<u8>)) {
+    fn on_read(self, res: std::io::Result<Option<PooledBuf>>) {
         match res {
-            Ok(0) => {} // the client closed its side; everything was echoed; drop = close
-            Ok(n) => self.do_write(buf, 0, n),
+            Ok(None) => {} // the client closed its side; everything was echoed; drop = close
+            Ok(Some(buf)) => {
+                let n = buf.len();
+                self.do_write(buf.slice(0..n));
+            }
+            // The pool is dry (or a wake-up was spurious): the pool's own receive waits for a
+            // buffer to come back and retries; the data waits in the socket meanwhile.
+            Err(e) if retry_pooled(&e) => self.read_when_pool_refills(),
             Err(e) => log_end(&self.conn, "recv", &e),
         }
     }
 
-    /// Sends `buf[from..to]`.
-    fn do_write(self, buf: Vec<u8>, from: usize, to: usize) {
-        let op = op::Send::new(self.fd(), buf.slice(from..to));
-        let (handle, idle) = (self.handle.clone(), self.settings.idle);
-        let on_done =
-            move |(res, slice): (std::io::Result<usize>, proactor::buf::Slice<Vec<u8>>)| {
-                self.on_write(res, slice.into_inner(), from, to)
+    /// The rare slow path of a receive: [`BufPool::recv`] as a task, then back to the chain.
+    fn read_when_pool_refills(self) {
+        let handle = self.handle.clone();
+        drop(handle.spawn(async move {
+            let recv = self.pool.recv(self.fd());
+            let res = match self.settings.idle {
+                Some(d) => proactor::time::timeout(d, recv)
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::Error::from_raw_os_error(libc::ECANCELED))),
+                None => recv.await,
             };
+            self.on_read(res);
+        }));
+    }
+
+    /// Sends the bytes of `buf`.
+    fn do_write(self, buf: Slice<PooledBuf>) {
+        let op = op::Send::new(self.fd(), buf);
+        let (handle, idle) = (self.handle.clone(), self.settings.idle);
+        let on_done = move |(res, slice)| self.on_write(res, slice);
         match idle {
             Some(d) => handle.start_with_deadline(op, d, on_done),
             None => handle.start(op, on_done),
         };
     }
 
-    fn on_write(self, res: std::io::Result<usize>, buf: Vec<u8>, from: usize, to: usize) {
+    fn on_write(self, res: std::io::Result<usize>, slice: Slice<PooledBuf>) {
         match res {
             Ok(0) => tracing::debug!(conn = self.conn.id(), "send wrote nothing"),
-            Ok(n) if from + n < to => self.do_write(buf, from + n, to), // partial send
-            Ok(_) => self.do_read(buf),
+            Ok(n) if n < slice.end() - slice.begin() => {
+                // Partial send: the rest, from the same buffer.
+                let (begin, end) = (slice.begin() + n, slice.end());
+                self.do_write(slice.into_inner().slice(begin..end));
+            }
+            Ok(_) => {
+                drop(slice); // the buffer goes back to the pool before the next receive
+                self.do_read();
+            }
             Err(e) => log_end(&self.conn, "send", &e),
         }
     }
 }
 
+/// True for the errors of a single pooled receive that [`BufPool::recv`] retries: a dry pool
+/// (`ENOBUFS`) and a spurious wake-up.
+fn retry_pooled(err: &std::io::Error) -> bool {
+    raw_os_error(err) == Some(libc::ENOBUFS) || err.kind() == std::io::ErrorKind::WouldBlock
+}
+
 // ---- async/await ---------------------------------------------------------------------------
 
 /// One connection as a task: the same loop, written straight.
-async fn echo_task(stream: TcpStream, conn: Conn, settings: Settings) {
+async fn echo_task(pool: BufPool, stream: TcpStream, conn: Conn, settings: Settings) {
     let stream = match proactor::net::TcpStream::from_std(stream) {
         Ok(s) => s,
         Err(e) => return log_end(&conn, "setup", &e),
     };
-    let mut buf = Vec::with_capacity(settings.buf_size);
     loop {
-        buf.clear();
-        let (res, b) = with_idle(stream.read(buf), settings).await;
-        buf = b;
-        let n = match res {
-            Ok(0) => return,
-            Ok(n) => n,
+        let recv = stream.read_pooled(&pool);
+        let res = match settings.idle {
+            Some(d) => proactor::time::timeout(d, recv)
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::from_raw_os_error(libc::ECANCELED))),
+            None => recv.await,
+        };
+        let mut buf = match res {
+            Ok(None) => return,
+            Ok(Some(buf)) => buf.slice(..),
             Err(e) => return log_end(&conn, "recv", &e),
         };
-        let mut sent = 0;
-        while sent < n {
-            let (res, slice) = with_idle(stream.write(buf.slice(sent..n)), settings).await;
-            buf = slice.into_inner();
+        while buf.begin() < buf.end() {
+            let (res, slice) = with_idle(stream.write(buf), settings).await;
             match res {
                 Ok(0) => return tracing::debug!(conn = conn.id(), "send wrote nothing"),
-                Ok(k) => sent += k,
+                Ok(k) => {
+                    let (begin, end) = (slice.begin() + k, slice.end());
+                    buf = slice.into_inner().slice(begin..end);
+                }
                 Err(e) => return log_end(&conn, "send", &e),
             }
         }
