@@ -1,20 +1,20 @@
 //! The asynchronous operation processor: what every driver must provide.
 //!
 //! A driver takes operations, gets them done, and reports each one exactly once as a
-//! [`Completion`] carrying the operation's token and the raw result (a non-negative value, or a
+//! `Completion` carrying the operation's token and the raw result (a non-negative value, or a
 //! negated `errno`) — the shape of an io_uring CQE, which is also the shape of an IOCP completion
 //! packet. The run loop above it never knows which driver it talks to.
 //!
 //! The contract, for every driver:
-//! - [`Driver::push`] never drops an operation: when a queue is full it flushes and retries.
+//! - `Driver::push` never drops an operation: when a queue is full it flushes and retries.
 //! - Every pushed operation yields exactly one completion, whether it succeeded, failed or was
 //!   cancelled; transient conditions (`EINTR`, `EAGAIN` on an operation that should wait, a full
 //!   queue, `EBUSY`) are retried inside the driver and never reported.
 //! - The operation's memory belongs to the driver (and the kernel) from `push` until its
 //!   completion is returned; the run loop neither moves nor frees it in between.
-//! - [`Driver::cancel`] asks for early completion with `-ECANCELED`; an operation that finished
+//! - `Driver::cancel` asks for early completion with `-ECANCELED`; an operation that finished
 //!   first reports its real result instead.
-//! - [`Driver::wait`] submits everything queued, blocks until at least one completion or a
+//! - `Driver::wait` submits everything queued, blocks until at least one completion or a
 //!   notification arrives (or the timeout passes), and returns the completions in batches.
 //! - [`Notifier::notify`] wakes a blocked `wait` from any thread.
 
@@ -84,7 +84,7 @@ pub(crate) trait RawOp {
 #[derive(Clone, Copy)]
 pub(crate) struct OpPtr(pub(crate) NonNull<dyn RawOp>);
 
-/// Wakes a driver blocked in [`Driver::wait`]; cheap to clone, usable from any thread.
+/// Wakes a driver blocked in `Driver::wait`; cheap to clone, usable from any thread.
 pub trait Notifier: Send + Sync {
     /// Interrupts the wait (or makes the next one return at once).
     fn notify(&self);

@@ -1,7 +1,7 @@
 //! The proactor: the run loop that submits operations in batches, reaps their completions, and
 //! dispatches each one — to a completion handler, or to the future awaiting it.
 //!
-//! Two front ends share one engine ([`core`]). Completion handlers (`Handle::start`) are the
+//! Two front ends share one engine (`core.rs`). Completion handlers (`Handle::start`) are the
 //! seed's Asio / NIO.2 style; futures (`block_on`, `spawn`, [`Op`]) are Rust's. A handler can
 //! start the next operation; a task can await one; both end up as slots in the same slab.
 
