@@ -331,3 +331,60 @@ both_drivers!(idle_timeout_closes_silent_clients, |driver| {
     assert_eq!(n, 0, "expected EOF after the idle timeout");
     assert!(t.elapsed() >= Duration::from_millis(250), "closed before the idle timeout");
 });
+
+/// Both front ends of the echo (the hidden `--style`).
+const STYLES: [&str; 2] = ["handlers", "async"];
+
+both_drivers!(idle_connections_hold_no_buffer, |driver| {
+    // Each idle connection used to own a 16 KiB buffer with its first page touched (~4.4 KB of
+    // RSS); with pooled receive buffers it holds none. A small pool keeps the pool's own pages
+    // (all touched during the warm-up, before the baseline) out of the figure.
+    const CONNS: usize = 2000;
+    const BOUND: u64 = 2048; // bytes per connection; generous for allocator and task slack
+    raise_nofile(20_000);
+    for style in STYLES {
+        let mut server = start("echo", driver, &["--style", style, "--pool-buffers", "64"]);
+        echo_roundtrip(TcpStream::connect(server.addr).unwrap(), 3, 4 << 20);
+        std::thread::sleep(Duration::from_millis(200));
+        let before = server.rss_kib();
+        let mut socks = Vec::with_capacity(CONNS);
+        for _ in 0..CONNS {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(b"ping").unwrap();
+            socks.push(s);
+        }
+        for (i, s) in socks.iter_mut().enumerate() {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut got = [0u8; 4];
+            s.read_exact(&mut got).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            assert_eq!(&got, b"ping", "connection {i}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let after = server.rss_kib();
+        let per_conn = after.saturating_sub(before) * 1024 / CONNS as u64;
+        eprintln!("{style}: RSS {before} KiB -> {after} KiB with {CONNS} idle: {per_conn} B each");
+        assert!(per_conn < BOUND, "{style}: {per_conn} B per idle connection (bound {BOUND})");
+        assert!(server.alive(), "server died: {}", server.stderr());
+    }
+});
+
+both_drivers!(dry_pool_delays_but_loses_nothing, |driver| {
+    // Two 4 KiB buffers for 16 clients pushing 1 MiB each: receives keep finding the pool dry
+    // and must wait for a buffer, with the data left in the socket.
+    const CLIENTS: u64 = 16;
+    for style in STYLES {
+        let mut server =
+            start("echo", driver, &["--style", style, "--pool-buffers", "2", "--buf-size", "4096"]);
+        let addr = server.addr;
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let s = TcpStream::connect(addr).unwrap();
+                std::thread::spawn(move || echo_roundtrip(s, 500 + i, 1 << 20))
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("client");
+        }
+        assert!(server.alive(), "{style}: server died: {}", server.stderr());
+    }
+});
