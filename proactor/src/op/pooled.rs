@@ -19,6 +19,10 @@ use io_uring::{cqueue, opcode, squeue, types};
 use std::io;
 use std::rc::Rc;
 
+/// `IORING_RECVSEND_POLL_FIRST` (linux/io_uring.h, since 5.19), a receive's `ioprio` flag; the
+/// io-uring crate keeps its copy private.
+const RECVSEND_POLL_FIRST: u16 = 1;
+
 /// How the operation was run, so `complete` knows where the buffer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
@@ -41,12 +45,29 @@ pub struct RecvPooled<F> {
     via: Via,
     /// The buffer the kernel or `perform` received into.
     picked: Option<u16>,
+    /// Wait for readability before the first receive attempt (io_uring buffer ring only).
+    poll_first: bool,
 }
 
 impl<F: IoFd> RecvPooled<F> {
     /// A receive on `fd` into a buffer of `pool`.
     pub fn new(fd: F, pool: &BufPool) -> Self {
-        RecvPooled { fd, pool: pool.inner().clone(), via: Via::NotSubmitted, picked: None }
+        RecvPooled {
+            fd,
+            pool: pool.inner().clone(),
+            via: Via::NotSubmitted,
+            picked: None,
+            poll_first: false,
+        }
+    }
+
+    /// Hints that the socket is most likely empty now (say, the peer is answering what was
+    /// just sent): on io_uring with a buffer ring the kernel then waits for data before trying
+    /// the receive (`IORING_RECVSEND_POLL_FIRST`), skipping an attempt bound to fail. Elsewhere
+    /// it changes nothing. Either way the result is the same.
+    pub fn poll_first(mut self, on: bool) -> Self {
+        self.poll_first = on;
+        self
     }
 
     /// A non-blocking receive into a free buffer (user-space pool). On success the buffer is
@@ -79,8 +100,10 @@ impl<F: IoFd> OpCode for RecvPooled<F> {
             Some(group) if self.pool.ring_is_current() => {
                 self.via = Via::Ring;
                 let len = self.pool.buffer_size().min(u32::MAX as usize) as u32;
+                let ioprio = if self.poll_first { RECVSEND_POLL_FIRST } else { 0 };
                 opcode::Recv::new(fd, std::ptr::null_mut(), len)
                     .buf_group(group)
+                    .ioprio(ioprio)
                     .build()
                     .flags(squeue::Flags::BUFFER_SELECT)
             }
