@@ -21,8 +21,9 @@ use proactor::buf::{BufPool, PooledBuf, Slice};
 use proactor::op::{self, raw_os_error};
 use proactor::{Handle, IoBuf};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// The seed's port.
@@ -169,7 +170,7 @@ struct Session {
 
 impl Session {
     fn start(handle: Handle, pool: BufPool, stream: TcpStream, conn: Conn, settings: Settings) {
-        Session { handle, pool, stream, conn, settings }.do_read();
+        Session { handle, pool, stream, conn, settings }.do_read(false);
     }
 
     /// The socket's descriptor number, for the one operation in flight (see the type's docs).
@@ -177,8 +178,10 @@ impl Session {
         self.stream.as_raw_fd()
     }
 
-    fn do_read(self) {
-        let op = op::RecvPooled::new(self.fd(), &self.pool);
+    /// Receives the next message; `after_send` when the previous one was just echoed, so the
+    /// socket is almost surely empty and the kernel should wait for data before trying.
+    fn do_read(self, after_send: bool) {
+        let op = op::RecvPooled::new(self.fd(), &self.pool).poll_first(after_send);
         let (handle, idle) = (self.handle.clone(), self.settings.idle);
         match idle {
             Some(d) => handle.start_with_deadline(op, d, move |out| self.on_read(out)),
@@ -236,7 +239,7 @@ impl Session {
             }
             Ok(_) => {
                 drop(slice); // the buffer goes back to the pool before the next receive
-                self.do_read();
+                self.do_read(true);
             }
             Err(e) => log_end(&self.conn, "send", &e),
         }
@@ -251,19 +254,29 @@ fn retry_pooled(err: &std::io::Error) -> bool {
 
 // ---- async/await ---------------------------------------------------------------------------
 
-/// One connection as a task: the same loop, written straight.
+/// One connection as a task: the same loop, written straight. The operations share the socket
+/// through an `Rc` (as `proactor::net::TcpStream` does), so one dropped mid-flight at shutdown
+/// still keeps it open until it is over.
 async fn echo_task(pool: BufPool, stream: TcpStream, conn: Conn, settings: Settings) {
-    let stream = match proactor::net::TcpStream::from_std(stream) {
-        Ok(s) => s,
-        Err(e) => return log_end(&conn, "setup", &e),
-    };
+    if let Err(e) = stream.set_nonblocking(true) {
+        return log_end(&conn, "setup", &e);
+    }
+    let fd = Rc::new(OwnedFd::from(stream));
+    let mut after_send = false;
     loop {
-        let recv = stream.read_pooled(&pool);
-        let res = match settings.idle {
-            Some(d) => proactor::time::timeout(d, recv)
-                .await
-                .unwrap_or_else(|_| Err(std::io::Error::from_raw_os_error(libc::ECANCELED))),
-            None => recv.await,
+        let recv = op::RecvPooled::new(fd.clone(), &pool).poll_first(after_send);
+        let res = match with_idle(proactor::submit(recv), settings).await {
+            // The pool is dry, or the wake-up was spurious: the pool's receive waits and retries.
+            Err(e) if retry_pooled(&e) => {
+                let recv = pool.recv(fd.clone());
+                match settings.idle {
+                    Some(d) => proactor::time::timeout(d, recv).await.unwrap_or_else(|_| {
+                        Err(std::io::Error::from_raw_os_error(libc::ECANCELED))
+                    }),
+                    None => recv.await,
+                }
+            }
+            res => res,
         };
         let mut buf = match res {
             Ok(None) => return,
@@ -271,7 +284,8 @@ async fn echo_task(pool: BufPool, stream: TcpStream, conn: Conn, settings: Setti
             Err(e) => return log_end(&conn, "recv", &e),
         };
         while buf.begin() < buf.end() {
-            let (res, slice) = with_idle(stream.write(buf), settings).await;
+            let send = proactor::submit(op::Send::new(fd.clone(), buf));
+            let (res, slice) = with_idle(send, settings).await;
             match res {
                 Ok(0) => return tracing::debug!(conn = conn.id(), "send wrote nothing"),
                 Ok(k) => {
@@ -281,6 +295,7 @@ async fn echo_task(pool: BufPool, stream: TcpStream, conn: Conn, settings: Setti
                 Err(e) => return log_end(&conn, "send", &e),
             }
         }
+        after_send = true;
     }
 }
 
