@@ -59,11 +59,12 @@ pub struct Args {
 
 /// Which front end serves the connections.
 ///
-/// Measured with `proactor bench --quick --rounds 3 --servers proactor-uring,proactor-uring-async,...`
-/// (2 shared cores, io_uring, msg/s, median of 3): 100 conns × 64 B handlers 15,742 vs async
-/// 14,761; 1,000 × 64 B 18,096 vs 17,379; 100 × 4 KiB 12,134 vs 11,369; 1,000 × 4 KiB 16,218
-/// vs 15,773. The handler chain was ahead at every multi-connection point (by 3–7 %, close to the
-/// noise of a busy machine), so it is the default.
+/// Measured with `proactor bench --rounds 3 --servers proactor-uring,proactor-uring-async,...`
+/// (2 shared cores, io_uring, pooled receive buffers, msg/s, median of 3): 100 conns × 64 B
+/// handlers 153,115 vs async 145,488; 1,000 × 64 B 127,418 vs 121,679; 100 × 4 KiB 127,210 vs
+/// 127,015; 1,000 × 4 KiB 92,736 vs 91,668. Memory per idle connection (10,000 held): 670 B vs
+/// 1,667 B (a task's state is larger than a session). The handler chain is level or ahead
+/// everywhere, so it is the default.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
     /// Completion handlers: read → on completion write → on completion read.
