@@ -8,11 +8,11 @@
 //! by `ENOENT` on modify and added afresh.
 
 use super::super::Token;
-use polling::{Event, Poller};
+use super::sys::Epoll;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 
 /// The direction an operation waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl FdTable {
     /// token is not queued.
     pub(super) fn wait(
         &mut self,
-        poller: &Poller,
+        epoll: &Epoll,
         fd: RawFd,
         dir: Dir,
         token: Token,
@@ -91,7 +91,7 @@ impl FdTable {
         if trusted && covered {
             return Ok(());
         }
-        if let Err(e) = arm(poller, fd, st) {
+        if let Err(e) = arm(epoll, fd, st) {
             st.queue(dir).pop_back();
             return Err(e);
         }
@@ -134,7 +134,7 @@ impl FdTable {
     /// taken off and returned, to be completed with that error.
     pub(super) fn rearm(
         &mut self,
-        poller: &Poller,
+        epoll: &Epoll,
         fd: RawFd,
     ) -> Result<(), (io::Error, Vec<Token>)> {
         let Some(st) = self.map.get_mut(&fd) else { return Ok(()) };
@@ -143,7 +143,7 @@ impl FdTable {
         {
             return Ok(());
         }
-        arm(poller, fd, st).map_err(|e| {
+        arm(epoll, fd, st).map_err(|e| {
             let mut tokens: Vec<Token> = st.readers.drain(..).collect();
             tokens.extend(st.writers.drain(..));
             (e, tokens)
@@ -153,24 +153,14 @@ impl FdTable {
 
 /// Sets the registration of `fd` to the interest of its waiters (one-shot), adding it to the
 /// epoll set if it is not there.
-fn arm(poller: &Poller, fd: RawFd, st: &mut FdState) -> io::Result<()> {
+fn arm(epoll: &Epoll, fd: RawFd, st: &mut FdState) -> io::Result<()> {
     let (read, write) = (!st.readers.is_empty(), !st.writers.is_empty());
-    let event = Event::new(fd as usize, read, write);
     let mut added = st.added;
     loop {
-        let res = if added {
-            // SAFETY: `fd` belongs to an operation in flight, which keeps it open (`IoFd`) for at
-            // least as long as this call; the borrow does not outlive the call.
-            poller.modify(unsafe { BorrowedFd::borrow_raw(fd) }, event)
-        } else {
-            // SAFETY: polling asks that a source be deleted before it is closed. On Linux (the
-            // epoll backend, the only one this driver runs on) the kernel removes a closed file
-            // from the interest list by itself, so an fd the user closes without telling us
-            // leaves nothing dangling: at worst a spurious event for a reused number, which the
-            // driver tolerates (it retries the operation and gets EAGAIN).
-            unsafe { poller.add(fd, event) }
-        };
-        match res {
+        // The kernel removes a closed file from the interest list by itself, so an fd the user
+        // closes without telling us leaves nothing dangling: at worst a spurious event for a
+        // reused number, which the driver tolerates (it retries the operation, gets EAGAIN).
+        match epoll.arm(fd, !added, read, write) {
             Ok(()) => break,
             // Closed and reused since we added it: the kernel forgot it, add it again.
             Err(e) if added && e.raw_os_error() == Some(libc::ENOENT) => added = false,

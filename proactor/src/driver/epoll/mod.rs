@@ -1,7 +1,7 @@
 //! The epoll driver: an emulated Proactor, the way Boost.Asio and Java NIO.2 run on Linux.
 //!
 //! Every operation is tried at once without blocking; one that would block waits for readiness
-//! (epoll, through `polling`, one-shot) and is performed again when its fd is ready; the calls
+//! (epoll, called directly, one-shot) and is performed again when its fd is ready; the calls
 //! epoll cannot wait on run on a small blocking pool; timers and deadlines live in a heap. Each
 //! path ends the same way: a [`Completion`] with the raw result, queued for the next `wait` —
 //! the same completions, with the same values, that the io_uring driver reports:
@@ -13,16 +13,16 @@
 
 mod fds;
 mod pool;
+mod sys;
 mod timers;
 
 use self::fds::{Dir, FdTable};
 use self::pool::Pool;
+use self::sys::{Epoll, Ready, MAX_EVENTS};
 use self::timers::Timers;
 use super::{Completion, Driver, DriverKind, Notifier, OpPtr, RawOp, Token};
 use crate::op::Emulation;
-use polling::{Events, Poller};
 use std::io;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,17 +56,13 @@ enum Attempt {
 
 /// Most events taken by one sweep made while completions are already at hand; see
 /// [`EpollDriver::wait`].
-const SHORT_SWEEP: NonZeroUsize = match NonZeroUsize::new(64) {
-    Some(n) => n,
-    None => unreachable!(),
-};
+const SHORT_SWEEP: usize = 64;
 
 /// The epoll emulation.
 pub(crate) struct EpollDriver {
-    poller: Arc<Poller>,
-    events: Events,
-    /// Scratch list of `(fd, readable, writable)` taken from `events`.
-    fired: Vec<(i32, bool, bool)>,
+    epoll: Epoll,
+    /// Scratch list of what one sweep reported.
+    fired: Vec<Ready>,
     /// Operations not yet completed, indexed by the token's slab key (dense, reused only after
     /// the completion was returned).
     ops: Vec<Option<Pending>>,
@@ -77,37 +73,23 @@ pub(crate) struct EpollDriver {
     pool: Pool,
     /// Completions produced since the last `wait` returned.
     ready: Vec<Completion>,
-    /// A smaller event list, for sweeps made while completions are already waiting.
-    few_events: Events,
-    notifier: Arc<EpollNotifier>,
-}
-
-/// Wakes the driver through the poller's own notification channel.
-struct EpollNotifier(Arc<Poller>);
-
-impl Notifier for EpollNotifier {
-    fn notify(&self) {
-        if let Err(e) = self.0.notify() {
-            tracing::error!("epoll driver: wake-up failed: {e}");
-        }
-    }
+    notifier: Arc<dyn Notifier>,
 }
 
 impl EpollDriver {
     pub(crate) fn new() -> io::Result<Self> {
-        let poller = Arc::new(Poller::new()?);
+        let epoll = Epoll::new()?;
+        let notifier: Arc<dyn Notifier> = epoll.waker();
         Ok(EpollDriver {
-            events: Events::new(),
-            fired: Vec::new(),
+            fired: Vec::with_capacity(MAX_EVENTS),
             ops: Vec::new(),
             fds: FdTable::default(),
             fd_waiters: 0,
             timers: Timers::default(),
-            pool: Pool::new(poller.clone()),
+            pool: Pool::new(notifier.clone()),
             ready: Vec::new(),
-            few_events: Events::with_capacity(SHORT_SWEEP),
-            notifier: Arc::new(EpollNotifier(poller.clone())),
-            poller,
+            notifier,
+            epoll,
         })
     }
 
@@ -141,7 +123,7 @@ impl EpollDriver {
     /// Makes an operation wait for readiness of `fd`, or sends it to the pool if epoll cannot
     /// watch that fd.
     fn wait_fd(&mut self, token: Token, op: OpPtr, fd: i32, dir: Dir, deadline: Option<u64>) {
-        match self.fds.wait(&self.poller, fd, dir, token) {
+        match self.fds.wait(&self.epoll, fd, dir, token) {
             Ok(()) => {
                 self.fd_waiters += 1;
                 self.insert(Pending { token, op, place: Place::Fd(fd, dir), deadline });
@@ -251,7 +233,7 @@ impl EpollDriver {
                 }
             }
         }
-        if let Err((e, tokens)) = self.fds.rearm(&self.poller, fd) {
+        if let Err((e, tokens)) = self.fds.rearm(&self.epoll, fd) {
             let errno = e.raw_os_error().unwrap_or(libc::EIO);
             for token in tokens {
                 self.complete(token, -errno);
@@ -262,20 +244,14 @@ impl EpollDriver {
     /// Polls epoll (blocking up to `timeout`) and handles what became ready.
     /// `short`: take at most [`SHORT_SWEEP`] events.
     fn poll(&mut self, timeout: Option<Duration>, short: bool) -> io::Result<()> {
-        let events = if short { &mut self.few_events } else { &mut self.events };
-        events.clear();
-        match self.poller.wait(events, timeout) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e),
-        }
+        let max = if short { SHORT_SWEEP } else { MAX_EVENTS };
         let mut fired = std::mem::take(&mut self.fired);
-        fired.extend(events.iter().map(|ev| (ev.key as i32, ev.readable, ev.writable)));
-        for (fd, readable, writable) in fired.drain(..) {
-            self.on_ready(fd, readable, writable);
+        let res = self.epoll.wait(timeout, max, &mut fired);
+        for r in fired.drain(..) {
+            self.on_ready(r.fd, r.readable, r.writable);
         }
         self.fired = fired;
-        Ok(())
+        res
     }
 
     /// Hands the pool's finished calls to the run loop.

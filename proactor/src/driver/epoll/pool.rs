@@ -7,8 +7,7 @@
 //! file never starts one) and are bounded; past the bound, jobs queue in order. A job still
 //! queued can be cancelled; a running one cannot be interrupted and reports its real result.
 
-use super::super::{Completion, OpPtr, Token};
-use polling::Poller;
+use super::super::{Completion, Notifier, OpPtr, Token};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -49,7 +48,7 @@ struct Shared {
     state: Mutex<State>,
     work: Condvar,
     done: Mutex<Vec<Completion>>,
-    poller: Arc<Poller>,
+    waker: Arc<dyn Notifier>,
 }
 
 impl Shared {
@@ -66,13 +65,13 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    /// A pool that wakes `poller` whenever it posts a completion.
-    pub(super) fn new(poller: Arc<Poller>) -> Pool {
+    /// A pool that wakes the driver through `waker` whenever it posts a completion.
+    pub(super) fn new(waker: Arc<dyn Notifier>) -> Pool {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             done: Mutex::new(Vec::new()),
-            poller,
+            waker,
         });
         Pool { shared, handles: Vec::new() }
     }
@@ -165,7 +164,7 @@ fn worker(shared: &Shared) {
             result,
             flags: 0,
         });
-        let _ = shared.poller.notify();
+        shared.waker.notify();
         st = shared.lock();
         st.running -= 1;
     }
