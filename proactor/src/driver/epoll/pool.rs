@@ -159,14 +159,18 @@ fn worker(shared: &Shared) {
         st.running += 1;
         drop(st);
         let result = run(job.op);
+        // The call is over before its completion can be seen: `running` drops under the state
+        // lock, before the completion is posted. Posting first let the run loop take the
+        // completion, finish, and drop the pool (which reads `running`) before this thread got
+        // the lock back: a false "still running at shutdown".
+        st = shared.lock();
+        st.running -= 1;
         shared.done.lock().unwrap_or_else(|p| p.into_inner()).push(Completion {
             token: job.token,
             result,
             flags: 0,
         });
         shared.waker.notify();
-        st = shared.lock();
-        st.running -= 1;
     }
 }
 
