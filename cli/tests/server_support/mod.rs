@@ -19,10 +19,16 @@ pub struct ServerProc {
 /// Starts `proactor <cmd> --listen 127.0.0.1:0 --driver <driver> <extra...>` and waits (up to 10 s)
 /// for its `listening on` line.
 pub fn start(cmd: &str, driver: &str, extra: &[&str]) -> ServerProc {
+    start_env(cmd, driver, extra, &[])
+}
+
+/// [`start`] with extra environment variables for the server (e.g. `RUST_LOG`).
+pub fn start_env(cmd: &str, driver: &str, extra: &[&str], env: &[(&str, &str)]) -> ServerProc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_proactor"))
         .arg(cmd)
         .args(["--listen", "127.0.0.1:0", "--driver", driver])
         .args(extra)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
