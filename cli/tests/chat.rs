@@ -1,10 +1,11 @@
 //! End-to-end tests of `proactor chat`: the built binary on a free port, real TCP clients speaking
-//! the line protocol documented in `cli/src/cmd/chat.rs`, each test once per driver.
+//! the line protocol documented in `cli/src/cmd/chat.rs`, each test once per driver, on one
+//! proactor thread and again with `--threads 2` (one room spanning both threads).
 
 #[macro_use]
 mod server_support;
 
-use server_support::start;
+use server_support::{start_env, ServerProc};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -64,10 +65,64 @@ impl Client {
     }
 }
 
-both_drivers!(fifty_clients_ordered_broadcast_join_leave, |driver| {
+/// Starts `proactor chat --threads <threads> <extra...>`. With several threads the server logs
+/// where it places each connection, for [`assert_used_threads`].
+fn start_chat(driver: &str, threads: usize, extra: &[&str]) -> ServerProc {
+    let n = threads.to_string();
+    let mut args = vec!["--threads", n.as_str()];
+    args.extend_from_slice(extra);
+    let env: &[(&str, &str)] = if threads > 1 {
+        &[(
+            "RUST_LOG",
+            "warn,proactor=info,proactor::server::threads=debug,proactor::cmd::chat=debug",
+        )]
+    } else {
+        &[]
+    };
+    start_env("chat", driver, &args, env)
+}
+
+/// Waits (up to 5 s) until the server's log shows connections placed on each of its `threads`
+/// threads: the clients of the test really were spread over the threads.
+fn assert_used_threads(server: &ServerProc, threads: usize) {
+    if threads < 2 {
+        return; // one thread: nothing to spread over (and the placements are not logged)
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.stderr();
+        let placed: Vec<&str> = log.lines().filter(|l| l.contains("connection accepted")).collect();
+        let unused: Vec<usize> = (0..threads)
+            .filter(|t| !placed.iter().any(|l| l.contains(&format!("Some({t})"))))
+            .collect();
+        if unused.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "no connection placed on thread(s) {unused:?}; server log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Defines the scenario `$name` (a `fn(driver, threads)`) as tests on one thread and on two,
+/// each on both drivers.
+macro_rules! scenario {
+    ($name:ident, $two:ident) => {
+        both_drivers!($name, |driver| { super::$name(driver, 1) });
+        both_drivers!($two, |driver| { super::$name(driver, 2) });
+    };
+}
+
+scenario!(
+    fifty_clients_ordered_broadcast_join_leave,
+    fifty_clients_ordered_broadcast_join_leave_threads2
+);
+fn fifty_clients_ordered_broadcast_join_leave(driver: &str, threads: usize) {
     const N: usize = 50;
     const MSGS: usize = 20;
-    let server = start("chat", driver, &[]);
+    let server = start_chat(driver, threads, &[]);
     let mut clients: Vec<Client> = Vec::new();
     for i in 0..N {
         let nick = format!("c{i}");
@@ -121,11 +176,13 @@ both_drivers!(fifty_clients_ordered_broadcast_join_leave, |driver| {
     for c in clients[1..].iter_mut() {
         assert_eq!(c.line(), "* c1 left");
     }
-});
+    assert_used_threads(&server, threads);
+}
 
-both_drivers!(slow_client_is_cut_off_others_keep_chatting, |driver| {
+scenario!(slow_client_is_cut_off_others_keep_chatting, slow_client_is_cut_off_threads2);
+fn slow_client_is_cut_off_others_keep_chatting(driver: &str, threads: usize) {
     const CHATTERS: usize = 4;
-    let server = start("chat", driver, &["--max-queue", "65536"]);
+    let server = start_chat(driver, threads, &["--max-queue", "65536"]);
     // The slow client: a tiny receive window, and it never reads.
     let slow_sock =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -196,10 +253,12 @@ both_drivers!(slow_client_is_cut_off_others_keep_chatting, |driver| {
     let lines = slow.rest();
     let last = lines.last().expect("the slow client got lines");
     assert!(last.starts_with("! too slow:"), "last line {last:?}");
-});
+    assert_used_threads(&server, threads);
+}
 
-both_drivers!(long_and_invalid_lines_rejected, |driver| {
-    let server = start("chat", driver, &[]);
+scenario!(long_and_invalid_lines_rejected, long_and_invalid_lines_rejected_threads2);
+fn long_and_invalid_lines_rejected(driver: &str, threads: usize) {
+    let server = start_chat(driver, threads, &[]);
     let mut a = Client::join(server.addr, "alice");
     let mut b = Client::join(server.addr, "bob");
     assert_eq!(a.line(), "* bob joined");
@@ -225,10 +284,12 @@ both_drivers!(long_and_invalid_lines_rejected, |driver| {
     // Rejected lines did not disturb the connection.
     a.send("/who");
     assert_eq!(a.line(), "* online: alice, bob");
-});
+    assert_used_threads(&server, threads);
+}
 
-both_drivers!(duplicate_nick_refused, |driver| {
-    let server = start("chat", driver, &[]);
+scenario!(duplicate_nick_refused, duplicate_nick_refused_threads2);
+fn duplicate_nick_refused(driver: &str, threads: usize) {
+    let server = start_chat(driver, threads, &[]);
     let mut a = Client::join(server.addr, "alice");
     let mut b = Client::connect(server.addr);
     b.send("alice");
@@ -253,10 +314,12 @@ both_drivers!(duplicate_nick_refused, |driver| {
     assert_eq!(b.line(), "* alice joined");
     c.send("/bogus");
     assert!(c.line().starts_with("! unknown command /bogus"));
-});
+    assert_used_threads(&server, threads);
+}
 
-both_drivers!(sigterm_says_goodbye_and_exits_zero, |driver| {
-    let mut server = start("chat", driver, &[]);
+scenario!(sigterm_says_goodbye_and_exits_zero, sigterm_says_goodbye_threads2);
+fn sigterm_says_goodbye_and_exits_zero(driver: &str, threads: usize) {
+    let mut server = start_chat(driver, threads, &[]);
     let mut a = Client::join(server.addr, "alice");
     let mut b = Client::join(server.addr, "bob");
     assert_eq!(a.line(), "* bob joined");
@@ -265,4 +328,5 @@ both_drivers!(sigterm_says_goodbye_and_exits_zero, |driver| {
     assert_eq!(b.rest(), vec!["* server shutting down".to_string()]);
     let status = server.wait_timeout(Duration::from_secs(10)).expect("server exits");
     assert_eq!(status.code(), Some(0));
-});
+    assert_used_threads(&server, threads);
+}

@@ -134,6 +134,21 @@ struct Client {
     /// The writer failed (the socket broke): a plain leave, not a kick.
     broken: AtomicBool,
     max_queue: usize,
+    /// The thread the client's tasks run on, and a way to run a wake-up there.
+    home: (std::thread::ThreadId, proactor::runtime::RemoteHandle),
+}
+
+impl Client {
+    /// Wakes one of this client's tasks: directly on its own thread, else by posting the wake to
+    /// that thread's loop, as `proactor::threads::Room` does (the wake then runs in that loop's
+    /// drain of posted work, which also wakes the loop if it is blocked in the driver).
+    fn wake_home(&self, w: Waker) {
+        if std::thread::current().id() == self.home.0 {
+            w.wake();
+        } else if let Err(w) = self.home.1.post(move || w.wake()) {
+            tracing::debug!(client = self.id, "wake-up not delivered: {w}");
+        }
+    }
 }
 
 /// A one-shot flag that any thread may set and one task awaits (the reader, on the client's own
@@ -142,15 +157,12 @@ struct Client {
 struct Signal(Mutex<(bool, Option<Waker>)>);
 
 impl Signal {
-    fn set(&self) {
-        let waker = {
-            let mut s = lock(&self.0);
-            s.0 = true;
-            s.1.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+    /// Sets the flag; returns the waiting task's waker, for the caller to wake.
+    #[must_use]
+    fn set(&self) -> Option<Waker> {
+        let mut s = lock(&self.0);
+        s.0 = true;
+        s.1.take()
     }
 
     async fn wait(&self) {
@@ -194,7 +206,7 @@ impl Client {
         let writer = out.writer.take();
         drop(out);
         if let Some(w) = writer {
-            w.wake();
+            self.wake_home(w);
         }
     }
 
@@ -218,7 +230,9 @@ impl Client {
         out.lines.push_back(line(&reason));
         drop(out);
         self.close();
-        self.kicked.set();
+        if let Some(w) = self.kicked.set() {
+            self.wake_home(w);
+        }
     }
 
     /// No more lines: the writer flushes what is queued, then ends.
@@ -229,7 +243,7 @@ impl Client {
             out.writer.take()
         };
         if let Some(w) = writer {
-            w.wake();
+            self.wake_home(w);
         }
     }
 }
@@ -444,6 +458,7 @@ async fn client_task(room: Arc<Room>, stream: TcpStream, conn: Conn) {
         kicked: Signal::default(),
         broken: AtomicBool::new(false),
         max_queue: room.max_queue,
+        home: (std::thread::current().id(), proactor::Handle::current().remote()),
     });
     // Set when the writer must give up on a send that does not progress (this thread only).
     let abort = Event::new();
@@ -535,7 +550,9 @@ async fn writer_task(mut stream: WriteHalf, client: Arc<Client>, abort: Event) {
                 // Nobody can hear this client any more: stop its reader too.
                 client.close();
                 client.broken.store(true, Ordering::SeqCst);
-                client.kicked.set();
+                if let Some(w) = client.kicked.set() {
+                    w.wake(); // the writer runs on the client's own thread
+                }
                 return;
             }
             Either::Right(()) => return,
