@@ -3,10 +3,10 @@
 use super::core::Core;
 use super::executor::Executor;
 use super::panic::{PanicHook, PanicPolicy, PanicReport};
+use super::table::Table;
 use super::{Handle, Proactor};
 use crate::driver::{AnyDriver, Driver, DriverChoice};
 use crate::RingConfig;
-use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
@@ -85,7 +85,8 @@ impl Builder {
         let kind = driver.kind();
         let core = Core {
             driver: RefCell::new(driver),
-            ops: RefCell::new(Slab::with_capacity(self.ring.entries as usize)),
+            ops: RefCell::new(Table::with_capacity(self.ring.entries as usize)),
+            memory: super::memory::OpMemory::new(),
             in_flight: Cell::new(0),
             admission: RefCell::new(VecDeque::new()),
             max_in_flight: self.max_in_flight,
@@ -93,6 +94,7 @@ impl Builder {
             now: Cell::new(Instant::now()),
             completions: RefCell::new(Vec::with_capacity(self.ring.entries as usize * 2)),
             local: RefCell::new(Vec::new()),
+            last_woken: RefCell::new(None),
             executor: Executor::new(notifier.clone()),
             panics: PanicPolicy { abort: self.abort_on_panic, hook: self.panic_hook },
             stopped: Cell::new(false),

@@ -5,11 +5,12 @@
 //! operations from inside a dispatch.
 
 use super::executor::Executor;
+use super::memory::OpMemory;
 use super::panic::PanicPolicy;
 use super::slot::{ErasedOp, Lifecycle, Slot};
 use super::stats::InFlight;
+use super::table::Table;
 use crate::driver::{AnyDriver, Completion, Driver, DriverKind, Notifier, OpPtr, Token};
-use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
@@ -19,16 +20,20 @@ use std::time::{Duration, Instant};
 
 pub(crate) struct Core {
     pub(crate) driver: RefCell<AnyDriver>,
-    pub(crate) ops: RefCell<Slab<Slot>>,
+    pub(crate) ops: RefCell<Table>,
+    /// Where the operations live while the kernel may touch them.
+    pub(crate) memory: OpMemory,
     /// Operations handed to the driver and not yet completed.
     pub(crate) in_flight: Cell<usize>,
-    /// Keys of operations waiting for admission, in arrival order.
-    pub(crate) admission: RefCell<VecDeque<usize>>,
+    /// Operations waiting for admission (key and deadline), in arrival order.
+    pub(crate) admission: RefCell<VecDeque<(usize, Option<Duration>)>>,
     pub(crate) max_in_flight: Option<usize>,
     pub(crate) generation: Cell<u32>,
     /// The loop's clock, read once per turn: cheap timestamps for in-flight tracking.
     pub(crate) now: Cell<Instant>,
     pub(crate) completions: RefCell<Vec<Completion>>,
+    /// The waker woken last in this turn (see `wake`).
+    pub(crate) last_woken: RefCell<Option<std::task::Waker>>,
     /// Results decided by the loop itself (an operation cancelled before admission), delivered
     /// in the next turn like any completion.
     pub(crate) local: RefCell<Vec<Completion>>,
@@ -45,45 +50,44 @@ pub(crate) struct Core {
 
 impl Core {
     /// Stores `op` and hands it to the driver (or to the admission queue past the cap).
-    pub(crate) fn submit(
+    #[inline]
+    pub(crate) fn submit<T: ErasedOp + 'static>(
         &self,
-        op: Box<dyn ErasedOp>,
+        op: T,
+        name: &'static str,
+        deadline: Option<Duration>,
+        state: Lifecycle,
+    ) -> Token {
+        let op = self.memory.store(op);
+        self.submit_stored(op, name, deadline, state)
+    }
+
+    fn submit_stored(
+        &self,
+        op: NonNull<dyn ErasedOp>,
         name: &'static str,
         deadline: Option<Duration>,
         state: Lifecycle,
     ) -> Token {
         let generation = self.generation.get().wrapping_add(1);
         self.generation.set(generation);
-        let op = NonNull::from(Box::leak(op));
-        let slot = Slot {
-            op,
-            generation,
-            name,
-            started: self.now.get(),
-            deadline,
-            submitted: false,
-            state,
-        };
+        // Past the cap, or behind others already waiting: operations are admitted in order.
+        let wait = self
+            .max_in_flight
+            .is_some_and(|cap| self.in_flight.get() >= cap || !self.admission.borrow().is_empty());
+        let slot = Slot { op, generation, name, started: self.now.get(), submitted: !wait, state };
         let key = self.ops.borrow_mut().insert(slot);
         let token = Token::new(key, generation);
-        // Past the cap, or behind others already waiting: operations are admitted in order.
-        let full = self.max_in_flight.is_some_and(|cap| self.in_flight.get() >= cap);
-        if full || !self.admission.borrow().is_empty() {
-            self.admission.borrow_mut().push_back(key);
+        if wait {
+            self.admission.borrow_mut().push_back((key, deadline));
         } else {
-            self.push_to_driver(key);
+            self.push_to_driver(token, op, deadline);
         }
         token
     }
 
-    fn push_to_driver(&self, key: usize) {
-        let (token, op, deadline) = {
-            let mut ops = self.ops.borrow_mut();
-            let slot = &mut ops[key];
-            slot.submitted = true;
-            slot.started = self.now.get();
-            (slot.token(key), slot.op, slot.deadline)
-        };
+    /// Hands a stored operation to the driver; its slot is already marked submitted.
+    fn push_to_driver(&self, token: Token, op: NonNull<dyn ErasedOp>, deadline: Option<Duration>) {
         self.in_flight.set(self.in_flight.get() + 1);
         // SAFETY: the operation stays boxed at `op` (leaked, never moved) until its completion is
         // processed in `complete`, which is the only place that frees a submitted operation.
@@ -93,8 +97,15 @@ impl Core {
     /// Admits queued operations while there is room under the cap.
     fn admit(&self) {
         while self.max_in_flight.is_none_or(|cap| self.in_flight.get() < cap) {
-            let Some(key) = self.admission.borrow_mut().pop_front() else { break };
-            self.push_to_driver(key);
+            let Some((key, deadline)) = self.admission.borrow_mut().pop_front() else { break };
+            let (token, op) = {
+                let mut ops = self.ops.borrow_mut();
+                let Some(slot) = ops.get_mut(key) else { continue };
+                slot.submitted = true;
+                slot.started = self.now.get();
+                (slot.token(key), slot.op)
+            };
+            self.push_to_driver(token, op, deadline);
         }
     }
 
@@ -112,7 +123,8 @@ impl Core {
         let Some(key) = self.live_key(token) else { return };
         let (submitted, done) = {
             let ops = self.ops.borrow();
-            (ops[key].submitted, matches!(ops[key].state, Lifecycle::Done(_)))
+            let Some(slot) = ops.get(key) else { return };
+            (slot.submitted, matches!(slot.state, Lifecycle::Done(_)))
         };
         if done {
             return;
@@ -122,7 +134,7 @@ impl Core {
             return;
         }
         let mut admission = self.admission.borrow_mut();
-        if let Some(pos) = admission.iter().position(|&k| k == key) {
+        if let Some(pos) = admission.iter().position(|&(k, _)| k == key) {
             admission.remove(pos);
             drop(admission);
             self.local.borrow_mut().push(Completion { token, result: -libc::ECANCELED, flags: 0 });
@@ -135,7 +147,7 @@ impl Core {
         let Some(key) = self.live_key(token) else { return };
         let (submitted, done) = {
             let ops = self.ops.borrow();
-            let slot = &ops[key];
+            let Some(slot) = ops.get(key) else { return };
             (
                 slot.submitted,
                 match slot.state {
@@ -145,19 +157,22 @@ impl Core {
             )
         };
         if let Some(res) = done {
-            let slot = self.ops.borrow_mut().remove(key);
-            // SAFETY: the completion has been processed; the driver no longer holds the pointer.
-            let op = unsafe { slot.take_op() };
-            self.guard_user_code("a dropped operation's output", || op.discard(res));
+            let Some(slot) = self.ops.borrow_mut().remove(key) else { return };
+            // SAFETY: removed from the table, and the completion has been processed: the driver
+            // no longer holds the pointer.
+            unsafe { self.consume(slot.op, "a dropped operation's output", res, false) };
         } else if submitted {
-            self.ops.borrow_mut()[key].state = Lifecycle::Detached;
+            if let Some(slot) = self.ops.borrow_mut().get_mut(key) {
+                slot.state = Lifecycle::Detached;
+            }
             self.driver.borrow_mut().cancel(token);
         } else {
-            self.admission.borrow_mut().retain(|&k| k != key);
-            let slot = self.ops.borrow_mut().remove(key);
-            // SAFETY: never submitted, so no driver holds the pointer.
-            let op = unsafe { slot.take_op() };
-            self.guard_user_code("a dropped operation's output", || op.discard(-libc::ECANCELED));
+            self.admission.borrow_mut().retain(|&(k, _)| k != key);
+            let Some(slot) = self.ops.borrow_mut().remove(key) else { return };
+            // SAFETY: removed from the table and never submitted: no driver holds the pointer.
+            unsafe {
+                self.consume(slot.op, "a dropped operation's output", -libc::ECANCELED, false)
+            };
         }
     }
 
@@ -166,16 +181,15 @@ impl Core {
         &self,
         token: Token,
         waker: &std::task::Waker,
-    ) -> Option<(i32, Box<dyn ErasedOp>)> {
+    ) -> Option<(i32, NonNull<dyn ErasedOp>)> {
         let key = token.key();
         let mut ops = self.ops.borrow_mut();
         let slot = ops.get_mut(key).filter(|s| s.generation == token.generation())?;
         match &mut slot.state {
             Lifecycle::Done(res) => {
                 let res = *res;
-                let slot = ops.remove(key);
-                // SAFETY: the completion has been processed; the driver no longer holds the pointer.
-                Some((res, unsafe { slot.take_op() }))
+                let slot = ops.remove(key)?;
+                Some((res, slot.op))
             }
             Lifecycle::Waiting(w) => {
                 if !w.as_ref().is_some_and(|w| w.will_wake(waker)) {
@@ -187,41 +201,109 @@ impl Core {
         }
     }
 
-    /// One completion from the driver.
+    /// One completion from the driver: one slab lookup decides where it goes.
     fn complete(&self, c: Completion) {
-        let Some(key) = self.live_key(c.token) else { return };
-        if !self.ops.borrow()[key].submitted {
+        let key = c.token.key();
+        let mut ops = self.ops.borrow_mut();
+        let Some(slot) = ops.get_mut(key) else { return };
+        if slot.generation != c.token.generation() || !slot.submitted {
             return;
         }
         self.in_flight.set(self.in_flight.get() - 1);
         if c.flags != 0 {
-            let op = self.ops.borrow()[key].op;
             // SAFETY: the driver has returned this operation's completion, so neither it nor the
             // kernel touches the box any more, and no other reference to it is live here.
-            unsafe { (*op.as_ptr()).set_cqe_flags(c.flags) };
+            unsafe { (*slot.op.as_ptr()).set_cqe_flags(c.flags) };
         }
-        self.finish(key, c.result);
-        self.admit();
+        if matches!(slot.state, Lifecycle::Detached | Lifecycle::Handler) {
+            // Removed as it is: writing `Done` first and reading the slot straight back out
+            // stalls the copy on store forwarding.
+            let slot = ops.remove(key);
+            drop(ops);
+            if let Some(slot) = slot {
+                self.deliver(slot, c.result);
+            }
+        } else if let Lifecycle::Waiting(waker) =
+            std::mem::replace(&mut slot.state, Lifecycle::Done(c.result))
+        {
+            drop(ops);
+            if let Some(w) = waker {
+                self.wake(w);
+            }
+        }
+        if self.max_in_flight.is_some() {
+            self.admit();
+        }
+    }
+
+    /// Wakes the task awaiting a completion, once per turn: no task runs while the turn
+    /// delivers completions, so waking the same task again (a task awaiting many operations)
+    /// would only repeat the first wake.
+    fn wake(&self, waker: std::task::Waker) {
+        if self.last_woken.borrow().as_ref().is_some_and(|l| l.will_wake(&waker)) {
+            return;
+        }
+        waker.wake_by_ref();
+        // The previous waker is dropped outside the borrow: a foreign waker's drop is user code.
+        drop(self.last_woken.replace(Some(waker)));
+    }
+
+    /// Hands the output of a removed slot to its handler, or drops it (detached, shutdown).
+    fn deliver(&self, slot: Slot, res: i32) {
+        let run_handler = !self.shutting_down.get();
+        // SAFETY: the slot is out of the table and its completion has arrived (or it was never
+        // submitted): no driver holds the pointer any more.
+        unsafe { self.consume(slot.op, slot.name, res, run_handler) };
+    }
+
+    /// Runs the handler of the operation at `op` (or, without `run_handler`, drops its output)
+    /// and recycles its memory.
+    ///
+    /// # Safety
+    /// `op` must be out of the table, no driver may hold it, and its value must be live.
+    unsafe fn consume(&self, op: NonNull<dyn ErasedOp>, what: &str, res: i32, run_handler: bool) {
+        // SAFETY: the value is live until `dispatch`/`discard` moves it out below.
+        let layout = std::alloc::Layout::for_value(unsafe { op.as_ref() });
+        self.guard_user_code(what, || {
+            // SAFETY: the only reference to the value; it is moved out here and never used
+            // again, even if a handler unwinds (its pieces are dropped as locals then).
+            unsafe {
+                if run_handler {
+                    (*op.as_ptr()).dispatch(res)
+                } else {
+                    (*op.as_ptr()).discard(res)
+                }
+            }
+        });
+        // SAFETY: the value was moved out above; the block came from `store` with this layout.
+        unsafe { self.memory.release(op.cast(), layout) };
+    }
+
+    /// Moves the value of a completed future's operation out and recycles its memory.
+    ///
+    /// # Safety
+    /// `op` must come from `poll_result` (out of the table, completion processed) and hold a `T`.
+    pub(crate) unsafe fn take_value<T: 'static>(&self, op: NonNull<dyn ErasedOp>) -> T {
+        // SAFETY: per the caller, the block holds a live `T` that no one else references.
+        let value = unsafe { op.cast::<T>().as_ptr().read() };
+        // SAFETY: the value was moved out; the block came from `store::<T>`.
+        unsafe { self.memory.release(op.cast(), std::alloc::Layout::new::<T>()) };
+        value
     }
 
     /// Records the result of the operation at `key` and delivers it.
     fn finish(&self, key: usize, res: i32) {
         let waker = {
             let mut ops = self.ops.borrow_mut();
-            let slot = &mut ops[key];
+            let Some(slot) = ops.get_mut(key) else { return };
             match std::mem::replace(&mut slot.state, Lifecycle::Done(res)) {
                 Lifecycle::Waiting(w) => w,
                 Lifecycle::Done(_) => None,
                 Lifecycle::Detached | Lifecycle::Handler => {
                     let slot = ops.remove(key);
                     drop(ops);
-                    // SAFETY: the completion for this operation has arrived (or it was never
-                    // submitted); no driver holds the pointer any more.
-                    let op = unsafe { slot.take_op() };
-                    if self.shutting_down.get() {
-                        self.guard_user_code("a discarded operation", || op.discard(res));
-                    } else {
-                        self.guard_user_code(slot.name, || op.dispatch(res));
+                    if let Some(slot) = slot {
+                        self.deliver(slot, res);
                     }
                     return;
                 }
@@ -257,6 +339,7 @@ impl Core {
         for c in batch.drain(..) {
             self.complete(c);
         }
+        drop(self.last_woken.take());
         *self.completions.borrow_mut() = batch;
         self.drain_remote();
         res
@@ -288,12 +371,11 @@ impl Core {
             self.driver.borrow_mut().cancel(t);
         }
         // Never-submitted operations can go now.
-        let queued: Vec<usize> = self.admission.borrow_mut().drain(..).collect();
+        let queued: Vec<usize> = self.admission.borrow_mut().drain(..).map(|(k, _)| k).collect();
         for key in queued {
-            let slot = self.ops.borrow_mut().remove(key);
-            // SAFETY: never submitted, so no driver holds the pointer.
-            let op = unsafe { slot.take_op() };
-            self.guard_user_code("shutdown", || op.discard(-libc::ECANCELED));
+            let Some(slot) = self.ops.borrow_mut().remove(key) else { continue };
+            // SAFETY: removed from the table and never submitted: no driver holds the pointer.
+            unsafe { self.consume(slot.op, "shutdown", -libc::ECANCELED, false) };
         }
         let deadline = Instant::now() + grace;
         while self.in_flight.get() > 0 {
@@ -308,7 +390,7 @@ impl Core {
         }
         // Take the slots out first: dropping an output runs user code (a buffer's or a
         // handler's destructor), which must not find the slab borrowed.
-        let slots: Vec<_> = self.ops.borrow_mut().drain().collect();
+        let slots = self.ops.borrow_mut().drain();
         let mut leaked = 0;
         for slot in slots {
             let res = match slot.state {
@@ -317,11 +399,9 @@ impl Core {
                 _ => None,
             };
             match res {
-                Some(res) => {
-                    // SAFETY: completed or never submitted, so no driver holds the pointer.
-                    let op = unsafe { slot.take_op() };
-                    self.guard_user_code("shutdown", || op.discard(res));
-                }
+                // SAFETY: out of the table, and completed or never submitted: no driver holds
+                // the pointer.
+                Some(res) => unsafe { self.consume(slot.op, "shutdown", res, false) },
                 // Still owned by the kernel: leak rather than free memory it may write.
                 None => leaked += 1,
             }

@@ -8,11 +8,13 @@
 mod builder;
 mod core;
 mod executor;
+mod memory;
 mod op;
 mod panic;
 mod remote;
 mod slot;
 mod stats;
+mod table;
 
 pub use builder::Builder;
 pub use executor::{JoinError, JoinHandle};
@@ -221,8 +223,7 @@ impl Handle {
         O: OpCode,
         H: FnOnce(O::Output) + 'static,
     {
-        let boxed = Box::new(WithHandler { op, handler });
-        OpId(self.core.submit(boxed, O::NAME, deadline, Lifecycle::Handler))
+        OpId(self.core.submit(WithHandler { op, handler }, O::NAME, deadline, Lifecycle::Handler))
     }
 
     /// Cancels an operation started with a handler. Its handler then runs with `ECANCELED` (or

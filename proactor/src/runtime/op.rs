@@ -74,7 +74,7 @@ impl<O: OpCode> Future for Op<O> {
             }
             let core = handle.core;
             let token = core.submit(
-                Box::new(Plain(op)),
+                Plain(op),
                 O::NAME,
                 this.deadline,
                 Lifecycle::Waiting(Some(cx.waker().clone())),
@@ -84,6 +84,8 @@ impl<O: OpCode> Future for Op<O> {
                 c.core.replace(Some(core.clone()));
             }
             this.state = State::Submitted(core, token);
+            // Completions are only delivered by the loop's next turn: nothing to look up yet.
+            return Poll::Pending;
         }
         let State::Submitted(core, token) = &this.state else {
             panic!("Op polled after completion");
@@ -91,11 +93,16 @@ impl<O: OpCode> Future for Op<O> {
         match core.poll_result(*token, cx.waker()) {
             None => Poll::Pending,
             Some((res, op)) => {
-                this.state = State::Finished;
-                let Ok(plain) = op.into_any().downcast::<Plain<O>>() else {
-                    unreachable!("a future's slot always holds the Plain<O> it submitted")
+                let State::Submitted(core, _) = std::mem::replace(&mut this.state, State::Finished)
+                else {
+                    unreachable!("matched as submitted just above")
                 };
-                Poll::Ready(plain.0.complete(convert(O::NAME, res)))
+                // SAFETY: still a live value (completed, out of the table).
+                let is_ours = unsafe { op.as_ref() }.as_any().is::<Plain<O>>();
+                assert!(is_ours, "a future's slot always holds the Plain<O> it submitted");
+                // SAFETY: from `poll_result`, and holding a `Plain<O>` (checked just above).
+                let Plain(op) = unsafe { core.take_value::<Plain<O>>(op) };
+                Poll::Ready(op.complete(convert(O::NAME, res)))
             }
         }
     }

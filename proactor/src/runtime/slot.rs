@@ -15,7 +15,7 @@ use std::any::Any;
 use std::io;
 use std::ptr::NonNull;
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Who receives an operation's completion.
 pub(crate) enum Lifecycle {
@@ -31,14 +31,13 @@ pub(crate) enum Lifecycle {
 
 /// One operation owned by the run loop.
 pub(crate) struct Slot {
-    /// The boxed operation. Leaked from its `Box` at creation so that the pointer the driver
-    /// holds stays valid and unique while the slab moves slots around; turned back into a `Box`
-    /// exactly once, when the slot is removed after completion (or before submission).
+    /// The operation, in a block of the loop's `OpMemory`: the pointer the driver holds stays
+    /// valid while the table moves slots around. Its value is moved out (or dropped) exactly
+    /// once, when the slot is removed after completion (or before submission).
     pub(crate) op: NonNull<dyn ErasedOp>,
     pub(crate) generation: u32,
     pub(crate) name: &'static str,
     pub(crate) started: Instant,
-    pub(crate) deadline: Option<Duration>,
     /// Handed to the driver (false while waiting for admission).
     pub(crate) submitted: bool,
     pub(crate) state: Lifecycle,
@@ -48,27 +47,24 @@ impl Slot {
     pub(crate) fn token(&self, key: usize) -> Token {
         Token::new(key, self.generation)
     }
-
-    /// Takes the operation back as a `Box`.
-    ///
-    /// # Safety
-    /// Only once, and only when no driver still holds the pointer (it was never submitted, or
-    /// its completion has been returned).
-    pub(crate) unsafe fn take_op(&self) -> Box<dyn ErasedOp> {
-        // SAFETY: the pointer came from `Box::into_raw` and, per the caller, is reclaimed once.
-        unsafe { Box::from_raw(self.op.as_ptr()) }
-    }
 }
 
 /// An operation with its type erased, as the run loop stores it.
 pub(crate) trait ErasedOp: RawOp {
     /// Completes the operation and delivers the output to whoever is entitled to it: the
     /// handler, or no one (the output is dropped, closing any descriptor it carries).
-    fn dispatch(self: Box<Self>, res: i32);
+    ///
+    /// # Safety
+    /// Moves the value out of `self`: the caller must treat the memory as uninitialized
+    /// afterwards (release it, never use or drop it again) — even if this call unwinds.
+    unsafe fn dispatch(&mut self, res: i32);
     /// Completes the operation without running user code (shutdown): the output is dropped.
-    fn discard(self: Box<Self>, res: i32);
-    /// For the futures front end, which knows the concrete type.
-    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    ///
+    /// # Safety
+    /// As for [`ErasedOp::dispatch`].
+    unsafe fn discard(&mut self, res: i32);
+    /// For the futures front end, which checks the concrete type it takes back.
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// Converts a raw completion result into an `io::Result`, naming the operation on error.
@@ -99,13 +95,16 @@ impl<O: OpCode> RawOp for Plain<O> {
 }
 
 impl<O: OpCode> ErasedOp for Plain<O> {
-    fn dispatch(self: Box<Self>, res: i32) {
-        drop(self.0.complete(convert(O::NAME, res)));
+    unsafe fn dispatch(&mut self, res: i32) {
+        // SAFETY: the caller treats `self` as moved out from here on.
+        unsafe { self.discard(res) }
     }
-    fn discard(self: Box<Self>, res: i32) {
-        drop(self.0.complete(convert(O::NAME, res)));
+    unsafe fn discard(&mut self, res: i32) {
+        // SAFETY: the caller treats `self` as moved out from here on.
+        let Plain(op) = unsafe { std::ptr::read(self) };
+        drop(op.complete(convert(O::NAME, res)));
     }
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }
@@ -132,14 +131,18 @@ impl<O: OpCode, H: FnOnce(O::Output) + 'static> RawOp for WithHandler<O, H> {
 }
 
 impl<O: OpCode, H: FnOnce(O::Output) + 'static> ErasedOp for WithHandler<O, H> {
-    fn dispatch(self: Box<Self>, res: i32) {
-        let WithHandler { op, handler } = *self;
+    unsafe fn dispatch(&mut self, res: i32) {
+        // SAFETY: the caller treats `self` as moved out from here on.
+        let WithHandler { op, handler } = unsafe { std::ptr::read(self) };
         handler(op.complete(convert(O::NAME, res)));
     }
-    fn discard(self: Box<Self>, res: i32) {
-        drop(self.op.complete(convert(O::NAME, res)));
+    unsafe fn discard(&mut self, res: i32) {
+        // SAFETY: the caller treats `self` as moved out from here on.
+        let WithHandler { op, handler } = unsafe { std::ptr::read(self) };
+        drop(handler);
+        drop(op.complete(convert(O::NAME, res)));
     }
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }

@@ -1,7 +1,7 @@
 //! Outstanding operations, as a user can inspect them: how many, of which kind, how old.
 
-use super::slot::{Lifecycle, Slot};
-use slab::Slab;
+use super::slot::Lifecycle;
+use super::table::Table;
 use std::time::{Duration, Instant};
 
 /// A snapshot of the operations the proactor holds.
@@ -18,7 +18,7 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    pub(crate) fn collect(ops: &Slab<Slot>, now: Instant) -> InFlight {
+    pub(crate) fn collect(ops: &Table, now: Instant) -> InFlight {
         let mut snap = InFlight::default();
         let mut oldest: Option<Instant> = None;
         for (_, slot) in ops.iter() {

@@ -81,6 +81,18 @@ impl UringDriver {
         }
     }
 
+    /// Flushes until the submission ring has `needed` free entries.
+    fn make_room(&mut self, needed: usize) {
+        loop {
+            let sq = self.ring.submission();
+            if sq.capacity() - sq.len() >= needed {
+                return;
+            }
+            drop(sq);
+            self.flush();
+        }
+    }
+
     /// Submits everything queued without waiting, absorbing transient errors, then moves the
     /// completions already posted to the backlog so that a long burst of submissions (far more
     /// than the ring holds) does not overflow the completion queue.
@@ -180,19 +192,33 @@ impl UringDriver {
 
 impl Driver for UringDriver {
     unsafe fn push(&mut self, token: Token, op: OpPtr, deadline: Option<Duration>) {
-        // SAFETY: the caller guarantees `op` is valid and not aliased during this call.
-        let entry = unsafe { &mut *op.0.as_ptr() }.uring_entry().user_data(token.0);
-        match deadline {
-            None => self.push_entries(&[entry]),
-            Some(d) => {
-                let spec = Box::new(types::Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos()));
-                let timeout = opcode::LinkTimeout::new(&*spec).build().user_data(Token::INTERNAL.0);
-                self.push_entries(&[entry.flags(squeue::Flags::IO_LINK), timeout]);
-                // Kept only after the push: a flush inside `push_entries` (full ring) releases
-                // `pending_specs`, and must not free this spec before its entry is queued. The
-                // box does not move when the vector grows, so the queued pointer stays valid.
-                self.pending_specs.push(spec);
+        // A deadline is a second, linked entry: both must land in the same submission, or the
+        // kernel would start the operation without its timeout.
+        let flags = if deadline.is_some() {
+            self.make_room(2);
+            squeue::Flags::IO_LINK
+        } else {
+            squeue::Flags::empty()
+        };
+        loop {
+            let mut sq = self.ring.submission();
+            // SAFETY: the caller guarantees `op` is valid, not aliased during this call, and
+            // that its memory stays put until the completion is reaped, as the entry needs.
+            if unsafe { (*op.0.as_ptr()).push_uring(token.0, flags, &mut sq) }.is_ok() {
+                break;
             }
+            // The ring is full: hand what is queued to the kernel and try again.
+            drop(sq);
+            self.flush();
+        }
+        if let Some(d) = deadline {
+            let spec = Box::new(types::Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos()));
+            let timeout = opcode::LinkTimeout::new(&*spec).build().user_data(Token::INTERNAL.0);
+            self.push_entries(&[timeout]);
+            // Kept only after the push: a flush releases `pending_specs`, and must not free this
+            // spec before its entry is queued (room for both was made above, so none happens in
+            // between). The box does not move when the vector grows.
+            self.pending_specs.push(spec);
         }
     }
 

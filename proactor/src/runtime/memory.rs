@@ -1,0 +1,124 @@
+//! Memory for operations in flight: blocks recycled per size class by the loop that owns them.
+//!
+//! Every operation lives in a heap block from `start` (or the first poll of its future) until
+//! its completion is delivered, because the kernel holds pointers into it. A loop with hundreds
+//! of operations in flight allocates and frees hundreds of blocks per turn — more than the
+//! allocator's per-thread cache holds, so each one took its slow path (a third of the user-side
+//! cost of a NOP round trip). Blocks are kept here instead, per 16-byte size class, up to a
+//! bounded total, and handed out again last-in first-out while they are still in cache.
+
+use super::slot::ErasedOp;
+use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
+
+/// Size classes are multiples of this (which is also the largest alignment served).
+const GRAIN: usize = 16;
+/// Operations larger than this are allocated and freed directly.
+const MAX_POOLED: usize = 1024;
+/// Bytes of idle blocks kept at most (beyond that, released blocks are freed).
+const MAX_CACHED: usize = 4 << 20;
+
+/// The operation memory of one run loop.
+pub(crate) struct OpMemory {
+    /// Idle blocks per class (`class * GRAIN` bytes each).
+    classes: RefCell<Vec<Vec<NonNull<u8>>>>,
+    cached: Cell<usize>,
+}
+
+/// The size class serving `layout`, if any.
+fn class_of(layout: Layout) -> Option<usize> {
+    (layout.size() <= MAX_POOLED && layout.align() <= GRAIN).then(|| layout.size().div_ceil(GRAIN))
+}
+
+fn class_layout(class: usize) -> Layout {
+    // Never fails: GRAIN is a power of two and the size is at most MAX_POOLED.
+    Layout::from_size_align(class * GRAIN, GRAIN).unwrap_or(Layout::new::<[u8; GRAIN]>())
+}
+
+impl OpMemory {
+    pub(crate) fn new() -> OpMemory {
+        OpMemory {
+            classes: RefCell::new(vec![Vec::new(); MAX_POOLED / GRAIN + 1]),
+            cached: Cell::new(0),
+        }
+    }
+
+    /// Moves `value` into a block; the pointer stays valid until [`OpMemory::release`].
+    #[inline]
+    pub(crate) fn store<T: ErasedOp + 'static>(&self, value: T) -> NonNull<dyn ErasedOp> {
+        let layout = Layout::new::<T>();
+        let block = if layout.size() == 0 {
+            NonNull::<T>::dangling()
+        } else {
+            self.take_block(layout).cast::<T>()
+        };
+        // SAFETY: `block` is either dangling for a zero-sized `T` (valid for such writes) or a
+        // fresh block of at least `size_of::<T>()` bytes aligned to at least `align_of::<T>()`
+        // (`take_block` serves `layout` exactly or from a class that is larger and 16-aligned).
+        unsafe { block.as_ptr().write(value) };
+        block
+    }
+
+    fn take_block(&self, layout: Layout) -> NonNull<u8> {
+        let (class, alloc_layout) = match class_of(layout) {
+            Some(c) => (Some(c), class_layout(c)),
+            None => (None, layout),
+        };
+        if let Some(c) = class {
+            if let Some(block) = self.classes.borrow_mut()[c].pop() {
+                self.cached.set(self.cached.get() - alloc_layout.size());
+                return block;
+            }
+        }
+        // SAFETY: `alloc_layout` has a non-zero size (zero-sized values never get here).
+        let raw = unsafe { alloc(alloc_layout) };
+        NonNull::new(raw).unwrap_or_else(|| handle_alloc_error(alloc_layout))
+    }
+
+    /// Takes back the block of an operation whose value has been moved out or dropped.
+    ///
+    /// # Safety
+    /// `block` must come from [`OpMemory::store`] of a value whose layout is `layout`, be
+    /// released once, and hold no live value (no one may use it again).
+    pub(crate) unsafe fn release(&self, block: NonNull<u8>, layout: Layout) {
+        if layout.size() == 0 {
+            return;
+        }
+        match class_of(layout) {
+            Some(c) if self.cached.get() + c * GRAIN <= MAX_CACHED => {
+                self.cached.set(self.cached.get() + c * GRAIN);
+                self.classes.borrow_mut()[c].push(block);
+            }
+            // SAFETY: allocated by `take_block` with exactly this class layout.
+            Some(c) => unsafe { dealloc(block.as_ptr(), class_layout(c)) },
+            // SAFETY: allocated by `take_block` with exactly `layout`.
+            None => unsafe { dealloc(block.as_ptr(), layout) },
+        }
+    }
+}
+
+impl Drop for OpMemory {
+    fn drop(&mut self) {
+        for (class, blocks) in self.classes.get_mut().iter_mut().enumerate() {
+            for block in blocks.drain(..) {
+                // SAFETY: every cached block was allocated with its class layout and is idle.
+                unsafe { dealloc(block.as_ptr(), class_layout(class)) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_up_and_large_or_overaligned_values_bypass_the_cache() {
+        assert_eq!(class_of(Layout::new::<[u8; 1]>()), Some(1));
+        assert_eq!(class_of(Layout::new::<[u8; 16]>()), Some(1));
+        assert_eq!(class_of(Layout::new::<[u8; 17]>()), Some(2));
+        assert_eq!(class_of(Layout::new::<[u8; 2048]>()), None);
+        assert_eq!(class_of(Layout::from_size_align(64, 64).unwrap()), None);
+    }
+}
