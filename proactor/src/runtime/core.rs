@@ -62,6 +62,7 @@ impl Core {
         self.submit_stored(op, name, deadline, state)
     }
 
+    #[inline(always)]
     fn submit_stored(
         &self,
         op: NonNull<dyn ErasedOp>,
@@ -221,7 +222,7 @@ impl Core {
             let slot = ops.remove(key);
             drop(ops);
             if let Some(slot) = slot {
-                self.deliver(slot, c.result);
+                self.deliver(slot.op, slot.name, c.result);
             }
         } else if let Lifecycle::Waiting(waker) =
             std::mem::replace(&mut slot.state, Lifecycle::Done(c.result))
@@ -249,11 +250,12 @@ impl Core {
     }
 
     /// Hands the output of a removed slot to its handler, or drops it (detached, shutdown).
-    fn deliver(&self, slot: Slot, res: i32) {
+    #[inline]
+    fn deliver(&self, op: NonNull<dyn ErasedOp>, name: &'static str, res: i32) {
         let run_handler = !self.shutting_down.get();
         // SAFETY: the slot is out of the table and its completion has arrived (or it was never
         // submitted): no driver holds the pointer any more.
-        unsafe { self.consume(slot.op, slot.name, res, run_handler) };
+        unsafe { self.consume(op, name, res, run_handler) };
     }
 
     /// Runs the handler of the operation at `op` (or, without `run_handler`, drops its output)
@@ -303,7 +305,7 @@ impl Core {
                     let slot = ops.remove(key);
                     drop(ops);
                     if let Some(slot) = slot {
-                        self.deliver(slot, res);
+                        self.deliver(slot.op, slot.name, res);
                     }
                     return;
                 }
