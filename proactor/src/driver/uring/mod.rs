@@ -81,6 +81,43 @@ impl UringDriver {
         }
     }
 
+    /// `Driver::push` with a deadline or a full ring.
+    ///
+    /// # Safety
+    /// As for [`Driver::push`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn push_slow(&mut self, token: Token, op: OpPtr, deadline: Option<Duration>) {
+        // A deadline is a second, linked entry: both must land in the same submission, or the
+        // kernel would start the operation without its timeout.
+        let flags = if deadline.is_some() {
+            self.make_room(2);
+            squeue::Flags::IO_LINK
+        } else {
+            squeue::Flags::empty()
+        };
+        loop {
+            let mut sq = self.ring.submission();
+            // SAFETY: the caller guarantees `op` is valid, not aliased during this call, and
+            // that its memory stays put until the completion is reaped, as the entry needs.
+            if unsafe { (*op.0.as_ptr()).push_uring(token.0, flags, &mut sq) }.is_ok() {
+                break;
+            }
+            // The ring is full: hand what is queued to the kernel and try again.
+            drop(sq);
+            self.flush();
+        }
+        if let Some(d) = deadline {
+            let spec = Box::new(types::Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos()));
+            let timeout = opcode::LinkTimeout::new(&*spec).build().user_data(Token::INTERNAL.0);
+            self.push_entries(&[timeout]);
+            // Kept only after the push: a flush releases `pending_specs`, and must not free this
+            // spec before its entry is queued (room for both was made above, so none happens in
+            // between). The box does not move when the vector grows.
+            self.pending_specs.push(spec);
+        }
+    }
+
     /// Flushes until the submission ring has `needed` free entries.
     fn make_room(&mut self, needed: usize) {
         loop {
@@ -191,35 +228,21 @@ impl UringDriver {
 }
 
 impl Driver for UringDriver {
+    #[inline]
     unsafe fn push(&mut self, token: Token, op: OpPtr, deadline: Option<Duration>) {
-        // A deadline is a second, linked entry: both must land in the same submission, or the
-        // kernel would start the operation without its timeout.
-        let flags = if deadline.is_some() {
-            self.make_room(2);
-            squeue::Flags::IO_LINK
-        } else {
-            squeue::Flags::empty()
-        };
-        loop {
+        // The common case inline: no deadline, and room in the ring.
+        if deadline.is_none() {
             let mut sq = self.ring.submission();
             // SAFETY: the caller guarantees `op` is valid, not aliased during this call, and
             // that its memory stays put until the completion is reaped, as the entry needs.
-            if unsafe { (*op.0.as_ptr()).push_uring(token.0, flags, &mut sq) }.is_ok() {
-                break;
+            if unsafe { (*op.0.as_ptr()).push_uring(token.0, squeue::Flags::empty(), &mut sq) }
+                .is_ok()
+            {
+                return;
             }
-            // The ring is full: hand what is queued to the kernel and try again.
-            drop(sq);
-            self.flush();
         }
-        if let Some(d) = deadline {
-            let spec = Box::new(types::Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos()));
-            let timeout = opcode::LinkTimeout::new(&*spec).build().user_data(Token::INTERNAL.0);
-            self.push_entries(&[timeout]);
-            // Kept only after the push: a flush releases `pending_specs`, and must not free this
-            // spec before its entry is queued (room for both was made above, so none happens in
-            // between). The box does not move when the vector grows.
-            self.pending_specs.push(spec);
-        }
+        // SAFETY: forwarded with the caller's guarantee.
+        unsafe { self.push_slow(token, op, deadline) }
     }
 
     fn cancel(&mut self, token: Token) {
