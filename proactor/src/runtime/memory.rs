@@ -5,25 +5,26 @@
 //! of operations in flight allocates and frees hundreds of blocks per turn — more than the
 //! allocator's per-thread cache holds, so each one took its slow path (a third of the user-side
 //! cost of a NOP round trip). Blocks are kept here instead, per 16-byte size class, up to a
-//! bounded total, and handed out again last-in first-out while they are still in cache.
+//! bounded amount per class, and handed out again last-in first-out while still in cache.
 
 use super::slot::ErasedOp;
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ptr::NonNull;
 
 /// Size classes are multiples of this (which is also the largest alignment served).
 const GRAIN: usize = 16;
 /// Operations larger than this are allocated and freed directly.
 const MAX_POOLED: usize = 1024;
-/// Bytes of idle blocks kept at most (beyond that, released blocks are freed).
-const MAX_CACHED: usize = 4 << 20;
+/// Bytes of idle blocks kept at most per size class (beyond that, released blocks are freed).
+/// A loop keeps as many blocks as it once had operations in flight, up to this.
+const MAX_CACHED: usize = 1 << 20;
 
 /// The operation memory of one run loop.
 pub(crate) struct OpMemory {
-    /// Idle blocks per class (`class * GRAIN` bytes each).
+    /// Idle blocks per class (`class * GRAIN` bytes each), at most `MAX_CACHED` bytes' worth
+    /// per class.
     classes: RefCell<Vec<Vec<NonNull<u8>>>>,
-    cached: Cell<usize>,
 }
 
 /// The size class serving `layout`, if any.
@@ -38,10 +39,7 @@ fn class_layout(class: usize) -> Layout {
 
 impl OpMemory {
     pub(crate) fn new() -> OpMemory {
-        OpMemory {
-            classes: RefCell::new(vec![Vec::new(); MAX_POOLED / GRAIN + 1]),
-            cached: Cell::new(0),
-        }
+        OpMemory { classes: RefCell::new(vec![Vec::new(); MAX_POOLED / GRAIN + 1]) }
     }
 
     /// Moves `value` into a block; the pointer stays valid until [`OpMemory::release`].
@@ -60,14 +58,14 @@ impl OpMemory {
         block
     }
 
+    #[inline]
     fn take_block(&self, layout: Layout) -> NonNull<u8> {
         let (class, alloc_layout) = match class_of(layout) {
             Some(c) => (Some(c), class_layout(c)),
             None => (None, layout),
         };
         if let Some(c) = class {
-            if let Some(block) = self.classes.borrow_mut()[c].pop() {
-                self.cached.set(self.cached.get() - alloc_layout.size());
+            if let Some(block) = self.classes.borrow_mut().get_mut(c).and_then(Vec::pop) {
                 return block;
             }
         }
@@ -81,20 +79,26 @@ impl OpMemory {
     /// # Safety
     /// `block` must come from [`OpMemory::store`] of a value whose layout is `layout`, be
     /// released once, and hold no live value (no one may use it again).
+    #[inline]
     pub(crate) unsafe fn release(&self, block: NonNull<u8>, layout: Layout) {
         if layout.size() == 0 {
             return;
         }
         match class_of(layout) {
-            Some(c) if self.cached.get() + c * GRAIN <= MAX_CACHED => {
-                self.cached.set(self.cached.get() + c * GRAIN);
-                self.classes.borrow_mut()[c].push(block);
-            }
+            Some(c) if self.keep(c) => self.classes.borrow_mut()[c].push(block),
             // SAFETY: allocated by `take_block` with exactly this class layout.
             Some(c) => unsafe { dealloc(block.as_ptr(), class_layout(c)) },
             // SAFETY: allocated by `take_block` with exactly `layout`.
             None => unsafe { dealloc(block.as_ptr(), layout) },
         }
+    }
+}
+
+impl OpMemory {
+    /// Whether an idle block of class `c` is kept rather than freed.
+    #[inline]
+    fn keep(&self, c: usize) -> bool {
+        self.classes.borrow().get(c).is_some_and(|idle| idle.len() * c * GRAIN < MAX_CACHED)
     }
 }
 

@@ -68,12 +68,19 @@ pub(crate) trait ErasedOp: RawOp {
 }
 
 /// Converts a raw completion result into an `io::Result`, naming the operation on error.
+#[inline]
 pub(crate) fn convert(name: &'static str, res: i32) -> io::Result<u32> {
     if res >= 0 {
         Ok(res as u32)
     } else {
-        Err(name_error(name, io::Error::from_raw_os_error(-res)))
+        Err(os_error(name, res))
     }
+}
+
+#[cold]
+#[inline(never)]
+fn os_error(name: &'static str, res: i32) -> io::Error {
+    name_error(name, io::Error::from_raw_os_error(-res))
 }
 
 /// An operation awaited by a future (or orphaned by one).
