@@ -97,10 +97,11 @@ impl<O: OpCode> Future for Op<O> {
                 else {
                     unreachable!("matched as submitted just above")
                 };
+                // The token's generation guarantees the slot is the one this future filled.
                 // SAFETY: still a live value (completed, out of the table).
-                let is_ours = unsafe { op.as_ref() }.as_any().is::<Plain<O>>();
-                assert!(is_ours, "a future's slot always holds the Plain<O> it submitted");
-                // SAFETY: from `poll_result`, and holding a `Plain<O>` (checked just above).
+                debug_assert!(unsafe { op.as_ref() }.as_any().is::<Plain<O>>());
+                // SAFETY: from `poll_result`, and holding the `Plain<O>` this future submitted
+                // under `token` (a reused key carries another generation).
                 let Plain(op) = unsafe { core.take_value::<Plain<O>>(op) };
                 Poll::Ready(op.complete(convert(O::NAME, res)))
             }
