@@ -1,6 +1,7 @@
 //! `proactor http`: a static file server on the proactor — the options, then the shared server
 //! plumbing (`crate::server`) with the HTTP connection loop (`crate::http::conn`).
 
+use crate::http::cache::FileCache;
 use crate::http::conn::{self, Settings};
 use crate::http::path::Root;
 use crate::http::request::Limits;
@@ -58,6 +59,11 @@ pub struct Args {
     /// Never use sendfile: every body goes through the buffer.
     #[arg(long)]
     no_sendfile: bool,
+
+    /// Open every file per request instead of keeping hot files open (and small ones in memory)
+    /// in a cache that inotify keeps fresh.
+    #[arg(long)]
+    no_file_cache: bool,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -70,7 +76,9 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     tracing::info!("http: serving {}", root.path().display());
-    let site = Rc::new(Site { root, list_dirs: args.list_dirs });
+    let cache = move |off: bool| if off { FileCache::disabled() } else { FileCache::new() };
+    let no_cache = args.no_file_cache;
+    let site = Rc::new(Site { root, list_dirs: args.list_dirs, cache: cache(no_cache) });
     let settings = Rc::new(Settings {
         limits: Limits::default(),
         header_timeout: args.header_timeout,
@@ -87,7 +95,7 @@ pub fn run(args: Args) -> ExitCode {
         let settings = Settings::clone(&settings);
         return crate::server::serve_threads("http", &args.server, default, move || {
             let site = match Root::open(&dir, follow) {
-                Ok(root) => Some(Rc::new(Site { root, list_dirs })),
+                Ok(root) => Some(Rc::new(Site { root, list_dirs, cache: cache(no_cache) })),
                 Err(e) => {
                     tracing::error!("http: cannot open {} on this thread: {e}", dir.display());
                     None

@@ -171,18 +171,27 @@ impl Connection {
                 Either::Right(()) => None,
             }
         };
-        let out = std::mem::take(&mut self.out);
-        let sending = send_all(self.sock.clone(), out, self.settings.send_timeout, 0);
-        let ((sent, out), received) = join(sending, receiving).await;
-        self.out = out;
-        sent?;
+        let received = if self.out.is_empty() {
+            receiving.await
+        } else {
+            let out = std::mem::take(&mut self.out);
+            let sending = send_all(self.sock.clone(), out, self.settings.send_timeout, 0);
+            let ((sent, out), received) = join(sending, receiving).await;
+            self.out = out;
+            sent?;
+            received
+        };
         let Some((res, buf)) = received else {
             return Ok(Received::Stopping);
         };
         self.reader.restore(buf.into_inner());
         match res {
             Ok(0) => Ok(Received::Eof),
-            Ok(_) => Ok(Received::Bytes),
+            Ok(_) => {
+                // What was just received is answered from files as they are now.
+                self.site.cache.refresh();
+                Ok(Received::Bytes)
+            }
             Err(e) if raw_os_error(&e) == Some(libc::ECANCELED) => Ok(Received::TimedOut),
             Err(e) if is_disconnect(&e) => Ok(Received::Eof),
             Err(e) => Err(e),
@@ -246,7 +255,7 @@ impl Connection {
     /// Copies a file part behind the queued head: each chunk is read into the free room of the
     /// output buffer and sent, so at most one buffer's worth of the file is in memory.
     async fn copy_file(&mut self, file: FileBody) -> io::Result<()> {
-        let fd = Rc::new(file.fd);
+        let fd = file.fd;
         let (mut offset, mut left) = (file.offset, file.len);
         let chunk = self.settings.chunk.max(MIN_READ);
         while left > 0 {
@@ -326,7 +335,10 @@ async fn send_all(
     timeout: Duration,
     flags: i32,
 ) -> (io::Result<()>, Vec<u8>) {
-    let mut sent = 0;
+    let mut sent = match send_now(&sock, &out, flags) {
+        Ok(n) => n,
+        Err(e) => return (Err(e), out),
+    };
     while sent < out.len() {
         let len = out.len();
         let send = op::Send::new(sock.clone(), out.slice(sent..len)).flags(flags);
@@ -344,6 +356,30 @@ async fn send_all(
     }
     out.clear();
     (Ok(()), out)
+}
+
+/// Sends as much of `buf` as the socket takes right now, without waiting: usually all of it, so
+/// a response costs one system call and no operation. The rest (if the send buffer is full) is
+/// left to a send operation.
+fn send_now(sock: &TcpStream, buf: &[u8], flags: i32) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < buf.len() {
+        let rest = &buf[sent..];
+        let flags = flags | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        // SAFETY: `rest` is valid for reads of its length for the duration of the call.
+        let n = unsafe { libc::send(sock.as_raw_fd(), rest.as_ptr().cast(), rest.len(), flags) };
+        if n >= 0 {
+            sent += n as usize;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) => break,
+            Some(libc::EINTR) => {}
+            _ => return Err(err),
+        }
+    }
+    Ok(sent)
 }
 
 /// Runs two futures at once until both are done; their outputs.

@@ -4,6 +4,7 @@
 // Called by `proactor bench http` (cli/src/cmd/bench.rs), wired in by the bench's owner.
 #[allow(dead_code)]
 pub mod bench;
+pub mod cache;
 pub mod conditional;
 pub mod conn;
 pub mod date;

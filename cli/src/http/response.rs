@@ -49,6 +49,12 @@ impl<'a> Head<'a> {
         Head { out }
     }
 
+    /// Adds ready-made header lines (each ending in CRLF).
+    pub fn raw(&mut self, lines: &[u8]) -> &mut Self {
+        self.out.extend_from_slice(lines);
+        self
+    }
+
     /// Adds one header field.
     pub fn header(&mut self, name: &str, value: impl std::fmt::Display) -> &mut Self {
         let _ = write!(self.out, "{name}: {value}\r\n");

@@ -1,14 +1,18 @@
 //! What to answer to one request: the method check, path resolution, directories (redirect,
 //! index, listing), validators and conditionals, ranges — ending in a response head written into
-//! the output buffer and, for a file, the part of it to send after the head.
+//! the output buffer and, for a file, the part of it to send after the head (or, for a small
+//! cached file, the body itself behind the head). Files come from the open-file cache when it
+//! has them (`cache.rs`).
 
-use super::conditional::{if_range_matches, not_modified, Validators};
+use super::cache::{FileCache, FileInfo};
+use super::conditional::{if_range_matches, not_modified};
 use super::listing;
 use super::path::{parse_target, OpenError, Opened, Root};
 use super::range::{parse_range, RangeOutcome};
 use super::request::{Method, Request};
 use super::response::{Head, Simple};
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 
 /// The site being served: the root and the options that change answers.
 pub struct Site {
@@ -16,12 +20,14 @@ pub struct Site {
     pub root: Root,
     /// Serve an HTML listing for a directory without `index.html` (else 404).
     pub list_dirs: bool,
+    /// Open files kept between requests.
+    pub cache: FileCache,
 }
 
 /// The part of a file to send after the head.
 pub struct FileBody {
     /// The open file.
-    pub fd: OwnedFd,
+    pub fd: Rc<OwnedFd>,
     /// First byte to send.
     pub offset: u64,
     /// How many bytes.
@@ -69,13 +75,21 @@ impl Site {
                 return Reply { status: s.status, keep_alive, body_len, file: None };
             }
         };
+        let key = if target.trailing_slash { index_rel(&target.rel) } else { target.rel.clone() };
+        if let Some(file) = self.cache.get(&key) {
+            return self.file(req, keep_alive, &file, out);
+        }
         let opened = match self.root.open_rel(&target.rel) {
             Ok(o) => o,
             Err(e) => return simple(out, Simple::error(open_status(e))),
         };
         match opened {
             Opened::File(_, _) if target.trailing_slash => simple(out, Simple::error(404)),
-            Opened::File(fd, st) => self.file(req, keep_alive, &target.rel, fd, &st, out),
+            Opened::File(fd, st) => {
+                let file = FileInfo::new(&target.rel, fd, &st);
+                let file = self.cache.offer(&self.root, &target.rel, file);
+                self.file(req, keep_alive, &file, out)
+            }
             Opened::Dir(_) if !target.trailing_slash => {
                 let mut location = format!("{}/", target.raw_path);
                 if let Some(q) = target.query {
@@ -90,13 +104,13 @@ impl Site {
                 )
             }
             Opened::Dir(dir) => {
-                let index = if target.rel == "." {
-                    "index.html".to_string()
-                } else {
-                    format!("{}/index.html", target.rel)
-                };
+                let index = index_rel(&target.rel);
                 match self.root.open_rel(&index) {
-                    Ok(Opened::File(fd, st)) => self.file(req, keep_alive, &index, fd, &st, out),
+                    Ok(Opened::File(fd, st)) => {
+                        let file = FileInfo::new(&index, fd, &st);
+                        let file = self.cache.offer(&self.root, &index, file);
+                        self.file(req, keep_alive, &file, out)
+                    }
                     Ok(Opened::Dir(_)) | Err(OpenError::NotFound) if self.list_dirs => {
                         let url_path =
                             format!("/{}", if target.rel == "." { "" } else { &target.rel });
@@ -124,29 +138,27 @@ impl Site {
         }
     }
 
-    /// A regular file: conditionals, range, then the head; the body is left to the caller.
+    /// A regular file: conditionals, range, then the head; a small cached body goes behind the
+    /// head, a larger one is left to the caller.
     fn file(
         &self,
         req: &Request,
         keep_alive: bool,
-        rel: &str,
-        fd: OwnedFd,
-        st: &libc::stat,
+        file: &Rc<FileInfo>,
         out: &mut Vec<u8>,
     ) -> Reply {
         let head_only = req.method == Method::Head;
-        let size = st.st_size as u64;
-        let v = Validators::new(st.st_ino, size, st.st_mtime, st.st_mtime_nsec);
-        let last_modified = v.last_modified();
-        if not_modified(req.if_none_match.as_deref(), req.if_modified_since.as_deref(), &v) {
+        let size = file.size;
+        let v = &file.validators;
+        if not_modified(req.if_none_match.as_deref(), req.if_modified_since.as_deref(), v) {
             let mut head = Head::start(out, 304);
-            head.header("ETag", &v.etag).header("Last-Modified", &last_modified);
+            head.header("ETag", &v.etag).header("Last-Modified", &file.last_modified);
             head.connection(keep_alive, req.minor).finish();
             return Reply { status: 304, keep_alive, body_len: 0, file: None };
         }
         let range = match (&req.range, &req.if_range) {
             (Some(r), None) => parse_range(r, size),
-            (Some(r), Some(ir)) if if_range_matches(ir, &v) => parse_range(r, size),
+            (Some(r), Some(ir)) if if_range_matches(ir, v) => parse_range(r, size),
             _ => RangeOutcome::Full,
         };
         let (status, offset, len) = match range {
@@ -164,24 +176,40 @@ impl Site {
                 };
             }
         };
-        let mime = mime_guess::from_path(rel).first_raw().unwrap_or("application/octet-stream");
         let mut head = Head::start(out, status);
-        head.header("Content-Type", mime)
-            .header("Content-Length", len)
-            .header("Last-Modified", &last_modified)
-            .header("ETag", &v.etag)
-            .header("Accept-Ranges", "bytes");
-        if status == 206 {
-            head.header(
-                "Content-Range",
-                format_args!("bytes {}-{}/{size}", offset, offset + len - 1),
-            );
+        if status == 200 {
+            head.raw(&file.headers);
+        } else {
+            head.header("Content-Type", file.mime)
+                .header("Content-Length", len)
+                .header("Last-Modified", &file.last_modified)
+                .header("ETag", &v.etag)
+                .header("Accept-Ranges", "bytes")
+                .header(
+                    "Content-Range",
+                    format_args!("bytes {}-{}/{size}", offset, offset + len - 1),
+                );
         }
         head.connection(keep_alive, req.minor).finish();
         if head_only || len == 0 {
             return Reply { status, keep_alive, body_len: 0, file: None };
         }
+        if let Some(body) = &file.body {
+            // In the cache: behind the head, so both leave in one send.
+            out.extend_from_slice(&body[offset as usize..(offset + len) as usize]);
+            return Reply { status, keep_alive, body_len: len, file: None };
+        }
+        let fd = file.fd.clone();
         Reply { status, keep_alive, body_len: len, file: Some(FileBody { fd, offset, len }) }
+    }
+}
+
+/// The path of a directory's `index.html`, for the directory `rel` (`.` for the root).
+fn index_rel(rel: &str) -> String {
+    if rel == "." {
+        "index.html".to_string()
+    } else {
+        format!("{rel}/index.html")
     }
 }
 

@@ -1,0 +1,180 @@
+//! The open-file cache of `proactor http` never serves a stale file: every way of changing a
+//! served file (rewrite, append, truncate, atomic rename over it, delete, a replaced directory on
+//! its path, a write through a hard link outside the root, a retargeted symlink) is seen by the
+//! very next request, with no pause in between, on a kept-alive connection and on a new one; on
+//! both drivers.
+
+mod http_support;
+
+use http_support::{pattern, Client, Fixture, Response, Server};
+use std::fs;
+use std::path::Path;
+
+fn get(c: &mut Client, path: &str) -> Response {
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    c.response(false)
+}
+
+/// Fetches `path` on the kept-alive client and on a fresh connection: both must be `want`.
+fn expect_body(srv: &Server, c: &mut Client, path: &str, want: &[u8]) {
+    for (which, resp) in [("kept-alive", get(c, path)), ("fresh", get(&mut srv.connect(), path))] {
+        assert_eq!(resp.status, 200, "{which} GET {path}");
+        assert_eq!(resp.header("content-length"), Some(want.len().to_string().as_str()));
+        assert!(resp.body == want, "{which} GET {path}: stale body ({} bytes)", resp.body.len());
+    }
+}
+
+fn expect_status(srv: &Server, c: &mut Client, path: &str, status: u16) {
+    assert_eq!(get(c, path).status, status, "kept-alive GET {path}");
+    assert_eq!(get(&mut srv.connect(), path).status, status, "fresh GET {path}");
+}
+
+/// Writes `bytes` into an existing file in place (same inode).
+fn rewrite(path: &Path, bytes: &[u8]) {
+    fs::write(path, bytes).unwrap();
+}
+
+http_test!(rewritten_files_are_served_fresh, |driver| {
+    let fx = Fixture::new();
+    let root = fx.root();
+    let srv = Server::start(&root, driver, &[]);
+    let mut c = srv.connect();
+    // Small (cached with its bytes) and large (cached descriptor only) files; many rounds with
+    // no pause between the change and the next request.
+    for (name, size) in [("small.txt", 100), ("large.bin", 200_000)] {
+        let path = root.join(name);
+        for round in 0..30usize {
+            let mut body = pattern(size + round);
+            body[0] = round as u8;
+            rewrite(&path, &body);
+            expect_body(&srv, &mut c, &format!("/{name}"), &body);
+            expect_body(&srv, &mut c, &format!("/{name}"), &body);
+        }
+        // Same length, different bytes: only the content (and the ETag) changes.
+        let before = get(&mut c, &format!("/{name}"));
+        let mut same_len = before.body.clone();
+        same_len[1] ^= 0xff;
+        rewrite(&path, &same_len);
+        let after = get(&mut c, &format!("/{name}"));
+        assert_eq!(after.body, same_len, "{name}: same-size rewrite not seen");
+        assert_ne!(before.header("etag"), after.header("etag"), "{name}: ETag did not change");
+        // Append and truncate in place.
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, b"appended").unwrap();
+        drop(f);
+        let mut grown = same_len.clone();
+        grown.extend_from_slice(b"appended");
+        expect_body(&srv, &mut c, &format!("/{name}"), &grown);
+        fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(10).unwrap();
+        expect_body(&srv, &mut c, &format!("/{name}"), &grown[..10]);
+    }
+});
+
+http_test!(replaced_and_deleted_files_are_served_fresh, |driver| {
+    let fx = Fixture::new();
+    let root = fx.root();
+    let srv = Server::start(&root, driver, &[]);
+    let mut c = srv.connect();
+    expect_body(&srv, &mut c, "/hello.txt", b"hello world\n");
+    // Atomic replace (write a temporary file, rename it over), repeatedly.
+    for round in 0..20 {
+        let body = format!("version {round}\n");
+        fs::write(root.join(".tmp"), &body).unwrap();
+        fs::rename(root.join(".tmp"), root.join("hello.txt")).unwrap();
+        expect_body(&srv, &mut c, "/hello.txt", body.as_bytes());
+    }
+    // Deleted: 404; created again: served.
+    fs::remove_file(root.join("hello.txt")).unwrap();
+    expect_status(&srv, &mut c, "/hello.txt", 404);
+    fs::write(root.join("hello.txt"), "back\n").unwrap();
+    expect_body(&srv, &mut c, "/hello.txt", b"back\n");
+    // A directory's index: replaced, then deleted (404 without --list-dirs).
+    expect_body(&srv, &mut c, "/dir/", b"<p>dir index</p>\n");
+    fs::write(root.join("dir/.new"), "<p>new index</p>\n").unwrap();
+    fs::rename(root.join("dir/.new"), root.join("dir/index.html")).unwrap();
+    expect_body(&srv, &mut c, "/dir/", b"<p>new index</p>\n");
+    fs::remove_file(root.join("dir/index.html")).unwrap();
+    expect_status(&srv, &mut c, "/dir/", 404);
+});
+
+http_test!(changed_directories_links_and_hard_links, |driver| {
+    let fx = Fixture::new();
+    let root = fx.root();
+    let srv = Server::start(&root, driver, &[]);
+    let mut c = srv.connect();
+    // A directory on the path replaced by another one holding a different file of that name.
+    expect_body(&srv, &mut c, "/plain/a.txt", b"a\n");
+    fs::rename(root.join("plain"), root.join("plain_old")).unwrap();
+    expect_status(&srv, &mut c, "/plain/a.txt", 404);
+    fs::create_dir(root.join("plain")).unwrap();
+    fs::write(root.join("plain/a.txt"), "other a\n").unwrap();
+    expect_body(&srv, &mut c, "/plain/a.txt", b"other a\n");
+    // Renamed back over the new one (rename(2) replaces an empty directory only, so move the
+    // new one away first): the old file again.
+    fs::rename(root.join("plain"), root.join("plain_new")).unwrap();
+    fs::rename(root.join("plain_old"), root.join("plain")).unwrap();
+    expect_body(&srv, &mut c, "/plain/a.txt", b"a\n");
+    // A hard link to a file outside the root, changed through the outside name.
+    let outside = fx.dir.path().join("outside.txt");
+    fs::write(&outside, "outside v1\n").unwrap();
+    fs::hard_link(&outside, root.join("linked.txt")).unwrap();
+    expect_body(&srv, &mut c, "/linked.txt", b"outside v1\n");
+    rewrite(&outside, b"outside v2, longer\n");
+    expect_body(&srv, &mut c, "/linked.txt", b"outside v2, longer\n");
+    // A symlink inside the root, retargeted.
+    expect_body(&srv, &mut c, "/link_in.txt", b"hello world\n");
+    fs::remove_file(root.join("link_in.txt")).unwrap();
+    std::os::unix::fs::symlink("plain/a.txt", root.join("link_in.txt")).unwrap();
+    expect_body(&srv, &mut c, "/link_in.txt", b"a\n");
+    // The symlink's target changed in place.
+    rewrite(&root.join("plain/a.txt"), b"a, changed\n");
+    expect_body(&srv, &mut c, "/link_in.txt", b"a, changed\n");
+});
+
+http_test!(many_files_and_ranges_from_the_cache, |driver| {
+    let fx = Fixture::new();
+    let root = fx.root();
+    // More files than the cache holds, two rounds: every body right.
+    fs::create_dir(root.join("many")).unwrap();
+    for i in 0..1200 {
+        fs::write(root.join(format!("many/{i}.txt")), format!("many {i}\n")).unwrap();
+    }
+    let srv = Server::start(&root, driver, &[]);
+    let mut c = srv.connect();
+    for _ in 0..2 {
+        for i in 0..1200 {
+            let resp = get(&mut c, &format!("/many/{i}.txt"));
+            assert_eq!(resp.text(), format!("many {i}\n"));
+        }
+    }
+    // Ranges, HEAD and 304 answered from a cached small file.
+    fs::write(root.join("r.txt"), "0123456789").unwrap();
+    expect_body(&srv, &mut c, "/r.txt", b"0123456789");
+    c.send(b"GET /r.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!((r.status, r.body.as_slice()), (206, b"234".as_slice()));
+    assert_eq!(r.header("content-range"), Some("bytes 2-4/10"));
+    c.send(b"HEAD /r.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let h = c.response(true);
+    assert_eq!((h.status, h.header("content-length")), (200, Some("10")));
+    let etag = h.header("etag").unwrap().to_string();
+    c.send(format!("GET /r.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n").as_bytes());
+    assert_eq!(c.response(false).status, 304);
+    // After a change the old ETag no longer matches.
+    rewrite(&root.join("r.txt"), b"abcdefghijk");
+    c.send(format!("GET /r.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n").as_bytes());
+    let r = c.response(false);
+    assert_eq!((r.status, r.body.as_slice()), (200, b"abcdefghijk".as_slice()));
+});
+
+http_test!(without_the_cache, |driver| {
+    let fx = Fixture::new();
+    let root = fx.root();
+    let srv = Server::start(&root, driver, &["--no-file-cache"]);
+    let mut c = srv.connect();
+    for round in 0..5 {
+        let body = format!("round {round}\n");
+        rewrite(&root.join("hello.txt"), body.as_bytes());
+        expect_body(&srv, &mut c, "/hello.txt", body.as_bytes());
+    }
+});
