@@ -7,6 +7,7 @@ use super::log;
 use super::request::{Limits, ParseError, RequestReader};
 use super::response::Simple;
 use super::serve::{FileBody, Site};
+use super::timer::{self, Watchdog};
 use crate::server::{race, Conn, Either};
 use proactor::op::{self, raw_os_error};
 use proactor::{submit, IoBuf};
@@ -51,7 +52,9 @@ const LINGER_BYTES: usize = 1 << 20;
 
 /// Serves one connection until it closes.
 pub async fn serve(site: Rc<Site>, settings: Rc<Settings>, stream: TcpStream, conn: Conn) {
+    let shortest = settings.header_timeout.min(settings.idle_timeout);
     let mut c = Connection {
+        watchdog: Watchdog::new(timer::tick_for(shortest)),
         reader: RequestReader::new(settings.limits),
         out: Vec::with_capacity(16 * 1024),
         sock: Rc::new(stream),
@@ -66,6 +69,8 @@ pub async fn serve(site: Rc<Site>, settings: Rc<Settings>, stream: TcpStream, co
 
 struct Connection {
     sock: Rc<TcpStream>,
+    /// The receive timeout (header or keep-alive idle), swept per thread.
+    watchdog: Watchdog,
     reader: RequestReader,
     /// Response bytes waiting to be sent, and the buffer file chunks are read into.
     out: Vec<u8>,
@@ -160,7 +165,8 @@ impl Connection {
     async fn receive(&mut self, wait: Duration, idle: bool) -> io::Result<Received> {
         let buf = self.reader.take_buffer(4096);
         let (len, cap) = (buf.len(), buf.capacity());
-        let recv = submit(op::Recv::new(self.sock.clone(), buf.slice(len..cap))).deadline(wait);
+        let mut recv = submit(op::Recv::new(self.sock.clone(), buf.slice(len..cap)));
+        self.watchdog.arm(Instant::now() + wait, recv.cancel_token());
         let stop = self.conn.shutdown();
         let receiving = async move {
             if !idle {
@@ -178,9 +184,13 @@ impl Connection {
             let sending = send_all(self.sock.clone(), out, self.settings.send_timeout, 0);
             let ((sent, out), received) = join(sending, receiving).await;
             self.out = out;
-            sent?;
+            if let Err(e) = sent {
+                self.watchdog.disarm();
+                return Err(e);
+            }
             received
         };
+        self.watchdog.disarm();
         let Some((res, buf)) = received else {
             return Ok(Received::Stopping);
         };

@@ -15,3 +15,4 @@ pub mod range;
 pub mod request;
 pub mod response;
 pub mod serve;
+pub mod timer;

@@ -1,0 +1,127 @@
+//! Coarse receive timeouts for connections: one sweep task per thread instead of a kernel timer
+//! per receive.
+//!
+//! A deadline on an operation (`Op::deadline`) costs a linked timeout on io_uring (an extra
+//! submission entry, an hrtimer armed and cancelled, a completion) and a heap entry on epoll —
+//! for every request, though almost none ever times out. Here a connection only writes its
+//! deadline and the receive's cancel token into its [`Watchdog`]; a sweep task wakes every
+//! `tick` and cancels the receives whose deadline has passed, which then complete with
+//! `ECANCELED` exactly as a linked timeout would make them. A timeout fires between its deadline
+//! and one tick later; the tick is a fraction of the shortest timeout (see [`tick_for`]).
+
+use proactor::CancelToken;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// The sweep period for timeouts of at least `shortest`: an eighth of it, between 5 ms and
+/// 250 ms (so a 10 s header timeout fires within 10.25 s).
+pub fn tick_for(shortest: Duration) -> Duration {
+    (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(250))
+}
+
+/// One connection's receive deadline, swept by its thread's sweep task while it exists.
+pub struct Watchdog {
+    clock: Rc<Clock>,
+    key: usize,
+}
+
+#[derive(Default)]
+struct Clock {
+    deadline: Cell<Option<Instant>>,
+    token: RefCell<Option<CancelToken>>,
+}
+
+/// The connections of one thread and whether their sweep task runs.
+#[derive(Default)]
+struct Sweep {
+    clocks: RefCell<Vec<Option<Rc<Clock>>>>,
+    free: RefCell<Vec<usize>>,
+    live: Cell<usize>,
+    running: Cell<bool>,
+    tick: Cell<Option<Duration>>,
+}
+
+thread_local! {
+    static SWEEP: Rc<Sweep> = Rc::default();
+}
+
+impl Watchdog {
+    /// Registers a connection on this thread's sweep (started if it is not running), which then
+    /// wakes at least every `tick`. Must be called on a running proactor.
+    pub fn new(tick: Duration) -> Watchdog {
+        let clock = Rc::new(Clock::default());
+        let key = SWEEP.with(|s| {
+            let key = match s.free.borrow_mut().pop() {
+                Some(k) => {
+                    s.clocks.borrow_mut()[k] = Some(clock.clone());
+                    k
+                }
+                None => {
+                    let mut clocks = s.clocks.borrow_mut();
+                    clocks.push(Some(clock.clone()));
+                    clocks.len() - 1
+                }
+            };
+            s.live.set(s.live.get() + 1);
+            s.tick.set(Some(s.tick.get().map_or(tick, |t| t.min(tick))));
+            if !s.running.replace(true) {
+                drop(proactor::spawn(sweep(s.clone())));
+            }
+            key
+        });
+        Watchdog { clock, key }
+    }
+
+    /// Cancels the receive behind `token` if it is still running at `deadline`.
+    pub fn arm(&self, deadline: Instant, token: CancelToken) {
+        self.clock.deadline.set(Some(deadline));
+        *self.clock.token.borrow_mut() = Some(token);
+    }
+
+    /// The receive finished: nothing to cancel.
+    pub fn disarm(&self) {
+        self.clock.deadline.set(None);
+        self.clock.token.borrow_mut().take();
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        SWEEP.with(|s| {
+            s.clocks.borrow_mut()[self.key] = None;
+            s.free.borrow_mut().push(self.key);
+            s.live.set(s.live.get() - 1);
+        });
+    }
+}
+
+/// Every tick, cancels the receives that are past their deadline; ends when no connection is
+/// left (the next one starts it again).
+async fn sweep(s: Rc<Sweep>) {
+    loop {
+        let tick = s.tick.get().unwrap_or(Duration::from_millis(250));
+        let _ = proactor::time::sleep(tick).await;
+        if s.live.get() == 0 {
+            s.running.set(false);
+            s.tick.set(None);
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<CancelToken> = s
+            .clocks
+            .borrow()
+            .iter()
+            .flatten()
+            .filter(|c| c.deadline.get().is_some_and(|d| d <= now))
+            .filter_map(|c| {
+                c.deadline.set(None);
+                c.token.borrow_mut().take()
+            })
+            .collect();
+        // Cancelled outside the borrow: a cancellation may complete the receive at once.
+        for token in due {
+            token.cancel();
+        }
+    }
+}
