@@ -21,6 +21,7 @@ mod poll;
 mod pooled;
 mod rw;
 mod splice;
+mod sync_range;
 mod timeout;
 mod udp;
 
@@ -32,6 +33,7 @@ pub use poll::PollReady;
 pub use pooled::RecvPooled;
 pub use rw::{Read, Readv, Write, Writev};
 pub use splice::Splice;
+pub use sync_range::SyncFileRange;
 pub use timeout::Timeout;
 pub use udp::{RecvFrom, SendTo};
 
