@@ -32,6 +32,10 @@ pub struct Args {
     /// Re-read the copy and compare SHA-256 hashes with the source before publishing it.
     #[arg(long)]
     verify: bool,
+    /// Copy through user-space buffers (overlapped reads and writes) even where the kernel
+    /// could copy the file itself (`copy_file_range`, used for files of 64 MiB and more).
+    #[arg(long)]
+    buffered: bool,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -73,6 +77,7 @@ pub fn run(args: Args) -> ExitCode {
             depth: args.depth as usize,
             direct: args.direct,
             verify: args.verify,
+            buffered: args.buffered,
             publish: true,
         },
         recursive: args.recursive,

@@ -2,17 +2,23 @@
 //! block-sized chunk at its own offset, completing in any order. Each chunk is written at the
 //! offset it was read from, so the copy is assembled correctly whatever the completion order.
 //!
+//! A large file is read as a few sequential streams (one open file description each, so each
+//! keeps its own readahead window) and, unless `--buffered`, `--direct` or `--verify`, copied
+//! chunk by chunk inside the kernel ([`KernelCopy`]); as each chunk lands, its write-back to the
+//! device starts (`sync_file_range`), so the final `fsync` has little left to wait for.
+//!
 //! The data goes to a [`Staged`] temporary file; metadata (permissions, modification time) is
 //! applied to it, it is synced, optionally verified against per-chunk SHA-256 hashes of the
 //! source, and only then published over DST.
 
 use super::alignbuf::{AlignedBuf, ALIGN};
 use super::extents::{self, Chunk};
+use super::kernel::{Chunked, KernelCopy};
 use super::progress::Progress;
 use super::staging::Staged;
 use super::{interrupted, CopyError};
 use proactor::buf::IoBuf;
-use proactor::op::{self, Fsync, OpenAt, Read, Statx, Write};
+use proactor::op::{self, Fsync, OpenAt, Read, Statx, SyncFileRange, Write};
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
@@ -32,6 +38,8 @@ pub struct Settings {
     pub direct: bool,
     /// Re-read the copy and compare hashes before publishing it.
     pub verify: bool,
+    /// Always copy through user-space buffers, never inside the kernel (`copy_file_range`).
+    pub buffered: bool,
     /// Sync and publish the file at once (a single copy); `false` leaves both to the caller
     /// (a tree copy syncs the whole filesystem once, then publishes every file).
     pub publish: bool,
@@ -100,18 +108,32 @@ pub async fn open_source(src: &Path, direct: bool) -> Result<(Rc<OwnedFd>, Sourc
 
 /// Everything the workers of one file share.
 struct Job {
-    src: Rc<OwnedFd>,
     dst: Rc<OwnedFd>,
     size: u64,
     chunks: Vec<Chunk>,
-    next: Cell<usize>,
+    /// The chunks cut into consecutive runs, one per read stream (see [`streams_for`]).
+    streams: Vec<Stream>,
     direct: bool,
+    /// Start write-back of each chunk as soon as it is written (see [`write_behind`]).
+    write_behind: bool,
+    /// Copies chunks inside the kernel, when used (see [`kernel_copy`]).
+    kernel: Option<KernelCopy>,
+    /// False once the kernel refused a chunk: buffers from then on.
+    kernel_ok: Cell<bool>,
     /// SHA-256 of each chunk of the source, when verifying.
     hashes: Option<RefCell<Vec<[u8; 32]>>>,
     error: RefCell<Option<CopyError>>,
     src_path: PathBuf,
     dst_path: PathBuf,
     progress: Progress,
+}
+
+/// One run of consecutive chunks, read in order through its own open file description of the
+/// source, so the kernel sees a plain sequential reader and keeps its readahead window wide.
+struct Stream {
+    src: Rc<OwnedFd>,
+    next: Cell<usize>,
+    end: usize,
 }
 
 impl Job {
@@ -121,8 +143,10 @@ impl Job {
             *slot = Some(e);
         }
     }
-    /// The next chunk to work on, or `None` when all are taken or the copy failed.
-    fn take(&self) -> Option<(usize, Chunk)> {
+    /// The next chunk to work on for a worker of stream `home` (another stream's when its own
+    /// is done) and the source descriptor to read it through, or `None` when all are taken or
+    /// the copy failed.
+    fn take(&self, home: usize) -> Option<(usize, Chunk, usize)> {
         if self.error.borrow().is_some() {
             return None;
         }
@@ -130,14 +154,33 @@ impl Job {
             self.fail(CopyError::Interrupted);
             return None;
         }
-        let i = self.next.get();
-        let c = *self.chunks.get(i)?;
-        self.next.set(i + 1);
-        Some((i, c))
+        let n = self.streams.len();
+        (0..n).map(|k| (home + k) % n).find_map(|k| {
+            let st = &self.streams[k];
+            let i = st.next.get();
+            if i >= st.end {
+                return None;
+            }
+            st.next.set(i + 1);
+            Some((i, self.chunks[i], k))
+        })
+    }
+    /// Starts over (for the verifying pass).
+    fn rewind(&self) {
+        let n = self.streams.len();
+        for (k, st) in self.streams.iter().enumerate() {
+            st.next.set(self.chunks.len() * k / n);
+        }
     }
     /// Bytes of `c` that lie inside the file (a direct-I/O chunk may reach past the end).
     fn data_len(&self, c: Chunk) -> usize {
         (c.len as u64).min(self.size.saturating_sub(c.offset)) as usize
+    }
+    fn shrank(&self) -> CopyError {
+        CopyError::msg(format!(
+            "source '{}' shrank while it was being copied",
+            self.src_path.display()
+        ))
     }
     fn read_error(&self, e: io::Error) -> CopyError {
         if self.direct && op::raw_os_error(&e) == Some(libc::EINVAL) {
@@ -203,20 +246,39 @@ async fn write_full(
 
 /// One worker: takes chunks until none are left; reads each from the source and writes it to
 /// the copy at the same offset.
-async fn copy_worker(job: Rc<Job>, mut buf: AlignedBuf) {
-    while let Some((i, c)) = job.take() {
+async fn copy_worker(job: Rc<Job>, home: usize, mut buf: AlignedBuf) {
+    while let Some((i, c, k)) = job.take(home) {
         let want = job.data_len(c);
-        let (res, b) = read_full(&job.src, buf, c.offset, want, c.len).await;
+        if let Some(kernel) = job.kernel.as_ref().filter(|_| job.kernel_ok.get()) {
+            match kernel.chunk(k, c.offset, want).await {
+                Ok(Chunked::Copied(n)) if n == want => {
+                    job.progress.inc(n as u64);
+                    continue;
+                }
+                Ok(Chunked::Copied(_)) => return job.fail(job.shrank()),
+                Ok(Chunked::Unsupported(e)) => {
+                    // Nothing was written: this chunk and the rest go through buffers.
+                    tracing::debug!("copy_file_range refused ({e}); copying through buffers");
+                    job.kernel_ok.set(false);
+                }
+                Err(e) => {
+                    let what = format!(
+                        "error copying '{}' to '{}'",
+                        job.src_path.display(),
+                        job.dst_path.display()
+                    );
+                    return job.fail(CopyError::io(what, e));
+                }
+            }
+        }
+        let (res, b) = read_full(&job.streams[k].src, buf, c.offset, want, c.len).await;
         buf = b;
         let got = match res {
             Ok(n) => n,
             Err(e) => return job.fail(job.read_error(e)),
         };
         if got < want {
-            return job.fail(CopyError::msg(format!(
-                "source '{}' shrank while it was being copied",
-                job.src_path.display()
-            )));
+            return job.fail(job.shrank());
         }
         if let Some(h) = &job.hashes {
             h.borrow_mut()[i] = Sha256::digest(&buf.as_slice()[..got]).into();
@@ -234,13 +296,19 @@ async fn copy_worker(job: Rc<Job>, mut buf: AlignedBuf) {
         if let Err(e) = res {
             return job.fail(job.write_error(e));
         }
+        if job.write_behind {
+            // Start writing this chunk to the device now, so the final fsync has little left
+            // to wait for. Only a hint: the fsync reports any write error.
+            let _ =
+                proactor::submit(SyncFileRange::write(job.dst.clone(), c.offset, len as u32)).await;
+        }
         job.progress.inc(got as u64);
     }
 }
 
 /// One verifying worker: re-reads chunks of the copy and compares their hashes.
-async fn verify_worker(job: Rc<Job>, mut buf: AlignedBuf) {
-    while let Some((i, c)) = job.take() {
+async fn verify_worker(job: Rc<Job>, home: usize, mut buf: AlignedBuf) {
+    while let Some((i, c, _)) = job.take(home) {
         let want = job.data_len(c);
         let (res, b) = read_full(&job.dst, buf, c.offset, want, c.len).await;
         buf = b;
@@ -264,13 +332,14 @@ async fn verify_worker(job: Rc<Job>, mut buf: AlignedBuf) {
 /// Runs `workers` copies of a worker over the job's chunks and waits for all of them.
 async fn run_workers(job: &Rc<Job>, workers: usize, block: usize, verify: bool) {
     let mut handles = Vec::with_capacity(workers);
-    for _ in 0..workers {
+    for w in 0..workers {
         let buf = AlignedBuf::new(block);
         let job = job.clone();
+        let home = w % job.streams.len();
         handles.push(if verify {
-            proactor::spawn(verify_worker(job, buf))
+            proactor::spawn(verify_worker(job, home, buf))
         } else {
-            proactor::spawn(copy_worker(job, buf))
+            proactor::spawn(copy_worker(job, home, buf))
         });
     }
     for h in handles {
@@ -286,6 +355,104 @@ fn sys(ret: libc::c_int) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Files at least this large are read as several sequential streams.
+const STREAMS_MIN: u64 = 64 << 20;
+
+/// How many sequential read streams to cut a file into. One reader at a time through one open
+/// file keeps the kernel's readahead working on one window; a virtual or striped disk serves
+/// two to four such windows at once faster than one (measured: a 2 GiB file evicted from the
+/// page cache read by one `dd` in 3.3 s, by two on halves in 2.2 s, by four in 2.0 s).
+fn streams_for(settings: &Settings, size: u64, workers: usize) -> usize {
+    if settings.direct || size < STREAMS_MIN {
+        return 1;
+    }
+    workers.min(4)
+}
+
+/// The source's read streams: the first reuses `src`, the others reopen the same file (through
+/// `/proc/self/fd`, so a rename of SRC meanwhile cannot substitute another file; any failure
+/// just means fewer streams). Each asks for sequential readahead.
+fn open_streams(
+    src: &Rc<OwnedFd>,
+    info: &SourceInfo,
+    settings: &Settings,
+    chunks: usize,
+    workers: usize,
+) -> Vec<Stream> {
+    let want = streams_for(settings, info.size, workers).min(chunks.max(1));
+    let mut fds = vec![src.clone()];
+    while fds.len() < want {
+        match reopen(src.as_raw_fd(), info.id) {
+            Some(fd) => fds.push(Rc::new(fd)),
+            None => break,
+        }
+    }
+    let n = fds.len();
+    fds.into_iter()
+        .enumerate()
+        .map(|(k, src)| {
+            if !settings.direct {
+                // SAFETY: posix_fadvise takes no pointers.
+                unsafe { libc::posix_fadvise(src.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+            }
+            Stream { src, next: Cell::new(chunks * k / n), end: chunks * (k + 1) / n }
+        })
+        .collect()
+}
+
+/// A second open file description of the open file `fd` (read-only), checked to be the same
+/// file (`id`: device and inode).
+fn reopen(fd: RawFd, id: (u64, u64)) -> Option<OwnedFd> {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).ok()?;
+    // SAFETY: `path` is a NUL-terminated string; open returns a new descriptor or -1.
+    let new = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if new < 0 {
+        return None;
+    }
+    // SAFETY: `new` is a fresh descriptor that nothing else owns.
+    let new = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) };
+    // SAFETY: fstat writes into the zeroed local `st`.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat record.
+    if unsafe { libc::fstat(new.as_raw_fd(), &mut st) } != 0 || (st.st_dev, st.st_ino) != id {
+        return None;
+    }
+    Some(new)
+}
+
+/// Whether to copy inside the kernel ([`KernelCopy`]): a large file (as for several streams),
+/// not with `--direct` (its own aligned path) nor `--verify` (which hashes the source's bytes as
+/// they pass through user memory), nor with `--buffered`. A pool that cannot be started means buffers.
+fn kernel_copy(
+    settings: &Settings,
+    size: u64,
+    streams: &[Stream],
+    dst: &Rc<OwnedFd>,
+    depth: usize,
+    write_behind: bool,
+) -> Option<KernelCopy> {
+    if settings.buffered || settings.direct || settings.verify || size < STREAMS_MIN {
+        return None;
+    }
+    let srcs: Vec<&OwnedFd> = streams.iter().map(|s| &*s.src).collect();
+    KernelCopy::new(&srcs, dst, depth, write_behind)
+        .map_err(|e| tracing::debug!("no copy threads ({e}); copying through buffers"))
+        .ok()
+}
+
+/// Files at least this large start write-back chunk by chunk while they are copied.
+const WRITE_BEHIND_MIN: u64 = 8 << 20;
+
+/// Whether to start write-back of each chunk as soon as it is written (`sync_file_range`
+/// `SYNC_FILE_RANGE_WRITE`): for a large file synced at the end of its own copy. Under the
+/// kernel's dirty-page thresholds nothing would reach the device until the final `fsync`, which
+/// would then wait for the whole file while the source's device sat idle; started early, the
+/// writes overlap the reads. Not for `--direct` (its writes reach the device already), nor for
+/// a tree's small files (synced together with one `syncfs`).
+fn write_behind(settings: &Settings, size: u64) -> bool {
+    settings.publish && !settings.direct && size >= WRITE_BEHIND_MIN
 }
 
 /// Test hook: `PROACTOR_COPY_FAULT=flip-byte` corrupts one byte of the written copy after it
@@ -332,11 +499,6 @@ pub async fn copy_open(
         })?;
     let dst = staged.fd();
 
-    if !settings.direct {
-        // Several chunks are read at once: ask for a large readahead window.
-        // SAFETY: posix_fadvise takes no pointers.
-        unsafe { libc::posix_fadvise(src.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
-    }
     let extents = extents::data_extents(src.as_raw_fd(), info.size)
         .map_err(|e| CopyError::io(format!("cannot map '{}'", src_path.display()), e))?;
     let align = settings.direct.then_some(ALIGN as u64);
@@ -344,13 +506,18 @@ pub async fn copy_open(
     let workers = settings.depth.min(chunks.len()).max(1);
     let block = settings.block.min(info.size.div_ceil(ALIGN as u64) as usize * ALIGN).max(ALIGN);
     let hashes = settings.verify.then(|| RefCell::new(vec![[0u8; 32]; chunks.len()]));
+    let streams = open_streams(&src, info, settings, chunks.len(), workers);
+    let write_behind = write_behind(settings, info.size);
+    let kernel = kernel_copy(settings, info.size, &streams, &dst, workers, write_behind);
     let job = Rc::new(Job {
-        src,
         dst: dst.clone(),
         size: info.size,
         chunks,
-        next: Cell::new(0),
+        streams,
         direct: settings.direct,
+        write_behind,
+        kernel,
+        kernel_ok: Cell::new(true),
         hashes,
         error: RefCell::new(None),
         src_path: src_path.to_path_buf(),
@@ -393,7 +560,7 @@ pub async fn copy_open(
         // Drop the cached pages so the check reads what reached the device.
         // SAFETY: posix_fadvise takes no pointers.
         unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
-        job.next.set(0);
+        job.rewind();
         if !job.chunks.is_empty() {
             run_workers(&job, workers, block, true).await;
         }

@@ -8,6 +8,7 @@ pub mod alignbuf;
 pub mod bench;
 pub mod extents;
 pub mod file;
+pub mod kernel;
 pub mod progress;
 pub mod staging;
 pub mod tree;
