@@ -163,6 +163,47 @@ both_drivers!(one_gib_random, |driver: &str| {
     assert_same(&odd, &dst);
 });
 
+both_drivers!(kernel_and_buffered_paths_agree, |driver: &str| {
+    // 96 MiB and change: large enough for several read streams and the in-kernel copy.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big");
+    random_file(&src, 96 * MIB + 777, 5);
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o604)).unwrap();
+    set_mtime(&src, 1_200_000_000, 5);
+    let variants: [&[&str]; 4] = [
+        &[],
+        &["--buffered"],
+        &["--block", "3M", "--depth", "3"],
+        &["--buffered", "--block", "1000000", "--depth", "5", "--verify"],
+    ];
+    for (i, args) in variants.iter().enumerate() {
+        let dst = dir.path().join(format!("copy{i}"));
+        copy_ok(driver, args, &src, &dst);
+        assert_same(&src, &dst);
+        let m = fs::metadata(&dst).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o604, "permissions preserved ({args:?})");
+        assert_eq!(m.mtime(), 1_200_000_000, "mtime preserved ({args:?})");
+        fs::remove_file(&dst).unwrap();
+    }
+    assert!(temp_files(dir.path()).is_empty());
+});
+
+both_drivers!(no_space_in_kernel_copy, |driver: &str| {
+    // Source and copy on one small tmpfs, so copy_file_range works between them until the
+    // space runs out.
+    let Some(small) = SmallFs::mount_size("100m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let src = small.dir.path().join("src");
+    random_file(&src, 70 * MIB, 8);
+    let dst = small.dir.path().join("dst");
+    let err = copy_err(driver, &[], &src, &dst);
+    assert!(err.contains("no space left on device"), "{err}");
+    assert!(!dst.exists(), "no DST after a failed copy");
+    assert_eq!(fs::read_dir(small.dir.path()).unwrap().count(), 1, "only the source is left");
+});
+
 both_drivers!(sparse_stays_sparse, |driver: &str| {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("sparse"), dir.path().join("sparse.copy"));
@@ -264,9 +305,12 @@ struct SmallFs {
 
 impl SmallFs {
     fn mount() -> Option<SmallFs> {
+        Self::mount_size("1m")
+    }
+    fn mount_size(size: &str) -> Option<SmallFs> {
         let dir = tempfile::tempdir().unwrap();
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
             .status()
             .is_ok_and(|s| s.success());
