@@ -8,7 +8,7 @@ use super::request::{Limits, ParseError, RequestReader};
 use super::response::Simple;
 use super::serve::{FileBody, Site};
 use super::timer::{self, Watchdog};
-use crate::server::{race, Conn, Either};
+use crate::server::Conn;
 use proactor::op::{self, raw_os_error};
 use proactor::{submit, IoBuf};
 use std::future::{poll_fn, Future};
@@ -54,7 +54,7 @@ const LINGER_BYTES: usize = 1 << 20;
 pub async fn serve(site: Rc<Site>, settings: Rc<Settings>, stream: TcpStream, conn: Conn) {
     let shortest = settings.header_timeout.min(settings.idle_timeout);
     let mut c = Connection {
-        watchdog: Watchdog::new(timer::tick_for(shortest)),
+        watchdog: Watchdog::new(timer::tick_for(shortest), conn.shutdown()),
         reader: RequestReader::new(settings.limits),
         out: Vec::with_capacity(16 * 1024),
         sock: Rc::new(stream),
@@ -140,7 +140,7 @@ impl Connection {
             };
             match self.receive(wait, !in_request).await? {
                 Received::Bytes => {}
-                Received::Eof | Received::Stopping => return Ok(End::Close),
+                Received::Eof => return Ok(End::Close),
                 Received::TimedOut if started.is_some() => {
                     return Ok(self.refuse(ParseError { status: 408, why: "request timeout" }));
                 }
@@ -160,29 +160,23 @@ impl Connection {
     }
 
     /// Sends what is queued and receives more request bytes, waiting at most `wait` for them;
-    /// when `idle`, the server's stop event ends the wait too. The send and the receive are
-    /// submitted together, so answering and waiting for the next request cost one trip.
+    /// when `idle`, the server's stop ends the wait too. What is queued goes out at once with a
+    /// direct send; only what the socket did not take waits in a send operation, submitted
+    /// together with the receive.
     async fn receive(&mut self, wait: Duration, idle: bool) -> io::Result<Received> {
+        let sent = send_now(&self.sock, &self.out, 0)?;
+        self.out.drain(..sent);
         let buf = self.reader.take_buffer(4096);
         let (len, cap) = (buf.len(), buf.capacity());
         let mut recv = submit(op::Recv::new(self.sock.clone(), buf.slice(len..cap)));
-        self.watchdog.arm(Instant::now() + wait, recv.cancel_token());
-        let stop = self.conn.shutdown();
-        let receiving = async move {
-            if !idle {
-                return Some(recv.await);
-            }
-            match race(recv, stop.wait()).await {
-                Either::Left(out) => Some(out),
-                Either::Right(()) => None,
-            }
-        };
-        let received = if self.out.is_empty() {
-            receiving.await
+        // The sweep cancels the receive at its deadline, or (when idle) as the server stops.
+        self.watchdog.arm(Instant::now() + wait, idle, recv.cancel_token());
+        let (res, buf) = if self.out.is_empty() {
+            recv.await
         } else {
             let out = std::mem::take(&mut self.out);
             let sending = send_all(self.sock.clone(), out, self.settings.send_timeout, 0);
-            let ((sent, out), received) = join(sending, receiving).await;
+            let ((sent, out), received) = join(sending, recv).await;
             self.out = out;
             if let Err(e) = sent {
                 self.watchdog.disarm();
@@ -191,9 +185,6 @@ impl Connection {
             received
         };
         self.watchdog.disarm();
-        let Some((res, buf)) = received else {
-            return Ok(Received::Stopping);
-        };
         self.reader.restore(buf.into_inner());
         match res {
             Ok(0) => Ok(Received::Eof),
@@ -202,6 +193,7 @@ impl Connection {
                 self.site.cache.refresh();
                 Ok(Received::Bytes)
             }
+            // Cancelled by the sweep: the deadline passed, or the server stops.
             Err(e) if raw_os_error(&e) == Some(libc::ECANCELED) => Ok(Received::TimedOut),
             Err(e) if is_disconnect(&e) => Ok(Received::Eof),
             Err(e) => Err(e),
@@ -443,8 +435,8 @@ fn read_cached(fd: &OwnedFd, out: &mut Vec<u8>, want: usize, offset: u64) -> Opt
 enum Received {
     Bytes,
     Eof,
+    /// The deadline passed (or, while idle, the server is stopping).
     TimedOut,
-    Stopping,
 }
 
 fn is_disconnect(e: &io::Error) -> bool {

@@ -40,8 +40,12 @@ impl<'a> Head<'a> {
     /// Starts a response: status line, `Date` and `Server`.
     pub fn start(out: &'a mut Vec<u8>, status: u16) -> Self {
         out.extend_from_slice(b"HTTP/1.1 ");
-        let _ = write!(out, "{status} {}\r\n", reason(status));
-        out.extend_from_slice(b"Server: ");
+        let digits = [b'0' + (status / 100 % 10) as u8, b'0' + (status / 10 % 10) as u8];
+        out.extend_from_slice(&digits);
+        out.push(b'0' + (status % 10) as u8);
+        out.push(b' ');
+        out.extend_from_slice(reason(status).as_bytes());
+        out.extend_from_slice(b"\r\nServer: ");
         out.extend_from_slice(SERVER.as_bytes());
         out.extend_from_slice(b"\r\nDate: ");
         date::with_now(|d| out.extend_from_slice(d.as_bytes()));

@@ -75,8 +75,12 @@ impl Site {
                 return Reply { status: s.status, keep_alive, body_len, file: None };
             }
         };
-        let key = if target.trailing_slash { index_rel(&target.rel) } else { target.rel.clone() };
-        if let Some(file) = self.cache.get(&key) {
+        let cached = if target.trailing_slash {
+            self.cache.get(&index_rel(&target.rel))
+        } else {
+            self.cache.get(&target.rel)
+        };
+        if let Some(file) = cached {
             return self.file(req, keep_alive, &file, out);
         }
         let opened = match self.root.open_rel(&target.rel) {

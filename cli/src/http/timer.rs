@@ -8,7 +8,12 @@
 //! `tick` and cancels the receives whose deadline has passed, which then complete with
 //! `ECANCELED` exactly as a linked timeout would make them. A timeout fires between its deadline
 //! and one tick later; the tick is a fraction of the shortest timeout (see [`tick_for`]).
+//!
+//! The sweep also ends idle waits when the server stops: it alone waits on the stop event and
+//! then cancels every receive armed as idle, so a connection does not register a waiter on the
+//! event for each request.
 
+use crate::server::{race, Event};
 use proactor::CancelToken;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -29,6 +34,8 @@ pub struct Watchdog {
 #[derive(Default)]
 struct Clock {
     deadline: Cell<Option<Instant>>,
+    /// Waiting for the next request (not inside one): the server's stop ends the wait too.
+    idle: Cell<bool>,
     token: RefCell<Option<CancelToken>>,
 }
 
@@ -40,6 +47,8 @@ struct Sweep {
     live: Cell<usize>,
     running: Cell<bool>,
     tick: Cell<Option<Duration>>,
+    /// The server's stop event.
+    stop: RefCell<Option<Event>>,
 }
 
 thread_local! {
@@ -48,8 +57,8 @@ thread_local! {
 
 impl Watchdog {
     /// Registers a connection on this thread's sweep (started if it is not running), which then
-    /// wakes at least every `tick`. Must be called on a running proactor.
-    pub fn new(tick: Duration) -> Watchdog {
+    /// wakes at least every `tick` and when `stop` is set. Must be called on a running proactor.
+    pub fn new(tick: Duration, stop: &Event) -> Watchdog {
         let clock = Rc::new(Clock::default());
         let key = SWEEP.with(|s| {
             let key = match s.free.borrow_mut().pop() {
@@ -65,6 +74,7 @@ impl Watchdog {
             };
             s.live.set(s.live.get() + 1);
             s.tick.set(Some(s.tick.get().map_or(tick, |t| t.min(tick))));
+            s.stop.borrow_mut().get_or_insert_with(|| stop.clone());
             if !s.running.replace(true) {
                 drop(proactor::spawn(sweep(s.clone())));
             }
@@ -73,9 +83,11 @@ impl Watchdog {
         Watchdog { clock, key }
     }
 
-    /// Cancels the receive behind `token` if it is still running at `deadline`.
-    pub fn arm(&self, deadline: Instant, token: CancelToken) {
+    /// Cancels the receive behind `token` if it is still running at `deadline` — or, if `idle`,
+    /// when the server stops.
+    pub fn arm(&self, deadline: Instant, idle: bool, token: CancelToken) {
         self.clock.deadline.set(Some(deadline));
+        self.clock.idle.set(idle);
         *self.clock.token.borrow_mut() = Some(token);
     }
 
@@ -99,21 +111,27 @@ impl Drop for Watchdog {
 /// Every tick, cancels the receives that are past their deadline; ends when no connection is
 /// left (the next one starts it again).
 async fn sweep(s: Rc<Sweep>) {
+    let stop = s.stop.borrow().clone().unwrap_or_default();
     loop {
         let tick = s.tick.get().unwrap_or(Duration::from_millis(250));
-        let _ = proactor::time::sleep(tick).await;
+        if stop.is_set() {
+            let _ = proactor::time::sleep(tick).await;
+        } else {
+            let _ = race(proactor::time::sleep(tick), stop.wait()).await;
+        }
         if s.live.get() == 0 {
             s.running.set(false);
             s.tick.set(None);
             return;
         }
         let now = Instant::now();
+        let stopping = stop.is_set();
         let due: Vec<CancelToken> = s
             .clocks
             .borrow()
             .iter()
             .flatten()
-            .filter(|c| c.deadline.get().is_some_and(|d| d <= now))
+            .filter(|c| c.deadline.get().is_some_and(|d| d <= now || (stopping && c.idle.get())))
             .filter_map(|c| {
                 c.deadline.set(None);
                 c.token.borrow_mut().take()
