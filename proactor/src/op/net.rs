@@ -9,6 +9,10 @@ use std::io;
 use std::net::Shutdown as How;
 use std::os::fd::{FromRawFd, OwnedFd};
 
+/// `IORING_RECVSEND_POLL_FIRST` (linux/io_uring.h, since 5.19), a receive's `ioprio` flag; the
+/// io-uring crate keeps its copy private.
+const RECVSEND_POLL_FIRST: u16 = 1;
+
 /// Receives into `buf` (up to its capacity). `Ok(0)` means the peer closed its side.
 pub struct Recv<F, B> {
     fd: F,
@@ -16,12 +20,22 @@ pub struct Recv<F, B> {
     flags: i32,
     /// Bytes already received by earlier non-blocking tries of a `MSG_WAITALL` receive (epoll).
     got: usize,
+    /// Wait for data before the first attempt (io_uring `IORING_RECVSEND_POLL_FIRST`).
+    poll_first: bool,
 }
 
 impl<F: IoFd, B: IoBufMut> Recv<F, B> {
     /// A receive with no flags.
     pub fn new(fd: F, buf: B) -> Self {
-        Recv { fd, buf, flags: 0, got: 0 }
+        Recv { fd, buf, flags: 0, got: 0, poll_first: false }
+    }
+    /// Hints that the socket is most likely empty now (the peer is answering what was just
+    /// sent): on io_uring the kernel then waits for data before trying the receive
+    /// (`IORING_RECVSEND_POLL_FIRST`, Linux 5.19 and later), skipping an
+    /// attempt bound to fail. The epoll emulation ignores it. Either way the result is the same.
+    pub fn poll_first(mut self, on: bool) -> Self {
+        self.poll_first = on;
+        self
     }
     /// Sets `MSG_*` flags (for example `MSG_PEEK`).
     pub fn flags(mut self, flags: i32) -> Self {
@@ -38,6 +52,7 @@ impl<F: IoFd, B: IoBufMut> OpCode for Recv<F, B> {
         let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
         opcode::Recv::new(types::Fd(self.fd.raw_fd()), self.buf.stable_mut_ptr(), len)
             .flags(self.flags)
+            .ioprio(if self.poll_first { RECVSEND_POLL_FIRST } else { 0 })
             .build()
     }
     fn emulation(&self) -> Emulation {
