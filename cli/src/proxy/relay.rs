@@ -2,40 +2,43 @@
 //! other, until end of stream, which is passed on as a half-close (`shutdown(SHUT_WR)`).
 //!
 //! Backpressure is structural: a direction owns exactly two buffers. While one is being sent,
-//! the next receive fills the other; the direction receives again only when the previous send
-//! has finished. A slow receiver therefore slows its sender through TCP flow control, and the
-//! proxy never holds more than two buffers per direction, whatever the traffic.
+//! the next receive fills the other; a filled buffer waits for the previous send to finish, and
+//! no receive starts until a buffer is free. A slow receiver therefore slows its sender through
+//! TCP flow control, and the proxy never holds more than two buffers per direction, whatever
+//! the traffic.
 //!
 //! With `--splice`, the bytes go through a pipe inside the kernel instead (socket → pipe →
 //! socket), never through user memory; the pipe's size bounds what is in flight.
 
+use proactor::buf::Slice;
 use proactor::op::{self, PollReady, Recv, Send, Shutdown, Splice};
+use proactor::IoBuf;
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown as How, TcpStream};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::task::Poll;
-use std::time::Instant;
+use std::task::{Context, Poll};
 
 /// Counters a direction updates as it goes, read by the connection's log line and idle timer.
 pub struct Traffic {
     /// Bytes moved in this direction so far.
     pub bytes: Cell<u64>,
-    /// When this direction last moved a byte.
-    pub last: Rc<Cell<Instant>>,
+    /// Completed transfers on the whole connection (shared by both directions): the idle timer
+    /// only needs to see it change, which costs no clock read per transfer.
+    pub activity: Rc<Cell<u64>>,
 }
 
 impl Traffic {
-    /// New counters sharing the connection's activity clock.
-    pub fn new(last: Rc<Cell<Instant>>) -> Traffic {
-        Traffic { bytes: Cell::new(0), last }
+    /// New counters sharing the connection's activity count.
+    pub fn new(activity: Rc<Cell<u64>>) -> Traffic {
+        Traffic { bytes: Cell::new(0), activity }
     }
     fn moved(&self, n: usize) {
         self.bytes.set(self.bytes.get() + n as u64);
-        self.last.set(Instant::now());
+        self.activity.set(self.activity.get().wrapping_add(1));
     }
 }
 
@@ -67,31 +70,6 @@ where
     .await
 }
 
-/// Sends all of `buf`, continuing after partial sends. Gives the buffer back, emptied.
-async fn send_all(to: &Rc<TcpStream>, mut buf: Vec<u8>, traffic: &Traffic) -> io::Result<Vec<u8>> {
-    let len = buf.len();
-    let mut sent = 0;
-    while sent < len {
-        let (res, slice) =
-            proactor::submit(Send::new(to.clone(), proactor::IoBuf::slice(buf, sent..len))).await;
-        buf = slice.into_inner();
-        let n = res?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        sent += n;
-        traffic.moved(n);
-    }
-    buf.clear();
-    Ok(buf)
-}
-
-/// Receives into the (empty) buffer: the count and the buffer.
-async fn recv(from: &Rc<TcpStream>, buf: Vec<u8>) -> io::Result<(usize, Vec<u8>)> {
-    let (res, buf) = proactor::submit(Recv::new(from.clone(), buf)).await;
-    Ok((res?, buf))
-}
-
 /// Passes on end of stream: no more bytes will be sent toward `to`.
 pub async fn half_close(to: &Rc<TcpStream>) -> io::Result<()> {
     match proactor::submit(Shutdown::new(to.clone(), How::Write)).await {
@@ -101,26 +79,167 @@ pub async fn half_close(to: &Rc<TcpStream>) -> io::Result<()> {
     }
 }
 
+type RecvOp = proactor::Op<Recv<Rc<TcpStream>, Vec<u8>>>;
+type SendOp = proactor::Op<Send<Rc<TcpStream>, Slice<Vec<u8>>>>;
+type ShutdownOp = proactor::Op<Shutdown<Rc<TcpStream>>>;
+
+/// One direction relayed through two buffers: `from` → `to` until `from` ends, then `to` is
+/// half-closed. Written as a plain state machine rather than an `async` loop because it runs
+/// for every relayed message: each wake-up looks at the (at most two) operations in flight,
+/// and as soon as a receive completes, the send of its bytes and the next receive (into the
+/// other buffer, if it is free) are both started in the same turn of the run loop.
+///
+/// Buffers are never more than two: one being sent (or waiting to be), the other receiving.
+/// A buffer that was filled while the previous send still runs waits for it; no receive is
+/// started until a buffer is free again, so a slow receiver slows its sender.
+pub struct Flow<'a> {
+    from: Rc<TcpStream>,
+    to: Rc<TcpStream>,
+    traffic: &'a Traffic,
+    recv: Option<RecvOp>,
+    send: Option<SendOp>,
+    shutdown: Option<ShutdownOp>,
+    /// Free buffers (empty).
+    spare: Vec<Vec<u8>>,
+    /// A filled buffer waiting for the send in flight to finish.
+    queued: Option<Vec<u8>>,
+    /// The last receive came back short: the socket is most likely empty now.
+    drained: bool,
+    /// `from` has ended.
+    eof: bool,
+    done: bool,
+}
+
 /// Relays `from` → `to` with two buffers of `size` bytes until `from` ends, then half-closes
-/// `to`.
-pub async fn buffered(
+/// `to` (see [`Flow`]).
+pub fn buffered(
     from: Rc<TcpStream>,
     to: Rc<TcpStream>,
     size: usize,
     traffic: &Traffic,
-) -> io::Result<()> {
-    let (mut filling, mut draining) = (Vec::with_capacity(size), Vec::with_capacity(size));
-    loop {
-        // Receive into one buffer while the other is sent.
-        let ((n, filled), drained) =
-            try_join(recv(&from, filling), send_all(&to, draining, traffic)).await?;
-        if n == 0 {
-            break;
-        }
-        filling = drained;
-        draining = filled;
+) -> Flow<'_> {
+    Flow {
+        from,
+        to,
+        traffic,
+        recv: None,
+        send: None,
+        shutdown: None,
+        spare: vec![Vec::with_capacity(size), Vec::with_capacity(size)],
+        queued: None,
+        drained: false,
+        eof: false,
+        done: false,
     }
-    half_close(&to).await
+}
+
+/// Polls a freshly made operation once, which submits it: inside a running proactor its result
+/// only comes in a later turn. `None` if it finished at once anyway (no proactor running).
+fn started<O: proactor::op::OpCode>(
+    mut op: proactor::Op<O>,
+    cx: &mut Context<'_>,
+) -> Option<proactor::Op<O>> {
+    match Pin::new(&mut op).poll(cx) {
+        Poll::Pending => Some(op),
+        Poll::Ready(_) => None,
+    }
+}
+
+/// The error of an operation that could not be started (see [`started`]).
+fn not_started() -> io::Error {
+    io::Error::other("no proactor is running on this thread")
+}
+
+impl Flow<'_> {
+    /// Sends the initialised bytes of `buf` from `begin`.
+    fn start_send(&mut self, buf: Vec<u8>, begin: usize, cx: &mut Context<'_>) -> io::Result<()> {
+        let end = buf.len();
+        let op = proactor::submit(Send::new(self.to.clone(), buf.slice(begin..end)));
+        self.send = Some(started(op, cx).ok_or_else(not_started)?);
+        Ok(())
+    }
+
+    /// Takes the completions that arrived and starts what they allow. One pass is enough:
+    /// operations started here cannot have completed yet.
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(op) = self.send.as_mut() {
+            if let Poll::Ready((res, slice)) = Pin::new(op).poll(cx) {
+                self.send = None;
+                let n = res?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.traffic.moved(n);
+                let (begin, end) = (slice.begin() + n, slice.end());
+                let mut buf = slice.into_inner();
+                if begin < end {
+                    // A partial send: the rest of the same buffer, before anything else.
+                    self.start_send(buf, begin, cx)?;
+                } else {
+                    buf.clear();
+                    self.spare.push(buf);
+                }
+            }
+        }
+        if let Some(op) = self.recv.as_mut() {
+            if let Poll::Ready((res, buf)) = Pin::new(op).poll(cx) {
+                self.recv = None;
+                let n = res?;
+                if n == 0 {
+                    self.eof = true;
+                    self.spare.push(buf);
+                } else {
+                    self.drained = n < buf.capacity();
+                    self.queued = Some(buf);
+                }
+            }
+        }
+        // Send what was received, then receive again into the other buffer: both operations
+        // go to the kernel in this same turn.
+        if self.send.is_none() {
+            if let Some(buf) = self.queued.take() {
+                self.start_send(buf, 0, cx)?;
+            }
+        }
+        if self.recv.is_none() && !self.eof && self.queued.is_none() {
+            if let Some(buf) = self.spare.pop() {
+                let op = Recv::new(self.from.clone(), buf).poll_first(self.drained);
+                self.recv = Some(started(proactor::submit(op), cx).ok_or_else(not_started)?);
+            }
+        }
+        if self.eof && self.send.is_none() && self.queued.is_none() {
+            match self.shutdown.as_mut() {
+                None => {
+                    let op = proactor::submit(Shutdown::new(self.to.clone(), How::Write));
+                    self.shutdown = Some(started(op, cx).ok_or_else(not_started)?);
+                }
+                Some(op) => {
+                    if let Poll::Ready(res) = Pin::new(op).poll(cx) {
+                        self.shutdown = None;
+                        self.done = true;
+                        return Poll::Ready(match res {
+                            // The peer is already gone: nothing left to tell it.
+                            Err(e) if op::raw_os_error(&e) == Some(libc::ENOTCONN) => Ok(()),
+                            other => other,
+                        });
+                    }
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Future for Flow<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(Ok(()));
+        }
+        this.step(cx)
+    }
 }
 
 /// A pipe for splicing, both ends non-blocking and close-on-exec.
