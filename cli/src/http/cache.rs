@@ -15,6 +15,8 @@
 //! - A create, delete or rename in a directory on the path, or a change to the directory itself,
 //!   drops every entry (that is how a file is replaced by a new one, e.g. an atomic deploy).
 //! - An inotify queue overflow drops every entry.
+//! - The metadata read at the open is compared with a fresh `fstat` once the watches exist, so a
+//!   change between the open and the watch cannot leave a stale entry behind.
 //!
 //! A file is cached only if its real path is exactly the root's path plus the requested path
 //! (no symlink on the way), so the watched directories are exactly the ones its name resolves
@@ -220,7 +222,7 @@ impl FileCache {
     /// Offers a freshly opened file for caching: watches it and its directories, checks that its
     /// real path is the requested one, and (small files) loads its bytes if they are in the page
     /// cache. Returns the file, cached or not.
-    pub fn offer(&self, root: &Root, rel: &str, file: FileInfo) -> Rc<FileInfo> {
+    pub fn offer(&self, root: &Root, rel: &str, file: FileInfo, st: &libc::stat) -> Rc<FileInfo> {
         let mut inner = self.inner.borrow_mut();
         if inner.inotify.is_none() || inner.entries.len() >= MAX_ENTRIES {
             return Rc::new(file);
@@ -231,6 +233,11 @@ impl FileCache {
         let Some(wd) = inner.watch_path(root, rel, &file) else {
             return Rc::new(file);
         };
+        // A change between the open and the watch would go unreported: the metadata must still
+        // be what the response was built from.
+        if !unchanged(&file.fd, st) {
+            return Rc::new(file);
+        }
         let mut file = file;
         if file.size <= MAX_BODY && inner.body_bytes + file.size as usize <= MAX_BODY_TOTAL {
             if let Some(body) = read_whole(&file.fd, file.size) {
@@ -365,6 +372,19 @@ fn add_watch(ifd: i32, path: &[u8], mask: u32) -> Option<i32> {
         return None;
     }
     Some(wd)
+}
+
+/// Whether the open file still has the metadata `st` (size, inode, modification and change
+/// times: any write, truncate or attribute change moves the change time).
+fn unchanged(fd: &OwnedFd, st: &libc::stat) -> bool {
+    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
+    let mut now: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `now` a valid out-parameter.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut now) } < 0 {
+        return false;
+    }
+    (now.st_ino, now.st_size, now.st_mtime, now.st_mtime_nsec, now.st_ctime, now.st_ctime_nsec)
+        == (st.st_ino, st.st_size, st.st_mtime, st.st_mtime_nsec, st.st_ctime, st.st_ctime_nsec)
 }
 
 /// The whole of a small file, if it is in the page cache and still `size` bytes long.

@@ -1,7 +1,13 @@
 //! One HTTP connection on the proactor: receive into the request reader, answer every complete
-//! request in order (pipelined answers are batched into one send), stream file bodies through one
-//! reused buffer as a bounded chain of `read_at` → `send`, and close on errors, on
-//! `Connection: close`, on the header timeout (408) and on the keep-alive idle timeout.
+//! request in order (pipelined answers are batched into one send), send large file bodies
+//! zero-copy with `sendfile` and others through one reused buffer as a bounded chain of
+//! `read_at` → `send`, and close on errors, on `Connection: close`, on the header timeout (408)
+//! and on the keep-alive idle timeout.
+//!
+//! Per request the common case costs one receive operation and one `send(2)`: the answer goes
+//! out with a direct non-blocking send (an operation only waits for what the socket did not
+//! take), a small file's bytes come from the open-file cache behind the head (`cache.rs`), and
+//! the receive's timeout is kept by the per-thread sweep (`timer.rs`), not by a kernel timer.
 
 use super::log;
 use super::request::{Limits, ParseError, RequestReader};

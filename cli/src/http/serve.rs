@@ -91,7 +91,7 @@ impl Site {
             Opened::File(_, _) if target.trailing_slash => simple(out, Simple::error(404)),
             Opened::File(fd, st) => {
                 let file = FileInfo::new(&target.rel, fd, &st);
-                let file = self.cache.offer(&self.root, &target.rel, file);
+                let file = self.cache.offer(&self.root, &target.rel, file, &st);
                 self.file(req, keep_alive, &file, out)
             }
             Opened::Dir(_) if !target.trailing_slash => {
@@ -112,7 +112,7 @@ impl Site {
                 match self.root.open_rel(&index) {
                     Ok(Opened::File(fd, st)) => {
                         let file = FileInfo::new(&index, fd, &st);
-                        let file = self.cache.offer(&self.root, &index, file);
+                        let file = self.cache.offer(&self.root, &index, file, &st);
                         self.file(req, keep_alive, &file, out)
                     }
                     Ok(Opened::Dir(_)) | Err(OpenError::NotFound) if self.list_dirs => {
