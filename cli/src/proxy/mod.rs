@@ -12,6 +12,7 @@ use proactor::op::{self, Connect};
 use relay::{Pipe, Traffic};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
@@ -103,17 +104,14 @@ pub async fn handle(client: TcpStream, conn: Conn, cfg: Rc<Config>) {
     let upstream = Rc::new(upstream);
     let activity = Rc::new(Cell::new(0));
     let (up, down) = (Traffic::new(activity.clone()), Traffic::new(activity.clone()));
-    let relaying = relay_both(&cfg, &client, &upstream, &up, &down, id);
-    let end = match cfg.idle_timeout {
-        None => match relaying.await {
-            Ok(()) => End::Done,
-            Err(e) => End::Error(e),
-        },
-        Some(idle) => match race(relaying, idle_watch(activity.clone(), idle)).await {
-            Either::Left(Ok(())) => End::Done,
-            Either::Left(Err(e)) => End::Error(e),
-            Either::Right(()) => End::Idle,
-        },
+    let end = if cfg.splice {
+        let relaying = relay_both(&cfg, &client, &upstream, &up, &down, id);
+        watched(relaying, cfg.idle_timeout, activity).await
+    } else {
+        // The common case, with no layer between the task and the two directions.
+        let a = relay::buffered(client.clone(), upstream.clone(), cfg.buffer, &up);
+        let b = relay::buffered(upstream.clone(), client.clone(), cfg.buffer, &down);
+        watched(relay::try_join(a, b), cfg.idle_timeout, activity).await
     };
     let how = match &end {
         End::Done => "closed".to_string(),
@@ -128,6 +126,25 @@ pub async fn handle(client: TcpStream, conn: Conn, cfg: Rc<Config>) {
         started.elapsed().as_secs_f64()
     );
     drop(conn);
+}
+
+/// Runs the relay, racing it against the idle timer when there is one.
+async fn watched<T>(
+    relaying: impl Future<Output = io::Result<T>>,
+    idle: Option<Duration>,
+    activity: Rc<Cell<u64>>,
+) -> End {
+    match idle {
+        None => match relaying.await {
+            Ok(_) => End::Done,
+            Err(e) => End::Error(e),
+        },
+        Some(idle) => match race(relaying, idle_watch(activity, idle)).await {
+            Either::Left(Ok(_)) => End::Done,
+            Either::Left(Err(e)) => End::Error(e),
+            Either::Right(()) => End::Idle,
+        },
+    }
 }
 
 /// Completes once no byte moved either way for `idle` (checked every eighth of it, so it ends
@@ -162,7 +179,7 @@ async fn relay_both(
     relay::try_join(a, b).await.map(drop)
 }
 
-/// One direction: spliced when asked and possible, else buffered.
+/// One direction of a `--splice` relay: spliced where possible, else buffered.
 async fn direction(
     cfg: &Config,
     from: Rc<TcpStream>,
