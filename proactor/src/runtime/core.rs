@@ -29,8 +29,10 @@ pub(crate) struct Core {
     pub(crate) admission: RefCell<VecDeque<(usize, Option<Duration>)>>,
     pub(crate) max_in_flight: Option<usize>,
     pub(crate) generation: Cell<u32>,
-    /// The loop's clock, read once per turn: cheap timestamps for in-flight tracking.
-    pub(crate) now: Cell<Instant>,
+    /// The loop's clock in milliseconds since `epoch`, read once per turn: cheap timestamps
+    /// for in-flight tracking (it wraps after 49 days; ages are taken modulo that).
+    pub(crate) now_ms: Cell<u32>,
+    pub(crate) epoch: Instant,
     pub(crate) completions: RefCell<Vec<Completion>>,
     /// The waker woken last in this turn (see `wake`).
     pub(crate) last_woken: RefCell<Option<std::task::Waker>>,
@@ -54,7 +56,7 @@ impl Core {
     pub(crate) fn submit<T: ErasedOp + 'static>(
         &self,
         op: T,
-        name: &'static str,
+        name: &'static &'static str,
         deadline: Option<Duration>,
         state: Lifecycle,
     ) -> Token {
@@ -66,7 +68,7 @@ impl Core {
     fn submit_stored(
         &self,
         op: NonNull<dyn ErasedOp>,
-        name: &'static str,
+        name: &'static &'static str,
         deadline: Option<Duration>,
         state: Lifecycle,
     ) -> Token {
@@ -76,7 +78,8 @@ impl Core {
         let wait = self
             .max_in_flight
             .is_some_and(|cap| self.in_flight.get() >= cap || !self.admission.borrow().is_empty());
-        let slot = Slot { op, generation, name, started: self.now.get(), submitted: !wait, state };
+        let slot =
+            Slot { op, generation, name, started: self.now_ms.get(), submitted: !wait, state };
         let key = self.ops.borrow_mut().insert(slot);
         let token = Token::new(key, generation);
         if wait {
@@ -103,7 +106,7 @@ impl Core {
                 let mut ops = self.ops.borrow_mut();
                 let Some(slot) = ops.get_mut(key) else { continue };
                 slot.submitted = true;
-                slot.started = self.now.get();
+                slot.started = self.now_ms.get();
                 (slot.token(key), slot.op)
             };
             self.push_to_driver(token, op, deadline);
@@ -264,21 +267,13 @@ impl Core {
     /// # Safety
     /// `op` must be out of the table, no driver may hold it, and its value must be live.
     unsafe fn consume(&self, op: NonNull<dyn ErasedOp>, what: &str, res: i32, run_handler: bool) {
-        // SAFETY: the value is live until `dispatch`/`discard` moves it out below.
-        let layout = std::alloc::Layout::for_value(unsafe { op.as_ref() });
+        // SAFETY: the value is live until the finisher moves it out below.
+        let finish = unsafe { op.as_ref() }.finisher();
         self.guard_user_code(what, || {
-            // SAFETY: the only reference to the value; it is moved out here and never used
-            // again, even if a handler unwinds (its pieces are dropped as locals then).
-            unsafe {
-                if run_handler {
-                    (*op.as_ptr()).dispatch(res)
-                } else {
-                    (*op.as_ptr()).discard(res)
-                }
-            }
+            // SAFETY: the only reference to a live value stored by `memory.store`; the finisher
+            // moves it out and releases the block, even if a handler unwinds.
+            unsafe { finish(op.cast(), res, &self.memory, run_handler) }
         });
-        // SAFETY: the value was moved out above; the block came from `store` with this layout.
-        unsafe { self.memory.release(op.cast(), layout) };
     }
 
     /// Moves the value of a completed future's operation out and recycles its memory.
@@ -331,7 +326,7 @@ impl Core {
         let block = block && local.is_empty() && self.executor.park();
         let res = self.driver.borrow_mut().wait(block, timeout, &mut batch);
         self.executor.unpark();
-        self.now.set(Instant::now());
+        self.now_ms.set(self.millis(Instant::now()));
         for c in local {
             // Results decided by the loop (cancelled before admission): never in the driver.
             if let Some(key) = self.live_key(c.token) {
@@ -347,9 +342,15 @@ impl Core {
         res
     }
 
+    /// `t` on the loop's millisecond clock.
+    fn millis(&self, t: Instant) -> u32 {
+        // Truncation intended: the clock wraps, and ages are differences modulo 2^32 ms.
+        t.saturating_duration_since(self.epoch).as_millis() as u32
+    }
+
     /// What is in flight now.
     pub(crate) fn in_flight(&self) -> InFlight {
-        InFlight::collect(&self.ops.borrow(), Instant::now())
+        InFlight::collect(&self.ops.borrow(), self.millis(Instant::now()))
     }
 
     /// True when no operation is queued, in flight, or completed and unclaimed.

@@ -223,7 +223,8 @@ impl Handle {
         O: OpCode,
         H: FnOnce(O::Output) + 'static,
     {
-        OpId(self.core.submit(WithHandler { op, handler }, O::NAME, deadline, Lifecycle::Handler))
+        let name = const { &O::NAME };
+        OpId(self.core.submit(WithHandler { op, handler }, name, deadline, Lifecycle::Handler))
     }
 
     /// Cancels an operation started with a handler. Its handler then runs with `ECANCELED` (or

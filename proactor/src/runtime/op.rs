@@ -75,7 +75,7 @@ impl<O: OpCode> Future for Op<O> {
             let core = handle.core;
             let token = core.submit(
                 Plain(op),
-                O::NAME,
+                const { &O::NAME },
                 this.deadline,
                 Lifecycle::Waiting(Some(cx.waker().clone())),
             );

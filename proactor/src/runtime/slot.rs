@@ -9,13 +9,14 @@
 //!  (the kernel never saw it) runs
 //! ```
 
+use super::memory::OpMemory;
 use crate::driver::{RawOp, Token};
 use crate::op::{name_error, Emulation, OpCode};
+use std::alloc::Layout;
 use std::any::Any;
 use std::io;
 use std::ptr::NonNull;
 use std::task::Waker;
-use std::time::Instant;
 
 /// Who receives an operation's completion.
 pub(crate) enum Lifecycle {
@@ -29,15 +30,19 @@ pub(crate) enum Lifecycle {
     Handler,
 }
 
-/// One operation owned by the run loop.
+/// One operation owned by the run loop: one cache line, so that an operation's bookkeeping
+/// never straddles two.
+#[repr(align(64))]
 pub(crate) struct Slot {
     /// The operation, in a block of the loop's `OpMemory`: the pointer the driver holds stays
     /// valid while the table moves slots around. Its value is moved out (or dropped) exactly
     /// once, when the slot is removed after completion (or before submission).
     pub(crate) op: NonNull<dyn ErasedOp>,
     pub(crate) generation: u32,
-    pub(crate) name: &'static str,
-    pub(crate) started: Instant,
+    /// The operation's name (`"recv"`, …), behind one thin pointer.
+    pub(crate) name: &'static &'static str,
+    /// When it was handed to the driver: the loop's millisecond clock (see `Core::now_ms`).
+    pub(crate) started: u32,
     /// Handed to the driver (false while waiting for admission).
     pub(crate) submitted: bool,
     pub(crate) state: Lifecycle,
@@ -51,20 +56,58 @@ impl Slot {
 
 /// An operation with its type erased, as the run loop stores it.
 pub(crate) trait ErasedOp: RawOp {
-    /// Completes the operation and delivers the output to whoever is entitled to it: the
-    /// handler, or no one (the output is dropped, closing any descriptor it carries).
-    ///
-    /// # Safety
-    /// Moves the value out of `self`: the caller must treat the memory as uninitialized
-    /// afterwards (release it, never use or drop it again) — even if this call unwinds.
-    unsafe fn dispatch(&mut self, res: i32);
-    /// Completes the operation without running user code (shutdown): the output is dropped.
-    ///
-    /// # Safety
-    /// As for [`ErasedOp::dispatch`].
-    unsafe fn discard(&mut self, res: i32);
+    /// The function that finishes an operation of this type (see [`Finisher`]).
+    fn finisher(&self) -> Finisher;
     /// For the futures front end, which checks the concrete type it takes back.
     fn as_any(&self) -> &dyn Any;
+}
+
+/// Finishes a type-erased operation from its raw block: moves the value out, gives the block
+/// back to the loop's memory *before* any user code runs (a handler that starts the next
+/// operation then reuses a block still in cache), and delivers the output — to the handler with
+/// `run_handler`, else it is dropped (closing any descriptor it carries).
+///
+/// # Safety
+/// `block` must hold a live value of the operation type that returned this function, stored by
+/// [`OpMemory::store`], referenced by no one else; it is uninitialized and released afterwards,
+/// even if the handler unwinds.
+pub(crate) type Finisher = unsafe fn(NonNull<u8>, i32, &OpMemory, bool);
+
+/// Moves the `T` out of `block` and releases the block.
+///
+/// # Safety
+/// As for [`Finisher`], with `T` the type stored in `block`.
+unsafe fn take<T>(block: NonNull<u8>, memory: &OpMemory) -> T {
+    // SAFETY: per the caller, `block` holds a live `T` that no one else references.
+    let value = unsafe { block.cast::<T>().as_ptr().read() };
+    // SAFETY: the value was moved out; the block came from `store::<T>`.
+    unsafe { memory.release(block, Layout::new::<T>()) };
+    value
+}
+
+/// The [`Finisher`] of [`Plain`]: its future is gone, so the output is dropped.
+unsafe fn finish_plain<O: OpCode>(block: NonNull<u8>, res: i32, memory: &OpMemory, _run: bool) {
+    // SAFETY: forwarded from the `Finisher` contract.
+    let Plain(op) = unsafe { take::<Plain<O>>(block, memory) };
+    drop(op.complete(convert(O::NAME, res)));
+}
+
+/// The [`Finisher`] of [`WithHandler`].
+unsafe fn finish_with_handler<O: OpCode, H: FnOnce(O::Output) + 'static>(
+    block: NonNull<u8>,
+    res: i32,
+    memory: &OpMemory,
+    run_handler: bool,
+) {
+    // SAFETY: forwarded from the `Finisher` contract.
+    let WithHandler { op, handler } = unsafe { take::<WithHandler<O, H>>(block, memory) };
+    let output = op.complete(convert(O::NAME, res));
+    if run_handler {
+        handler(output);
+    } else {
+        drop(handler);
+        drop(output);
+    }
 }
 
 /// Converts a raw completion result into an `io::Result`, naming the operation on error.
@@ -102,14 +145,8 @@ impl<O: OpCode> RawOp for Plain<O> {
 }
 
 impl<O: OpCode> ErasedOp for Plain<O> {
-    unsafe fn dispatch(&mut self, res: i32) {
-        // SAFETY: the caller treats `self` as moved out from here on.
-        unsafe { self.discard(res) }
-    }
-    unsafe fn discard(&mut self, res: i32) {
-        // SAFETY: the caller treats `self` as moved out from here on.
-        let Plain(op) = unsafe { std::ptr::read(self) };
-        drop(op.complete(convert(O::NAME, res)));
+    fn finisher(&self) -> Finisher {
+        finish_plain::<O>
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -138,16 +175,8 @@ impl<O: OpCode, H: FnOnce(O::Output) + 'static> RawOp for WithHandler<O, H> {
 }
 
 impl<O: OpCode, H: FnOnce(O::Output) + 'static> ErasedOp for WithHandler<O, H> {
-    unsafe fn dispatch(&mut self, res: i32) {
-        // SAFETY: the caller treats `self` as moved out from here on.
-        let WithHandler { op, handler } = unsafe { std::ptr::read(self) };
-        handler(op.complete(convert(O::NAME, res)));
-    }
-    unsafe fn discard(&mut self, res: i32) {
-        // SAFETY: the caller treats `self` as moved out from here on.
-        let WithHandler { op, handler } = unsafe { std::ptr::read(self) };
-        drop(handler);
-        drop(op.complete(convert(O::NAME, res)));
+    fn finisher(&self) -> Finisher {
+        finish_with_handler::<O, H>
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -2,7 +2,7 @@
 
 use super::slot::Lifecycle;
 use super::table::Table;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A snapshot of the operations the proactor holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,9 +18,10 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    pub(crate) fn collect(ops: &Table, now: Instant) -> InFlight {
+    /// `now_ms` and the slots' start times are on the loop's wrapping millisecond clock.
+    pub(crate) fn collect(ops: &Table, now_ms: u32) -> InFlight {
         let mut snap = InFlight::default();
-        let mut oldest: Option<Instant> = None;
+        let mut oldest: Option<u32> = None;
         for (_, slot) in ops.iter() {
             if matches!(slot.state, Lifecycle::Done(_)) {
                 continue;
@@ -30,14 +31,16 @@ impl InFlight {
                 continue;
             }
             snap.in_flight += 1;
-            match snap.by_kind.iter_mut().find(|(k, _)| *k == slot.name) {
+            let name = *slot.name;
+            match snap.by_kind.iter_mut().find(|(k, _)| *k == name) {
                 Some((_, n)) => *n += 1,
-                None => snap.by_kind.push((slot.name, 1)),
+                None => snap.by_kind.push((name, 1)),
             }
-            oldest = Some(oldest.map_or(slot.started, |o| o.min(slot.started)));
+            let age = now_ms.wrapping_sub(slot.started);
+            oldest = Some(oldest.map_or(age, |o| o.max(age)));
         }
         snap.by_kind.sort();
-        snap.oldest = oldest.map(|o| now.saturating_duration_since(o));
+        snap.oldest = oldest.map(|ms| Duration::from_millis(ms.into()));
         snap
     }
 }

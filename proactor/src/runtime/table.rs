@@ -83,11 +83,17 @@ mod tests {
         Slot {
             op: memory.store(Plain(crate::op::Nop)),
             generation,
-            name: "nop",
-            started: std::time::Instant::now(),
+            name: &"nop",
+            started: 0,
             submitted: false,
             state: Lifecycle::Handler,
         }
+    }
+
+    #[test]
+    fn an_entry_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Option<Slot>>(), 64);
+        assert_eq!(std::mem::align_of::<Option<Slot>>(), 64);
     }
 
     #[test]
