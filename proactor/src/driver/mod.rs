@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) mod epoll;
+mod eventfd;
 mod select;
 pub(crate) mod uring;
 

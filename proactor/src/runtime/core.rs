@@ -276,18 +276,6 @@ impl Core {
         });
     }
 
-    /// Moves the value of a completed future's operation out and recycles its memory.
-    ///
-    /// # Safety
-    /// `op` must come from `poll_result` (out of the table, completion processed) and hold a `T`.
-    pub(crate) unsafe fn take_value<T: 'static>(&self, op: NonNull<dyn ErasedOp>) -> T {
-        // SAFETY: per the caller, the block holds a live `T` that no one else references.
-        let value = unsafe { op.cast::<T>().as_ptr().read() };
-        // SAFETY: the value was moved out; the block came from `store::<T>`.
-        unsafe { self.memory.release(op.cast(), std::alloc::Layout::new::<T>()) };
-        value
-    }
-
     /// Records the result of the operation at `key` and delivers it.
     fn finish(&self, key: usize, res: i32) {
         let waker = {

@@ -74,6 +74,20 @@ impl OpMemory {
         NonNull::new(raw).unwrap_or_else(|| handle_alloc_error(alloc_layout))
     }
 
+    /// Moves the `T` stored at `block` out and takes the block back: the inverse of `store`.
+    ///
+    /// # Safety
+    /// `block` must hold a live `T` stored by [`OpMemory::store`] that no one else references
+    /// (for an operation: out of the table, its completion processed); it is released here.
+    #[inline]
+    pub(crate) unsafe fn take<T>(&self, block: NonNull<u8>) -> T {
+        // SAFETY: per the caller, `block` holds a live `T` that no one else references.
+        let value = unsafe { block.cast::<T>().as_ptr().read() };
+        // SAFETY: the value was moved out; the block came from `store::<T>`.
+        unsafe { self.release(block, Layout::new::<T>()) };
+        value
+    }
+
     /// Takes back the block of an operation whose value has been moved out or dropped.
     ///
     /// # Safety

@@ -102,7 +102,7 @@ impl<O: OpCode> Future for Op<O> {
                 debug_assert!(unsafe { op.as_ref() }.as_any().is::<Plain<O>>());
                 // SAFETY: from `poll_result`, and holding the `Plain<O>` this future submitted
                 // under `token` (a reused key carries another generation).
-                let Plain(op) = unsafe { core.take_value::<Plain<O>>(op) };
+                let Plain(op) = unsafe { core.memory.take::<Plain<O>>(op.cast()) };
                 Poll::Ready(op.complete(convert(O::NAME, res)))
             }
         }

@@ -12,7 +12,6 @@
 use super::memory::OpMemory;
 use crate::driver::{RawOp, Token};
 use crate::op::{name_error, Emulation, OpCode};
-use std::alloc::Layout;
 use std::any::Any;
 use std::io;
 use std::ptr::NonNull;
@@ -73,22 +72,10 @@ pub(crate) trait ErasedOp: RawOp {
 /// even if the handler unwinds.
 pub(crate) type Finisher = unsafe fn(NonNull<u8>, i32, &OpMemory, bool);
 
-/// Moves the `T` out of `block` and releases the block.
-///
-/// # Safety
-/// As for [`Finisher`], with `T` the type stored in `block`.
-unsafe fn take<T>(block: NonNull<u8>, memory: &OpMemory) -> T {
-    // SAFETY: per the caller, `block` holds a live `T` that no one else references.
-    let value = unsafe { block.cast::<T>().as_ptr().read() };
-    // SAFETY: the value was moved out; the block came from `store::<T>`.
-    unsafe { memory.release(block, Layout::new::<T>()) };
-    value
-}
-
 /// The [`Finisher`] of [`Plain`]: its future is gone, so the output is dropped.
 unsafe fn finish_plain<O: OpCode>(block: NonNull<u8>, res: i32, memory: &OpMemory, _run: bool) {
     // SAFETY: forwarded from the `Finisher` contract.
-    let Plain(op) = unsafe { take::<Plain<O>>(block, memory) };
+    let Plain(op) = unsafe { memory.take::<Plain<O>>(block) };
     drop(op.complete(convert(O::NAME, res)));
 }
 
@@ -100,7 +87,7 @@ unsafe fn finish_with_handler<O: OpCode, H: FnOnce(O::Output) + 'static>(
     run_handler: bool,
 ) {
     // SAFETY: forwarded from the `Finisher` contract.
-    let WithHandler { op, handler } = unsafe { take::<WithHandler<O, H>>(block, memory) };
+    let WithHandler { op, handler } = unsafe { memory.take::<WithHandler<O, H>>(block) };
     let output = op.complete(convert(O::NAME, res));
     if run_handler {
         handler(output);
@@ -126,21 +113,39 @@ fn os_error(name: &'static str, res: i32) -> io::Error {
     name_error(name, io::Error::from_raw_os_error(-res))
 }
 
+/// What the loop stores — an operation and whoever receives its output — seen by the driver
+/// as just the operation.
+pub(crate) trait Carrier {
+    type Op: OpCode;
+    fn op(&self) -> &Self::Op;
+    fn op_mut(&mut self) -> &mut Self::Op;
+}
+
+impl<C: Carrier> RawOp for C {
+    fn uring_entry(&mut self) -> io_uring::squeue::Entry {
+        self.op_mut().uring_entry()
+    }
+    fn emulation(&self) -> Emulation {
+        self.op().emulation()
+    }
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
+        self.op_mut().perform(nowait)
+    }
+    fn set_cqe_flags(&mut self, flags: u32) {
+        self.op_mut().set_cqe_flags(flags)
+    }
+}
+
 /// An operation awaited by a future (or orphaned by one).
 pub(crate) struct Plain<O>(pub(crate) O);
 
-impl<O: OpCode> RawOp for Plain<O> {
-    fn uring_entry(&mut self) -> io_uring::squeue::Entry {
-        self.0.uring_entry()
+impl<O: OpCode> Carrier for Plain<O> {
+    type Op = O;
+    fn op(&self) -> &O {
+        &self.0
     }
-    fn emulation(&self) -> Emulation {
-        self.0.emulation()
-    }
-    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
-        self.0.perform(nowait)
-    }
-    fn set_cqe_flags(&mut self, flags: u32) {
-        self.0.set_cqe_flags(flags)
+    fn op_mut(&mut self) -> &mut O {
+        &mut self.0
     }
 }
 
@@ -159,18 +164,13 @@ pub(crate) struct WithHandler<O, H> {
     pub(crate) handler: H,
 }
 
-impl<O: OpCode, H: FnOnce(O::Output) + 'static> RawOp for WithHandler<O, H> {
-    fn uring_entry(&mut self) -> io_uring::squeue::Entry {
-        self.op.uring_entry()
+impl<O: OpCode, H: FnOnce(O::Output) + 'static> Carrier for WithHandler<O, H> {
+    type Op = O;
+    fn op(&self) -> &O {
+        &self.op
     }
-    fn emulation(&self) -> Emulation {
-        self.op.emulation()
-    }
-    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
-        self.op.perform(nowait)
-    }
-    fn set_cqe_flags(&mut self, flags: u32) {
-        self.op.set_cqe_flags(flags)
+    fn op_mut(&mut self) -> &mut O {
+        &mut self.op
     }
 }
 

@@ -7,7 +7,7 @@
 //! timer never fires early), and the wake-up eventfd is registered once and read only when it
 //! fired.
 
-use super::super::Notifier;
+use super::super::eventfd::EventFd;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -47,7 +47,7 @@ impl Epoll {
         // SAFETY: both descriptors are open (owned here); `ev` is a valid local the kernel only
         // reads during the call.
         let rc = unsafe {
-            libc::epoll_ctl(epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, wake.fd.as_raw_fd(), &mut ev)
+            libc::epoll_ctl(epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, wake.raw_fd(), &mut ev)
         };
         if rc < 0 {
             return Err(io::Error::last_os_error());
@@ -126,39 +126,5 @@ impl Epoll {
             });
         }
         Ok(())
-    }
-}
-
-/// An eventfd other threads write to wake `epoll_wait`.
-pub(super) struct EventFd {
-    fd: OwnedFd,
-}
-
-impl EventFd {
-    fn new() -> io::Result<EventFd> {
-        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor we own.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
-    }
-
-    /// Resets the counter, so the fd is not readable until the next notification.
-    fn drain(&self) {
-        let mut value = 0u64;
-        // SAFETY: reads at most 8 bytes into a local u64; the fd is open and non-blocking.
-        unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
-    }
-}
-
-impl Notifier for EventFd {
-    fn notify(&self) {
-        let one = 1u64;
-        // SAFETY: writes 8 bytes from a local u64 to an open, non-blocking eventfd. It can only
-        // fail with EAGAIN when the counter is about to overflow, which means the loop has a
-        // wake-up pending anyway.
-        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 }

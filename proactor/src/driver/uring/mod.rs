@@ -11,10 +11,10 @@ mod setup;
 pub use probe::{probe_kernel, KernelProbe, OPTIONAL_OPCODES, REQUIRED_OPCODES};
 pub use setup::RingConfig;
 
+use super::eventfd::EventFd;
 use super::{Completion, Driver, DriverKind, Notifier, OpPtr, Token};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,7 +218,7 @@ impl UringDriver {
         if self.wake_armed {
             return;
         }
-        let poll = opcode::PollAdd::new(types::Fd(self.waker.fd.as_raw_fd()), libc::POLLIN as u32)
+        let poll = opcode::PollAdd::new(types::Fd(self.waker.raw_fd()), libc::POLLIN as u32)
             .multi(true)
             .build()
             .user_data(WAKE);
@@ -313,37 +313,5 @@ impl Driver for UringDriver {
 
     fn kind(&self) -> DriverKind {
         DriverKind::Uring
-    }
-}
-
-/// An eventfd that other threads write to wake the ring.
-pub(crate) struct EventFd {
-    fd: OwnedFd,
-}
-
-impl EventFd {
-    pub(crate) fn new() -> io::Result<Self> {
-        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor we own.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
-    }
-
-    /// Resets the counter so the next notification makes the fd readable again.
-    pub(crate) fn drain(&self) {
-        let mut value = 0u64;
-        // SAFETY: reads 8 bytes into a local u64; the fd is non-blocking.
-        unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
-    }
-}
-
-impl Notifier for EventFd {
-    fn notify(&self) {
-        let one = 1u64;
-        // SAFETY: writes 8 bytes from a local u64.
-        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 }
