@@ -8,6 +8,7 @@
 //! files against `cp -r` (with and without a `syncfs` after `cp -r`, since `proactor copy -r`
 //! always flushes the tree before publishing it).
 
+use crate::bench::report::median;
 use rand::{RngCore, SeedableRng};
 use std::fs;
 use std::io::Write;
@@ -71,15 +72,6 @@ impl CopyBenchRow {
     /// True when the target is met (or there is none).
     pub fn met(&self) -> bool {
         self.target.is_none_or(|t| self.speedup >= t)
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 
@@ -278,24 +270,19 @@ pub fn run_copy_bench(cfg: &CopyBenchConfig) -> anyhow::Result<Vec<CopyBenchRow>
     // One unmeasured run warms the tree's metadata and data in the page cache.
     timed(cp_r())?;
     remove(&tree_dst);
-    rows.push(case(
-        format!("{} x {kib} KiB files vs cp -r", cfg.small_files),
-        Some(2.0),
-        cfg.runs,
-        &warm_tree,
-        &|| vec![proactor(&["-r"], &tree, &tree_dst)],
-        &cp_r,
-        &rm_tree,
-    )?);
-    rows.push(case(
-        format!("{} x {kib} KiB files vs cp -r + syncfs", cfg.small_files),
-        Some(2.0),
-        cfg.runs,
-        &warm_tree,
-        &|| vec![proactor(&["-r"], &tree, &tree_dst)],
-        &cp_r_sync,
-        &rm_tree,
-    )?);
+    let against: [(&str, &dyn Fn() -> Vec<Command>); 2] =
+        [("cp -r", &cp_r), ("cp -r + syncfs", &cp_r_sync)];
+    for (what, cp) in against {
+        rows.push(case(
+            format!("{} x {kib} KiB files vs {what}", cfg.small_files),
+            Some(2.0),
+            cfg.runs,
+            &warm_tree,
+            &|| vec![proactor(&["-r"], &tree, &tree_dst)],
+            cp,
+            &rm_tree,
+        )?);
+    }
     remove(&tree);
     Ok(rows)
 }

@@ -4,6 +4,7 @@
 //! 127.0.0.1; a case whose programs are not installed is skipped with a message. Direct and
 //! proxied runs alternate; the median of each is reported.
 
+use crate::bench::report::median;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -111,15 +112,6 @@ fn wait_listening(port: u16, within: Duration) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     anyhow::bail!("nothing listening on port {port} after {within:?}")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Starts `proactor proxy` in front of `to`; returns it and its address.
