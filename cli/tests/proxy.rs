@@ -117,8 +117,9 @@ fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Writes `len` seeded random bytes; returns their SHA-256.
-fn send_stream(s: &mut TcpStream, seed: u64, len: u64) -> [u8; 32] {
+/// Generates `len` bytes seeded with `seed`, piece by piece, handing each piece to `each`;
+/// returns their SHA-256.
+fn seeded_stream(seed: u64, len: u64, mut each: impl FnMut(&[u8])) -> [u8; 32] {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -127,10 +128,15 @@ fn send_stream(s: &mut TcpStream, seed: u64, len: u64) -> [u8; 32] {
         let n = left.min(buf.len() as u64) as usize;
         rng.fill_bytes(&mut buf[..n]);
         h.update(&buf[..n]);
-        s.write_all(&buf[..n]).unwrap();
+        each(&buf[..n]);
         left -= n as u64;
     }
     h.finalize().into()
+}
+
+/// Writes `len` seeded random bytes; returns their SHA-256.
+fn send_stream(s: &mut TcpStream, seed: u64, len: u64) -> [u8; 32] {
+    seeded_stream(seed, len, |piece| s.write_all(piece).unwrap())
 }
 
 /// Reads to end of stream: the count and SHA-256.
@@ -152,17 +158,7 @@ fn recv_stream(s: &mut TcpStream) -> (u64, [u8; 32]) {
 
 /// The hash a sender with `seed` produces for `len` bytes.
 fn expected_hash(seed: u64, len: u64) -> [u8; 32] {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill_bytes(&mut buf[..n]);
-        h.update(&buf[..n]);
-        left -= n as u64;
-    }
-    h.finalize().into()
+    seeded_stream(seed, len, |_| {})
 }
 
 /// An upstream that, per connection, reads a 16-byte header (id, bytes to send back), then sends
