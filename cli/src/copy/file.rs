@@ -405,21 +405,11 @@ fn open_streams(
 /// A second open file description of the open file `fd` (read-only), checked to be the same
 /// file (`id`: device and inode).
 fn reopen(fd: RawFd, id: (u64, u64)) -> Option<OwnedFd> {
-    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).ok()?;
-    // SAFETY: `path` is a NUL-terminated string; open returns a new descriptor or -1.
-    let new = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if new < 0 {
-        return None;
-    }
-    // SAFETY: `new` is a fresh descriptor that nothing else owns.
-    let new = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) };
-    // SAFETY: fstat writes into the zeroed local `st`.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable stat record.
-    if unsafe { libc::fstat(new.as_raw_fd(), &mut st) } != 0 || (st.st_dev, st.st_ino) != id {
-        return None;
-    }
-    Some(new)
+    use std::os::unix::fs::MetadataExt;
+    // std opens read-only and close-on-exec.
+    let file = std::fs::File::open(format!("/proc/self/fd/{fd}")).ok()?;
+    let meta = file.metadata().ok()?;
+    ((meta.dev(), meta.ino()) == id).then(|| file.into())
 }
 
 /// Whether to copy inside the kernel ([`KernelCopy`]): a large file (as for several streams),

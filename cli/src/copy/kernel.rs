@@ -13,6 +13,7 @@
 //! moved, and the caller copies through buffers instead.
 
 use proactor::offload::BlockingPool;
+use proactor::op::{OpCode, SyncFileRange};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -45,9 +46,10 @@ impl KernelCopy {
         depth: usize,
         write_behind: bool,
     ) -> io::Result<KernelCopy> {
-        let srcs = srcs.iter().map(|fd| fd.try_clone().map(Arc::new)).collect::<io::Result<_>>()?;
+        let srcs: Vec<Arc<OwnedFd>> =
+            srcs.iter().map(|fd| fd.try_clone().map(Arc::new)).collect::<io::Result<_>>()?;
         let dst = Arc::new(dst.try_clone()?);
-        let pool = BlockingPool::new(usize::max(1, Vec::len(&srcs)), depth.max(1))?;
+        let pool = BlockingPool::new(srcs.len().max(1), depth.max(1))?;
         Ok(KernelCopy { pool, srcs, dst, write_behind })
     }
 
@@ -105,16 +107,10 @@ fn copy_range(
         }
     }
     if write_behind && done > 0 {
-        // Only a hint (see `file::write_behind`): the final fsync reports write errors.
-        // SAFETY: sync_file_range takes no pointers.
-        unsafe {
-            libc::sync_file_range(
-                dst.as_raw_fd(),
-                offset as libc::off64_t,
-                done as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
+        // Only a hint (see `file::write_behind`): the final fsync reports write errors. This is
+        // a pool thread, so the operation's own blocking form runs here directly.
+        let len = done.min(u32::MAX as usize) as u32;
+        let _ = SyncFileRange::write(dst.as_raw_fd(), offset, len).perform(false);
     }
     Ok(Chunked::Copied(done))
 }
