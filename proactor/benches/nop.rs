@@ -7,14 +7,13 @@
 //! Set `NOP_BENCH_SETUP=plain|coop|defer` to run the proactor and the raw loop on that ring
 //! setup (default: the proactor's default, `defer` = SINGLE_ISSUER | DEFER_TASKRUN).
 
+mod nop_loops;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use io_uring::{opcode, IoUring};
-use proactor::{op, submit, DriverChoice, Op, Proactor, RingConfig};
+use nop_loops::{handler_batch, nop_batch, raw_batch, raw_ring};
+use proactor::{DriverChoice, Proactor, RingConfig};
 use std::cell::Cell;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 const BATCHES: [usize; 3] = [1, 32, 256];
@@ -42,51 +41,6 @@ fn ring_config() -> RingConfig {
     cfg
 }
 
-/// A raw ring with the same setup flags the proactor got.
-fn raw_ring(cfg: &RingConfig) -> IoUring {
-    let mut b = IoUring::builder();
-    b.setup_cqsize(cfg.entries * 2);
-    if cfg.single_issuer {
-        b.setup_single_issuer();
-    }
-    if cfg.defer_taskrun {
-        b.setup_defer_taskrun().setup_taskrun_flag();
-    } else if cfg.coop_taskrun {
-        b.setup_coop_taskrun().setup_taskrun_flag();
-    }
-    b.build(cfg.entries).expect("raw io_uring ring")
-}
-
-/// Awaits every future of a batch (all are polled, so all are submitted, before any wait).
-struct JoinAll<F: Future> {
-    futs: Vec<Option<F>>,
-    left: usize,
-}
-
-impl<F: Future + Unpin> Future for JoinAll<F> {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        for slot in this.futs.iter_mut() {
-            if let Some(f) = slot {
-                if Pin::new(f).poll(cx).is_ready() {
-                    *slot = None;
-                    this.left -= 1;
-                }
-            }
-        }
-        if this.left == 0 {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
-fn nop_batch(batch: usize) -> JoinAll<Op<op::Nop>> {
-    JoinAll { futs: (0..batch).map(|_| Some(submit(op::Nop))).collect(), left: batch }
-}
-
 fn bench(c: &mut Criterion) {
     let cfg = ring_config();
     let p = Proactor::builder().driver(DriverChoice::Uring).ring(cfg.clone()).build().unwrap();
@@ -105,21 +59,7 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    {
-                        let mut sq = ring.submission();
-                        for i in 0..batch {
-                            let e = opcode::Nop::new().build().user_data(i as u64);
-                            // SAFETY: a NOP carries no pointers.
-                            unsafe { sq.push(&e).expect("room for the batch") };
-                        }
-                    }
-                    ring.submit_and_wait(batch).unwrap();
-                    let mut seen = 0;
-                    for cqe in ring.completion() {
-                        assert!(cqe.result() >= 0);
-                        seen += 1;
-                    }
-                    assert_eq!(seen, batch);
+                    raw_batch(&mut ring, batch);
                 }
                 start.elapsed()
             })
@@ -143,15 +83,7 @@ fn bench_handlers(group: &mut Group<'_>, name: &str, p: &Proactor, batch: usize)
             done.set(0);
             let start = Instant::now();
             for _ in 0..iters {
-                for _ in 0..batch {
-                    let d = done.clone();
-                    p.start(op::Nop, move |res| {
-                        if res.is_ok() {
-                            d.set(d.get() + 1);
-                        }
-                    });
-                }
-                p.run().unwrap();
+                handler_batch(p, batch, &done);
             }
             let elapsed = start.elapsed();
             assert_eq!(done.get(), iters as usize * batch);

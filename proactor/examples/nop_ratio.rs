@@ -5,8 +5,12 @@
 //! `cargo run --release -p proactor --example nop_ratio -- [BATCH=256] [ROUNDS=15]`
 //! With a third argument `raw|h|f` it runs only that loop for 3 s and prints the operation count
 //! (for `perf stat`: cycles and instructions per operation).
-use io_uring::{opcode, IoUring};
-use proactor::{op, submit, DriverChoice, Proactor, RingConfig};
+#[path = "../benches/nop_loops/mod.rs"]
+mod nop_loops;
+
+use io_uring::IoUring;
+use nop_loops::{handler_batch, nop_batch, raw_batch, raw_ring};
+use proactor::{DriverChoice, Proactor, RingConfig};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -16,34 +20,14 @@ fn main() {
     let rounds: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(15);
     let cfg = RingConfig { entries: 256, ..RingConfig::default() };
     let p = Proactor::builder().driver(DriverChoice::Uring).ring(cfg).build().unwrap();
-    let eff = p.ring_config().unwrap();
-    let mut b = IoUring::builder();
-    b.setup_cqsize(eff.entries * 2);
-    if eff.single_issuer {
-        b.setup_single_issuer();
-    }
-    if eff.defer_taskrun {
-        b.setup_defer_taskrun().setup_taskrun_flag();
-    }
-    let mut ring = b.build(eff.entries).unwrap();
+    let mut ring = raw_ring(&p.ring_config().unwrap());
     let slice = Duration::from_millis(150);
     let raw = |ring: &mut IoUring| {
         let start = Instant::now();
         let mut n = 0u64;
         while start.elapsed() < slice {
             for _ in 0..64 {
-                {
-                    let mut sq = ring.submission();
-                    for i in 0..batch {
-                        let e = opcode::Nop::new().build().user_data(i as u64);
-                        // SAFETY: a NOP carries no pointers.
-                        unsafe { sq.push(&e).unwrap() };
-                    }
-                }
-                ring.submit_and_wait(batch).unwrap();
-                for cqe in ring.completion() {
-                    assert!(cqe.result() >= 0);
-                }
+                raw_batch(ring, batch);
                 n += batch as u64;
             }
         }
@@ -55,15 +39,7 @@ fn main() {
         let mut n = 0u64;
         while start.elapsed() < slice {
             for _ in 0..64 {
-                for _ in 0..batch {
-                    let d = done.clone();
-                    p.start(op::Nop, move |res| {
-                        if res.is_ok() {
-                            d.set(d.get() + 1);
-                        }
-                    });
-                }
-                p.run().unwrap();
+                handler_batch(p, batch, &done);
                 n += batch as u64;
             }
         }
@@ -75,8 +51,7 @@ fn main() {
             let mut n = 0u64;
             while start.elapsed() < slice {
                 for _ in 0..64 {
-                    let futs: Vec<_> = (0..batch).map(|_| submit(op::Nop)).collect();
-                    join_all(futs).await;
+                    nop_batch(batch).await;
                     n += batch as u64;
                 }
             }
@@ -109,7 +84,7 @@ fn main() {
         rf.push(f / r);
     }
     let med = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!(
@@ -118,28 +93,4 @@ fn main() {
         med(&mut rh),
         med(&mut rf)
     );
-}
-
-async fn join_all(futs: Vec<proactor::Op<op::Nop>>) {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::Poll;
-    let mut futs: Vec<Option<proactor::Op<op::Nop>>> = futs.into_iter().map(Some).collect();
-    let mut left = futs.len();
-    std::future::poll_fn(|cx| {
-        for slot in futs.iter_mut() {
-            if let Some(f) = slot {
-                if Pin::new(f).poll(cx).is_ready() {
-                    *slot = None;
-                    left -= 1;
-                }
-            }
-        }
-        if left == 0 {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
 }
