@@ -25,7 +25,8 @@
 //! afresh. Without inotify (or past the watch limit) files are simply opened per request.
 
 use super::conditional::Validators;
-use super::path::Root;
+use super::conn::read_cached;
+use super::path::{fstat, Root};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
@@ -377,28 +378,17 @@ fn add_watch(ifd: i32, path: &[u8], mask: u32) -> Option<i32> {
 /// Whether the open file still has the metadata `st` (size, inode, modification and change
 /// times: any write, truncate or attribute change moves the change time).
 fn unchanged(fd: &OwnedFd, st: &libc::stat) -> bool {
-    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
-    let mut now: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is open and `now` a valid out-parameter.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut now) } < 0 {
+    let Ok(now) = fstat(fd) else {
         return false;
-    }
+    };
     (now.st_ino, now.st_size, now.st_mtime, now.st_mtime_nsec, now.st_ctime, now.st_ctime_nsec)
         == (st.st_ino, st.st_size, st.st_mtime, st.st_mtime_nsec, st.st_ctime, st.st_ctime_nsec)
 }
 
-/// The whole of a small file, if it is in the page cache and still `size` bytes long.
+/// The whole of a small file, if it is in the page cache and still `size` bytes long (one byte
+/// more is asked for, so a file that grew is not taken as whole).
 fn read_whole(fd: &OwnedFd, size: u64) -> Option<Box<[u8]>> {
-    let mut buf: Vec<u8> = Vec::with_capacity(size as usize + 1);
-    let spare = buf.spare_capacity_mut();
-    let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() };
-    // SAFETY: the iovec covers spare capacity of `buf`, valid for writes of `iov_len` bytes; the
-    // call completes before this function returns.
-    let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
-    if n < 0 || n as u64 != size {
-        return None;
-    }
-    // SAFETY: the kernel initialised the first `n` bytes.
-    unsafe { buf.set_len(n as usize) };
-    Some(buf.into_boxed_slice())
+    let mut buf = Vec::new();
+    let n = read_cached(fd, &mut buf, size as usize + 1, 0)?;
+    (n as u64 == size).then(|| buf.into_boxed_slice())
 }

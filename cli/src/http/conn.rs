@@ -419,7 +419,12 @@ async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 /// data is in the page cache (`RWF_NOWAIT`): a cached read costs a copy, nothing to wait for, so
 /// it needs no trip through the run loop. `None` when it would block (or failed): the caller then
 /// submits the read as an operation, which also reports any real error.
-fn read_cached(fd: &OwnedFd, out: &mut Vec<u8>, want: usize, offset: u64) -> Option<usize> {
+pub(super) fn read_cached(
+    fd: &OwnedFd,
+    out: &mut Vec<u8>,
+    want: usize,
+    offset: u64,
+) -> Option<usize> {
     out.reserve(want);
     let spare = out.spare_capacity_mut();
     let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: want.min(spare.len()) };

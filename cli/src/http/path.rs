@@ -167,12 +167,7 @@ impl Root {
     /// Opens `rel` (from [`parse_target`]) beneath the root, read-only, and says what it is.
     pub fn open_rel(&self, rel: &str) -> Result<Opened, OpenError> {
         let fd = self.open_fd(rel).map_err(|e| classify(&e))?;
-        // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `fd` is an open descriptor and `st` a valid out-parameter.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
-            return Err(OpenError::Internal);
-        }
+        let st = fstat(&fd).map_err(|_| OpenError::Internal)?;
         match st.st_mode & libc::S_IFMT {
             libc::S_IFREG => Ok(Opened::File(fd, st)),
             libc::S_IFDIR => Ok(Opened::Dir(fd)),
@@ -230,6 +225,17 @@ impl Root {
         }
         Ok(fd)
     }
+}
+
+/// The metadata of an open file (`fstat`).
+pub fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is an open descriptor and `st` a valid out-parameter.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
 }
 
 fn classify(e: &io::Error) -> OpenError {
