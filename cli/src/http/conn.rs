@@ -170,18 +170,19 @@ impl Connection {
     /// direct send; only what the socket did not take waits in a send operation, submitted
     /// together with the receive.
     async fn receive(&mut self, wait: Duration, idle: bool) -> io::Result<Received> {
-        let sent = send_now(&self.sock, &self.out, 0)?;
-        self.out.drain(..sent);
+        let sent = send_now(&self.sock, &self.out)?;
         let buf = self.reader.take_buffer(4096);
         let (len, cap) = (buf.len(), buf.capacity());
         let mut recv = submit(op::Recv::new(self.sock.clone(), buf.slice(len..cap)));
         // The sweep cancels the receive at its deadline, or (when idle) as the server stops.
         self.watchdog.arm(Instant::now() + wait, idle, recv.cancel_token());
-        let (res, buf) = if self.out.is_empty() {
+        let (res, buf) = if sent == self.out.len() {
+            self.out.clear();
             recv.await
         } else {
+            // The direct send just found the socket full: the rest waits in an operation.
             let out = std::mem::take(&mut self.out);
-            let sending = send_all(self.sock.clone(), out, self.settings.send_timeout, 0);
+            let sending = send_rest(self.sock.clone(), out, sent, self.settings.send_timeout);
             let ((sent, out), received) = join(sending, recv).await;
             self.out = out;
             if let Err(e) = sent {
@@ -308,7 +309,7 @@ impl Connection {
     /// Sends everything queued in the output buffer.
     async fn flush(&mut self) -> io::Result<()> {
         let out = std::mem::take(&mut self.out);
-        let (res, out) = send_all(self.sock.clone(), out, self.settings.send_timeout, 0).await;
+        let (res, out) = send_all(self.sock.clone(), out, self.settings.send_timeout).await;
         self.out = out;
         res
     }
@@ -338,17 +339,26 @@ impl Connection {
 /// Sends all of `out` (then empties it), each send waiting at most `timeout` for progress.
 async fn send_all(
     sock: Rc<TcpStream>,
-    mut out: Vec<u8>,
+    out: Vec<u8>,
     timeout: Duration,
-    flags: i32,
 ) -> (io::Result<()>, Vec<u8>) {
-    let mut sent = match send_now(&sock, &out, flags) {
-        Ok(n) => n,
-        Err(e) => return (Err(e), out),
-    };
+    match send_now(&sock, &out) {
+        Ok(sent) => send_rest(sock, out, sent, timeout).await,
+        Err(e) => (Err(e), out),
+    }
+}
+
+/// Sends `out[sent..]` with send operations (then empties `out`), each waiting at most `timeout`
+/// for progress.
+async fn send_rest(
+    sock: Rc<TcpStream>,
+    mut out: Vec<u8>,
+    mut sent: usize,
+    timeout: Duration,
+) -> (io::Result<()>, Vec<u8>) {
     while sent < out.len() {
         let len = out.len();
-        let send = op::Send::new(sock.clone(), out.slice(sent..len)).flags(flags);
+        let send = op::Send::new(sock.clone(), out.slice(sent..len));
         let (res, buf) = submit(send).deadline(timeout).await;
         out = buf.into_inner();
         match res {
@@ -368,11 +378,11 @@ async fn send_all(
 /// Sends as much of `buf` as the socket takes right now, without waiting: usually all of it, so
 /// a response costs one system call and no operation. The rest (if the send buffer is full) is
 /// left to a send operation.
-fn send_now(sock: &TcpStream, buf: &[u8], flags: i32) -> io::Result<usize> {
+fn send_now(sock: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     let mut sent = 0;
     while sent < buf.len() {
         let rest = &buf[sent..];
-        let flags = flags | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         // SAFETY: `rest` is valid for reads of its length for the duration of the call.
         let n = unsafe { libc::send(sock.as_raw_fd(), rest.as_ptr().cast(), rest.len(), flags) };
         if n >= 0 {
