@@ -76,9 +76,9 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     tracing::info!("http: serving {}", root.path().display());
-    let cache = move |off: bool| if off { FileCache::disabled() } else { FileCache::new() };
     let no_cache = args.no_file_cache;
-    let site = Rc::new(Site { root, list_dirs: args.list_dirs, cache: cache(no_cache) });
+    let new_cache = move || if no_cache { FileCache::disabled() } else { FileCache::new() };
+    let site = Rc::new(Site { root, list_dirs: args.list_dirs, cache: new_cache() });
     let settings = Rc::new(Settings {
         limits: Limits::default(),
         header_timeout: args.header_timeout,
@@ -95,7 +95,7 @@ pub fn run(args: Args) -> ExitCode {
         let settings = Settings::clone(&settings);
         return crate::server::serve_threads("http", &args.server, default, move || {
             let site = match Root::open(&dir, follow) {
-                Ok(root) => Some(Rc::new(Site { root, list_dirs, cache: cache(no_cache) })),
+                Ok(root) => Some(Rc::new(Site { root, list_dirs, cache: new_cache() })),
                 Err(e) => {
                     tracing::error!("http: cannot open {} on this thread: {e}", dir.display());
                     None
