@@ -148,17 +148,17 @@ pub fn run_http_bench(opts: &HttpBenchOptions) -> anyhow::Result<HttpBenchReport
     };
     let pin = opts.pin && cpu_count() >= 2;
     let mut report = HttpBenchReport::default();
-    let mut proactor = Proactor::start(&exe, &root, opts.driver.as_deref())?;
-    let mut nginx = Nginx::start(&nginx, dir.path(), &root)?;
+    let proactor = Proactor::start(&exe, &root, opts.driver.as_deref())?;
+    let nginx = Nginx::start(&nginx, dir.path(), &root)?;
     if pin {
-        pin_to(proactor.child.id() as i32, 1);
-        pin_to(nginx.child.id() as i32, 1);
+        pin_to(proactor.child.0.id() as i32, 1);
+        pin_to(nginx.child.0.id() as i32, 1);
     }
     for (file, _) in FILES {
         let path = format!("/{file}.bin");
         for (server, pid, addr) in [
-            ("proactor", proactor.child.id(), proactor.addr),
-            ("nginx", nginx.child.id(), nginx.addr),
+            ("proactor", proactor.child.0.id(), proactor.addr),
+            ("nginx", nginx.child.0.id(), nginx.addr),
         ] {
             let url = format!("http://{addr}{path}");
             // Warm-up: page cache, connection setup, the server's buffers.
@@ -179,8 +179,8 @@ pub fn run_http_bench(opts: &HttpBenchOptions) -> anyhow::Result<HttpBenchReport
             });
         }
     }
-    proactor.stop();
-    nginx.stop();
+    drop(proactor);
+    drop(nginx);
     Ok(report)
 }
 
@@ -312,9 +312,19 @@ fn parse_size(s: &str) -> Option<f64> {
     Some(num.parse::<f64>().ok()? * scale)
 }
 
+/// A child process, killed and reaped when dropped (also on an early return while starting).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `proactor http` child process.
 struct Proactor {
-    child: Child,
+    child: Reaped,
     addr: SocketAddr,
 }
 
@@ -325,39 +335,25 @@ impl Proactor {
         if let Some(d) = driver {
             cmd.args(["--driver", d]);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
+        let mut child = Reaped(
+            cmd.stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting {}", exe.display()))?,
+        );
         let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        BufReader::new(child.0.stdout.take().context("stdout")?).read_line(&mut line)?;
         let addr = match line.trim().strip_prefix("listening on ").map(str::parse) {
             Some(Ok(addr)) => addr,
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("proactor http did not start: {line:?}");
-            }
+            _ => bail!("proactor http did not start: {line:?}"),
         };
         Ok(Proactor { child, addr })
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proactor {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
 /// An nginx child process in the foreground, one process, configured like the proactor.
 struct Nginx {
-    child: Child,
+    child: Reaped,
     addr: SocketAddr,
 }
 
@@ -399,10 +395,10 @@ impl Nginx {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", exe.display()))?;
-        let mut nginx = Nginx { child, addr };
+        let mut nginx = Nginx { child: Reaped(child), addr };
         let started = Instant::now();
         while TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
+            if let Ok(Some(status)) = nginx.child.0.try_wait() {
                 let log = std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
                 bail!("nginx exited ({status}): {log}");
             }
@@ -412,17 +408,6 @@ impl Nginx {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(nginx)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
