@@ -13,7 +13,7 @@ fn get(srv: &Server, path: &str) -> http_support::Response {
     srv.raw(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
 }
 
-http_test!(get_with_ureq, |driver| {
+both_drivers!(get_with_ureq, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let resp = ureq::get(&srv.url("/hello.txt")).call().expect("GET");
@@ -44,7 +44,7 @@ http_test!(get_with_ureq, |driver| {
     }
 });
 
-http_test!(head_matches_get, |driver| {
+both_drivers!(head_matches_get, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     for path in ["/hello.txt", "/data.bin", "/", "/missing", "/dir", "/empty.txt"] {
@@ -68,7 +68,7 @@ http_test!(head_matches_get, |driver| {
     }
 });
 
-http_test!(error_statuses, |driver| {
+both_drivers!(error_statuses, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let cases: Vec<(String, u16)> = vec![
@@ -123,7 +123,7 @@ http_test!(error_statuses, |driver| {
     assert!(c.closed());
 });
 
-http_test!(request_timeout_408, |driver| {
+both_drivers!(request_timeout_408, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(
         &fx.root(),
@@ -168,7 +168,7 @@ http_test!(request_timeout_408, |driver| {
     assert!(idle.elapsed() >= Duration::from_millis(400), "closed too early: {:?}", idle.elapsed());
 });
 
-http_test!(keep_alive_rules, |driver| {
+both_drivers!(keep_alive_rules, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     // HTTP/1.1: one connection, several requests.
@@ -204,7 +204,7 @@ http_test!(keep_alive_rules, |driver| {
     }
 });
 
-http_test!(pipelined_hundred, |driver| {
+both_drivers!(pipelined_hundred, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let mut c = srv.connect();
@@ -230,7 +230,7 @@ http_test!(pipelined_hundred, |driver| {
     assert_eq!(c.response(false).body, b"file number 7\n");
 });
 
-http_test!(trickled_byte_by_byte, |driver| {
+both_drivers!(trickled_byte_by_byte, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let mut c = srv.connect();
@@ -247,7 +247,7 @@ http_test!(trickled_byte_by_byte, |driver| {
     assert_eq!(c.response(false).text(), "file number 42\n");
 });
 
-http_test!(ranges, |driver| {
+both_drivers!(ranges, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let data = pattern(300_000);
@@ -287,7 +287,7 @@ http_test!(ranges, |driver| {
     assert_eq!(r.into_string().unwrap(), "world\n");
 });
 
-http_test!(conditionals, |driver| {
+both_drivers!(conditionals, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let first = get(&srv, "/hello.txt");
@@ -318,7 +318,7 @@ http_test!(conditionals, |driver| {
     assert_eq!(r.status(), 304);
 });
 
-http_test!(directories, |driver| {
+both_drivers!(directories, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     assert_eq!(get(&srv, "/plain/").status, 404);
@@ -339,7 +339,7 @@ http_test!(directories, |driver| {
     assert_eq!(get(&srv, "/dir/").body, b"<p>dir index</p>\n");
 });
 
-http_test!(small_bodies_discarded, |driver| {
+both_drivers!(small_bodies_discarded, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let mut c = srv.connect();
@@ -351,7 +351,7 @@ http_test!(small_bodies_discarded, |driver| {
     assert_eq!(c.response(false).body, b"file number 2\n");
 });
 
-http_test!(bodies_without_sendfile, |driver| {
+both_drivers!(bodies_without_sendfile, |driver| {
     // The copy path (read into the buffer, then send) for every size, and sendfile for all.
     let fx = Fixture::new();
     for extra in [&["--no-sendfile", "--buffer-size", "65536"][..], &["--sendfile-from", "0"][..]] {
@@ -369,7 +369,7 @@ http_test!(bodies_without_sendfile, |driver| {
     }
 });
 
-http_test!(stops_on_sigterm, |driver| {
+both_drivers!(stops_on_sigterm, |driver| {
     let fx = Fixture::new();
     let mut srv = Server::start(&fx.root(), driver, &["--grace", "5s", "--max-conns", "3"]);
     // Past --max-conns a connection is closed at once.

@@ -34,7 +34,7 @@ fn rewrite(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap();
 }
 
-http_test!(rewritten_files_are_served_fresh, |driver| {
+both_drivers!(rewritten_files_are_served_fresh, |driver| {
     let fx = Fixture::new();
     let root = fx.root();
     let srv = Server::start(&root, driver, &[]);
@@ -70,7 +70,7 @@ http_test!(rewritten_files_are_served_fresh, |driver| {
     }
 });
 
-http_test!(replaced_and_deleted_files_are_served_fresh, |driver| {
+both_drivers!(replaced_and_deleted_files_are_served_fresh, |driver| {
     let fx = Fixture::new();
     let root = fx.root();
     let srv = Server::start(&root, driver, &[]);
@@ -97,7 +97,7 @@ http_test!(replaced_and_deleted_files_are_served_fresh, |driver| {
     expect_status(&srv, &mut c, "/dir/", 404);
 });
 
-http_test!(changed_directories_links_and_hard_links, |driver| {
+both_drivers!(changed_directories_links_and_hard_links, |driver| {
     let fx = Fixture::new();
     let root = fx.root();
     let srv = Server::start(&root, driver, &[]);
@@ -131,7 +131,7 @@ http_test!(changed_directories_links_and_hard_links, |driver| {
     expect_body(&srv, &mut c, "/link_in.txt", b"a, changed\n");
 });
 
-http_test!(many_files_and_ranges_from_the_cache, |driver| {
+both_drivers!(many_files_and_ranges_from_the_cache, |driver| {
     let fx = Fixture::new();
     let root = fx.root();
     // More files than the cache holds, two rounds: every body right.
@@ -167,7 +167,7 @@ http_test!(many_files_and_ranges_from_the_cache, |driver| {
     assert_eq!((r.status, r.body.as_slice()), (200, b"abcdefghijk".as_slice()));
 });
 
-http_test!(changes_racing_with_requests, |driver| {
+both_drivers!(changes_racing_with_requests, |driver| {
     let fx = Fixture::new();
     let root = fx.root();
     let srv = Server::start(&root, driver, &[]);
@@ -207,7 +207,7 @@ http_test!(changes_racing_with_requests, |driver| {
     }
 });
 
-http_test!(without_the_cache, |driver| {
+both_drivers!(without_the_cache, |driver| {
     let fx = Fixture::new();
     let root = fx.root();
     let srv = Server::start(&root, driver, &["--no-file-cache"]);

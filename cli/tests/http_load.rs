@@ -10,7 +10,7 @@ use std::io::Read;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-http_test!(five_hundred_clients, |driver| {
+both_drivers!(five_hundred_clients, |driver| {
     let fx = Fixture::new();
     let root = fx.root();
     let sizes = [0usize, 1, 100, 4096, 65_537, 300_000];
@@ -85,7 +85,7 @@ fn sparse_file(path: &std::path::Path, len: u64) -> [u8; 32] {
     h.finalize().into()
 }
 
-http_test!(three_gib_sparse_file, |driver| {
+both_drivers!(three_gib_sparse_file, |driver| {
     if cfg!(debug_assertions) {
         eprintln!("SKIPPED in debug builds: run with --release (moves 3 GiB through loopback)");
         return;

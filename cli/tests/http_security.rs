@@ -80,7 +80,7 @@ fn check_all(srv: &Server, follow: bool) -> usize {
     refused
 }
 
-http_test!(traversal_refused, |driver| {
+both_drivers!(traversal_refused, |driver| {
     assert!(ATTACKS.len() >= 30);
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &["--list-dirs"]);
@@ -104,7 +104,7 @@ http_test!(traversal_refused, |driver| {
     assert_eq!(srv.raw("GET /link_in.txt HTTP/1.1\r\nHost: t\r\n\r\n").body, b"hello world\n");
 });
 
-http_test!(follow_symlinks_opt_in, |driver| {
+both_drivers!(follow_symlinks_opt_in, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &["--follow-symlinks"]);
     // Traversal by path is still refused; only symlinks are followed, as asked.
@@ -114,7 +114,7 @@ http_test!(follow_symlinks_opt_in, |driver| {
     assert_eq!(resp.text(), SECRET);
 });
 
-http_test!(listing_never_leaves_root, |driver| {
+both_drivers!(listing_never_leaves_root, |driver| {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &["--list-dirs"]);
     let resp = srv.raw("GET /up/ HTTP/1.1\r\nHost: t\r\n\r\n");

@@ -3,6 +3,10 @@
 //! that reads responses exactly (status, headers, body by `Content-Length`).
 #![allow(dead_code)]
 
+// The per-driver test macro (`both_drivers!`) is the servers' shared one.
+#[path = "../server_support/mod.rs"]
+mod server_support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -209,25 +213,4 @@ impl Client {
         let mut b = [0u8; 1];
         matches!(self.reader.read(&mut b), Ok(0) | Err(_))
     }
-}
-
-/// Defines a test that runs once per driver: `http_test!(name, |driver| { ... })` gives
-/// `name::uring` and `name::epoll`; `driver` is `"uring"` or `"epoll"`.
-#[macro_export]
-macro_rules! http_test {
-    ($name:ident, |$driver:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($driver: &str) $body
-            #[test]
-            fn uring() {
-                body("uring");
-            }
-            #[test]
-            fn epoll() {
-                body("epoll");
-            }
-        }
-    };
 }
