@@ -8,7 +8,16 @@ mod http_support;
 
 use http_support::{pattern, Client, Fixture, Response, Server};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A fresh fixture served with the `extra` options, and a kept-alive client on it.
+fn serve(driver: &str, extra: &[&str]) -> (Fixture, PathBuf, Server, Client) {
+    let fx = Fixture::new();
+    let root = fx.root();
+    let srv = Server::start(&root, driver, extra);
+    let c = srv.connect();
+    (fx, root, srv, c)
+}
 
 fn get(c: &mut Client, path: &str) -> Response {
     c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
@@ -29,16 +38,19 @@ fn expect_status(srv: &Server, c: &mut Client, path: &str, status: u16) {
     assert_eq!(get(&mut srv.connect(), path).status, status, "fresh GET {path}");
 }
 
+/// Replaces `path` atomically (a new inode): writes `tmp`, then renames it over `path`.
+fn replace(tmp: &Path, path: &Path, bytes: &[u8]) {
+    fs::write(tmp, bytes).unwrap();
+    fs::rename(tmp, path).unwrap();
+}
+
 /// Writes `bytes` into an existing file in place (same inode).
 fn rewrite(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap();
 }
 
 both_drivers!(rewritten_files_are_served_fresh, |driver| {
-    let fx = Fixture::new();
-    let root = fx.root();
-    let srv = Server::start(&root, driver, &[]);
-    let mut c = srv.connect();
+    let (_fx, root, srv, mut c) = serve(driver, &[]);
     // Small (cached with its bytes) and large (cached descriptor only) files; many rounds with
     // no pause between the change and the next request.
     for (name, size) in [("small.txt", 100), ("large.bin", 200_000)] {
@@ -71,16 +83,12 @@ both_drivers!(rewritten_files_are_served_fresh, |driver| {
 });
 
 both_drivers!(replaced_and_deleted_files_are_served_fresh, |driver| {
-    let fx = Fixture::new();
-    let root = fx.root();
-    let srv = Server::start(&root, driver, &[]);
-    let mut c = srv.connect();
+    let (_fx, root, srv, mut c) = serve(driver, &[]);
     expect_body(&srv, &mut c, "/hello.txt", b"hello world\n");
     // Atomic replace (write a temporary file, rename it over), repeatedly.
     for round in 0..20 {
         let body = format!("version {round}\n");
-        fs::write(root.join(".tmp"), &body).unwrap();
-        fs::rename(root.join(".tmp"), root.join("hello.txt")).unwrap();
+        replace(&root.join(".tmp"), &root.join("hello.txt"), body.as_bytes());
         expect_body(&srv, &mut c, "/hello.txt", body.as_bytes());
     }
     // Deleted: 404; created again: served.
@@ -90,18 +98,14 @@ both_drivers!(replaced_and_deleted_files_are_served_fresh, |driver| {
     expect_body(&srv, &mut c, "/hello.txt", b"back\n");
     // A directory's index: replaced, then deleted (404 without --list-dirs).
     expect_body(&srv, &mut c, "/dir/", b"<p>dir index</p>\n");
-    fs::write(root.join("dir/.new"), "<p>new index</p>\n").unwrap();
-    fs::rename(root.join("dir/.new"), root.join("dir/index.html")).unwrap();
+    replace(&root.join("dir/.new"), &root.join("dir/index.html"), b"<p>new index</p>\n");
     expect_body(&srv, &mut c, "/dir/", b"<p>new index</p>\n");
     fs::remove_file(root.join("dir/index.html")).unwrap();
     expect_status(&srv, &mut c, "/dir/", 404);
 });
 
 both_drivers!(changed_directories_links_and_hard_links, |driver| {
-    let fx = Fixture::new();
-    let root = fx.root();
-    let srv = Server::start(&root, driver, &[]);
-    let mut c = srv.connect();
+    let (fx, root, srv, mut c) = serve(driver, &[]);
     // A directory on the path replaced by another one holding a different file of that name.
     expect_body(&srv, &mut c, "/plain/a.txt", b"a\n");
     fs::rename(root.join("plain"), root.join("plain_old")).unwrap();
@@ -208,10 +212,7 @@ both_drivers!(changes_racing_with_requests, |driver| {
 });
 
 both_drivers!(without_the_cache, |driver| {
-    let fx = Fixture::new();
-    let root = fx.root();
-    let srv = Server::start(&root, driver, &["--no-file-cache"]);
-    let mut c = srv.connect();
+    let (_fx, root, srv, mut c) = serve(driver, &["--no-file-cache"]);
     for round in 0..5 {
         let body = format!("round {round}\n");
         rewrite(&root.join("hello.txt"), body.as_bytes());
