@@ -4,7 +4,7 @@
 #[macro_use]
 mod server_support;
 
-use server_support::{raise_nofile, start, Pattern};
+use server_support::{raise_nofile, read_pattern, start, Pattern};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ fn read_and_check(mut stream: &TcpStream, seed: u64, max: usize) -> usize {
 }
 
 both_drivers!(thousand_concurrent_clients, |driver| {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     const CLIENTS: usize = 1000;
     const SIZES: [usize; 4] = [0, 1, 4096, 1 << 20];
     raise_nofile(20_000);
@@ -85,20 +85,7 @@ both_drivers!(thousand_concurrent_clients, |driver| {
                     }
                     wr.shutdown().await.expect("shutdown");
                 });
-                let mut pat = Pattern::new(case);
-                let (mut buf, mut scratch) = (vec![0u8; 64 * 1024], Vec::new());
-                let mut got = 0;
-                loop {
-                    let n = rd.read(&mut buf).await.expect("read");
-                    if n == 0 {
-                        break;
-                    }
-                    assert!(
-                        pat.check(&buf[..n], &mut scratch),
-                        "client {i}: echo differs at {got}"
-                    );
-                    got += n;
-                }
+                let got = read_pattern(&mut rd, case, i).await;
                 writer.await.unwrap();
                 assert_eq!(got, len, "client {i}: echo length");
                 len

@@ -4,11 +4,11 @@
 #[macro_use]
 mod server_support;
 
-use server_support::{raise_nofile, start, Pattern};
+use server_support::{raise_nofile, read_pattern, start, Pattern};
 use std::time::Duration;
 
 both_drivers!(echo_on_2_threads_1000_clients_byte_exact, |driver| {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     const CLIENTS: usize = 1000;
     raise_nofile(20_000);
     // The server logs which thread takes each connection (debug level of its threads module).
@@ -33,20 +33,7 @@ both_drivers!(echo_on_2_threads_1000_clients_byte_exact, |driver| {
                     wr.write_all(&data).await.expect("write");
                     wr.shutdown().await.expect("shutdown");
                 });
-                let mut pat = Pattern::new(case);
-                let (mut buf, mut scratch) = (vec![0u8; 64 * 1024], Vec::new());
-                let mut got = 0;
-                loop {
-                    let n = rd.read(&mut buf).await.expect("read");
-                    if n == 0 {
-                        break;
-                    }
-                    assert!(
-                        pat.check(&buf[..n], &mut scratch),
-                        "client {i}: echo differs at {got}"
-                    );
-                    got += n;
-                }
+                let got = read_pattern(&mut rd, case, i).await;
                 writer.await.unwrap();
                 assert_eq!(got, len, "client {i}: echo length");
             }));

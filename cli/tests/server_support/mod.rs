@@ -203,6 +203,27 @@ impl Pattern {
     }
 }
 
+/// Reads `rd` to EOF, checking every byte against the stream of `Pattern::new(seed)`; returns
+/// the byte count. `client` names the connection in a failure.
+pub async fn read_pattern<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    seed: u64,
+    client: usize,
+) -> usize {
+    use tokio::io::AsyncReadExt;
+    let mut pat = Pattern::new(seed);
+    let (mut buf, mut scratch) = (vec![0u8; 64 * 1024], Vec::new());
+    let mut got = 0;
+    loop {
+        let n = rd.read(&mut buf).await.expect("read");
+        if n == 0 {
+            return got;
+        }
+        assert!(pat.check(&buf[..n], &mut scratch), "client {client}: echo differs at {got}");
+        got += n;
+    }
+}
+
 /// Defines `mod $name { #[test] fn uring() ; #[test] fn epoll() }`, each running the body with
 /// the driver's name as given to `--driver`.
 #[macro_export]
