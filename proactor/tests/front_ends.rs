@@ -156,13 +156,7 @@ driver_test!(echo_loopback_handlers_with_rearmed_accept, |p| {
         });
     }
     do_accept(p.handle(), listener, echoed.clone(), accepted.clone());
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            client(s, 200)
-        })
-        .collect();
+    let clients = connect_clients(addr, CLIENTS);
     p.run().unwrap();
     let sent: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
     assert_eq!(accepted.get(), CLIENTS);
@@ -173,13 +167,7 @@ driver_test!(echo_loopback_futures, |p| {
     let listener = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     let addr = listener.local_addr().unwrap();
     const CLIENTS: usize = 8;
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            client(s, 200)
-        })
-        .collect();
+    let clients = connect_clients(addr, CLIENTS);
     let echoed = p.block_on(async {
         let mut sessions = Vec::new();
         for _ in 0..CLIENTS {
@@ -221,3 +209,14 @@ driver_test!(both_front_ends_at_once, |p| {
     assert_eq!(p.block_on(task).unwrap(), 5);
     drop(b);
 });
+
+/// `n` echo clients connected to `addr`, each sending 200 messages (see `client`).
+fn connect_clients(addr: std::net::SocketAddr, n: usize) -> Vec<std::thread::JoinHandle<usize>> {
+    (0..n)
+        .map(|_| {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            client(s, 200)
+        })
+        .collect()
+}

@@ -216,12 +216,7 @@ driver_test!(tiny_ring_completes_ten_thousand_queued_ops, |p| {
         let futs: Vec<_> = (0..10_000)
             .map(|_| proactor::spawn(async { submit(op::Nop).await.unwrap() }))
             .collect();
-        let mut n = 0;
-        for f in futs {
-            f.await.unwrap();
-            n += 1;
-        }
-        n
+        common::join_count(futs).await
     });
     assert_eq!(n, 10_000);
 });
@@ -252,12 +247,7 @@ mod tiny_ring_with_deadlines {
                     })
                 })
                 .collect();
-            let mut n = 0;
-            for f in futs {
-                f.await.unwrap();
-                n += 1;
-            }
-            n
+            common::join_count(futs).await
         });
         assert_eq!(n, 10_000);
     }
@@ -302,12 +292,7 @@ driver_test!(completion_queue_overflow_loses_nothing, |p| {
         for f in &mut futs {
             core_util::poll_once(f).await;
         }
-        let mut n = 0;
-        for f in futs {
-            f.await.unwrap();
-            n += 1;
-        }
-        n
+        common::join_count(futs).await
     });
     assert_eq!(n, 512);
 });

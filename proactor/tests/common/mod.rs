@@ -54,3 +54,17 @@ macro_rules! driver_test {
         }
     };
 }
+
+/// Awaits every future in order and counts them; an `Err` from any fails the test.
+pub async fn join_count<F, T, E>(futs: Vec<F>) -> usize
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Debug,
+{
+    let mut n = 0;
+    for f in futs {
+        f.await.unwrap();
+        n += 1;
+    }
+    n
+}
