@@ -43,12 +43,19 @@ struct Clock {
 #[derive(Default)]
 struct Sweep {
     clocks: RefCell<Vec<Option<Rc<Clock>>>>,
+    /// The empty places in `clocks`.
     free: RefCell<Vec<usize>>,
-    live: Cell<usize>,
     running: Cell<bool>,
     tick: Cell<Option<Duration>>,
     /// The server's stop event.
     stop: RefCell<Option<Event>>,
+}
+
+impl Sweep {
+    /// Connections registered.
+    fn live(&self) -> usize {
+        self.clocks.borrow().len() - self.free.borrow().len()
+    }
 }
 
 thread_local! {
@@ -72,7 +79,6 @@ impl Watchdog {
                     clocks.len() - 1
                 }
             };
-            s.live.set(s.live.get() + 1);
             s.tick.set(Some(s.tick.get().map_or(tick, |t| t.min(tick))));
             s.stop.borrow_mut().get_or_insert_with(|| stop.clone());
             if !s.running.replace(true) {
@@ -103,7 +109,6 @@ impl Drop for Watchdog {
         SWEEP.with(|s| {
             s.clocks.borrow_mut()[self.key] = None;
             s.free.borrow_mut().push(self.key);
-            s.live.set(s.live.get() - 1);
         });
     }
 }
@@ -119,7 +124,7 @@ async fn sweep(s: Rc<Sweep>) {
         } else {
             let _ = race(proactor::time::sleep(tick), stop.wait()).await;
         }
-        if s.live.get() == 0 {
+        if s.live() == 0 {
             s.running.set(false);
             s.tick.set(None);
             return;
