@@ -132,6 +132,13 @@ struct Entry {
     filled: Instant,
 }
 
+impl Entry {
+    /// Bytes of content it holds.
+    fn body_len(&self) -> usize {
+        self.file.body.as_ref().map_or(0, |b| b.len())
+    }
+}
+
 impl Default for FileCache {
     fn default() -> Self {
         FileCache::new()
@@ -282,15 +289,15 @@ impl Inner {
                 }
                 continue;
             }
-            let stale: Vec<String> = self
-                .entries
-                .iter()
-                .filter(|(_, e)| e.wd == ev.wd)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in stale {
-                self.remove(&key);
-            }
+            let mut freed = 0;
+            self.entries.retain(|_, e| {
+                let stale = e.wd == ev.wd;
+                if stale {
+                    freed += e.body_len();
+                }
+                !stale
+            });
+            self.body_bytes -= freed;
             if ev.mask & libc::IN_IGNORED != 0 {
                 self.watches.remove(&ev.wd);
             }
@@ -304,7 +311,7 @@ impl Inner {
     }
 
     fn forget_body(&mut self, old: &Entry) {
-        self.body_bytes -= old.file.body.as_ref().map_or(0, |b| b.len());
+        self.body_bytes -= old.body_len();
     }
 
     fn clear(&mut self) {
