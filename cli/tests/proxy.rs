@@ -1,6 +1,8 @@
 //! End-to-end tests of `proactor proxy`: the real binary between real sockets on 127.0.0.1, once
 //! per driver. The upstreams are small std-thread servers inside the test.
 
+mod server_support;
+
 use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -12,24 +14,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
-
-/// Defines `name::uring` and `name::epoll`, each calling `body(driver)`.
-macro_rules! both_drivers {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            #[test]
-            fn uring() {
-                ($body)("uring");
-            }
-            #[test]
-            fn epoll() {
-                ($body)("epoll");
-            }
-        }
-    };
-}
 
 /// A running `proactor proxy`; stopped with SIGTERM when dropped. Its stderr is collected.
 struct Proxy {
@@ -264,7 +248,7 @@ fn mixed_sizes(n: usize, seed: u64) -> Vec<(u64, u64)> {
     (0..n).map(|i| (pick(i), pick(i + 7))).collect()
 }
 
-both_drivers!(two_hundred_concurrent_exchanges, |driver: &str| {
+both_drivers!(two_hundred_concurrent_exchanges, |driver| {
     let ex = exchange_upstream();
     let proxy = Proxy::start(driver, ex.addr, &[]);
     exchange_through(&proxy, &ex, &mixed_sizes(200, 1));
@@ -272,7 +256,7 @@ both_drivers!(two_hundred_concurrent_exchanges, |driver: &str| {
     assert!(proxy.wait_log("bytes up", Duration::from_secs(5)), "{}", proxy.log());
 });
 
-both_drivers!(splice_is_byte_exact, |driver: &str| {
+both_drivers!(splice_is_byte_exact, |driver| {
     let ex = exchange_upstream();
     let proxy = Proxy::start(driver, ex.addr, &["--splice"]);
     exchange_through(&proxy, &ex, &mixed_sizes(60, 2));
@@ -291,7 +275,7 @@ fn upstream(serve: fn(TcpStream)) -> SocketAddr {
     addr
 }
 
-both_drivers!(half_close_from_client, |driver: &str| {
+both_drivers!(half_close_from_client, |driver| {
     // The upstream answers only after the client has finished sending.
     let up = upstream(|mut s| {
         let mut got = Vec::new();
@@ -308,7 +292,7 @@ both_drivers!(half_close_from_client, |driver: &str| {
     assert_eq!(reply, "you sent 100000 bytes");
 });
 
-both_drivers!(half_close_from_upstream, |driver: &str| {
+both_drivers!(half_close_from_upstream, |driver| {
     // The upstream sends a banner and closes its sending side at once, then still reads.
     let up = upstream(|mut s| {
         s.write_all(b"banner").unwrap();
@@ -330,7 +314,7 @@ both_drivers!(half_close_from_upstream, |driver: &str| {
     assert!(proxy.wait_log("300000 bytes up", Duration::from_secs(10)), "{}", proxy.log());
 });
 
-both_drivers!(upstream_refused, |driver: &str| {
+both_drivers!(upstream_refused, |driver| {
     // A port with nothing listening.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let proxy = Proxy::start(driver, closed, &[]);
@@ -344,7 +328,7 @@ both_drivers!(upstream_refused, |driver: &str| {
     assert!(proxy.log().contains("refused"), "{}", proxy.log());
 });
 
-both_drivers!(upstream_times_out, |driver: &str| {
+both_drivers!(upstream_times_out, |driver| {
     // A listener whose accept queue is full and never drained: further SYNs are dropped, so a
     // connect to it hangs.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -371,7 +355,7 @@ both_drivers!(upstream_times_out, |driver: &str| {
     drop(sock);
 });
 
-both_drivers!(idle_connections_are_closed, |driver: &str| {
+both_drivers!(idle_connections_are_closed, |driver| {
     let up = upstream(|mut s| {
         let mut sink = Vec::new();
         let _ = s.read_to_end(&mut sink);
@@ -386,7 +370,7 @@ both_drivers!(idle_connections_are_closed, |driver: &str| {
     assert!(proxy.wait_log("idle for", Duration::from_secs(5)), "{}", proxy.log());
 });
 
-both_drivers!(slow_reader_keeps_memory_flat, |driver: &str| {
+both_drivers!(slow_reader_keeps_memory_flat, |driver| {
     // The upstream reads slowly; the client pushes 128 MiB as fast as it can.
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -442,7 +426,7 @@ both_drivers!(slow_reader_keeps_memory_flat, |driver: &str| {
     assert!(max_gap < 48 * MIB, "the sender ran {max_gap} bytes ahead of the reader");
 });
 
-both_drivers!(max_conns_is_enforced, |driver: &str| {
+both_drivers!(max_conns_is_enforced, |driver| {
     let up = upstream(|mut s| {
         let mut buf = [0u8; 64];
         while let Ok(n) = s.read(&mut buf) {
