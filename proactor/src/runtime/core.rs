@@ -219,22 +219,7 @@ impl Core {
             // kernel touches the box any more, and no other reference to it is live here.
             unsafe { (*slot.op.as_ptr()).set_cqe_flags(c.flags) };
         }
-        if matches!(slot.state, Lifecycle::Detached | Lifecycle::Handler) {
-            // Removed as it is: writing `Done` first and reading the slot straight back out
-            // stalls the copy on store forwarding.
-            let slot = ops.remove(key);
-            drop(ops);
-            if let Some(slot) = slot {
-                self.deliver(slot.op, slot.name, c.result);
-            }
-        } else if let Lifecycle::Waiting(waker) =
-            std::mem::replace(&mut slot.state, Lifecycle::Done(c.result))
-        {
-            drop(ops);
-            if let Some(w) = waker {
-                self.wake(w);
-            }
-        }
+        self.settle(ops, key, c.result);
         if self.max_in_flight.is_some() {
             self.admit();
         }
@@ -278,24 +263,29 @@ impl Core {
 
     /// Records the result of the operation at `key` and delivers it.
     fn finish(&self, key: usize, res: i32) {
-        let waker = {
-            let mut ops = self.ops.borrow_mut();
-            let Some(slot) = ops.get_mut(key) else { return };
-            match std::mem::replace(&mut slot.state, Lifecycle::Done(res)) {
-                Lifecycle::Waiting(w) => w,
-                Lifecycle::Done(_) => None,
-                Lifecycle::Detached | Lifecycle::Handler => {
-                    let slot = ops.remove(key);
-                    drop(ops);
-                    if let Some(slot) = slot {
-                        self.deliver(slot.op, slot.name, res);
-                    }
-                    return;
-                }
+        self.settle(self.ops.borrow_mut(), key, res);
+    }
+
+    /// Delivers `res` for the slot at `key`: to its handler (or dropped, if its future is
+    /// gone), or recorded for the awaiting future, whose task is woken.
+    #[inline(always)]
+    fn settle(&self, mut ops: std::cell::RefMut<'_, Table>, key: usize, res: i32) {
+        let Some(slot) = ops.get_mut(key) else { return };
+        if matches!(slot.state, Lifecycle::Detached | Lifecycle::Handler) {
+            // Removed as it is: writing `Done` first and reading the slot straight back out
+            // stalls the copy on store forwarding.
+            let slot = ops.remove(key);
+            drop(ops);
+            if let Some(slot) = slot {
+                self.deliver(slot.op, slot.name, res);
             }
-        };
-        if let Some(w) = waker {
-            w.wake();
+        } else if let Lifecycle::Waiting(waker) =
+            std::mem::replace(&mut slot.state, Lifecycle::Done(res))
+        {
+            drop(ops);
+            if let Some(w) = waker {
+                self.wake(w);
+            }
         }
     }
 
