@@ -33,8 +33,10 @@ fn class_of(layout: Layout) -> Option<usize> {
 }
 
 fn class_layout(class: usize) -> Layout {
-    // Never fails: GRAIN is a power of two and the size is at most MAX_POOLED.
-    Layout::from_size_align(class * GRAIN, GRAIN).unwrap_or(Layout::new::<[u8; GRAIN]>())
+    debug_assert!(class * GRAIN <= MAX_POOLED);
+    // SAFETY: GRAIN is a non-zero power of two and `class * GRAIN` (at most MAX_POOLED) cannot
+    // overflow `isize` when rounded up to it.
+    unsafe { Layout::from_size_align_unchecked(class * GRAIN, GRAIN) }
 }
 
 impl OpMemory {
@@ -98,21 +100,19 @@ impl OpMemory {
         if layout.size() == 0 {
             return;
         }
-        match class_of(layout) {
-            Some(c) if self.keep(c) => self.classes.borrow_mut()[c].push(block),
-            // SAFETY: allocated by `take_block` with exactly this class layout.
-            Some(c) => unsafe { dealloc(block.as_ptr(), class_layout(c)) },
+        let Some(c) = class_of(layout) else {
             // SAFETY: allocated by `take_block` with exactly `layout`.
-            None => unsafe { dealloc(block.as_ptr(), layout) },
+            unsafe { dealloc(block.as_ptr(), layout) };
+            return;
+        };
+        let mut classes = self.classes.borrow_mut();
+        let idle = &mut classes[c];
+        if idle.len() * c * GRAIN < MAX_CACHED {
+            idle.push(block);
+        } else {
+            // SAFETY: allocated by `take_block` with exactly this class layout.
+            unsafe { dealloc(block.as_ptr(), class_layout(c)) };
         }
-    }
-}
-
-impl OpMemory {
-    /// Whether an idle block of class `c` is kept rather than freed.
-    #[inline]
-    fn keep(&self, c: usize) -> bool {
-        self.classes.borrow().get(c).is_some_and(|idle| idle.len() * c * GRAIN < MAX_CACHED)
     }
 }
 
