@@ -2,6 +2,8 @@
 //!
 //! Every test runs twice, with `--driver uring` and `--driver epoll`.
 
+mod server_support;
+
 use rand::{RngCore, SeedableRng};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -10,24 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const MIB: u64 = 1 << 20;
-
-/// Defines `name::uring` and `name::epoll`, each calling `body(driver)`.
-macro_rules! both_drivers {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            #[test]
-            fn uring() {
-                ($body)("uring");
-            }
-            #[test]
-            fn epoll() {
-                ($body)("epoll");
-            }
-        }
-    };
-}
 
 fn copy_cmd(driver: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_proactor"));
@@ -124,7 +108,7 @@ fn set_mtime(path: &Path, secs: i64, nsec: i64) {
     assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), t.as_ptr(), 0) }, 0);
 }
 
-both_drivers!(small_and_block_edge_sizes, |driver: &str| {
+both_drivers!(small_and_block_edge_sizes, |driver| {
     let dir = tempfile::tempdir().unwrap();
     let sizes = [0, 1, MIB - 1, MIB, MIB + 1, 5 * MIB + 123];
     for (i, &len) in sizes.iter().enumerate() {
@@ -149,7 +133,7 @@ both_drivers!(small_and_block_edge_sizes, |driver: &str| {
     assert!(temp_files(dir.path()).is_empty() && temp_files(&into).is_empty());
 });
 
-both_drivers!(one_gib_random, |driver: &str| {
+both_drivers!(one_gib_random, |driver| {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("big"), dir.path().join("big.copy"));
     random_file(&src, 1024 * MIB, 42);
@@ -163,7 +147,7 @@ both_drivers!(one_gib_random, |driver: &str| {
     assert_same(&odd, &dst);
 });
 
-both_drivers!(kernel_and_buffered_paths_agree, |driver: &str| {
+both_drivers!(kernel_and_buffered_paths_agree, |driver| {
     // 96 MiB and change: large enough for several read streams and the in-kernel copy.
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("big");
@@ -188,7 +172,7 @@ both_drivers!(kernel_and_buffered_paths_agree, |driver: &str| {
     assert!(temp_files(dir.path()).is_empty());
 });
 
-both_drivers!(no_space_in_kernel_copy, |driver: &str| {
+both_drivers!(no_space_in_kernel_copy, |driver| {
     // Source and copy on one small tmpfs, so copy_file_range works between them until the
     // space runs out.
     let Some(small) = SmallFs::mount_size("100m") else {
@@ -204,7 +188,7 @@ both_drivers!(no_space_in_kernel_copy, |driver: &str| {
     assert_eq!(fs::read_dir(small.dir.path()).unwrap().count(), 1, "only the source is left");
 });
 
-both_drivers!(sparse_stays_sparse, |driver: &str| {
+both_drivers!(sparse_stays_sparse, |driver| {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("sparse"), dir.path().join("sparse.copy"));
     {
@@ -283,7 +267,7 @@ fn assert_same_tree(a: &Path, b: &Path) -> usize {
     files
 }
 
-both_drivers!(tree_of_ten_thousand_files, |driver: &str| {
+both_drivers!(tree_of_ten_thousand_files, |driver| {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("tree");
     build_tree(&src);
@@ -324,7 +308,7 @@ impl Drop for SmallFs {
     }
 }
 
-both_drivers!(no_space_leaves_nothing, |driver: &str| {
+both_drivers!(no_space_leaves_nothing, |driver| {
     let Some(small) = SmallFs::mount() else {
         eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
         return;
@@ -351,7 +335,7 @@ both_drivers!(no_space_leaves_nothing, |driver: &str| {
     assert!(left.is_empty(), "left behind: {left:?}");
 });
 
-both_drivers!(verify_catches_corruption, |driver: &str| {
+both_drivers!(verify_catches_corruption, |driver| {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
     random_file(&src, 3 * MIB + 5, 11);
@@ -375,7 +359,7 @@ both_drivers!(verify_catches_corruption, |driver: &str| {
     assert_same(&src, &dst);
 });
 
-both_drivers!(clear_errors, |driver: &str| {
+both_drivers!(clear_errors, |driver| {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     fs::write(&src, b"data").unwrap();
@@ -394,7 +378,7 @@ both_drivers!(clear_errors, |driver: &str| {
 });
 
 // Runs the copy as an unprivileged user (root bypasses permission checks).
-both_drivers!(permission_denied, |driver: &str| {
+both_drivers!(permission_denied, |driver| {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let secret = dir.path().join("secret");
