@@ -91,6 +91,7 @@ impl Core {
     }
 
     /// Hands a stored operation to the driver; its slot is already marked submitted.
+    #[inline(always)]
     fn push_to_driver(&self, token: Token, op: NonNull<dyn ErasedOp>, deadline: Option<Duration>) {
         self.in_flight.set(self.in_flight.get() + 1);
         // SAFETY: the operation stays boxed at `op` (leaked, never moved) until its completion is
@@ -272,13 +273,12 @@ impl Core {
     fn settle(&self, mut ops: std::cell::RefMut<'_, Table>, key: usize, res: i32) {
         let Some(slot) = ops.get_mut(key) else { return };
         if matches!(slot.state, Lifecycle::Detached | Lifecycle::Handler) {
-            // Removed as it is: writing `Done` first and reading the slot straight back out
+            // Vacated as it is: writing `Done` first and reading the slot straight back out
             // stalls the copy on store forwarding.
-            let slot = ops.remove(key);
+            let (op, name) = (slot.op, *slot.name);
+            ops.vacate(key);
             drop(ops);
-            if let Some(slot) = slot {
-                self.deliver(slot.op, slot.name, res);
-            }
+            self.deliver(op, name, res);
         } else if let Lifecycle::Waiting(waker) =
             std::mem::replace(&mut slot.state, Lifecycle::Done(res))
         {
