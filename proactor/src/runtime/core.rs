@@ -7,7 +7,7 @@
 use super::executor::Executor;
 use super::memory::OpMemory;
 use super::panic::PanicPolicy;
-use super::slot::{ErasedOp, Lifecycle, Slot};
+use super::slot::{ErasedOp, Lifecycle, OpKind, Slot, Stored};
 use super::stats::InFlight;
 use super::table::Table;
 use crate::driver::{AnyDriver, Completion, Driver, DriverKind, Notifier, OpPtr, Token};
@@ -53,22 +53,21 @@ pub(crate) struct Core {
 impl Core {
     /// Stores `op` and hands it to the driver (or to the admission queue past the cap).
     #[inline]
-    pub(crate) fn submit<T: ErasedOp + 'static>(
+    pub(crate) fn submit<T: Stored>(
         &self,
         op: T,
-        name: &'static &'static str,
         deadline: Option<Duration>,
         state: Lifecycle,
     ) -> Token {
         let op = self.memory.store(op);
-        self.submit_stored(op, name, deadline, state)
+        self.submit_stored(op, T::KIND, deadline, state)
     }
 
     #[inline(always)]
     fn submit_stored(
         &self,
         op: NonNull<dyn ErasedOp>,
-        name: &'static &'static str,
+        kind: &'static OpKind,
         deadline: Option<Duration>,
         state: Lifecycle,
     ) -> Token {
@@ -79,7 +78,7 @@ impl Core {
             .max_in_flight
             .is_some_and(|cap| self.in_flight.get() >= cap || !self.admission.borrow().is_empty());
         let slot =
-            Slot { op, generation, name, started: self.now_ms.get(), submitted: !wait, state };
+            Slot { op, generation, kind, started: self.now_ms.get(), submitted: !wait, state };
         let key = self.ops.borrow_mut().insert(slot);
         let token = Token::new(key, generation);
         if wait {
@@ -165,7 +164,7 @@ impl Core {
             let Some(slot) = self.ops.borrow_mut().remove(key) else { return };
             // SAFETY: removed from the table, and the completion has been processed: the driver
             // no longer holds the pointer.
-            unsafe { self.consume(slot.op, "a dropped operation's output", res, false) };
+            unsafe { self.consume(slot.op, slot.kind, res, false) };
         } else if submitted {
             if let Some(slot) = self.ops.borrow_mut().get_mut(key) {
                 slot.state = Lifecycle::Detached;
@@ -175,9 +174,7 @@ impl Core {
             self.admission.borrow_mut().retain(|&(k, _)| k != key);
             let Some(slot) = self.ops.borrow_mut().remove(key) else { return };
             // SAFETY: removed from the table and never submitted: no driver holds the pointer.
-            unsafe {
-                self.consume(slot.op, "a dropped operation's output", -libc::ECANCELED, false)
-            };
+            unsafe { self.consume(slot.op, slot.kind, -libc::ECANCELED, false) };
         }
     }
 
@@ -240,11 +237,11 @@ impl Core {
 
     /// Hands the output of a removed slot to its handler, or drops it (detached, shutdown).
     #[inline]
-    fn deliver(&self, op: NonNull<dyn ErasedOp>, name: &'static str, res: i32) {
+    fn deliver(&self, op: NonNull<dyn ErasedOp>, kind: &'static OpKind, res: i32) {
         let run_handler = !self.shutting_down.get();
         // SAFETY: the slot is out of the table and its completion has arrived (or it was never
         // submitted): no driver holds the pointer any more.
-        unsafe { self.consume(op, name, res, run_handler) };
+        unsafe { self.consume(op, kind, res, run_handler) };
     }
 
     /// Runs the handler of the operation at `op` (or, without `run_handler`, drops its output)
@@ -252,10 +249,16 @@ impl Core {
     ///
     /// # Safety
     /// `op` must be out of the table, no driver may hold it, and its value must be live.
-    unsafe fn consume(&self, op: NonNull<dyn ErasedOp>, what: &str, res: i32, run_handler: bool) {
-        // SAFETY: the value is live until the finisher moves it out below.
-        let finish = unsafe { op.as_ref() }.finisher();
-        self.guard_user_code(what, || {
+    /// `kind` must be the [`OpKind`] of the value's type.
+    unsafe fn consume(
+        &self,
+        op: NonNull<dyn ErasedOp>,
+        kind: &OpKind,
+        res: i32,
+        run_handler: bool,
+    ) {
+        let finish = kind.finish;
+        self.guard_user_code(kind.name, || {
             // SAFETY: the only reference to a live value stored by `memory.store`; the finisher
             // moves it out and releases the block, even if a handler unwinds.
             unsafe { finish(op.cast(), res, &self.memory, run_handler) }
@@ -275,10 +278,10 @@ impl Core {
         if matches!(slot.state, Lifecycle::Detached | Lifecycle::Handler) {
             // Vacated as it is: writing `Done` first and reading the slot straight back out
             // stalls the copy on store forwarding.
-            let (op, name) = (slot.op, *slot.name);
+            let (op, kind) = (slot.op, slot.kind);
             ops.vacate(key);
             drop(ops);
-            self.deliver(op, name, res);
+            self.deliver(op, kind, res);
         } else if let Lifecycle::Waiting(waker) =
             std::mem::replace(&mut slot.state, Lifecycle::Done(res))
         {
@@ -356,7 +359,7 @@ impl Core {
         for key in queued {
             let Some(slot) = self.ops.borrow_mut().remove(key) else { continue };
             // SAFETY: removed from the table and never submitted: no driver holds the pointer.
-            unsafe { self.consume(slot.op, "shutdown", -libc::ECANCELED, false) };
+            unsafe { self.consume(slot.op, slot.kind, -libc::ECANCELED, false) };
         }
         let deadline = Instant::now() + grace;
         while self.in_flight.get() > 0 {
@@ -382,7 +385,7 @@ impl Core {
             match res {
                 // SAFETY: out of the table, and completed or never submitted: no driver holds
                 // the pointer.
-                Some(res) => unsafe { self.consume(slot.op, "shutdown", res, false) },
+                Some(res) => unsafe { self.consume(slot.op, slot.kind, res, false) },
                 // Still owned by the kernel: leak rather than free memory it may write.
                 None => leaked += 1,
             }

@@ -16,6 +16,8 @@ use std::ptr::NonNull;
 const GRAIN: usize = 16;
 /// Operations larger than this are allocated and freed directly.
 const MAX_POOLED: usize = 1024;
+/// Size classes (class 0 is never used: zero-sized values take no block).
+const CLASSES: usize = MAX_POOLED / GRAIN + 1;
 /// Bytes of idle blocks kept at most per size class (beyond that, released blocks are freed).
 /// A loop keeps as many blocks as it once had operations in flight, up to this.
 const MAX_CACHED: usize = 1 << 20;
@@ -24,7 +26,8 @@ const MAX_CACHED: usize = 1 << 20;
 pub(crate) struct OpMemory {
     /// Idle blocks per class (`class * GRAIN` bytes each), at most `MAX_CACHED` bytes' worth
     /// per class.
-    classes: RefCell<Vec<Vec<NonNull<u8>>>>,
+    /// An array, so that the class of a type known at compile time needs no bounds check.
+    classes: RefCell<[Vec<NonNull<u8>>; CLASSES]>,
 }
 
 /// The size class serving `layout`, if any.
@@ -41,7 +44,7 @@ fn class_layout(class: usize) -> Layout {
 
 impl OpMemory {
     pub(crate) fn new() -> OpMemory {
-        OpMemory { classes: RefCell::new(vec![Vec::new(); MAX_POOLED / GRAIN + 1]) }
+        OpMemory { classes: RefCell::new(std::array::from_fn(|_| Vec::new())) }
     }
 
     /// Moves `value` into a block; the pointer stays valid until [`OpMemory::release`].

@@ -223,8 +223,7 @@ impl Handle {
         O: OpCode,
         H: FnOnce(O::Output) + 'static,
     {
-        let name = const { &O::NAME };
-        OpId(self.core.submit(WithHandler { op, handler }, name, deadline, Lifecycle::Handler))
+        OpId(self.core.submit(WithHandler { op, handler }, deadline, Lifecycle::Handler))
     }
 
     /// Cancels an operation started with a handler. Its handler then runs with `ECANCELED` (or

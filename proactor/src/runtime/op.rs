@@ -73,12 +73,8 @@ impl<O: OpCode> Future for Op<O> {
                 return Poll::Ready(op.complete(convert(O::NAME, -libc::ECANCELED)));
             }
             let core = handle.core;
-            let token = core.submit(
-                Plain(op),
-                const { &O::NAME },
-                this.deadline,
-                Lifecycle::Waiting(Some(cx.waker().clone())),
-            );
+            let token =
+                core.submit(Plain(op), this.deadline, Lifecycle::Waiting(Some(cx.waker().clone())));
             if let Some(c) = &this.cancel {
                 c.target.set(Some(token));
                 c.core.replace(Some(core.clone()));

@@ -38,8 +38,8 @@ pub(crate) struct Slot {
     /// once, when the slot is removed after completion (or before submission).
     pub(crate) op: NonNull<dyn ErasedOp>,
     pub(crate) generation: u32,
-    /// The operation's name (`"recv"`, …), behind one thin pointer.
-    pub(crate) name: &'static &'static str,
+    /// The operation's type as the loop sees it: its name and how to finish it.
+    pub(crate) kind: &'static OpKind,
     /// When it was handed to the driver: the loop's millisecond clock (see `Core::now_ms`).
     pub(crate) started: u32,
     /// Handed to the driver (false while waiting for admission).
@@ -55,10 +55,21 @@ impl Slot {
 
 /// An operation with its type erased, as the run loop stores it.
 pub(crate) trait ErasedOp: RawOp {
-    /// The function that finishes an operation of this type (see [`Finisher`]).
-    fn finisher(&self) -> Finisher;
     /// For the futures front end, which checks the concrete type it takes back.
     fn as_any(&self) -> &dyn Any;
+}
+
+/// A type the run loop stores, with its [`OpKind`].
+pub(crate) trait Stored: ErasedOp + Sized + 'static {
+    const KIND: &'static OpKind;
+}
+
+/// What the loop knows of a stored operation's type without looking into its block, behind
+/// one thin pointer in its slot: its name (for in-flight reports and errors) and its finisher
+/// — a direct call on completion, where asking the block for it first cost a virtual call.
+pub(crate) struct OpKind {
+    pub(crate) name: &'static str,
+    pub(crate) finish: Finisher,
 }
 
 /// Finishes a type-erased operation from its raw block: moves the value out, gives the block
@@ -69,7 +80,7 @@ pub(crate) trait ErasedOp: RawOp {
 /// # Safety
 /// `block` must hold a live value of the operation type that returned this function, stored by
 /// [`OpMemory::store`], referenced by no one else; it is uninitialized and released afterwards,
-/// even if the handler unwinds.
+/// even if the handler unwinds. The function must be the one of that type's [`OpKind`].
 pub(crate) type Finisher = unsafe fn(NonNull<u8>, i32, &OpMemory, bool);
 
 /// The [`Finisher`] of [`Plain`]: its future is gone, so the output is dropped.
@@ -149,10 +160,11 @@ impl<O: OpCode> Carrier for Plain<O> {
     }
 }
 
+impl<O: OpCode> Stored for Plain<O> {
+    const KIND: &'static OpKind = &OpKind { name: O::NAME, finish: finish_plain::<O> };
+}
+
 impl<O: OpCode> ErasedOp for Plain<O> {
-    fn finisher(&self) -> Finisher {
-        finish_plain::<O>
-    }
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -174,10 +186,11 @@ impl<O: OpCode, H: FnOnce(O::Output) + 'static> Carrier for WithHandler<O, H> {
     }
 }
 
+impl<O: OpCode, H: FnOnce(O::Output) + 'static> Stored for WithHandler<O, H> {
+    const KIND: &'static OpKind = &OpKind { name: O::NAME, finish: finish_with_handler::<O, H> };
+}
+
 impl<O: OpCode, H: FnOnce(O::Output) + 'static> ErasedOp for WithHandler<O, H> {
-    fn finisher(&self) -> Finisher {
-        finish_with_handler::<O, H>
-    }
     fn as_any(&self) -> &dyn Any {
         self
     }

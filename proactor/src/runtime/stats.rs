@@ -31,7 +31,7 @@ impl InFlight {
                 continue;
             }
             snap.in_flight += 1;
-            let name = *slot.name;
+            let name = slot.kind.name;
             match snap.by_kind.iter_mut().find(|(k, _)| *k == name) {
                 Some((_, n)) => *n += 1,
                 None => snap.by_kind.push((name, 1)),

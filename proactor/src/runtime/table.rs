@@ -105,7 +105,7 @@ mod tests {
         Slot {
             op: memory.store(Plain(crate::op::Nop)),
             generation,
-            name: &"nop",
+            kind: <Plain<crate::op::Nop> as crate::runtime::slot::Stored>::KIND,
             started: 0,
             submitted: false,
             state: Lifecycle::Handler,
