@@ -179,6 +179,7 @@ impl Core {
     }
 
     /// Takes the output of a completed operation for its future, or registers the waker.
+    #[inline]
     pub(crate) fn poll_result(
         &self,
         token: Token,

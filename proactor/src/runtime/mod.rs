@@ -28,7 +28,7 @@ use self::executor::{CancelOnDrop, JoinState};
 use self::slot::{Lifecycle, WithHandler};
 use crate::driver::{DriverKind, Notifier};
 use crate::op::OpCode;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::ops::Deref;
@@ -39,7 +39,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 thread_local! {
-    static CURRENT: RefCell<Option<Handle>> = const { RefCell::new(None) };
+    /// The core of the proactor running on this thread, as a plain pointer: a thread-local
+    /// without a destructor is read without a registration check, and every operation a future
+    /// submits reads it. The `EnterGuard` that set it owns a strong count of that core.
+    static CURRENT: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
 }
 
 /// How long dropping a proactor waits for cancelled operations to hand their buffers back.
@@ -100,20 +103,37 @@ impl Drop for Proactor {
     }
 }
 
-/// Sets the thread's current proactor for a scope.
-struct EnterGuard(Option<Handle>);
+/// Sets the thread's current proactor for a scope (guards are scoped, so they end in reverse
+/// order of creation and each restores the one before).
+struct EnterGuard {
+    /// A strong count of the current core, from `Rc::into_raw`, given back on drop.
+    core: *const Core,
+    prev: *const Core,
+}
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
-        let prev = self.0.take();
-        CURRENT.with(|c| *c.borrow_mut() = prev);
+        CURRENT.set(self.prev);
+        // SAFETY: `core` came from `Rc::into_raw` in `enter` and is given back once, here.
+        drop(unsafe { Rc::from_raw(self.core) });
     }
 }
 
 impl Handle {
     /// The proactor running on this thread, if any.
+    #[inline]
     pub fn try_current() -> Option<Handle> {
-        CURRENT.with(|c| c.borrow().clone())
+        let core = CURRENT.get();
+        if core.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null `CURRENT` was set by `enter` from `Rc::into_raw`, and the
+        // `EnterGuard` that set it still owns that strong count (it resets `CURRENT` before
+        // giving the count back), so the core is alive; the new count is ours to own.
+        unsafe {
+            Rc::increment_strong_count(core);
+            Some(Handle { core: Rc::from_raw(core) })
+        }
     }
 
     /// The proactor running on this thread.
@@ -125,7 +145,8 @@ impl Handle {
     }
 
     fn enter(&self) -> EnterGuard {
-        EnterGuard(CURRENT.with(|c| c.borrow_mut().replace(self.clone())))
+        let core = Rc::into_raw(self.core.clone());
+        EnterGuard { core, prev: CURRENT.replace(core) }
     }
 
     /// Runs `future` to completion on this thread, driving I/O, tasks and handlers meanwhile.
