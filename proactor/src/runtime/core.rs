@@ -7,7 +7,7 @@
 use super::executor::Executor;
 use super::memory::OpMemory;
 use super::panic::PanicPolicy;
-use super::slot::{ErasedOp, Lifecycle, OpKind, Slot, Stored};
+use super::slot::{ErasedOp, Lifecycle, OpKind, Slot, Stored, Waiter};
 use super::stats::InFlight;
 use super::table::Table;
 use crate::driver::{AnyDriver, Completion, Driver, DriverKind, Notifier, OpPtr, Token};
@@ -195,8 +195,8 @@ impl Core {
                 Some((res, slot.op))
             }
             Lifecycle::Waiting(w) => {
-                if !w.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                    *w = Some(waker.clone());
+                if !self.executor.is_waiter(w, waker) {
+                    *w = self.executor.waiter(waker);
                 }
                 None
             }
@@ -227,7 +227,11 @@ impl Core {
     /// Wakes the task awaiting a completion, once per turn: no task runs while the turn
     /// delivers completions, so waking the same task again (a task awaiting many operations)
     /// would only repeat the first wake.
-    fn wake(&self, waker: std::task::Waker) {
+    fn wake(&self, waiter: Waiter) {
+        let waker = match waiter {
+            Waiter::Task(key) => return self.executor.wake_task(key),
+            Waiter::Waker(w) => w,
+        };
         if self.last_woken.borrow().as_ref().is_some_and(|l| l.will_wake(&waker)) {
             return;
         }
@@ -283,13 +287,11 @@ impl Core {
             ops.vacate(key);
             drop(ops);
             self.deliver(op, kind, res);
-        } else if let Lifecycle::Waiting(waker) =
+        } else if let Lifecycle::Waiting(waiter) =
             std::mem::replace(&mut slot.state, Lifecycle::Done(res))
         {
             drop(ops);
-            if let Some(w) = waker {
-                self.wake(w);
-            }
+            self.wake(waiter);
         }
     }
 
@@ -319,6 +321,7 @@ impl Core {
             self.complete(c);
         }
         drop(self.last_woken.take());
+        self.executor.end_wakes();
         *self.completions.borrow_mut() = batch;
         self.drain_remote();
         res

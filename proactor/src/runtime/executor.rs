@@ -5,15 +5,16 @@
 //! blocked in the driver, wakes the driver through its notifier.
 
 use super::core::Core;
+use super::slot::Waiter;
 use crate::driver::Notifier;
 use slab::Slab;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWakerVTable, Wake, Waker};
 
 /// Key of the future passed to `block_on`, which is not stored in the task slab.
 pub(crate) const MAIN: usize = usize::MAX;
@@ -64,7 +65,18 @@ pub(crate) struct Executor {
     /// Keys taken from the ready queue for this round.
     round: RefCell<Vec<usize>>,
     main: Arc<TaskWaker>,
+    /// The task being polled now, by key, and the identity of the waker it was given (its
+    /// data and vtable pointers, what `Waker::will_wake` compares): operations polled with
+    /// that very waker record the task by key (see `waiter`).
+    polling: Cell<Polling>,
+    /// The task woken last in this turn: waking it again would only repeat the first wake.
+    last_woken: Cell<usize>,
 }
+
+/// No task (for `polling` and `last_woken`).
+const NO_TASK: usize = usize::MAX - 1;
+
+type Polling = (usize, *const (), *const RawWakerVTable);
 
 impl Executor {
     pub(crate) fn new(notifier: Arc<dyn Notifier>) -> Self {
@@ -78,7 +90,80 @@ impl Executor {
             scheduled: AtomicBool::new(true),
             ready: ready.clone(),
         });
-        Executor { tasks: RefCell::new(Slab::new()), ready, round: RefCell::new(Vec::new()), main }
+        Executor {
+            tasks: RefCell::new(Slab::new()),
+            ready,
+            round: RefCell::new(Vec::new()),
+            main,
+            polling: Cell::new((NO_TASK, std::ptr::null(), std::ptr::null())),
+            last_woken: Cell::new(NO_TASK),
+        }
+    }
+
+    /// Polls a future as task `key` with `waker`, the waker this executor made for that task,
+    /// so that the operations it submits can record the task by key (see [`Waiter::Task`]).
+    #[inline]
+    pub(crate) fn poll_as<T>(
+        &self,
+        key: usize,
+        waker: &Waker,
+        poll: impl FnOnce(&mut Context<'_>) -> T,
+    ) -> T {
+        struct Restore<'a>(&'a Cell<Polling>, Polling);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.1);
+            }
+        }
+        let _restore =
+            Restore(&self.polling, self.polling.replace((key, waker.data(), waker.vtable())));
+        poll(&mut Context::from_waker(waker))
+    }
+
+    /// The key of the task being polled, if `waker` is the waker this executor gave it (the
+    /// same data and vtable pointers: what `Waker::will_wake` compares).
+    #[inline]
+    fn polled_by(&self, waker: &Waker) -> Option<usize> {
+        let (key, data, vtable) = self.polling.get();
+        (std::ptr::eq(waker.data(), data) && std::ptr::eq(waker.vtable(), vtable)).then_some(key)
+    }
+
+    /// Whom an operation polled with `waker` should wake: the task being polled, by key, when
+    /// `waker` is the one this executor gave it; otherwise a clone of `waker`.
+    #[inline]
+    pub(crate) fn waiter(&self, waker: &Waker) -> Waiter {
+        match self.polled_by(waker) {
+            Some(key) => Waiter::Task(key),
+            None => Waiter::Waker(waker.clone()),
+        }
+    }
+
+    /// True if `waiter` already stands for `waker` (a future polled again by the same task).
+    #[inline]
+    pub(crate) fn is_waiter(&self, waiter: &Waiter, waker: &Waker) -> bool {
+        match waiter {
+            Waiter::Task(key) => self.polled_by(waker) == Some(*key),
+            Waiter::Waker(w) => w.will_wake(waker),
+        }
+    }
+
+    /// Wakes task `key` (or the `block_on` future), once per turn. A key whose task has
+    /// finished is ignored, as a finished task's waker ignores its wakes.
+    #[inline]
+    pub(crate) fn wake_task(&self, key: usize) {
+        if self.last_woken.replace(key) == key {
+            return;
+        }
+        if key == MAIN {
+            self.main.wake_by_ref();
+        } else if let Some(task) = self.tasks.borrow().get(key) {
+            task.waker.wake_by_ref();
+        }
+    }
+
+    /// The turn's completions are delivered: the next wake of any task is a new one.
+    pub(crate) fn end_wakes(&self) {
+        self.last_woken.set(NO_TASK);
     }
 
     /// Adds a task; it is polled in the next round.
@@ -146,9 +231,8 @@ impl Executor {
             task.waker.scheduled.store(false, Ordering::Release);
             (future, Waker::from(task.waker.clone()))
         };
-        let mut cx = Context::from_waker(&waker);
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            future.as_mut().poll(&mut cx)
+            self.poll_as(key, &waker, |cx| future.as_mut().poll(cx))
         }));
         match polled {
             Ok(Poll::Pending) => {

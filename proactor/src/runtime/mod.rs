@@ -35,7 +35,7 @@ use std::ops::Deref;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 thread_local! {
@@ -156,11 +156,12 @@ impl Handle {
         let exec = &core.executor;
         let mut future = pin!(future);
         let waker = exec.main_waker();
-        let mut cx = Context::from_waker(&waker);
         exec.set_main_scheduled();
         loop {
             if exec.take_main_wake() {
-                if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                if let Poll::Ready(out) =
+                    exec.poll_as(executor::MAIN, &waker, |cx| future.as_mut().poll(cx))
+                {
                     return out;
                 }
             }

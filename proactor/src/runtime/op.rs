@@ -73,8 +73,11 @@ impl<O: OpCode> Future for Op<O> {
                 return Poll::Ready(op.complete(convert(O::NAME, -libc::ECANCELED)));
             }
             let core = handle.core;
-            let token =
-                core.submit(Plain(op), this.deadline, Lifecycle::Waiting(Some(cx.waker().clone())));
+            let token = core.submit(
+                Plain(op),
+                this.deadline,
+                Lifecycle::Waiting(core.executor.waiter(cx.waker())),
+            );
             if let Some(c) = &this.cancel {
                 c.target.set(Some(token));
                 c.core.replace(Some(core.clone()));

@@ -19,14 +19,24 @@ use std::task::Waker;
 
 /// Who receives an operation's completion.
 pub(crate) enum Lifecycle {
-    /// A future awaits it; the waker is the last one it was polled with.
-    Waiting(Option<Waker>),
+    /// A future awaits it; the waiter is whoever polled it last.
+    Waiting(Waiter),
     /// The completion arrived; the future has not picked it up yet.
     Done(i32),
     /// The future was dropped while the kernel still owned the memory: parked until completion.
     Detached,
     /// A completion handler, carried inside the operation's box, receives it.
     Handler,
+}
+
+/// Whom to wake when an operation completes.
+pub(crate) enum Waiter {
+    /// A task of this loop's executor (or its `block_on` future), by key: recorded when the
+    /// future is polled with the waker the executor made for that poll, so no reference count
+    /// is taken and dropped per operation.
+    Task(usize),
+    /// Any other waker (a combinator's, another runtime's), kept as given.
+    Waker(Waker),
 }
 
 /// One operation owned by the run loop: one cache line, so that an operation's bookkeeping

@@ -1,0 +1,128 @@
+//! Who gets woken when an awaited operation completes: the task that polled it last, whether
+//! that is the task that submitted it, another task it was handed to, or a combinator with a
+//! waker of its own.
+
+mod common;
+mod core_util;
+
+use core_util::pipe;
+use proactor::{op, spawn, submit, Op};
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::io::Write;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+type PipeRead = Op<op::Read<Rc<std::os::fd::OwnedFd>, Vec<u8>>>;
+
+/// Writes `data` into `w` from another thread after `delay`, so that a read on the pipe is
+/// surely waiting in the kernel (or the epoll driver) when the bytes arrive.
+fn write_later(w: std::os::fd::OwnedFd, delay: Duration, data: &'static [u8]) {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        std::fs::File::from(w).write_all(data).expect("write to the pipe");
+    });
+}
+
+driver_test!(an_operation_handed_to_another_task_wakes_that_task, |p| {
+    let (r, w) = pipe();
+    let r = Rc::new(r);
+    let out = p.block_on(async move {
+        let shared: Rc<RefCell<Option<PipeRead>>> = Rc::new(RefCell::new(None));
+        // Task A submits the read (one poll), hands the pending operation over and finishes.
+        let handover = shared.clone();
+        let a = spawn(async move {
+            let mut read = submit(op::Read::new(r, Vec::with_capacity(16)));
+            poll_fn(|cx| {
+                assert!(Pin::new(&mut read).poll(cx).is_pending(), "the pipe is empty");
+                Poll::Ready(())
+            })
+            .await;
+            *handover.borrow_mut() = Some(read);
+        });
+        a.await.expect("task A");
+        // New tasks take A's place in the task table before the read completes.
+        let others: Vec<_> = (0..4).map(|i| spawn(async move { i })).collect();
+        // Task B awaits the operation A started.
+        let b = spawn(async move {
+            let read = shared.borrow_mut().take().expect("handed over");
+            read.await
+        });
+        write_later(w, Duration::from_millis(100), b"handed over");
+        for t in others {
+            t.await.expect("filler task");
+        }
+        proactor::time::timeout(Duration::from_secs(10), b).await
+    });
+    let (res, buf) = out.expect("task B was woken by the completion").expect("task B");
+    assert_eq!(res.expect("read"), 11);
+    assert_eq!(buf, b"handed over");
+});
+
+/// A waker that counts its wakes and passes them on.
+struct Counting {
+    wakes: AtomicUsize,
+    inner: Waker,
+}
+
+impl Wake for Counting {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.inner.wake_by_ref();
+    }
+}
+
+driver_test!(an_operation_polled_with_a_combinators_waker_wakes_that_waker, |p| {
+    let (r, w) = pipe();
+    let (wakes, res, buf) = p.block_on(async move {
+        let mut read = submit(op::Read::new(r, Vec::with_capacity(16)));
+        let mut counting: Option<Arc<Counting>> = None;
+        write_later(w, Duration::from_millis(100), b"combinator");
+        let out = poll_fn(|cx| {
+            // Like a combinator that gives its children a waker of its own.
+            let c = counting
+                .get_or_insert_with(|| {
+                    Arc::new(Counting { wakes: AtomicUsize::new(0), inner: cx.waker().clone() })
+                })
+                .clone();
+            let waker = Waker::from(c);
+            Pin::new(&mut read).poll(&mut Context::from_waker(&waker))
+        })
+        .await;
+        (counting.expect("polled").wakes.load(Ordering::SeqCst), out.0, out.1)
+    });
+    assert_eq!(res.expect("read"), 10);
+    assert_eq!(buf, b"combinator");
+    assert_eq!(wakes, 1, "the completion woke the combinator's waker, once");
+});
+
+driver_test!(many_operations_of_one_task_complete_with_one_wake_each_turn, |p| {
+    // 300 reads on 300 pipes, all awaited by one task; the data arrives in one burst.
+    let pipes: Vec<_> = (0..300).map(|_| pipe()).collect();
+    let (readers, writers): (Vec<_>, Vec<_>) = pipes.into_iter().unzip();
+    let got = p.block_on(async move {
+        let reads: Vec<_> =
+            readers.into_iter().map(|r| submit(op::Read::new(r, Vec::with_capacity(8)))).collect();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            for w in writers {
+                std::fs::File::from(w).write_all(b"12345").expect("write");
+            }
+        });
+        let mut total = 0;
+        for read in reads {
+            let (res, buf) = read.await;
+            assert_eq!(buf, b"12345");
+            total += res.expect("read");
+        }
+        total
+    });
+    assert_eq!(got, 300 * 5);
+});
