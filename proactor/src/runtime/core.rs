@@ -227,11 +227,17 @@ impl Core {
     /// Wakes the task awaiting a completion, once per turn: no task runs while the turn
     /// delivers completions, so waking the same task again (a task awaiting many operations)
     /// would only repeat the first wake.
+    #[inline(always)]
     fn wake(&self, waiter: Waiter) {
-        let waker = match waiter {
-            Waiter::Task(key) => return self.executor.wake_task(key),
-            Waiter::Waker(w) => w,
-        };
+        match waiter {
+            Waiter::Task(key) => self.executor.wake_task(key),
+            Waiter::Waker(w) => self.wake_foreign(w),
+        }
+    }
+
+    /// [`Core::wake`] for a waker not made by this loop's executor.
+    #[inline(never)]
+    fn wake_foreign(&self, waker: std::task::Waker) {
         if self.last_woken.borrow().as_ref().is_some_and(|l| l.will_wake(&waker)) {
             return;
         }

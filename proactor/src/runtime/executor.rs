@@ -149,11 +149,15 @@ impl Executor {
 
     /// Wakes task `key` (or the `block_on` future), once per turn. A key whose task has
     /// finished is ignored, as a finished task's waker ignores its wakes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn wake_task(&self, key: usize) {
-        if self.last_woken.replace(key) == key {
-            return;
+        if self.last_woken.replace(key) != key {
+            self.wake_task_now(key);
         }
+    }
+
+    #[inline(never)]
+    fn wake_task_now(&self, key: usize) {
         if key == MAIN {
             self.main.wake_by_ref();
         } else if let Some(task) = self.tasks.borrow().get(key) {
