@@ -299,8 +299,10 @@ async fn copy_worker(job: Rc<Job>, home: usize, mut buf: AlignedBuf) {
         if job.write_behind {
             // Start writing this chunk to the device now, so the final fsync has little left
             // to wait for. Only a hint: the fsync reports any write error.
-            let _ =
-                proactor::submit(SyncFileRange::write(job.dst.clone(), c.offset, len as u32)).await;
+            // A range longer than the operation takes (a block of 4 GiB or more) is clamped:
+            // a shorter hint, never a wrapped one.
+            let hint = len.min(u32::MAX as usize) as u32;
+            let _ = proactor::submit(SyncFileRange::write(job.dst.clone(), c.offset, hint)).await;
         }
         job.progress.inc(got as u64);
     }
