@@ -4,39 +4,52 @@
 //! A slab, written here rather than taken from the `slab` crate because the insert is on the
 //! path of every operation: inlined, the slot is written straight into its entry, where the
 //! crate's out-of-line insert copied it from the caller's stack and stalled on the copy. Reusing
-//! the most recently freed key keeps a busy loop on the same few cache lines.
+//! the most recently freed key keeps a busy loop on the same few cache lines; the vacant keys
+//! are linked through their own entries, so no second vector is touched per operation.
 
 use super::slot::Slot;
 
 /// Slots by key.
 pub(crate) struct Table {
-    entries: Vec<Option<Slot>>,
-    /// Keys of vacant entries, the most recently freed last.
-    free: Vec<usize>,
+    entries: Vec<Entry>,
+    /// The most recently freed key (`NONE` if no entry is vacant); each vacant entry holds the
+    /// next one, so freeing and reusing a key touches only that entry.
+    free: usize,
     len: usize,
 }
 
+/// One entry of the table: a slot, or a link in the list of vacant keys.
+enum Entry {
+    Occupied(Slot),
+    Vacant { next: usize },
+}
+
+/// No vacant entry.
+const NONE: usize = usize::MAX;
+
 impl Table {
     pub(crate) fn with_capacity(capacity: usize) -> Table {
-        Table { entries: Vec::with_capacity(capacity), free: Vec::with_capacity(capacity), len: 0 }
+        Table { entries: Vec::with_capacity(capacity), free: NONE, len: 0 }
     }
 
     /// Stores `slot` and returns its key.
     #[inline]
     pub(crate) fn insert(&mut self, slot: Slot) -> usize {
         self.len += 1;
-        match self.free.pop() {
-            Some(key) => {
-                let entry = &mut self.entries[key];
-                debug_assert!(entry.is_none(), "a free key's entry is vacant");
-                // SAFETY: a free key's entry is vacant (`None` owns nothing), so overwriting it
-                // without reading or dropping the old value loses nothing; this skips reading
-                // the old entry back just to drop it.
-                unsafe { std::ptr::write(entry, Some(slot)) };
+        let key = self.free;
+        match self.entries.get_mut(key) {
+            Some(entry) => {
+                let Entry::Vacant { next } = *entry else {
+                    unreachable!("the free list links vacant entries only")
+                };
+                self.free = next;
+                // SAFETY: the entry is vacant (it owns nothing), so overwriting it without
+                // dropping the old value loses nothing; this skips reading it back to drop it.
+                unsafe { std::ptr::write(entry, Entry::Occupied(slot)) };
                 key
             }
             None => {
-                self.entries.push(Some(slot));
+                self.entries.push(Entry::Occupied(slot));
                 self.entries.len() - 1
             }
         }
@@ -44,50 +57,72 @@ impl Table {
 
     #[inline]
     pub(crate) fn get(&self, key: usize) -> Option<&Slot> {
-        self.entries.get(key)?.as_ref()
+        match self.entries.get(key)? {
+            Entry::Occupied(slot) => Some(slot),
+            Entry::Vacant { .. } => None,
+        }
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut Slot> {
-        self.entries.get_mut(key)?.as_mut()
+        match self.entries.get_mut(key)? {
+            Entry::Occupied(slot) => Some(slot),
+            Entry::Vacant { .. } => None,
+        }
     }
 
     /// Takes the slot at `key` out, freeing the key.
     #[inline]
     pub(crate) fn remove(&mut self, key: usize) -> Option<Slot> {
-        let slot = self.entries.get_mut(key)?.take()?;
-        self.free.push(key);
+        let entry = self.entries.get_mut(key)?;
+        if matches!(entry, Entry::Vacant { .. }) {
+            return None;
+        }
+        let Entry::Occupied(slot) = std::mem::replace(entry, Entry::Vacant { next: self.free })
+        else {
+            unreachable!("checked occupied just above")
+        };
+        self.free = key;
         self.len -= 1;
         Some(slot)
     }
 
     /// Frees the key of an occupied slot whose state owns nothing (a handler's or a detached
-    /// operation's), after its caller has copied out what it needs: only the entry's tag is
-    /// written, where moving the whole slot out copied the cache line twice.
+    /// operation's), after its caller has copied out what it needs: only the entry's tag and
+    /// link are written, where moving the whole slot out copied the cache line twice.
     #[inline]
     pub(crate) fn vacate(&mut self, key: usize) {
         let Some(entry) = self.entries.get_mut(key) else { return };
-        if let Some(slot) = entry {
+        if let Entry::Occupied(slot) = entry {
             debug_assert!(matches!(
                 slot.state,
                 super::slot::Lifecycle::Handler | super::slot::Lifecycle::Detached
             ));
-            *entry = None;
-            self.free.push(key);
+            *entry = Entry::Vacant { next: self.free };
+            self.free = key;
             self.len -= 1;
         }
     }
 
     /// Every occupied slot with its key.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Slot)> {
-        self.entries.iter().enumerate().filter_map(|(k, e)| Some((k, e.as_ref()?)))
+        self.entries.iter().enumerate().filter_map(|(k, e)| match e {
+            Entry::Occupied(slot) => Some((k, slot)),
+            Entry::Vacant { .. } => None,
+        })
     }
 
     /// Takes every slot out.
     pub(crate) fn drain(&mut self) -> Vec<Slot> {
-        self.free.clear();
+        self.free = NONE;
         self.len = 0;
-        self.entries.drain(..).flatten().collect()
+        self.entries
+            .drain(..)
+            .filter_map(|e| match e {
+                Entry::Occupied(slot) => Some(slot),
+                Entry::Vacant { .. } => None,
+            })
+            .collect()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -114,8 +149,8 @@ mod tests {
 
     #[test]
     fn an_entry_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<Option<Slot>>(), 64);
-        assert_eq!(std::mem::align_of::<Option<Slot>>(), 64);
+        assert_eq!(std::mem::size_of::<Entry>(), 64);
+        assert_eq!(std::mem::align_of::<Entry>(), 64);
     }
 
     #[test]
