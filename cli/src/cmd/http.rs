@@ -78,7 +78,6 @@ pub fn run(args: Args) -> ExitCode {
     tracing::info!("http: serving {}", root.path().display());
     let no_cache = args.no_file_cache;
     let new_cache = move || if no_cache { FileCache::disabled() } else { FileCache::new() };
-    let site = Rc::new(Site { root, list_dirs: args.list_dirs, cache: new_cache() });
     let settings = Rc::new(Settings {
         limits: Limits::default(),
         header_timeout: args.header_timeout,
@@ -110,6 +109,9 @@ pub fn run(args: Args) -> ExitCode {
             }
         });
     }
+    // One thread: the root opened above serves, with this thread's cache (made only now, so
+    // `--threads N` leaves no unused cache and inotify descriptor on the main thread).
+    let site = Rc::new(Site { root, list_dirs: args.list_dirs, cache: new_cache() });
     crate::server::serve("http", &args.server, default, move |stream: std::net::TcpStream, c| {
         conn::serve(site.clone(), settings.clone(), stream, c)
     })
