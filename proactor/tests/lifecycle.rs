@@ -585,3 +585,26 @@ driver_test!(in_flight_reports_kinds_and_age, |p| {
     p.run().unwrap();
     assert_eq!(p.in_flight(), proactor::InFlight::default());
 });
+
+driver_test!(completions_reaped_together_share_a_batch_number, |p| {
+    let h = p.handle();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    for _ in 0..3 {
+        let (h2, seen) = (h.clone(), seen.clone());
+        p.start(op::Nop, move |res| {
+            res.unwrap();
+            seen.borrow_mut().push(h2.completion_batches());
+            // An operation started from a handler completes in a later batch.
+            let (h3, seen) = (h2.clone(), seen.clone());
+            h2.start(op::Nop, move |res| {
+                res.unwrap();
+                seen.borrow_mut().push(h3.completion_batches());
+            });
+        });
+    }
+    p.run().unwrap();
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 6);
+    assert!(seen[..3].iter().all(|&b| b == seen[0]), "one batch: {seen:?}");
+    assert!(seen[3..].iter().all(|&b| b > seen[0]), "a later batch: {seen:?}");
+});

@@ -27,7 +27,7 @@
 use super::conditional::Validators;
 use super::conn::read_cached;
 use super::path::{fstat, Root};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::io::Write;
@@ -111,6 +111,8 @@ impl FileInfo {
 /// One thread's cache of open files, kept fresh by inotify (see the module docs).
 pub struct FileCache {
     inner: RefCell<Inner>,
+    /// The run loop's completion batch whose receives the last `refresh` covered.
+    refreshed: Cell<Option<u64>>,
 }
 
 struct Inner {
@@ -162,6 +164,7 @@ impl FileCache {
 
     fn with(inotify: Option<OwnedFd>) -> FileCache {
         FileCache {
+            refreshed: Cell::new(None),
             inner: RefCell::new(Inner {
                 inotify,
                 entries: HashMap::new(),
@@ -173,8 +176,15 @@ impl FileCache {
     }
 
     /// Applies the changes reported since the last call: call it after receiving, before
-    /// answering what was received. One non-blocking read when nothing changed.
+    /// answering what was received. One non-blocking read when nothing changed, and none at all
+    /// for the other receives of the same completion batch: a change made before any of their
+    /// bytes arrived was queued before the batch was reaped, so the first check saw it.
     pub fn refresh(&self) {
+        let batch = proactor::Handle::try_current().map(|h| h.completion_batches());
+        if batch.is_some() && self.refreshed.get() == batch {
+            return;
+        }
+        self.refreshed.set(batch);
         let mut inner = self.inner.borrow_mut();
         let Some(fd) = inner.inotify.as_ref().map(|fd| fd.as_raw_fd()) else {
             return;

@@ -96,6 +96,7 @@ impl Builder {
             completions: RefCell::new(Vec::with_capacity(self.ring.entries as usize * 2)),
             local: RefCell::new(Vec::new()),
             last_woken: RefCell::new(None),
+            batches: Cell::new(0),
             executor: Executor::new(notifier.clone()),
             panics: PanicPolicy { abort: self.abort_on_panic, hook: self.panic_hook },
             stopped: Cell::new(false),

@@ -32,6 +32,8 @@ pub(crate) struct Core {
     /// The loop's clock in milliseconds since `epoch`, read once per turn: cheap timestamps
     /// for in-flight tracking (it wraps after 49 days; ages are taken modulo that).
     pub(crate) now_ms: Cell<u32>,
+    /// Turns that delivered completions (see `Handle::completion_batches`).
+    pub(crate) batches: Cell<u64>,
     pub(crate) epoch: Instant,
     pub(crate) completions: RefCell<Vec<Completion>>,
     /// The waker woken last in this turn (see `wake`).
@@ -317,6 +319,9 @@ impl Core {
         let res = self.driver.borrow_mut().wait(block, timeout, &mut batch);
         self.executor.unpark();
         self.now_ms.set(self.millis(Instant::now()));
+        if !batch.is_empty() || !local.is_empty() {
+            self.batches.set(self.batches.get() + 1);
+        }
         for c in local {
             // Results decided by the loop (cancelled before admission): never in the driver.
             if let Some(key) = self.live_key(c.token) {

@@ -278,6 +278,25 @@ impl Handle {
         self.core.in_flight()
     }
 
+    /// How many batches of completions the run loop has delivered so far.
+    ///
+    /// Every operation result a handler or task sees was reaped in the batch this count
+    /// names (or an earlier one). Work that must happen after a receive but need not happen per
+    /// receive — checking a change-notification queue before answering what was received, say —
+    /// can be done once per value of this count: whatever happened before the bytes of any
+    /// receive in this batch arrived has happened before the batch was reaped.
+    ///
+    /// ```
+    /// let p = proactor::Proactor::new().unwrap();
+    /// let h = p.handle();
+    /// let before = h.completion_batches();
+    /// p.block_on(proactor::submit(proactor::op::Nop)).unwrap();
+    /// assert!(h.completion_batches() > before);
+    /// ```
+    pub fn completion_batches(&self) -> u64 {
+        self.core.batches.get()
+    }
+
     /// The driver in use.
     pub fn driver_kind(&self) -> DriverKind {
         self.core.kind
