@@ -92,16 +92,14 @@ impl<O: OpCode> Future for Op<O> {
         match core.poll_result(*token, cx.waker()) {
             None => Poll::Pending,
             Some((res, op)) => {
-                let State::Submitted(core, _) = std::mem::replace(&mut this.state, State::Finished)
-                else {
-                    unreachable!("matched as submitted just above")
-                };
                 // The token's generation guarantees the slot is the one this future filled.
                 // SAFETY: still a live value (completed, out of the table).
                 debug_assert!(unsafe { op.as_ref() }.as_any().is::<Plain<O>>());
                 // SAFETY: from `poll_result`, and holding the `Plain<O>` this future submitted
                 // under `token` (a reused key carries another generation).
                 let Plain(op) = unsafe { core.memory.take::<Plain<O>>(op.cast()) };
+                // Finished only now: the assignment drops this future's share of the core.
+                this.state = State::Finished;
                 Poll::Ready(op.complete(convert(O::NAME, res)))
             }
         }
