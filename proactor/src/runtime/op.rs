@@ -58,51 +58,67 @@ impl<O: OpCode> Unpin for Op<O> {}
 impl<O: OpCode> Future for Op<O> {
     type Output = O::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O::Output> {
         let this = self.get_mut();
-        if let State::Unsubmitted(_) = this.state {
-            let State::Unsubmitted(op) = std::mem::replace(&mut this.state, State::Finished) else {
-                unreachable!("checked just above")
-            };
-            let Some(handle) = Handle::try_current() else {
-                let err =
-                    io::Error::other("no proactor is running on this thread (use block_on or run)");
-                return Poll::Ready(op.complete(Err(err)));
-            };
-            if this.cancel.as_ref().is_some_and(|c| c.cancelled.get()) {
-                return Poll::Ready(op.complete(convert(O::NAME, -libc::ECANCELED)));
-            }
-            let core = handle.core;
-            let token = core.submit(
-                Plain(op),
-                this.deadline,
-                Lifecycle::Waiting(core.executor.waiter(cx.waker())),
-            );
-            if let Some(c) = &this.cancel {
-                c.target.set(Some(token));
-                c.core.replace(Some(core.clone()));
-            }
-            this.state = State::Submitted(core, token);
-            // Completions are only delivered by the loop's next turn: nothing to look up yet.
-            return Poll::Pending;
+        match &this.state {
+            State::Submitted(..) => this.poll_submitted(cx),
+            State::Unsubmitted(_) => this.submit(cx),
+            State::Finished => panic!("Op polled after completion"),
         }
-        let State::Submitted(core, token) = &this.state else {
-            panic!("Op polled after completion");
+    }
+}
+
+impl<O: OpCode> Op<O> {
+    /// The first poll: hands the operation to the current proactor. Out of line, so that the
+    /// later polls — a lookup — stay small enough to inline into whatever awaits the future.
+    #[inline(never)]
+    fn submit(&mut self, cx: &mut Context<'_>) -> Poll<O::Output> {
+        let State::Unsubmitted(op) = std::mem::replace(&mut self.state, State::Finished) else {
+            unreachable!("only called on an unsubmitted operation")
         };
-        match core.poll_result(*token, cx.waker()) {
-            None => Poll::Pending,
-            Some((res, op)) => {
-                // The token's generation guarantees the slot is the one this future filled.
-                // SAFETY: still a live value (completed, out of the table).
-                debug_assert!(unsafe { op.as_ref() }.as_any().is::<Plain<O>>());
-                // SAFETY: from `poll_result`, and holding the `Plain<O>` this future submitted
-                // under `token` (a reused key carries another generation).
-                let Plain(op) = unsafe { core.memory.take::<Plain<O>>(op.cast()) };
-                // Finished only now: the assignment drops this future's share of the core.
-                this.state = State::Finished;
-                Poll::Ready(op.complete(convert(O::NAME, res)))
-            }
+        let Some(handle) = Handle::try_current() else {
+            let err =
+                io::Error::other("no proactor is running on this thread (use block_on or run)");
+            return Poll::Ready(op.complete(Err(err)));
+        };
+        if self.cancel.as_ref().is_some_and(|c| c.cancelled.get()) {
+            return Poll::Ready(op.complete(convert(O::NAME, -libc::ECANCELED)));
         }
+        let core = handle.core;
+        let token = core.submit(
+            Plain(op),
+            self.deadline,
+            Lifecycle::Waiting(core.executor.waiter(cx.waker())),
+        );
+        if let Some(c) = &self.cancel {
+            c.target.set(Some(token));
+            c.core.replace(Some(core.clone()));
+        }
+        self.state = State::Submitted(core, token);
+        // Completions are only delivered by the loop's next turn: nothing to look up yet.
+        Poll::Pending
+    }
+
+    /// A later poll: takes the output if the operation has completed.
+    #[inline]
+    fn poll_submitted(&mut self, cx: &mut Context<'_>) -> Poll<O::Output> {
+        let State::Submitted(core, token) = &self.state else {
+            unreachable!("only called on a submitted operation")
+        };
+        let (res, op) = match core.poll_result(*token, cx.waker()) {
+            None => return Poll::Pending,
+            Some(done) => done,
+        };
+        // The token's generation guarantees the slot is the one this future filled.
+        // SAFETY: still a live value (completed, out of the table).
+        debug_assert!(unsafe { op.as_ref() }.as_any().is::<Plain<O>>());
+        // SAFETY: from `poll_result`, and holding the `Plain<O>` this future submitted under
+        // `token` (a reused key carries another generation).
+        let Plain(op) = unsafe { core.memory.take::<Plain<O>>(op.cast()) };
+        // Finished only now: the assignment drops this future's share of the core.
+        self.state = State::Finished;
+        Poll::Ready(op.complete(convert(O::NAME, res)))
     }
 }
 
