@@ -1,4 +1,5 @@
 //! `proactor`: the apps built on the proactor crate — servers, tools and benchmarks.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -47,6 +47,22 @@ fn copy_err(driver: &str, args: &[&str], src: &Path, dst: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Copies `src` to `dst` on the small filesystem at `fs_root`, which runs out of space: the copy
+/// fails with ENOSPC, leaves no DST, and `fs_root` holds `entries` entries afterwards.
+fn copy_runs_out_of_space(
+    driver: &str,
+    src: &Path,
+    dst: &Path,
+    fs_root: &Path,
+    entries: usize,
+    why: &str,
+) {
+    let err = copy_err(driver, &[], src, dst);
+    assert!(err.contains("no space left on device"), "{err}");
+    assert!(!dst.exists(), "no DST after a failed copy");
+    assert_eq!(fs::read_dir(fs_root).unwrap().count(), entries, "{why}");
+}
+
 /// A file of `len` random bytes (seeded), written in 1 MiB pieces.
 fn random_file(path: &Path, len: u64, seed: u64) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -182,10 +198,7 @@ both_drivers!(no_space_in_kernel_copy, |driver| {
     let src = small.dir.path().join("src");
     random_file(&src, 70 * MIB, 8);
     let dst = small.dir.path().join("dst");
-    let err = copy_err(driver, &[], &src, &dst);
-    assert!(err.contains("no space left on device"), "{err}");
-    assert!(!dst.exists(), "no DST after a failed copy");
-    assert_eq!(fs::read_dir(small.dir.path()).unwrap().count(), 1, "only the source is left");
+    copy_runs_out_of_space(driver, &src, &dst, small.dir.path(), 1, "only the source is left");
 });
 
 both_drivers!(sparse_stays_sparse, |driver| {
@@ -317,10 +330,7 @@ both_drivers!(no_space_leaves_nothing, |driver| {
     let src = dir.path().join("four_mib");
     random_file(&src, 4 * MIB, 3);
     let dst = small.dir.path().join("dst");
-    let err = copy_err(driver, &[], &src, &dst);
-    assert!(err.contains("no space left on device"), "{err}");
-    assert!(!dst.exists(), "no DST after a failed copy");
-    assert_eq!(fs::read_dir(small.dir.path()).unwrap().count(), 0, "no temporary file left");
+    copy_runs_out_of_space(driver, &src, &dst, small.dir.path(), 0, "no temporary file left");
     // A tree copy (named temporary files) cleans up as well.
     let tree = dir.path().join("tree");
     fs::create_dir(&tree).unwrap();

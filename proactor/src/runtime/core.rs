@@ -61,18 +61,7 @@ impl Core {
         deadline: Option<Duration>,
         state: Lifecycle,
     ) -> Token {
-        let op = self.memory.store(op);
-        self.submit_stored(op, T::KIND, deadline, state)
-    }
-
-    #[inline(always)]
-    fn submit_stored(
-        &self,
-        op: NonNull<dyn ErasedOp>,
-        kind: &'static OpKind,
-        deadline: Option<Duration>,
-        state: Lifecycle,
-    ) -> Token {
+        let (op, kind) = (self.memory.store(op), T::KIND);
         let generation = self.generation.get().wrapping_add(1);
         self.generation.set(generation);
         // Past the cap, or behind others already waiting: operations are admitted in order.
@@ -95,8 +84,9 @@ impl Core {
     #[inline(always)]
     fn push_to_driver(&self, token: Token, op: NonNull<dyn ErasedOp>, deadline: Option<Duration>) {
         self.in_flight.set(self.in_flight.get() + 1);
-        // SAFETY: the operation stays boxed at `op` (leaked, never moved) until its completion is
-        // processed in `complete`, which is the only place that frees a submitted operation.
+        // SAFETY: the operation stays in its `OpMemory` block at `op` (never moved) until its
+        // completion is processed in `complete`, the only place a submitted operation's block
+        // is released.
         unsafe { self.driver.borrow_mut().push(token, OpPtr(op), deadline) };
     }
 
@@ -147,8 +137,8 @@ impl Core {
         }
     }
 
-    /// A future gave up on its operation. If the kernel may still touch the memory, the box is
-    /// parked and a cancel is sent; otherwise it is freed now (closing any fd in the output).
+    /// A future gave up on its operation. If the kernel may still touch the memory, the block
+    /// is parked and a cancel is sent; otherwise it is freed now (closing any fd in the output).
     pub(crate) fn detach(&self, token: Token) {
         let Some(key) = self.live_key(token) else { return };
         let (submitted, done) = {
@@ -188,22 +178,37 @@ impl Core {
         waker: &std::task::Waker,
     ) -> Option<(i32, NonNull<dyn ErasedOp>)> {
         let key = token.key();
-        let mut ops = self.ops.borrow_mut();
-        let slot = ops.get_mut(key).filter(|s| s.generation == token.generation())?;
-        match &mut slot.state {
-            Lifecycle::Done(res) => {
-                let res = *res;
-                let slot = ops.remove(key)?;
-                Some((res, slot.op))
-            }
-            Lifecycle::Waiting(w) => {
-                if !self.executor.is_waiter(w, waker) {
-                    *w = self.executor.waiter(waker);
+        {
+            let mut ops = self.ops.borrow_mut();
+            let slot = ops.get_mut(key).filter(|s| s.generation == token.generation())?;
+            match &slot.state {
+                Lifecycle::Done(res) => {
+                    let res = *res;
+                    let slot = ops.remove(key)?;
+                    return Some((res, slot.op));
                 }
-                None
+                Lifecycle::Waiting(w) if !self.executor.is_waiter(w, waker) => {}
+                Lifecycle::Waiting(_) | Lifecycle::Detached | Lifecycle::Handler => return None,
             }
-            Lifecycle::Detached | Lifecycle::Handler => None,
         }
+        self.rewait(token, waker);
+        None
+    }
+
+    /// Records a new waiter for a future polled with another waker than before. Cloning the new
+    /// waker and dropping the old one may run a foreign waker's code, so neither happens while
+    /// the table is borrowed.
+    #[cold]
+    fn rewait(&self, token: Token, waker: &std::task::Waker) {
+        let mut waiter = self.executor.waiter(waker);
+        if let Some(slot) = self.ops.borrow_mut().get_mut(token.key()) {
+            if let (true, Lifecycle::Waiting(w)) =
+                (slot.generation == token.generation(), &mut slot.state)
+            {
+                std::mem::swap(w, &mut waiter);
+            }
+        }
+        drop(waiter);
     }
 
     /// One completion from the driver: one slab lookup decides where it goes.
@@ -217,7 +222,7 @@ impl Core {
         self.in_flight.set(self.in_flight.get() - 1);
         if c.flags != 0 {
             // SAFETY: the driver has returned this operation's completion, so neither it nor the
-            // kernel touches the box any more, and no other reference to it is live here.
+            // kernel touches the block any more, and no other reference to it is live here.
             unsafe { (*slot.op.as_ptr()).set_cqe_flags(c.flags) };
         }
         self.settle(ops, key, c.result);
