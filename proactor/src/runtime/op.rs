@@ -25,26 +25,34 @@ enum State<O> {
 #[must_use = "an operation does nothing until it is awaited"]
 pub struct Op<O: OpCode> {
     state: State<O>,
+    /// The rarely used settings, behind one pointer: every future of a batch stays small.
+    extras: Option<Box<Extras>>,
+}
+
+/// What only some operations carry: a deadline, a cancel token.
+#[derive(Default)]
+struct Extras {
     deadline: Option<Duration>,
     cancel: Option<Rc<CancelCell>>,
 }
 
 /// Submits `op` on the current proactor when awaited.
 pub fn submit<O: OpCode>(op: O) -> Op<O> {
-    Op { state: State::Unsubmitted(op), deadline: None, cancel: None }
+    Op { state: State::Unsubmitted(op), extras: None }
 }
 
 impl<O: OpCode> Op<O> {
     /// Completes the operation with `ECANCELED` (or `ETIMEDOUT`-like `ECANCELED` from the linked
     /// timeout) if it has not finished within `d`; the buffer comes back either way.
     pub fn deadline(mut self, d: Duration) -> Self {
-        self.deadline = Some(d);
+        self.extras.get_or_insert_default().deadline = Some(d);
         self
     }
 
     /// A token that cancels this operation from elsewhere (another task, a handler).
     pub fn cancel_token(&mut self) -> CancelToken {
-        let cell = self.cancel.get_or_insert_with(|| Rc::new(CancelCell::default())).clone();
+        let extras = self.extras.get_or_insert_default();
+        let cell = extras.cancel.get_or_insert_with(|| Rc::new(CancelCell::default())).clone();
         if let State::Submitted(core, token) = &self.state {
             cell.target.set(Some(*token));
             cell.core.replace(Some(core.clone()));
@@ -82,16 +90,17 @@ impl<O: OpCode> Op<O> {
                 io::Error::other("no proactor is running on this thread (use block_on or run)");
             return Poll::Ready(op.complete(Err(err)));
         };
-        if self.cancel.as_ref().is_some_and(|c| c.cancelled.get()) {
+        let (deadline, cancel) = match self.extras.as_deref() {
+            Some(e) => (e.deadline, e.cancel.as_ref()),
+            None => (None, None),
+        };
+        if cancel.is_some_and(|c| c.cancelled.get()) {
             return Poll::Ready(op.complete(convert(O::NAME, -libc::ECANCELED)));
         }
         let core = handle.core;
-        let token = core.submit(
-            Plain(op),
-            self.deadline,
-            Lifecycle::Waiting(core.executor.waiter(cx.waker())),
-        );
-        if let Some(c) = &self.cancel {
+        let token =
+            core.submit(Plain(op), deadline, Lifecycle::Waiting(core.executor.waiter(cx.waker())));
+        if let Some(c) = cancel {
             c.target.set(Some(token));
             c.core.replace(Some(core.clone()));
         }

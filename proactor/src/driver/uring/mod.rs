@@ -191,7 +191,11 @@ impl UringDriver {
                 );
                 self.dropped = dropped;
             }
-            out.reserve(cq.len());
+            // Written into room made beforehand rather than pushed: a push per completion
+            // reloads the vector's length and capacity every time.
+            let start = out.len();
+            out.resize(start + cq.len(), Completion::EMPTY);
+            let mut room = out[start..].iter_mut();
             for cqe in cq {
                 match cqe.user_data() {
                     u if u == Token::INTERNAL.0 => {}
@@ -201,13 +205,19 @@ impl UringDriver {
                             rearm = true;
                         }
                     }
-                    u => out.push(Completion {
-                        token: Token(u),
-                        result: cqe.result(),
-                        flags: cqe.flags(),
-                    }),
+                    u => {
+                        if let Some(c) = room.next() {
+                            *c = Completion {
+                                token: Token(u),
+                                result: cqe.result(),
+                                flags: cqe.flags(),
+                            };
+                        }
+                    }
                 }
             }
+            let unused = room.into_slice().len();
+            out.truncate(out.len() - unused);
         }
         if rearm {
             self.wake_armed = false;
