@@ -54,7 +54,7 @@ pub(crate) struct Core {
 
 impl Core {
     /// Stores `op` and hands it to the driver (or to the admission queue past the cap).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn submit<T: Stored>(
         &self,
         op: T,
@@ -211,21 +211,10 @@ impl Core {
         drop(waiter);
     }
 
-    /// One completion from the driver: one slab lookup decides where it goes.
+    /// One completion from the driver: one table lookup decides where it goes.
+    #[inline(always)]
     fn complete(&self, c: Completion) {
-        let key = c.token.key();
-        let mut ops = self.ops.borrow_mut();
-        let Some(slot) = ops.get_mut(key) else { return };
-        if slot.generation != c.token.generation() || !slot.submitted {
-            return;
-        }
-        self.in_flight.set(self.in_flight.get() - 1);
-        if c.flags != 0 {
-            // SAFETY: the driver has returned this operation's completion, so neither it nor the
-            // kernel touches the block any more, and no other reference to it is live here.
-            unsafe { (*slot.op.as_ptr()).set_cqe_flags(c.flags) };
-        }
-        self.settle(ops, key, c.result);
+        self.settle(c.token.key(), c.result, Some(c));
         if self.max_in_flight.is_some() {
             self.admit();
         }
@@ -283,16 +272,31 @@ impl Core {
         });
     }
 
-    /// Records the result of the operation at `key` and delivers it.
+    /// Records a result the loop decided itself for the operation at `key`, and delivers it.
     fn finish(&self, key: usize, res: i32) {
-        self.settle(self.ops.borrow_mut(), key, res);
+        self.settle(key, res, None);
     }
 
     /// Delivers `res` for the slot at `key`: to its handler (or dropped, if its future is
-    /// gone), or recorded for the awaiting future, whose task is woken.
+    /// gone), or recorded for the awaiting future, whose task is woken. A result from the
+    /// driver (`completion`) is first checked against the slot — a stale token or an operation
+    /// the driver never had is ignored — and counted out of the operations in flight.
     #[inline(always)]
-    fn settle(&self, mut ops: std::cell::RefMut<'_, Table>, key: usize, res: i32) {
+    fn settle(&self, key: usize, res: i32, completion: Option<Completion>) {
+        let mut ops = self.ops.borrow_mut();
         let Some(slot) = ops.get_mut(key) else { return };
+        if let Some(c) = completion {
+            if slot.generation != c.token.generation() || !slot.submitted {
+                return;
+            }
+            self.in_flight.set(self.in_flight.get() - 1);
+            if c.flags != 0 {
+                // SAFETY: the driver has returned this operation's completion, so neither it
+                // nor the kernel touches the block any more, and no other reference to it is
+                // live here.
+                unsafe { (*slot.op.as_ptr()).set_cqe_flags(c.flags) };
+            }
+        }
         if matches!(slot.state, Lifecycle::Detached | Lifecycle::Handler) {
             // Vacated as it is: writing `Done` first and reading the slot straight back out
             // stalls the copy on store forwarding.

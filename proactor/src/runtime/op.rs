@@ -80,8 +80,39 @@ impl<O: OpCode> Future for Op<O> {
 impl<O: OpCode> Op<O> {
     /// The first poll: hands the operation to the current proactor. Out of line, so that the
     /// later polls — a lookup — stay small enough to inline into whatever awaits the future.
+    /// An operation with a deadline or a cancel token takes a path of its own, so that the
+    /// common one checks for neither.
     #[inline(never)]
     fn submit(&mut self, cx: &mut Context<'_>) -> Poll<O::Output> {
+        if self.extras.is_some() {
+            return self.submit_with_extras(cx);
+        }
+        self.submit_with(cx, None)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn submit_with_extras(&mut self, cx: &mut Context<'_>) -> Poll<O::Output> {
+        let (deadline, cancel) = match self.extras.as_deref() {
+            Some(e) => (e.deadline, e.cancel.clone()),
+            None => (None, None),
+        };
+        if cancel.as_ref().is_some_and(|c| c.cancelled.get()) {
+            let State::Unsubmitted(op) = std::mem::replace(&mut self.state, State::Finished) else {
+                unreachable!("only called on an unsubmitted operation")
+            };
+            return Poll::Ready(op.complete(convert(O::NAME, -libc::ECANCELED)));
+        }
+        let poll = self.submit_with(cx, deadline);
+        if let (Some(c), State::Submitted(core, token)) = (cancel, &self.state) {
+            c.target.set(Some(*token));
+            c.core.replace(Some(core.clone()));
+        }
+        poll
+    }
+
+    #[inline(always)]
+    fn submit_with(&mut self, cx: &mut Context<'_>, deadline: Option<Duration>) -> Poll<O::Output> {
         let State::Unsubmitted(op) = std::mem::replace(&mut self.state, State::Finished) else {
             unreachable!("only called on an unsubmitted operation")
         };
@@ -90,20 +121,9 @@ impl<O: OpCode> Op<O> {
                 io::Error::other("no proactor is running on this thread (use block_on or run)");
             return Poll::Ready(op.complete(Err(err)));
         };
-        let (deadline, cancel) = match self.extras.as_deref() {
-            Some(e) => (e.deadline, e.cancel.as_ref()),
-            None => (None, None),
-        };
-        if cancel.is_some_and(|c| c.cancelled.get()) {
-            return Poll::Ready(op.complete(convert(O::NAME, -libc::ECANCELED)));
-        }
         let core = handle.core;
         let token =
             core.submit(Plain(op), deadline, Lifecycle::Waiting(core.executor.waiter(cx.waker())));
-        if let Some(c) = cancel {
-            c.target.set(Some(token));
-            c.core.replace(Some(core.clone()));
-        }
         self.state = State::Submitted(core, token);
         // Completions are only delivered by the loop's next turn: nothing to look up yet.
         Poll::Pending

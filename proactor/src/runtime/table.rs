@@ -48,7 +48,7 @@ impl Table {
     }
 
     /// Stores `slot` and returns its key.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn insert(&mut self, slot: Slot) -> usize {
         self.len += 1;
         let key = self.free;
@@ -107,19 +107,22 @@ impl Table {
 
     /// Frees the key of an occupied slot whose state owns nothing (a handler's or a detached
     /// operation's), after its caller has copied out what it needs: only the entry's tag and
-    /// link are written, where moving the whole slot out copied the cache line twice.
+    /// link are written, where moving the whole slot out copied the cache line twice, and the
+    /// old entry is not read again to be dropped (it owns nothing; were it to, forgetting it
+    /// would leak, never free twice).
     #[inline]
     pub(crate) fn vacate(&mut self, key: usize) {
         let Some(entry) = self.entries.get_mut(key) else { return };
-        if let Entry::Occupied(slot) = entry {
-            debug_assert!(matches!(
-                slot.state,
-                super::slot::Lifecycle::Handler | super::slot::Lifecycle::Detached
-            ));
-            *entry = Entry::Vacant { next: self.free };
-            self.free = key;
-            self.len -= 1;
-        }
+        debug_assert!(matches!(
+            entry,
+            Entry::Occupied(Slot {
+                state: super::slot::Lifecycle::Handler | super::slot::Lifecycle::Detached,
+                ..
+            })
+        ));
+        std::mem::forget(std::mem::replace(entry, Entry::Vacant { next: self.free }));
+        self.free = key;
+        self.len -= 1;
     }
 
     /// Every occupied slot with its key.
