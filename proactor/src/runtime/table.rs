@@ -112,7 +112,7 @@ impl Table {
     /// would leak, never free twice).
     #[inline]
     pub(crate) fn vacate(&mut self, key: usize) {
-        let Some(entry) = self.entries.get_mut(key) else { return };
+        let Some(entry @ Entry::Occupied(_)) = self.entries.get_mut(key) else { return };
         debug_assert!(matches!(
             entry,
             Entry::Occupied(Slot {
