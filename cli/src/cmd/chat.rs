@@ -286,14 +286,16 @@ impl Room {
                 nicks.remove(old);
             }
             nicks.insert(name.to_string(), client.id);
+            if old.is_none() {
+                // Queued before the nick makes the client visible to broadcasts (from other
+                // threads too): nothing of the room's traffic can reach it ahead of this line.
+                client.notice(&format!("* you are {name}"));
+            }
             // Still under the nick table's lock: a concurrent `/who` sees table and client agree.
             *lock(&client.nick) = Some(name.to_string());
         }
         match old {
-            None => {
-                client.notice(&format!("* you are {name}"));
-                self.broadcast(client.id, line(&format!("* {name} joined")));
-            }
+            None => self.broadcast(client.id, line(&format!("* {name} joined"))),
             Some(old) => {
                 client.notice(&format!("* you are now {name}"));
                 self.broadcast(client.id, line(&format!("* {old} is now {name}")));
