@@ -64,11 +64,6 @@ pub(crate) struct Completion {
     pub(crate) flags: u32,
 }
 
-impl Completion {
-    /// A placeholder, overwritten before anyone reads it.
-    pub(crate) const EMPTY: Completion = Completion { token: Token(0), result: 0, flags: 0 };
-}
-
 /// An operation as a driver sees it: how to express it for each backend.
 pub(crate) trait RawOp {
     /// The io_uring submission entry.

@@ -191,11 +191,12 @@ impl UringDriver {
                 );
                 self.dropped = dropped;
             }
-            // Written into room made beforehand rather than pushed: a push per completion
-            // reloads the vector's length and capacity every time.
+            // Written into room reserved beforehand rather than pushed: a push per completion
+            // reloads the vector's length and capacity around the (out-of-line) CQE copy.
             let start = out.len();
-            out.resize(start + cq.len(), Completion::EMPTY);
-            let mut room = out[start..].iter_mut();
+            out.reserve(cq.len());
+            let mut room = out.spare_capacity_mut().iter_mut();
+            let mut written = 0;
             for cqe in cq {
                 match cqe.user_data() {
                     u if u == Token::INTERNAL.0 => {}
@@ -207,17 +208,19 @@ impl UringDriver {
                     }
                     u => {
                         if let Some(c) = room.next() {
-                            *c = Completion {
+                            c.write(Completion {
                                 token: Token(u),
                                 result: cqe.result(),
                                 flags: cqe.flags(),
-                            };
+                            });
+                            written += 1;
                         }
                     }
                 }
             }
-            let unused = room.into_slice().len();
-            out.truncate(out.len() - unused);
+            // SAFETY: the first `written` elements of the spare capacity were initialized just
+            // above (`room` hands them out in order, each once), within the reserved capacity.
+            unsafe { out.set_len(start + written) };
         }
         if rearm {
             self.wake_armed = false;
