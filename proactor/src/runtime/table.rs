@@ -24,21 +24,6 @@ enum Entry {
     Vacant { next: usize },
 }
 
-/// Starts loading the cache line at `p`. The next insert takes the entry the free list names
-/// next; that entry was last written a whole batch ago, so it is usually out of the first-level
-/// cache, and fetching it now overlaps the miss with the rest of this submission.
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it reads nothing the program sees and never faults,
-    // whatever the address (a stale or past-the-end one included).
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// No vacant entry.
 const NONE: usize = usize::MAX;
 
@@ -52,15 +37,12 @@ impl Table {
     pub(crate) fn insert(&mut self, slot: Slot) -> usize {
         self.len += 1;
         let key = self.free;
-        let base = self.entries.as_ptr();
         match self.entries.get_mut(key) {
             Some(entry) => {
                 let Entry::Vacant { next } = *entry else {
                     unreachable!("the free list links vacant entries only")
                 };
                 self.free = next;
-                // `next` may be NONE: the address is then never dereferenced, only hinted.
-                prefetch(base.wrapping_add(next));
                 // SAFETY: the entry is vacant (it owns nothing), so overwriting it without
                 // dropping the old value loses nothing; this skips reading it back to drop it.
                 unsafe { std::ptr::write(entry, Entry::Occupied(slot)) };
