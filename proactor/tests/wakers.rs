@@ -126,3 +126,72 @@ driver_test!(many_operations_of_one_task_complete_with_one_wake_each_turn, |p| {
     });
     assert_eq!(got, 300 * 5);
 });
+
+/// Ready once another thread has set its flag; until then it leaves its waker where that thread
+/// can take it.
+struct WokenFromAfar(Arc<(std::sync::Mutex<Option<Waker>>, std::sync::atomic::AtomicBool)>);
+
+impl Future for WokenFromAfar {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let (waker, done) = &*self.0;
+        *waker.lock().unwrap() = Some(cx.waker().clone());
+        if done.load(Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// A future that another thread completes after `delay`: it sets the flag, then wakes the
+/// waker the future left (waiting for one if the future has not been polled yet).
+fn woken_from_afar(delay: Duration) -> WokenFromAfar {
+    let shared =
+        Arc::new((std::sync::Mutex::new(None::<Waker>), std::sync::atomic::AtomicBool::new(false)));
+    let remote = shared.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        remote.1.store(true, Ordering::SeqCst);
+        loop {
+            if let Some(w) = remote.0.lock().unwrap().take() {
+                w.wake();
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    });
+    WokenFromAfar(shared)
+}
+
+/// Awaits `fut`, unless the timer fires first. The timer is polled first, so a future that is
+/// only ever polled because the timer woke the loop (its own wake was lost) counts as late.
+async fn before_timer<F: Future + Unpin>(mut fut: F, limit: Duration) -> Result<F::Output, ()> {
+    let mut timer = proactor::time::sleep(limit);
+    poll_fn(move |cx| {
+        if Pin::new(&mut timer).poll(cx).is_ready() {
+            return Poll::Ready(Err(()));
+        }
+        Pin::new(&mut fut).poll(cx).map(Ok)
+    })
+    .await
+}
+
+driver_test!(a_task_woken_from_another_thread_runs_while_the_loop_waits, |p| {
+    // The loop has nothing else to do, so it is blocked in the driver (or about to be) when the
+    // wake arrives; a lost wake would leave it there until the timer. The delays vary so that
+    // wakes land before, during and after the loop parks.
+    for i in 0..200u64 {
+        let task = p.spawn(woken_from_afar(Duration::from_micros(i % 7 * 150)));
+        let res = p.block_on(before_timer(task, Duration::from_secs(5)));
+        assert!(matches!(res, Ok(Ok(()))), "round {i}: the task's wake was lost");
+    }
+});
+
+driver_test!(the_block_on_future_woken_from_another_thread_completes, |p| {
+    for i in 0..200u64 {
+        let fut = woken_from_afar(Duration::from_micros(i % 7 * 150));
+        let res = p.block_on(before_timer(fut, Duration::from_secs(5)));
+        assert!(res.is_ok(), "round {i}: the main future's wake was lost");
+    }
+});

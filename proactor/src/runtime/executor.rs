@@ -3,6 +3,10 @@
 //! Tasks live on the proactor's thread and need not be `Send`. Their wakers are `Send + Sync`
 //! (the `Waker` contract): waking from another thread queues the task and, if the loop is
 //! blocked in the driver, wakes the driver through its notifier.
+//!
+//! The loop's own wakes — a completion for an operation a task awaits, by far the most common
+//! — go to a plain local list instead: a turn then takes no lock at all unless another thread
+//! woke something (`ReadyQueue::pending` says so with one load).
 
 use super::core::Core;
 use super::slot::Waiter;
@@ -19,9 +23,12 @@ use std::task::{Context, Poll, RawWakerVTable, Wake, Waker};
 /// Key of the future passed to `block_on`, which is not stored in the task slab.
 pub(crate) const MAIN: usize = usize::MAX;
 
-/// Keys of woken tasks, shared with their wakers.
+/// Keys of tasks woken through their wakers, shared with those wakers (any thread).
 pub(crate) struct ReadyQueue {
     queue: Mutex<Vec<usize>>,
+    /// `queue` may hold keys: set (under the lock) by every push, cleared (under the lock) when
+    /// the loop empties it, read without the lock.
+    pending: AtomicBool,
     /// The loop is (about to be) blocked in the driver: a wake must notify it.
     parked: AtomicBool,
     notifier: Arc<dyn Notifier>,
@@ -42,7 +49,13 @@ impl Wake for TaskWaker {
         if self.scheduled.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.ready.queue.lock().unwrap_or_else(|p| p.into_inner()).push(self.key);
+        {
+            let mut queue = self.ready.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.push(self.key);
+            // SeqCst, paired with `park`: either the loop sees this flag before it blocks, or
+            // this waker sees `parked` and notifies it.
+            self.ready.pending.store(true, Ordering::SeqCst);
+        }
         if self.ready.parked.load(Ordering::SeqCst) {
             self.ready.notifier.notify();
         }
@@ -62,7 +75,9 @@ struct Task {
 pub(crate) struct Executor {
     tasks: RefCell<Slab<Task>>,
     ready: Arc<ReadyQueue>,
-    /// Keys taken from the ready queue for this round.
+    /// Keys of tasks the loop itself woke (see `wake_task`), on this thread only.
+    local: RefCell<Vec<usize>>,
+    /// Keys taken from the ready lists for this round.
     round: RefCell<Vec<usize>>,
     main: Arc<TaskWaker>,
     /// The task being polled now, by key, and the identity of the waker it was given (its
@@ -82,6 +97,7 @@ impl Executor {
     pub(crate) fn new(notifier: Arc<dyn Notifier>) -> Self {
         let ready = Arc::new(ReadyQueue {
             queue: Mutex::new(Vec::new()),
+            pending: AtomicBool::new(false),
             parked: AtomicBool::new(false),
             notifier,
         });
@@ -93,6 +109,7 @@ impl Executor {
         Executor {
             tasks: RefCell::new(Slab::new()),
             ready,
+            local: RefCell::new(Vec::new()),
             round: RefCell::new(Vec::new()),
             main,
             polling: Cell::new((NO_TASK, std::ptr::null(), std::ptr::null())),
@@ -156,12 +173,17 @@ impl Executor {
         }
     }
 
+    /// The loop's own wake, on its thread: the task's flag is set as any waker sets it, but
+    /// its key goes to the local list (the `block_on` future needs only its flag, which the
+    /// loop checks before it blocks) — no lock, no notification.
     #[inline(never)]
     fn wake_task_now(&self, key: usize) {
         if key == MAIN {
-            self.main.wake_by_ref();
+            self.main.scheduled.store(true, Ordering::Release);
         } else if let Some(task) = self.tasks.borrow().get(key) {
-            task.waker.wake_by_ref();
+            if !task.waker.scheduled.swap(true, Ordering::AcqRel) {
+                self.local.borrow_mut().push(key);
+            }
         }
     }
 
@@ -194,26 +216,34 @@ impl Executor {
     /// Marks the loop as about to block; returns false (do not block) if work is ready.
     pub(crate) fn park(&self) -> bool {
         self.ready.parked.store(true, Ordering::SeqCst);
-        let empty = self.ready.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        // SeqCst, paired with the wakers' store of `pending` (see `TaskWaker::wake_by_ref`).
+        let empty = self.local.borrow().is_empty() && !self.ready.pending.load(Ordering::SeqCst);
         if !empty {
-            self.ready.parked.store(false, Ordering::SeqCst);
+            self.ready.parked.store(false, Ordering::Release);
         }
         empty
     }
 
+    /// The loop is running again. A waker that still sees `parked` only sends a notification
+    /// the loop does not need, so no stronger ordering is required.
     pub(crate) fn unpark(&self) {
-        self.ready.parked.store(false, Ordering::SeqCst);
+        self.ready.parked.store(false, Ordering::Release);
     }
 
     /// True if some task (or the main future) was woken and waits to be polled.
     pub(crate) fn has_ready(&self) -> bool {
-        !self.ready.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+        !self.local.borrow().is_empty() || self.ready.pending.load(Ordering::Acquire)
     }
 
     /// Polls every task woken so far, once. Returns whether the main future was woken.
     pub(crate) fn run_round(&self, core: &Core) -> bool {
         let mut round = std::mem::take(&mut *self.round.borrow_mut());
-        round.append(&mut self.ready.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        round.append(&mut self.local.borrow_mut());
+        if self.ready.pending.load(Ordering::Acquire) {
+            let mut queue = self.ready.queue.lock().unwrap_or_else(|p| p.into_inner());
+            round.append(&mut queue);
+            self.ready.pending.store(false, Ordering::Relaxed);
+        }
         let mut main_woken = false;
         for &key in &round {
             if key == MAIN {
