@@ -195,3 +195,46 @@ driver_test!(the_block_on_future_woken_from_another_thread_completes, |p| {
         assert!(res.is_ok(), "round {i}: the main future's wake was lost");
     }
 });
+
+/// One side of a ping-pong between two tasks on the loop's thread: whose turn it is, and the
+/// waker of the side that waits.
+#[derive(Default)]
+struct Court {
+    turn: std::cell::Cell<u32>,
+    waiting: RefCell<Option<Waker>>,
+}
+
+/// Plays `rounds` strokes as player `me` (0 or 1): waits for its turn, passes it, wakes the other.
+async fn play(court: Rc<Court>, me: u32, rounds: u32) -> u32 {
+    let mut strokes = 0;
+    while strokes < rounds {
+        poll_fn(|cx| {
+            if court.turn.get() % 2 == me {
+                Poll::Ready(())
+            } else {
+                *court.waiting.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        court.turn.set(court.turn.get() + 1);
+        strokes += 1;
+        if let Some(w) = court.waiting.borrow_mut().take() {
+            w.wake();
+        }
+    }
+    strokes
+}
+
+driver_test!(tasks_waking_each_other_on_the_loop_thread_take_turns, |p| {
+    // Each wake comes from a task the loop is polling: the waker's own-thread path.
+    let court = Rc::new(Court::default());
+    let a = p.spawn(play(court.clone(), 0, 1000));
+    let b = p.spawn(play(court.clone(), 1, 1000));
+    let res = p.block_on(before_timer(
+        Box::pin(async move { (a.await.unwrap(), b.await.unwrap()) }),
+        Duration::from_secs(5),
+    ));
+    assert_eq!(res, Ok((1000, 1000)), "a wake between tasks was lost");
+    assert_eq!(court.turn.get(), 2000);
+});

@@ -4,9 +4,10 @@
 //! (the `Waker` contract): waking from another thread queues the task and, if the loop is
 //! blocked in the driver, wakes the driver through its notifier.
 //!
-//! The loop's own wakes — a completion for an operation a task awaits, by far the most common
-//! — go to a plain local list instead: a turn then takes no lock at all unless another thread
-//! woke something (`ReadyQueue::pending` says so with one load).
+//! Wakes on the loop's own thread while it runs — a completion for an operation a task awaits,
+//! by far the most common, or one task waking another — go to a plain local list instead: a
+//! turn then takes no lock at all unless another thread woke something (`ReadyQueue::pending`
+//! says so with one load).
 
 use super::core::Core;
 use super::slot::Waiter;
@@ -48,6 +49,15 @@ impl Wake for TaskWaker {
     fn wake_by_ref(self: &Arc<Self>) {
         if self.scheduled.swap(true, Ordering::AcqRel) {
             return;
+        }
+        // On the loop's own thread, while it runs (a task waking another, a join): the local
+        // list, as for the loop's own wakes.
+        if let Some(handle) = super::Handle::try_current() {
+            let exec = &handle.core.executor;
+            if Arc::ptr_eq(&exec.ready, &self.ready) {
+                exec.local.borrow_mut().push(self.key);
+                return;
+            }
         }
         {
             let mut queue = self.ready.queue.lock().unwrap_or_else(|p| p.into_inner());
