@@ -272,13 +272,9 @@ impl Core {
         });
     }
 
-    /// Records a result the loop decided itself for the operation at `key`, and delivers it.
-    fn finish(&self, key: usize, res: i32) {
-        self.settle(key, res, None);
-    }
-
     /// Delivers `res` for the slot at `key`: to its handler (or dropped, if its future is
-    /// gone), or recorded for the awaiting future, whose task is woken. A result from the
+    /// gone), or recorded for the awaiting future, whose task is woken. Without `completion`,
+    /// a result the loop decided itself (the caller checked the token). A result from the
     /// driver (`completion`) is first checked against the slot — a stale token or an operation
     /// the driver never had is ignored — and counted out of the operations in flight.
     #[inline(always)]
@@ -334,7 +330,7 @@ impl Core {
         for c in local {
             // Results decided by the loop (cancelled before admission): never in the driver.
             if let Some(key) = self.live_key(c.token) {
-                self.finish(key, c.result);
+                self.settle(key, c.result, None);
             }
         }
         for c in batch.drain(..) {

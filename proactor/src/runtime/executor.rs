@@ -245,8 +245,9 @@ impl Executor {
         !self.local.borrow().is_empty() || self.ready.pending.load(Ordering::Acquire)
     }
 
-    /// Polls every task woken so far, once. Returns whether the main future was woken.
-    pub(crate) fn run_round(&self, core: &Core) -> bool {
+    /// Polls every task woken so far, once. The `block_on` future's key may be among them; it
+    /// is skipped here: `block_on` polls that future when its flag says so.
+    pub(crate) fn run_round(&self, core: &Core) {
         let mut round = std::mem::take(&mut *self.round.borrow_mut());
         round.append(&mut self.local.borrow_mut());
         if self.ready.pending.load(Ordering::Acquire) {
@@ -254,17 +255,11 @@ impl Executor {
             round.append(&mut queue);
             self.ready.pending.store(false, Ordering::Relaxed);
         }
-        let mut main_woken = false;
-        for &key in &round {
-            if key == MAIN {
-                main_woken = true;
-                continue;
-            }
+        for &key in round.iter().filter(|&&key| key != MAIN) {
             self.poll_task(key, core);
         }
         round.clear();
         *self.round.borrow_mut() = round;
-        main_woken
     }
 
     fn poll_task(&self, key: usize, core: &Core) {

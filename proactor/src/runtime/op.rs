@@ -93,10 +93,8 @@ impl<O: OpCode> Op<O> {
     #[cold]
     #[inline(never)]
     fn submit_with_extras(&mut self, cx: &mut Context<'_>) -> Poll<O::Output> {
-        let (deadline, cancel) = match self.extras.as_deref() {
-            Some(e) => (e.deadline, e.cancel.clone()),
-            None => (None, None),
-        };
+        let (deadline, cancel) =
+            self.extras.as_deref().map_or((None, None), |e| (e.deadline, e.cancel.clone()));
         if cancel.as_ref().is_some_and(|c| c.cancelled.get()) {
             let State::Unsubmitted(op) = std::mem::replace(&mut self.state, State::Finished) else {
                 unreachable!("only called on an unsubmitted operation")

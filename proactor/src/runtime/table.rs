@@ -24,6 +24,22 @@ enum Entry {
     Vacant { next: usize },
 }
 
+impl Entry {
+    fn slot(&self) -> Option<&Slot> {
+        match self {
+            Entry::Occupied(slot) => Some(slot),
+            Entry::Vacant { .. } => None,
+        }
+    }
+
+    fn slot_mut(&mut self) -> Option<&mut Slot> {
+        match self {
+            Entry::Occupied(slot) => Some(slot),
+            Entry::Vacant { .. } => None,
+        }
+    }
+}
+
 /// No vacant entry.
 const NONE: usize = usize::MAX;
 
@@ -57,18 +73,12 @@ impl Table {
 
     #[inline]
     pub(crate) fn get(&self, key: usize) -> Option<&Slot> {
-        match self.entries.get(key)? {
-            Entry::Occupied(slot) => Some(slot),
-            Entry::Vacant { .. } => None,
-        }
+        self.entries.get(key)?.slot()
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut Slot> {
-        match self.entries.get_mut(key)? {
-            Entry::Occupied(slot) => Some(slot),
-            Entry::Vacant { .. } => None,
-        }
+        self.entries.get_mut(key)?.slot_mut()
     }
 
     /// Takes the slot at `key` out, freeing the key.
@@ -88,31 +98,24 @@ impl Table {
     }
 
     /// Frees the key of an occupied slot whose state owns nothing (a handler's or a detached
-    /// operation's), after its caller has copied out what it needs: only the entry's tag and
-    /// link are written, where moving the whole slot out copied the cache line twice, and the
-    /// old entry is not read again to be dropped (it owns nothing; were it to, forgetting it
+    /// operation's), after its caller has copied out what it needs. The slot is forgotten, not
+    /// dropped: the compiler then writes only the entry's tag and link, where moving the whole
+    /// slot out to drop it copied the cache line twice (it owns nothing; were it to, forgetting
     /// would leak, never free twice).
     #[inline]
     pub(crate) fn vacate(&mut self, key: usize) {
-        let Some(entry @ Entry::Occupied(_)) = self.entries.get_mut(key) else { return };
-        debug_assert!(matches!(
-            entry,
-            Entry::Occupied(Slot {
-                state: super::slot::Lifecycle::Handler | super::slot::Lifecycle::Detached,
-                ..
-            })
-        ));
-        std::mem::forget(std::mem::replace(entry, Entry::Vacant { next: self.free }));
-        self.free = key;
-        self.len -= 1;
+        if let Some(slot) = self.remove(key) {
+            debug_assert!(matches!(
+                slot.state,
+                super::slot::Lifecycle::Handler | super::slot::Lifecycle::Detached
+            ));
+            std::mem::forget(slot);
+        }
     }
 
     /// Every occupied slot with its key.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Slot)> {
-        self.entries.iter().enumerate().filter_map(|(k, e)| match e {
-            Entry::Occupied(slot) => Some((k, slot)),
-            Entry::Vacant { .. } => None,
-        })
+        self.entries.iter().enumerate().filter_map(|(k, e)| Some((k, e.slot()?)))
     }
 
     /// Takes every slot out.

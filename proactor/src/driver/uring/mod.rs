@@ -192,7 +192,8 @@ impl UringDriver {
                 self.dropped = dropped;
             }
             // Written into room reserved beforehand rather than pushed: a push per completion
-            // reloads the vector's length and capacity around the (out-of-line) CQE copy.
+            // reloads the vector's length and capacity around the (out-of-line) CQE copy. The
+            // room never runs short: `cq` yields exactly the `cq.len()` entries it saw when made.
             let start = out.len();
             out.reserve(cq.len());
             let mut room = out.spare_capacity_mut().iter_mut();
