@@ -10,6 +10,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// Something an operation can take its file descriptor from, kept alive by the operation.
+///
+/// A safe trait: [`IoFd::raw_fd`] is only ever called on the run loop's thread, while the
+/// operation is built or submitted. What runs elsewhere (the epoll driver's blocking pool) gets
+/// the number captured then, never the `IoFd`, so an implementation need not be thread-safe (an
+/// `Rc<Cell<RawFd>>` is fine).
 pub trait IoFd: 'static {
     /// The descriptor number.
     fn raw_fd(&self) -> RawFd;

@@ -13,7 +13,6 @@
 //! moved, and the caller copies through buffers instead.
 
 use proactor::offload::BlockingPool;
-use proactor::op::{OpCode, SyncFileRange};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -108,9 +107,17 @@ fn copy_range(
     }
     if write_behind && done > 0 {
         // Only a hint (see `file::write_behind`): the final fsync reports write errors. This is
-        // a pool thread, so the operation's own blocking form runs here directly.
-        let len = done.min(u32::MAX as usize) as u32;
-        let _ = SyncFileRange::write(dst.as_raw_fd(), offset, len).perform(false);
+        // a pool thread, so the call is made here directly.
+        let len = done.min(u32::MAX as usize) as libc::off64_t;
+        // SAFETY: sync_file_range takes no pointers.
+        let _ = unsafe {
+            libc::sync_file_range(
+                dst.as_raw_fd(),
+                offset as libc::off64_t,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
     }
     Ok(Chunked::Copied(done))
 }

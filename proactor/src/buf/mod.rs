@@ -17,7 +17,10 @@ pub use slice::Slice;
 ///
 /// # Safety
 /// `stable_ptr` must point to `bytes_init` initialised bytes that stay valid, and at the same
-/// address, for as long as the value lives, even when the value itself is moved.
+/// address, for as long as the value lives, even when the value itself is moved. While an
+/// operation owns the buffer, those bytes are read by the kernel — or by a blocking-pool thread
+/// standing in for it, through the pointer taken on the run loop's thread at submission (no
+/// method of the buffer is called there) — and by no one else.
 pub unsafe trait IoBuf: 'static {
     /// Pointer to the first byte.
     fn stable_ptr(&self) -> *const u8;
@@ -43,7 +46,8 @@ pub unsafe trait IoBuf: 'static {
 /// # Safety
 /// `stable_mut_ptr` must point to `bytes_total()` writable bytes that stay valid, at the same
 /// address, while the value lives; `set_init(n)` must only record that `n` bytes from the start are
-/// initialised.
+/// initialised. While an operation owns the buffer, the kernel (or a blocking-pool thread in its
+/// place, as for [`IoBuf`]) may write those bytes.
 pub unsafe trait IoBufMut: IoBuf {
     /// Pointer to the first byte, writable.
     fn stable_mut_ptr(&mut self) -> *mut u8;

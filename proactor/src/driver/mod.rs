@@ -18,7 +18,7 @@
 //!   notification arrives (or the timeout passes), and returns the completions in batches.
 //! - [`Notifier::notify`] wakes a blocked `wait` from any thread.
 
-use crate::op::Emulation;
+use crate::op::{BlockingCall, Emulation};
 use std::io;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -90,11 +90,12 @@ pub(crate) trait RawOp {
     }
     /// How the epoll emulation waits before it calls `perform`.
     fn emulation(&self) -> Emulation;
-    /// The system call. With `nowait` it must not block (`WouldBlock` instead). It may run on a
-    /// blocking-pool thread, as the kernel would run it: it must only touch memory the
-    /// operation owns (its buffer, path, address, fd number), never state shared with the
-    /// run loop's thread.
+    /// The system call, on the run loop's thread. With `nowait` it must not block
+    /// (`WouldBlock` instead).
     fn perform(&mut self, nowait: bool) -> io::Result<u32>;
+    /// The call a blocking-pool thread runs in the kernel's place: raw values captured now, on
+    /// the loop's thread, and `Send` by construction. `None`: it cannot run there.
+    fn blocking(&mut self) -> Option<BlockingCall>;
     /// Receives the completion's flags just before the result is delivered (a buffer-select
     /// receive learns its buffer id here). Most operations ignore them.
     fn set_cqe_flags(&mut self, _flags: u32) {}

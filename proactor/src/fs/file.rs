@@ -178,7 +178,9 @@ struct StatxFd {
 impl OpCode for StatxFd {
     type Output = io::Result<libc::statx>;
     const NAME: &'static str = Statx::NAME;
+}
 
+impl crate::op::sealed::Hooks for StatxFd {
     fn uring_entry(&mut self) -> io_uring::squeue::Entry {
         self.op.uring_entry()
     }
@@ -188,7 +190,12 @@ impl OpCode for StatxFd {
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
         self.op.perform(nowait)
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<crate::op::BlockingCall> {
+        // The call holds the descriptor's number only; `fd` stays open in this operation until
+        // its completion is processed.
+        self.op.blocking()
+    }
+    fn complete(self, res: io::Result<u32>) -> io::Result<libc::statx> {
         let StatxFd { fd, op } = self;
         let out = op.complete(res);
         drop(fd);

@@ -1,6 +1,8 @@
 //! Operations on descriptors and paths: open, close, fsync, statx.
 
-use super::{cvt, Emulation, OpCode};
+use super::raw::OwnedPtr;
+use super::sealed::Hooks;
+use super::{cvt, BlockingCall, Emulation, OpCode};
 use crate::fd::IoFd;
 use io_uring::{opcode, squeue, types};
 use std::ffi::CString;
@@ -30,7 +32,9 @@ impl Close {
 impl OpCode for Close {
     type Output = io::Result<()>;
     const NAME: &'static str = "close";
+}
 
+impl Hooks for Close {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Close::new(types::Fd(self.fd)).build()
     }
@@ -41,7 +45,11 @@ impl OpCode for Close {
         // SAFETY: this operation owns `fd` (taken from an OwnedFd) and closes it once.
         cvt(unsafe { libc::close(self.fd) })
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // Performed at once on the loop's thread (`Emulation::Now`/`Timer`); never pooled.
+        None
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(drop)
     }
 }
@@ -65,7 +73,9 @@ impl OpenAt {
 impl OpCode for OpenAt {
     type Output = io::Result<OwnedFd>;
     const NAME: &'static str = "openat";
+}
 
+impl Hooks for OpenAt {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::OpenAt::new(types::Fd(self.dirfd), self.path.as_ptr())
             .flags(self.flags)
@@ -79,7 +89,17 @@ impl OpCode for OpenAt {
         // SAFETY: `path` is a NUL-terminated string owned by the operation.
         cvt(unsafe { libc::openat(self.dirfd, self.path.as_ptr(), self.flags, self.mode) })
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        let (dirfd, flags, mode) = (self.dirfd, self.flags, self.mode);
+        // SAFETY: `path` is a NUL-terminated string owned by the operation, which keeps it (its
+        // heap block never moves) until completion.
+        let path = unsafe { OwnedPtr::new_const(self.path.as_ptr()) };
+        Some(BlockingCall::new(move || {
+            // SAFETY: `path` is valid and NUL-terminated until completion (above).
+            cvt(unsafe { libc::openat(dirfd, path.get(), flags, mode) })
+        }))
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         // SAFETY: a successful open returns a new descriptor that nothing else owns.
         res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as i32) })
     }
@@ -105,7 +125,9 @@ impl<F: IoFd> Fsync<F> {
 impl<F: IoFd> OpCode for Fsync<F> {
     type Output = io::Result<()>;
     const NAME: &'static str = "fsync";
+}
 
+impl<F: IoFd> Hooks for Fsync<F> {
     fn uring_entry(&mut self) -> squeue::Entry {
         let flags =
             if self.data_only { types::FsyncFlags::DATASYNC } else { types::FsyncFlags::empty() };
@@ -115,19 +137,26 @@ impl<F: IoFd> OpCode for Fsync<F> {
         Emulation::Blocking
     }
     fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
-        let fd = self.fd.raw_fd();
-        // SAFETY: fsync/fdatasync take no pointers.
-        cvt(unsafe {
-            if self.data_only {
-                libc::fdatasync(fd)
-            } else {
-                libc::fsync(fd)
-            }
-        })
+        fsync(self.fd.raw_fd(), self.data_only)
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        let (fd, data_only) = (self.fd.raw_fd(), self.data_only);
+        Some(BlockingCall::new(move || fsync(fd, data_only)))
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(drop)
     }
+}
+
+fn fsync(fd: RawFd, data_only: bool) -> io::Result<u32> {
+    // SAFETY: fsync/fdatasync take no pointers.
+    cvt(unsafe {
+        if data_only {
+            libc::fdatasync(fd)
+        } else {
+            libc::fsync(fd)
+        }
+    })
 }
 
 /// Reads file metadata (`statx`), of a path or, with [`Statx::fd`], of an open descriptor.
@@ -161,7 +190,9 @@ impl Statx {
 impl OpCode for Statx {
     type Output = io::Result<libc::statx>;
     const NAME: &'static str = "statx";
+}
 
+impl Hooks for Statx {
     fn uring_entry(&mut self) -> squeue::Entry {
         let out: *mut libc::statx = &mut *self.buf;
         opcode::Statx::new(types::Fd(self.dirfd), self.path.as_ptr(), out.cast())
@@ -178,7 +209,19 @@ impl OpCode for Statx {
             libc::statx(self.dirfd, self.path.as_ptr(), self.flags, libc::STATX_ALL, &mut *self.buf)
         })
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        let (dirfd, flags) = (self.dirfd, self.flags);
+        // SAFETY: the path and the statx record are owned by the operation (the record is
+        // boxed, the string's heap block never moves) and stay in place until completion.
+        let (path, out) = unsafe {
+            (OwnedPtr::new_const(self.path.as_ptr()), OwnedPtr::new(&mut *self.buf as *mut _))
+        };
+        Some(BlockingCall::new(move || {
+            // SAFETY: both pointers are valid until completion (above).
+            cvt(unsafe { libc::statx(dirfd, path.get(), flags, libc::STATX_ALL, out.get()) })
+        }))
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(|_| *self.buf)
     }
 }

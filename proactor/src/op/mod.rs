@@ -1,30 +1,46 @@
 //! Asynchronous operations: what the application asks the kernel to do.
 //!
 //! Each operation is a plain struct that owns everything the kernel may touch while it runs — the
-//! buffer, the `iovec` array, the socket address, the `statx` record, the timespec — and is boxed
-//! by the run loop for as long as it is in flight, so those addresses never move. When the kernel
-//! is done, [`OpCode::complete`] turns the raw result into the typed output and hands the owned
-//! resources back. Each driver gets what it needs from the same struct: the io_uring driver an SQE
-//! ([`OpCode::uring_entry`]), the epoll emulation a way to wait ([`OpCode::emulation`]) and the
-//! syscall itself ([`OpCode::perform`]). One file per family of operations.
+//! buffer, the `iovec` array, the socket address, the `statx` record, the timespec — and is kept
+//! by the run loop at a fixed address for as long as it is in flight. When the kernel is done,
+//! the operation turns the raw result into the typed output and hands the owned resources back.
+//!
+//! # The contract, in the types
+//! - [`OpCode`] is what [`submit`](crate::submit) and [`Handle::start`](crate::Handle::start)
+//!   take. It is sealed: only this crate's operations implement it, so safe code can only ask
+//!   the kernel for what those operations describe. Its driver half (the io_uring entry, the
+//!   epoll emulation, the system call) is crate-private, so no io-uring type is part of the safe
+//!   API.
+//! - A new operation is written by implementing the `unsafe` trait [`CustomOp`] and submitting
+//!   it wrapped in [`Custom`]: the `unsafe impl` is where its author promises that every pointer
+//!   the kernel gets points into memory the operation owns and keeps in place until completion.
+//! - What runs on the epoll driver's blocking pool (regular files, `openat`, `fsync`, ...) is a
+//!   [`BlockingCall`]: a `Send` closure made on the run loop's thread at submission, holding the
+//!   raw fd number and pointers, never the operation or its `IoFd`/buffer types. The pool thread
+//!   therefore never runs the operation's (or the user's) trait code.
+//!
+//! Each driver's part of an operation sits beside it, in its `op/*.rs` file, in the crate-private
+//! crate-private `Hooks` impl. One file per family of operations.
 
-use io_uring::squeue;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+mod custom;
 mod fd;
 mod net;
 mod nop;
 mod path;
 mod poll;
 mod pooled;
+mod raw;
 mod rw;
 mod splice;
 mod sync_range;
 mod timeout;
 mod udp;
 
+pub use custom::{BlockingCall, Custom, CustomOp};
 pub use fd::{Close, Fsync, OpenAt, Statx};
 pub use net::{Accept, Connect, Recv, Send, Shutdown};
 pub use nop::Nop;
@@ -37,6 +53,10 @@ pub use sync_range::SyncFileRange;
 pub use timeout::Timeout;
 pub use udp::{RecvFrom, SendTo};
 
+/// The io-uring crate whose entries a [`CustomOp`] returns: the version this crate submits
+/// with. Part of the unsafe extension trait only; the safe API names none of its types.
+pub use io_uring as uring;
+
 /// The result of an operation that owned a buffer: the outcome, and the buffer handed back.
 ///
 /// A tuple so that `let (res, buf) = op.await;` reads naturally; the `io::Result` inside makes an
@@ -45,6 +65,7 @@ pub type BufResult<T, B> = (io::Result<T>, B);
 
 /// How the epoll emulation should wait before it performs an operation itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Emulation {
     /// Perform at once; it never blocks (a no-op, close, shutdown).
     Now,
@@ -53,42 +74,57 @@ pub enum Emulation {
     /// Try at once without blocking; if the fd is not ready, wait until it is writable and retry.
     Writable(RawFd),
     /// A call that may block and cannot be waited on with epoll (regular files, `openat`,
-    /// `fsync`, `statx`): run it on the blocking pool.
+    /// `fsync`, `statx`): run its [`BlockingCall`] on the blocking pool.
     Blocking,
     /// Complete with `Ok(0)` once this much time has passed.
     Timer(Duration),
 }
 
-/// An operation the proactor can run on any driver.
+/// An operation the proactor can run on any driver: one of this crate's operations, or a
+/// [`CustomOp`] wrapped in [`Custom`].
 ///
-/// Implementors keep every piece of memory the kernel reads or writes inside `self`; the run loop
-/// boxes the value before submission and neither moves nor frees it until the completion arrived.
-pub trait OpCode: 'static {
+/// Sealed: the driver half of an operation is where the kernel is told which memory to use, so
+/// it is not implementable (or callable) from safe code outside this crate.
+pub trait OpCode: sealed::Hooks + 'static {
     /// What the caller receives: usually a [`BufResult`].
     type Output;
 
     /// Short name of the operation, used by in-flight tracking and error messages.
     const NAME: &'static str;
+}
 
-    /// The io_uring submission entry. Pointers in it refer to memory owned by `self`.
-    fn uring_entry(&mut self) -> squeue::Entry;
+pub(crate) mod sealed {
+    //! The driver half of [`OpCode`](super::OpCode), reachable only inside the crate.
+    use super::{BlockingCall, Emulation, OpCode};
+    use std::io;
 
-    /// How the epoll driver waits before it calls [`OpCode::perform`].
-    fn emulation(&self) -> Emulation;
+    /// What each driver needs of an operation. The run loop keeps the value at a fixed address
+    /// from the first of these calls until its completion has been processed.
+    pub trait Hooks {
+        /// The io_uring submission entry. Pointers in it refer to memory owned by `self`.
+        fn uring_entry(&mut self) -> io_uring::squeue::Entry;
 
-    /// Performs the operation with an ordinary system call (the epoll emulation and the blocking
-    /// pool). With `nowait`, the call must not block: it returns `WouldBlock` instead. Returns the
-    /// value an io_uring CQE would carry.
-    fn perform(&mut self, nowait: bool) -> io::Result<u32>;
+        /// How the epoll driver waits before it calls [`Hooks::perform`].
+        fn emulation(&self) -> Emulation;
 
-    /// Receives the io_uring completion's flags (`cqe.flags()`) when they are not zero, just
-    /// before [`OpCode::complete`]: a buffer-select receive learns which provided buffer the
-    /// kernel filled. The default ignores them.
-    fn set_cqe_flags(&mut self, _flags: u32) {}
+        /// The system call, on the run loop's thread (the epoll emulation). With `nowait` it must
+        /// not block (`WouldBlock` instead). Returns the value an io_uring CQE would carry.
+        fn perform(&mut self, nowait: bool) -> io::Result<u32>;
 
-    /// Turns the driver's raw result (`cqe.result()`, already split into `Ok`/`Err`) into the
-    /// output, handing back every owned resource.
-    fn complete(self, res: io::Result<u32>) -> Self::Output;
+        /// The blocking form of the call, to run on a blocking-pool thread: made now, on the
+        /// loop's thread, from raw values only. `None`: the operation cannot go there (the
+        /// driver completes it with `EOPNOTSUPP`).
+        fn blocking(&mut self) -> Option<BlockingCall>;
+
+        /// Receives the io_uring completion's flags (`cqe.flags()`) when they are not zero,
+        /// just before [`Hooks::complete`].
+        fn set_cqe_flags(&mut self, _flags: u32) {}
+
+        /// Turns the driver's raw result into the output, handing back every owned resource.
+        fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output
+        where
+            Self: OpCode + Sized;
+    }
 }
 
 /// Adds the operation's name to an error, so a failure says which operation failed.

@@ -1,6 +1,7 @@
 //! Socket operations: receive, send, accept, connect, shutdown.
 
-use super::{cvt, cvt_size, BufResult, Emulation, OpCode};
+use super::sealed::Hooks;
+use super::{cvt, cvt_size, BlockingCall, BufResult, Emulation, OpCode};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::fd::IoFd;
 use io_uring::{opcode, squeue, types};
@@ -47,7 +48,9 @@ impl<F: IoFd, B: IoBufMut> Recv<F, B> {
 impl<F: IoFd, B: IoBufMut> OpCode for Recv<F, B> {
     type Output = BufResult<usize, B>;
     const NAME: &'static str = "recv";
+}
 
+impl<F: IoFd, B: IoBufMut> Hooks for Recv<F, B> {
     fn uring_entry(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
         opcode::Recv::new(types::Fd(self.fd.raw_fd()), self.buf.stable_mut_ptr(), len)
@@ -97,7 +100,11 @@ impl<F: IoFd, B: IoBufMut> OpCode for Recv<F, B> {
             }
         }
     }
-    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // A socket: epoll always watches it, so it never goes to the pool.
+        None
+    }
+    fn complete(mut self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         // A MSG_WAITALL receive cut short (cancelled, timed out) still reports what arrived.
         let res = match res {
             Err(_) if self.got > 0 => Ok(self.got),
@@ -150,7 +157,9 @@ impl<F: IoFd, B: IoBuf> Send<F, B> {
 impl<F: IoFd, B: IoBuf> OpCode for Send<F, B> {
     type Output = BufResult<usize, B>;
     const NAME: &'static str = "send";
+}
 
+impl<F: IoFd, B: IoBuf> Hooks for Send<F, B> {
     fn uring_entry(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
         opcode::Send::new(types::Fd(self.fd.raw_fd()), self.buf.stable_ptr(), len)
@@ -166,7 +175,11 @@ impl<F: IoFd, B: IoBuf> OpCode for Send<F, B> {
         // SAFETY: `ptr` is valid for `len` initialised bytes of the owned buffer.
         cvt_size(unsafe { libc::send(self.fd.raw_fd(), ptr.cast(), len, flags) })
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // A socket: epoll always watches it, so it never goes to the pool.
+        None
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         (res.map(|n| n as usize), self.buf)
     }
 }
@@ -193,7 +206,9 @@ const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
 impl<F: IoFd> OpCode for Accept<F> {
     type Output = io::Result<(OwnedFd, SockAddr)>;
     const NAME: &'static str = "accept";
+}
 
+impl<F: IoFd> Hooks for Accept<F> {
     fn uring_entry(&mut self) -> squeue::Entry {
         let (storage, len) = &mut *self.addr;
         opcode::Accept::new(
@@ -223,7 +238,11 @@ impl<F: IoFd> OpCode for Accept<F> {
             )
         })
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // A socket: epoll always watches it, so it never goes to the pool.
+        None
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         let fd = res?;
         // SAFETY: a successful accept returns a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
@@ -251,7 +270,9 @@ impl<F: IoFd> Connect<F> {
 impl<F: IoFd> OpCode for Connect<F> {
     type Output = io::Result<()>;
     const NAME: &'static str = "connect";
+}
 
+impl<F: IoFd> Hooks for Connect<F> {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Connect::new(types::Fd(self.fd.raw_fd()), self.addr.as_ptr(), self.addr.len())
             .build()
@@ -277,7 +298,11 @@ impl<F: IoFd> OpCode for Connect<F> {
             other => other,
         }
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // A socket: epoll always watches it, so it never goes to the pool.
+        None
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(drop)
     }
 }
@@ -338,7 +363,9 @@ impl<F: IoFd> Shutdown<F> {
 impl<F: IoFd> OpCode for Shutdown<F> {
     type Output = io::Result<()>;
     const NAME: &'static str = "shutdown";
+}
 
+impl<F: IoFd> Hooks for Shutdown<F> {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Shutdown::new(types::Fd(self.fd.raw_fd()), self.how_arg()).build()
     }
@@ -349,7 +376,11 @@ impl<F: IoFd> OpCode for Shutdown<F> {
         // SAFETY: shutdown takes no pointers.
         cvt(unsafe { libc::shutdown(self.fd.raw_fd(), self.how_arg()) })
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // Performed at once on the loop's thread (`Emulation::Now`/`Timer`); never pooled.
+        None
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(drop)
     }
 }

@@ -1,6 +1,7 @@
 //! The no-op: a round trip through the whole completion path, used to measure it.
 
-use super::{Emulation, OpCode};
+use super::sealed::Hooks;
+use super::{BlockingCall, Emulation, OpCode};
 use io_uring::{opcode, squeue};
 use std::io;
 
@@ -11,7 +12,9 @@ pub struct Nop;
 impl OpCode for Nop {
     type Output = io::Result<()>;
     const NAME: &'static str = "nop";
+}
 
+impl Hooks for Nop {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Nop::new().build()
     }
@@ -21,7 +24,11 @@ impl OpCode for Nop {
     fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
         Ok(0)
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // Performed at once on the loop's thread (`Emulation::Now`/`Timer`); never pooled.
+        None
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(drop)
     }
 }

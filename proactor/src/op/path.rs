@@ -1,7 +1,9 @@
 //! Operations on paths: remove (`unlinkat`), rename (`renameat`), create a directory
 //! (`mkdirat`). The epoll emulation runs them on the blocking pool, as they may block on disk.
 
-use super::{cvt, Emulation, OpCode};
+use super::raw::OwnedPtr;
+use super::sealed::Hooks;
+use super::{cvt, BlockingCall, Emulation, OpCode};
 use io_uring::{opcode, squeue, types};
 use std::ffi::CString;
 use std::io;
@@ -37,7 +39,9 @@ impl UnlinkAt {
 impl OpCode for UnlinkAt {
     type Output = io::Result<()>;
     const NAME: &'static str = "unlinkat";
+}
 
+impl Hooks for UnlinkAt {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::UnlinkAt::new(types::Fd(self.dirfd), self.path.as_ptr()).flags(self.flags).build()
     }
@@ -48,7 +52,16 @@ impl OpCode for UnlinkAt {
         // SAFETY: `path` is a NUL-terminated string owned by the operation.
         cvt(unsafe { libc::unlinkat(self.dirfd, self.path.as_ptr(), self.flags) })
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        let (dirfd, flags) = (self.dirfd, self.flags);
+        // SAFETY: `path` is owned by the operation (its heap block never moves) until completion.
+        let path = unsafe { OwnedPtr::new_const(self.path.as_ptr()) };
+        Some(BlockingCall::new(move || {
+            // SAFETY: `path` is valid and NUL-terminated until completion (above).
+            cvt(unsafe { libc::unlinkat(dirfd, path.get(), flags) })
+        }))
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(drop)
     }
 }
@@ -70,7 +83,9 @@ impl RenameAt {
 impl OpCode for RenameAt {
     type Output = io::Result<()>;
     const NAME: &'static str = "renameat";
+}
 
+impl Hooks for RenameAt {
     fn uring_entry(&mut self) -> squeue::Entry {
         let cwd = types::Fd(libc::AT_FDCWD);
         opcode::RenameAt::new(cwd, self.from.as_ptr(), cwd, self.to.as_ptr()).build()
@@ -83,7 +98,19 @@ impl OpCode for RenameAt {
         // SAFETY: both paths are NUL-terminated strings owned by the operation.
         cvt(unsafe { libc::renameat(cwd, self.from.as_ptr(), cwd, self.to.as_ptr()) })
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // SAFETY: both paths are owned by the operation (their heap blocks never move) until
+        // completion.
+        let (from, to) = unsafe {
+            (OwnedPtr::new_const(self.from.as_ptr()), OwnedPtr::new_const(self.to.as_ptr()))
+        };
+        Some(BlockingCall::new(move || {
+            let cwd = libc::AT_FDCWD;
+            // SAFETY: both paths are valid and NUL-terminated until completion (above).
+            cvt(unsafe { libc::renameat(cwd, from.get(), cwd, to.get()) })
+        }))
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(drop)
     }
 }
@@ -105,7 +132,9 @@ impl MkdirAt {
 impl OpCode for MkdirAt {
     type Output = io::Result<()>;
     const NAME: &'static str = "mkdirat";
+}
 
+impl Hooks for MkdirAt {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::MkDirAt::new(types::Fd(self.dirfd), self.path.as_ptr()).mode(self.mode).build()
     }
@@ -116,7 +145,16 @@ impl OpCode for MkdirAt {
         // SAFETY: `path` is a NUL-terminated string owned by the operation.
         cvt(unsafe { libc::mkdirat(self.dirfd, self.path.as_ptr(), self.mode as libc::mode_t) })
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        let (dirfd, mode) = (self.dirfd, self.mode as libc::mode_t);
+        // SAFETY: `path` is owned by the operation (its heap block never moves) until completion.
+        let path = unsafe { OwnedPtr::new_const(self.path.as_ptr()) };
+        Some(BlockingCall::new(move || {
+            // SAFETY: `path` is valid and NUL-terminated until completion (above).
+            cvt(unsafe { libc::mkdirat(dirfd, path.get(), mode) })
+        }))
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(drop)
     }
 }

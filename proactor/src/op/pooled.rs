@@ -11,7 +11,8 @@
 //! Either way an idle connection holds no buffer. A dry pool is `ENOBUFS` with the data left in
 //! the socket; [`BufPool::recv`] waits for a buffer and retries.
 
-use super::{cvt_size, Emulation, OpCode};
+use super::sealed::Hooks;
+use super::{cvt_size, BlockingCall, Emulation, OpCode};
 use crate::buf::pool::PoolInner;
 use crate::buf::{BufPool, PooledBuf};
 use crate::fd::IoFd;
@@ -93,7 +94,9 @@ impl<F: IoFd> RecvPooled<F> {
 impl<F: IoFd> OpCode for RecvPooled<F> {
     type Output = io::Result<Option<PooledBuf>>;
     const NAME: &'static str = "recv_pooled";
+}
 
+impl<F: IoFd> Hooks for RecvPooled<F> {
     fn uring_entry(&mut self) -> squeue::Entry {
         let fd = types::Fd(self.fd.raw_fd());
         match self.pool.ring_group() {
@@ -140,7 +143,12 @@ impl<F: IoFd> OpCode for RecvPooled<F> {
         }
     }
 
-    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // The pool's free list belongs to the loop's thread: a pooled receive never runs on a
+        // pool thread (the types say so: `PoolInner` is behind an `Rc`, which is not `Send`).
+        None
+    }
+    fn complete(mut self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         if self.via == Via::Poll {
             res?;
             // Readable (or hung up): receive now, into a buffer taken only now.

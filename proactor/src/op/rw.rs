@@ -1,10 +1,13 @@
 //! `read` / `write` (at an offset or at the file position) and their vectored forms.
 
-use super::{cvt_size, BufResult, Emulation, OpCode};
+use super::raw::{OwnedPtr, Syscall};
+use super::sealed::Hooks;
+use super::{cvt_size, BlockingCall, BufResult, Emulation, OpCode};
 use crate::buf::{IoBuf, IoBufMut, IoVecBuf};
 use crate::fd::IoFd;
 use io_uring::{opcode, squeue, types};
 use std::io;
+use std::os::fd::RawFd;
 
 /// Offset value that tells the kernel to use (and advance) the file position.
 const CURRENT_POSITION: u64 = u64::MAX;
@@ -13,18 +16,46 @@ fn offset_arg(offset: Option<u64>) -> u64 {
     offset.unwrap_or(CURRENT_POSITION)
 }
 
-fn preadv2(fd: i32, iov: &[libc::iovec], offset: Option<u64>, nowait: bool) -> io::Result<u32> {
-    let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
-    let off = offset.map_or(-1, |o| o as libc::off_t);
-    // SAFETY: every iovec points into a buffer owned by the operation, valid for its length.
-    cvt_size(unsafe { libc::preadv2(fd, iov.as_ptr(), iov.len() as i32, off, flags) })
+/// The memory of a read or write: one buffer, or an iovec array the operation owns.
+#[derive(Clone, Copy)]
+enum Iov {
+    One(OwnedPtr<u8>, usize),
+    Many(OwnedPtr<libc::iovec>, usize),
 }
 
-fn pwritev2(fd: i32, iov: &[libc::iovec], offset: Option<u64>, nowait: bool) -> io::Result<u32> {
-    let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
-    let off = offset.map_or(-1, |o| o as libc::off_t);
-    // SAFETY: every iovec points into a buffer owned by the operation, valid for its length.
-    cvt_size(unsafe { libc::pwritev2(fd, iov.as_ptr(), iov.len() as i32, off, flags) })
+/// `preadv2`/`pwritev2` on memory the operation owns, as raw values.
+#[derive(Clone, Copy)]
+struct RwCall {
+    fd: RawFd,
+    iov: Iov,
+    offset: Option<u64>,
+    write: bool,
+}
+
+impl Syscall for RwCall {
+    fn run(self, nowait: bool) -> io::Result<u32> {
+        let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
+        let off = self.offset.map_or(-1, |o| o as libc::off_t);
+        // A single buffer's iovec lives on this stack: the call copies it before returning.
+        let one;
+        let (iov, count) = match self.iov {
+            Iov::One(base, len) => {
+                one = libc::iovec { iov_base: base.get().cast(), iov_len: len };
+                (&one as *const libc::iovec, 1)
+            }
+            Iov::Many(iov, count) => (iov.get().cast_const(), count as i32),
+        };
+        // SAFETY: `iov` points to `count` valid iovecs (on this stack, or owned by the
+        // operation), each pointing into a buffer the operation owns, valid for its length until
+        // completion (`OwnedPtr`'s contract).
+        cvt_size(unsafe {
+            if self.write {
+                libc::pwritev2(self.fd, iov, count, off, flags)
+            } else {
+                libc::preadv2(self.fd, iov, count, off, flags)
+            }
+        })
+    }
 }
 
 /// Reads into `buf` (up to its capacity) from the file position or from `offset`.
@@ -50,7 +81,19 @@ impl<F: IoFd, B: IoBufMut> Read<F, B> {
 impl<F: IoFd, B: IoBufMut> OpCode for Read<F, B> {
     type Output = BufResult<usize, B>;
     const NAME: &'static str = "read";
+}
 
+impl<F: IoFd, B: IoBufMut> Read<F, B> {
+    fn call(&mut self) -> RwCall {
+        // SAFETY: the buffer is owned by this operation and, per `IoBufMut`, valid for
+        // `bytes_total()` writable bytes at a fixed address while it lives.
+        let base = unsafe { OwnedPtr::new(self.buf.stable_mut_ptr()) };
+        let iov = Iov::One(base, self.buf.bytes_total());
+        RwCall { fd: self.fd.raw_fd(), iov, offset: self.offset, write: false }
+    }
+}
+
+impl<F: IoFd, B: IoBufMut> Hooks for Read<F, B> {
     fn uring_entry(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
         opcode::Read::new(types::Fd(self.fd.raw_fd()), self.buf.stable_mut_ptr(), len)
@@ -63,14 +106,14 @@ impl<F: IoFd, B: IoBufMut> OpCode for Read<F, B> {
     }
 
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
-        let iov = [libc::iovec {
-            iov_base: self.buf.stable_mut_ptr().cast(),
-            iov_len: self.buf.bytes_total(),
-        }];
-        preadv2(self.fd.raw_fd(), &iov, self.offset, nowait)
+        self.call().run(nowait)
     }
 
-    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        Some(self.call().on_pool())
+    }
+
+    fn complete(mut self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         let res = res.map(|n| n as usize);
         if let Ok(n) = res {
             // SAFETY: the kernel wrote exactly `n` bytes from the start of the buffer.
@@ -102,7 +145,19 @@ impl<F: IoFd, B: IoBuf> Write<F, B> {
 impl<F: IoFd, B: IoBuf> OpCode for Write<F, B> {
     type Output = BufResult<usize, B>;
     const NAME: &'static str = "write";
+}
 
+impl<F: IoFd, B: IoBuf> Write<F, B> {
+    fn call(&self) -> RwCall {
+        // SAFETY: the buffer is owned by this operation and, per `IoBuf`, valid for
+        // `bytes_init()` bytes at a fixed address while it lives; the call only reads them.
+        let base = unsafe { OwnedPtr::new_const(self.buf.stable_ptr()) };
+        let iov = Iov::One(base, self.buf.bytes_init());
+        RwCall { fd: self.fd.raw_fd(), iov, offset: self.offset, write: true }
+    }
+}
+
+impl<F: IoFd, B: IoBuf> Hooks for Write<F, B> {
     fn uring_entry(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
         opcode::Write::new(types::Fd(self.fd.raw_fd()), self.buf.stable_ptr(), len)
@@ -115,14 +170,14 @@ impl<F: IoFd, B: IoBuf> OpCode for Write<F, B> {
     }
 
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
-        let iov = [libc::iovec {
-            iov_base: self.buf.stable_ptr() as *mut _,
-            iov_len: self.buf.bytes_init(),
-        }];
-        pwritev2(self.fd.raw_fd(), &iov, self.offset, nowait)
+        self.call().run(nowait)
     }
 
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        Some(self.call().on_pool())
+    }
+
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         (res.map(|n| n as usize), self.buf)
     }
 }
@@ -156,7 +211,25 @@ where
 {
     type Output = BufResult<usize, V>;
     const NAME: &'static str = "readv";
+}
 
+impl<F: IoFd, V: IoVecBuf> Readv<F, V>
+where
+    V::Item: IoBufMut,
+{
+    fn call(&mut self) -> RwCall {
+        // SAFETY: the iovecs are owned by this operation (built from its buffers, which it owns
+        // and which stay in place while they live) and are not changed until completion.
+        let iov = unsafe { OwnedPtr::new(self.iovecs.as_mut_ptr()) };
+        let iov = Iov::Many(iov, self.iovecs.len());
+        RwCall { fd: self.fd.raw_fd(), iov, offset: self.offset, write: false }
+    }
+}
+
+impl<F: IoFd, V: IoVecBuf> Hooks for Readv<F, V>
+where
+    V::Item: IoBufMut,
+{
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Readv::new(
             types::Fd(self.fd.raw_fd()),
@@ -172,10 +245,14 @@ where
     }
 
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
-        preadv2(self.fd.raw_fd(), &self.iovecs, self.offset, nowait)
+        self.call().run(nowait)
     }
 
-    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        Some(self.call().on_pool())
+    }
+
+    fn complete(mut self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         if let Ok(n) = res {
             let mut left = n as usize;
             for b in self.bufs.bufs_mut() {
@@ -213,7 +290,19 @@ impl<F: IoFd, V: IoVecBuf> Writev<F, V> {
 impl<F: IoFd, V: IoVecBuf> OpCode for Writev<F, V> {
     type Output = BufResult<usize, V>;
     const NAME: &'static str = "writev";
+}
 
+impl<F: IoFd, V: IoVecBuf> Writev<F, V> {
+    fn call(&mut self) -> RwCall {
+        // SAFETY: the iovecs are owned by this operation (built from its buffers, which it owns
+        // and which stay in place while they live) and are not changed until completion.
+        let iov = unsafe { OwnedPtr::new(self.iovecs.as_mut_ptr()) };
+        let iov = Iov::Many(iov, self.iovecs.len());
+        RwCall { fd: self.fd.raw_fd(), iov, offset: self.offset, write: true }
+    }
+}
+
+impl<F: IoFd, V: IoVecBuf> Hooks for Writev<F, V> {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Writev::new(
             types::Fd(self.fd.raw_fd()),
@@ -229,10 +318,14 @@ impl<F: IoFd, V: IoVecBuf> OpCode for Writev<F, V> {
     }
 
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
-        pwritev2(self.fd.raw_fd(), &self.iovecs, self.offset, nowait)
+        self.call().run(nowait)
     }
 
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        Some(self.call().on_pool())
+    }
+
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         (res.map(|n| n as usize), self.bufs)
     }
 }

@@ -7,7 +7,8 @@
 //! `splice(2)` with `SPLICE_F_NONBLOCK` once the socket side is ready, so it never reports
 //! `EAGAIN`.
 
-use super::{cvt_size, Emulation, OpCode};
+use super::sealed::Hooks;
+use super::{cvt_size, BlockingCall, Emulation, OpCode};
 use crate::fd::IoFd;
 use io_uring::{opcode, squeue, types};
 use std::io;
@@ -45,7 +46,9 @@ impl<I: IoFd, O: IoFd> Splice<I, O> {
 impl<I: IoFd, O: IoFd> OpCode for Splice<I, O> {
     type Output = io::Result<usize>;
     const NAME: &'static str = "splice";
+}
 
+impl<I: IoFd, O: IoFd> Hooks for Splice<I, O> {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Splice::new(
             types::Fd(self.fd_in.raw_fd()),
@@ -61,15 +64,20 @@ impl<I: IoFd, O: IoFd> OpCode for Splice<I, O> {
         self.wait
     }
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
-        let flags = libc::SPLICE_F_MOVE | if nowait { libc::SPLICE_F_NONBLOCK } else { 0 };
-        let (fd_in, fd_out) = (self.fd_in.raw_fd(), self.fd_out.raw_fd());
-        let len = self.len as usize;
-        // SAFETY: null offsets mean "use the file positions"; no user memory is involved.
-        cvt_size(unsafe {
-            libc::splice(fd_in, std::ptr::null_mut(), fd_out, std::ptr::null_mut(), len, flags)
-        })
+        splice(self.fd_in.raw_fd(), self.fd_out.raw_fd(), self.len, nowait)
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        let (fd_in, fd_out, len) = (self.fd_in.raw_fd(), self.fd_out.raw_fd(), self.len);
+        Some(BlockingCall::new(move || splice(fd_in, fd_out, len, false)))
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(|n| n as usize)
     }
+}
+
+fn splice(fd_in: i32, fd_out: i32, len: u32, nowait: bool) -> io::Result<u32> {
+    let flags = libc::SPLICE_F_MOVE | if nowait { libc::SPLICE_F_NONBLOCK } else { 0 };
+    let null = std::ptr::null_mut();
+    // SAFETY: null offsets mean "use the file positions"; no user memory is involved.
+    cvt_size(unsafe { libc::splice(fd_in, null, fd_out, null, len as usize, flags) })
 }

@@ -6,7 +6,8 @@
 //! the copy. It guarantees nothing about durability (no metadata, no cache flush): `fsync` still
 //! does that, only faster.
 
-use super::{cvt, Emulation, OpCode};
+use super::sealed::Hooks;
+use super::{cvt, BlockingCall, Emulation, OpCode};
 use crate::fd::IoFd;
 use io_uring::{opcode, squeue, types};
 use std::io;
@@ -35,7 +36,9 @@ impl<F: IoFd> SyncFileRange<F> {
 impl<F: IoFd> OpCode for SyncFileRange<F> {
     type Output = io::Result<()>;
     const NAME: &'static str = "sync_file_range";
+}
 
+impl<F: IoFd> Hooks for SyncFileRange<F> {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::SyncFileRange::new(types::Fd(self.fd.raw_fd()), self.len)
             .offset(self.offset)
@@ -46,17 +49,18 @@ impl<F: IoFd> OpCode for SyncFileRange<F> {
         Emulation::Blocking
     }
     fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
-        // SAFETY: sync_file_range takes no pointers.
-        cvt(unsafe {
-            libc::sync_file_range(
-                self.fd.raw_fd(),
-                self.offset as libc::off64_t,
-                self.len as libc::off64_t,
-                self.flags,
-            )
-        })
+        sync_file_range(self.fd.raw_fd(), self.offset, self.len, self.flags)
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        let (fd, offset, len, flags) = (self.fd.raw_fd(), self.offset, self.len, self.flags);
+        Some(BlockingCall::new(move || sync_file_range(fd, offset, len, flags)))
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(drop)
     }
+}
+
+fn sync_file_range(fd: std::os::fd::RawFd, offset: u64, len: u32, flags: u32) -> io::Result<u32> {
+    // SAFETY: sync_file_range takes no pointers.
+    cvt(unsafe { libc::sync_file_range(fd, offset as libc::off64_t, len as libc::off64_t, flags) })
 }

@@ -1,6 +1,7 @@
 //! A timer as an operation: the kernel completes it when the time has passed.
 
-use super::{Emulation, OpCode};
+use super::sealed::Hooks;
+use super::{BlockingCall, Emulation, OpCode};
 use io_uring::{opcode, squeue, types};
 use std::io;
 use std::time::Duration;
@@ -22,7 +23,9 @@ impl Timeout {
 impl OpCode for Timeout {
     type Output = io::Result<()>;
     const NAME: &'static str = "timeout";
+}
 
+impl Hooks for Timeout {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Timeout::new(&self.spec).build()
     }
@@ -32,7 +35,11 @@ impl OpCode for Timeout {
     fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
         Ok(0)
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // Performed at once on the loop's thread (`Emulation::Now`/`Timer`); never pooled.
+        None
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         match res {
             Err(e) if super::raw_os_error(&e) == Some(libc::ETIME) => Ok(()),
             other => other.map(drop),

@@ -5,7 +5,8 @@
 //! loop boxes before asking for the SQE or performing the call; their pointers are filled in at
 //! that moment, so they always point into the box.
 
-use super::{cvt_size, BufResult, Emulation, OpCode};
+use super::sealed::Hooks;
+use super::{cvt_size, BlockingCall, BufResult, Emulation, OpCode};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::fd::IoFd;
 use io_uring::{opcode, squeue, types};
@@ -49,7 +50,9 @@ impl<F: IoFd, B: IoBuf> SendTo<F, B> {
 impl<F: IoFd, B: IoBuf> OpCode for SendTo<F, B> {
     type Output = BufResult<usize, B>;
     const NAME: &'static str = "sendto";
+}
 
+impl<F: IoFd, B: IoBuf> Hooks for SendTo<F, B> {
     fn uring_entry(&mut self) -> squeue::Entry {
         self.prepare();
         opcode::SendMsg::new(types::Fd(self.fd.raw_fd()), &self.msg)
@@ -65,7 +68,11 @@ impl<F: IoFd, B: IoBuf> OpCode for SendTo<F, B> {
         // SAFETY: the header points at the iovec, buffer and address owned by `self`.
         cvt_size(unsafe { libc::sendmsg(self.fd.raw_fd(), &self.msg, flags) })
     }
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // A socket: epoll always watches it, so it never goes to the pool.
+        None
+    }
+    fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         (res.map(|n| n as usize), self.buf)
     }
 }
@@ -104,7 +111,9 @@ impl<F: IoFd, B: IoBufMut> RecvFrom<F, B> {
 impl<F: IoFd, B: IoBufMut> OpCode for RecvFrom<F, B> {
     type Output = BufResult<(usize, SockAddr), B>;
     const NAME: &'static str = "recvfrom";
+}
 
+impl<F: IoFd, B: IoBufMut> Hooks for RecvFrom<F, B> {
     fn uring_entry(&mut self) -> squeue::Entry {
         self.prepare();
         opcode::RecvMsg::new(types::Fd(self.fd.raw_fd()), &mut self.msg).build()
@@ -118,7 +127,11 @@ impl<F: IoFd, B: IoBufMut> OpCode for RecvFrom<F, B> {
         // SAFETY: the header points at the iovec, buffer and address storage owned by `self`.
         cvt_size(unsafe { libc::recvmsg(self.fd.raw_fd(), &mut self.msg, flags) })
     }
-    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        // A socket: epoll always watches it, so it never goes to the pool.
+        None
+    }
+    fn complete(mut self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         let n = match res {
             Ok(n) => n as usize,
             Err(e) => return (Err(e), self.buf),

@@ -11,7 +11,8 @@
 
 use super::memory::OpMemory;
 use crate::driver::{RawOp, Token};
-use crate::op::{name_error, Emulation, OpCode};
+use crate::op::sealed::Hooks;
+use crate::op::{name_error, BlockingCall, Emulation, OpCode};
 use std::any::Any;
 use std::io;
 use std::ptr::NonNull;
@@ -151,6 +152,9 @@ impl<C: Carrier> RawOp for C {
     }
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
         self.op_mut().perform(nowait)
+    }
+    fn blocking(&mut self) -> Option<BlockingCall> {
+        self.op_mut().blocking()
     }
     fn set_cqe_flags(&mut self, flags: u32) {
         self.op_mut().set_cqe_flags(flags)

@@ -139,14 +139,21 @@ impl EpollDriver {
         }
     }
 
+    /// Hands the operation's blocking call to the pool. The call is made here, on the loop's
+    /// thread, from the operation's raw values: the pool thread never sees the operation.
     fn send_to_pool(&mut self, token: Token, op: OpPtr, deadline: Option<u64>) {
-        if self.pool.submit(token, op) {
-            self.insert(Pending { token, op, place: Place::Pool, deadline });
-        } else {
-            // No thread could be started: do the call here rather than lose the operation.
-            // SAFETY: the pool did not take the operation, so this thread still owns it.
-            let result = blocking_call(unsafe { &mut *op.0.as_ptr() });
-            self.insert(Pending { token, op, place: Place::Pool, deadline });
+        self.insert(Pending { token, op, place: Place::Pool, deadline });
+        // SAFETY: the operation is pending here: the run loop neither moves nor touches it (the
+        // `push` contract), and no pool thread has it (none ever does).
+        let Some(call) = (unsafe { &mut *op.0.as_ptr() }).blocking() else {
+            // An operation that cannot run on the pool (a pooled receive on a descriptor epoll
+            // cannot watch): say so rather than block the loop.
+            self.complete(token, -libc::EOPNOTSUPP);
+            return;
+        };
+        if let Err(mut call) = self.pool.submit(token, call) {
+            // No thread could be started: make the call here rather than lose the operation.
+            let result = pool::run(&mut call);
             self.complete(token, result);
         }
     }

@@ -1,13 +1,16 @@
 //! The blocking pool: a few threads that run the calls epoll cannot wait on (regular files,
 //! `openat`, `fsync`, `statx`) and post their completions to the same queue as everything else.
 //!
-//! A pool thread plays the kernel's part: it touches the operation only through the pointer it
-//! was handed, from the moment the job is taken until its completion is posted, and the run loop
-//! does not touch the operation in between. Threads start lazily (a proactor that never opens a
+//! A pool thread plays the kernel's part. It never sees the operation: it gets the operation's
+//! [`BlockingCall`], a `Send` closure made on the run loop's thread at submission from raw values
+//! (the fd number, pointers into memory the operation owns), so no trait code of the operation,
+//! its descriptor or its buffer ever runs here. The run loop keeps that memory in place and
+//! untouched until the completion this thread posts. Threads start lazily (a proactor that never opens a
 //! file never starts one) and are bounded; past the bound, jobs queue in order. A job still
 //! queued can be cancelled; a running one cannot be interrupted and reports its real result.
 
-use super::super::{Completion, Notifier, OpPtr, Token};
+use super::super::{Completion, Notifier, Token};
+use crate::op::BlockingCall;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -15,25 +18,11 @@ use std::thread::JoinHandle;
 /// Upper bound on pool threads per driver.
 pub(super) const MAX_THREADS: usize = 4;
 
-/// An operation handed to a pool thread.
+/// An operation's call handed to a pool thread.
 struct Job {
     token: Token,
-    op: SendOp,
+    call: BlockingCall,
 }
-
-/// The operation pointer, moved to a pool thread.
-struct SendOp(OpPtr);
-
-// SAFETY: a job's operation is touched by exactly one thread at a time. The run loop promised
-// (`Driver::push`) not to move, free or touch it until its completion is returned; the driver's
-// own thread does not touch an operation once it is queued here (it only removes the job from the
-// queue, under the lock, when cancelling one that has not started). So the pool thread that takes
-// the job has exclusive access, exactly as the kernel has while it runs an io_uring operation, and
-// the completion it posts (behind a mutex, which orders its writes before the loop's reads) is
-// what hands the operation back. `perform` only uses memory the operation owns — its buffer, its
-// path, its fd number — which is why handing it to another thread is sound for the crate's
-// operations; `RawOp::perform` documents this requirement.
-unsafe impl Send for SendOp {}
 
 #[derive(Default)]
 struct State {
@@ -76,9 +65,9 @@ impl Pool {
         Pool { shared, handles: Vec::new() }
     }
 
-    /// Queues `op`, starting a thread if none is idle and the bound allows. Returns false if no
-    /// thread exists and none could be started (the caller then performs the call itself).
-    pub(super) fn submit(&mut self, token: Token, op: OpPtr) -> bool {
+    /// Queues `call`, starting a thread if none is idle and the bound allows. Gives the call
+    /// back if no thread exists and none could be started (the caller then makes it itself).
+    pub(super) fn submit(&mut self, token: Token, call: BlockingCall) -> Result<(), BlockingCall> {
         let mut st = self.shared.lock();
         if st.idle == 0 && st.threads < MAX_THREADS {
             let shared = self.shared.clone();
@@ -92,15 +81,15 @@ impl Pool {
                 }
                 Err(e) if st.threads == 0 => {
                     tracing::warn!("cannot start a blocking-pool thread: {e}");
-                    return false;
+                    return Err(call);
                 }
                 Err(_) => {}
             }
         }
-        st.jobs.push_back(Job { token, op: SendOp(op) });
+        st.jobs.push_back(Job { token, call });
         drop(st);
         self.shared.work.notify_one();
-        true
+        Ok(())
     }
 
     /// Removes a job that has not started. False if it is running (or already finished).
@@ -158,7 +147,9 @@ fn worker(shared: &Shared) {
         };
         st.running += 1;
         drop(st);
-        let result = run(job.op);
+        let Job { token, mut call } = job;
+        let result = run(&mut call);
+        drop(call);
         // The call is over before its completion can be seen: `running` drops under the state
         // lock, before the completion is posted. Posting first let the run loop take the
         // completion, finish, and drop the pool (which reads `running`) before this thread got
@@ -166,7 +157,7 @@ fn worker(shared: &Shared) {
         st = shared.lock();
         st.running -= 1;
         shared.done.lock().unwrap_or_else(|p| p.into_inner()).push(Completion {
-            token: job.token,
+            token,
             result,
             flags: 0,
         });
@@ -174,13 +165,10 @@ fn worker(shared: &Shared) {
     }
 }
 
-/// Performs the call, blocking, absorbing `EINTR`.
-fn run(op: SendOp) -> i32 {
-    // SAFETY: this thread has exclusive access to the operation until it posts the completion
-    // (see `SendOp`); the pointer is valid until then by the `Driver::push` contract.
-    let op = unsafe { &mut *op.0 .0.as_ptr() };
+/// Makes the call, blocking, absorbing `EINTR`: the raw result a CQE would carry.
+pub(super) fn run(call: &mut BlockingCall) -> i32 {
     loop {
-        match op.perform(false) {
+        match call.call() {
             Ok(n) => return n.min(i32::MAX as u32) as i32,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return -e.raw_os_error().unwrap_or(libc::EIO),
