@@ -94,7 +94,6 @@ impl Builder {
             now_ms: Cell::new(0),
             epoch: Instant::now(),
             completions: RefCell::new(Vec::with_capacity(self.ring.entries as usize * 2)),
-            local: RefCell::new(Vec::new()),
             last_woken: RefCell::new(None),
             batches: Cell::new(0),
             executor: Executor::new(notifier.clone()),

@@ -7,7 +7,9 @@
 use super::executor::Executor;
 use super::memory::OpMemory;
 use super::panic::PanicPolicy;
-use super::slot::{ErasedOp, Lifecycle, OpKind, Slot, Stored, Waiter};
+use super::slot::{
+    Cancel, Completed, Detach, ErasedOp, Lifecycle, OpKind, Receiver, Slot, Stored, Waiter,
+};
 use super::stats::InFlight;
 use super::table::Table;
 use crate::driver::{AnyDriver, Completion, Driver, DriverKind, Notifier, OpPtr, Token};
@@ -25,8 +27,10 @@ pub(crate) struct Core {
     pub(crate) memory: OpMemory,
     /// Operations handed to the driver and not yet completed.
     pub(crate) in_flight: Cell<usize>,
-    /// Operations waiting for admission (key and deadline), in arrival order.
-    pub(crate) admission: RefCell<VecDeque<(usize, Option<Duration>)>>,
+    /// The order of admission: queued operations, oldest first, with their deadlines. Only an
+    /// order: an entry whose slot is no longer queued (cancelled, dropped) is passed over when
+    /// it comes up.
+    pub(crate) admission: RefCell<VecDeque<(Token, Option<Duration>)>>,
     pub(crate) max_in_flight: Option<usize>,
     pub(crate) generation: Cell<u32>,
     /// The loop's clock in milliseconds since `epoch`, read once per turn: cheap timestamps
@@ -35,12 +39,12 @@ pub(crate) struct Core {
     /// Turns that delivered completions (see `Handle::completion_batches`).
     pub(crate) batches: Cell<u64>,
     pub(crate) epoch: Instant,
+    /// Completions to dispatch in the next turn: the driver's batch vector between turns, which
+    /// also takes the loop's own (`ECANCELED` for an operation cancelled before admission), so
+    /// one path dispatches both.
     pub(crate) completions: RefCell<Vec<Completion>>,
     /// The waker woken last in this turn (see `wake`).
     pub(crate) last_woken: RefCell<Option<std::task::Waker>>,
-    /// Results decided by the loop itself (an operation cancelled before admission), delivered
-    /// in the next turn like any completion.
-    pub(crate) local: RefCell<Vec<Completion>>,
     pub(crate) executor: Executor,
     pub(crate) panics: PanicPolicy,
     pub(crate) stopped: Cell<bool>,
@@ -59,114 +63,94 @@ impl Core {
         &self,
         op: T,
         deadline: Option<Duration>,
-        state: Lifecycle,
+        receiver: Receiver,
     ) -> Token {
         let (op, kind) = (self.memory.store(op), T::KIND);
         let generation = self.generation.get().wrapping_add(1);
         self.generation.set(generation);
         // Past the cap, or behind others already waiting: operations are admitted in order.
-        let wait = self
-            .max_in_flight
-            .is_some_and(|cap| self.in_flight.get() >= cap || !self.admission.borrow().is_empty());
-        let slot =
-            Slot { op, generation, kind, started: self.now_ms.get(), submitted: !wait, state };
+        let admitted = self.max_in_flight.is_none_or(|cap| {
+            self.in_flight.get() < cap && self.admission.borrow().is_empty()
+        });
+        let state = Lifecycle::new(receiver, admitted);
+        let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
         let key = self.ops.borrow_mut().insert(slot);
         let token = Token::new(key, generation);
-        if wait {
-            self.admission.borrow_mut().push_back((key, deadline));
-        } else {
+        if admitted {
             self.push_to_driver(token, op, deadline);
+        } else {
+            self.admission.borrow_mut().push_back((token, deadline));
         }
         token
     }
 
-    /// Hands a stored operation to the driver; its slot is already marked submitted.
+    /// Hands a stored operation to the driver; its slot is already in flight.
     #[inline(always)]
     fn push_to_driver(&self, token: Token, op: NonNull<dyn ErasedOp>, deadline: Option<Duration>) {
         self.in_flight.set(self.in_flight.get() + 1);
         // SAFETY: the operation stays in its `OpMemory` block at `op` (never moved) until its
-        // completion is processed in `complete`, the only place a submitted operation's block
-        // is released.
+        // completion is processed in `settle`: a slot the driver holds (`in_driver`) is only
+        // released there, or leaked at shutdown.
         unsafe { self.driver.borrow_mut().push(token, OpPtr(op), deadline) };
     }
 
-    /// Admits queued operations while there is room under the cap.
+    /// Admits queued operations, in order, while there is room under the cap.
     fn admit(&self) {
         while self.max_in_flight.is_none_or(|cap| self.in_flight.get() < cap) {
-            let Some((key, deadline)) = self.admission.borrow_mut().pop_front() else { break };
-            let (token, op) = {
+            let Some((token, deadline)) = self.admission.borrow_mut().pop_front() else { break };
+            let op = {
                 let mut ops = self.ops.borrow_mut();
-                let Some(slot) = ops.get_mut(key) else { continue };
-                slot.submitted = true;
+                let Some(slot) = ops.get_mut(token.key()) else { continue };
+                // A slot cancelled, dropped or reused while the entry waited is passed over.
+                if slot.generation != token.generation() || !slot.state.admit() {
+                    continue;
+                }
                 slot.started = self.now_ms.get();
-                (slot.token(key), slot.op)
+                slot.op
             };
             self.push_to_driver(token, op, deadline);
         }
-    }
-
-    /// Looks up a live slot for `token` (not a stale one whose key was reused).
-    fn live_key(&self, token: Token) -> Option<usize> {
-        let ops = self.ops.borrow();
-        let slot = ops.get(token.key())?;
-        (slot.generation == token.generation()).then_some(token.key())
     }
 
     /// Asks for early completion of the operation. An operation still waiting for admission
     /// leaves the queue without ever reaching the kernel and completes with `ECANCELED` in the
     /// next turn — not inside this call, so a handler never runs re-entrantly from `cancel`.
     pub(crate) fn cancel(&self, token: Token) {
-        let Some(key) = self.live_key(token) else { return };
-        let (submitted, done) = {
-            let ops = self.ops.borrow();
-            let Some(slot) = ops.get(key) else { return };
-            (slot.submitted, matches!(slot.state, Lifecycle::Done(_)))
+        let action = match self.ops.borrow_mut().get_mut(token.key()) {
+            Some(slot) if slot.generation == token.generation() => slot.state.cancel(),
+            _ => return,
         };
-        if done {
-            return;
-        }
-        if submitted {
-            self.driver.borrow_mut().cancel(token);
-            return;
-        }
-        let mut admission = self.admission.borrow_mut();
-        if let Some(pos) = admission.iter().position(|&(k, _)| k == key) {
-            admission.remove(pos);
-            drop(admission);
-            self.local.borrow_mut().push(Completion { token, result: -libc::ECANCELED, flags: 0 });
+        match action {
+            Cancel::AskDriver => self.driver.borrow_mut().cancel(token),
+            Cancel::DeliverNextTurn => self.completions.borrow_mut().push(Completion {
+                token,
+                result: -libc::ECANCELED,
+                flags: 0,
+            }),
+            Cancel::Nothing => {}
         }
     }
 
-    /// A future gave up on its operation. If the kernel may still touch the memory, the block
+    /// A future gave up on its operation. If the driver may still touch the memory, the block
     /// is parked and a cancel is sent; otherwise it is freed now (closing any fd in the output).
     pub(crate) fn detach(&self, token: Token) {
-        let Some(key) = self.live_key(token) else { return };
-        let (submitted, done) = {
-            let ops = self.ops.borrow();
-            let Some(slot) = ops.get(key) else { return };
-            (
-                slot.submitted,
-                match slot.state {
-                    Lifecycle::Done(r) => Some(r),
-                    _ => None,
-                },
-            )
+        let key = token.key();
+        let action = match self.ops.borrow_mut().get_mut(key) {
+            Some(slot) if slot.generation == token.generation() => slot.state.detach(),
+            _ => return,
         };
-        if let Some(res) = done {
-            let Some(slot) = self.ops.borrow_mut().remove(key) else { return };
-            // SAFETY: removed from the table, and the completion has been processed: the driver
-            // no longer holds the pointer.
-            unsafe { self.consume(slot.op, slot.kind, res, false) };
-        } else if submitted {
-            if let Some(slot) = self.ops.borrow_mut().get_mut(key) {
-                slot.state = Lifecycle::Detached;
+        match action {
+            Detach::Park(waiter) => {
+                self.driver.borrow_mut().cancel(token);
+                drop(waiter);
             }
-            self.driver.borrow_mut().cancel(token);
-        } else {
-            self.admission.borrow_mut().retain(|&(k, _)| k != key);
-            let Some(slot) = self.ops.borrow_mut().remove(key) else { return };
-            // SAFETY: removed from the table and never submitted: no driver holds the pointer.
-            unsafe { self.consume(slot.op, slot.kind, -libc::ECANCELED, false) };
+            Detach::Free(res) => {
+                let Some(slot) = self.ops.borrow_mut().remove(key) else { return };
+                // SAFETY: removed from the table, and not held by the driver (`detach` frees
+                // only a completed or never-submitted operation).
+                unsafe { self.consume(slot.op, slot.kind, res, false) };
+            }
+            Detach::Nothing => {}
         }
     }
 
@@ -181,14 +165,13 @@ impl Core {
         {
             let mut ops = self.ops.borrow_mut();
             let slot = ops.get_mut(key).filter(|s| s.generation == token.generation())?;
-            match &slot.state {
-                Lifecycle::Done(res) => {
-                    let res = *res;
+            match slot.state.poll() {
+                Ok(res) => {
                     let slot = ops.remove(key)?;
                     return Some((res, slot.op));
                 }
-                Lifecycle::Waiting(w) if !self.executor.is_waiter(w, waker) => {}
-                Lifecycle::Waiting(_) | Lifecycle::Detached | Lifecycle::Handler => return None,
+                Err(Some(w)) if !self.executor.is_waiter(w, waker) => {}
+                Err(_) => return None,
             }
         }
         self.rewait(token, waker);
@@ -202,22 +185,13 @@ impl Core {
     fn rewait(&self, token: Token, waker: &std::task::Waker) {
         let mut waiter = self.executor.waiter(waker);
         if let Some(slot) = self.ops.borrow_mut().get_mut(token.key()) {
-            if let (true, Lifecycle::Waiting(w)) =
-                (slot.generation == token.generation(), &mut slot.state)
-            {
-                std::mem::swap(w, &mut waiter);
+            if slot.generation == token.generation() {
+                if let Some(w) = slot.state.waiter_mut() {
+                    std::mem::swap(w, &mut waiter);
+                }
             }
         }
         drop(waiter);
-    }
-
-    /// One completion from the driver: one table lookup decides where it goes.
-    #[inline(always)]
-    fn complete(&self, c: Completion) {
-        self.settle(c.token.key(), c.result, Some(c));
-        if self.max_in_flight.is_some() {
-            self.admit();
-        }
     }
 
     /// Wakes the task awaiting a completion, once per turn: no task runs while the turn
@@ -272,39 +246,40 @@ impl Core {
         });
     }
 
-    /// Delivers `res` for the slot at `key`: to its handler (or dropped, if its future is
-    /// gone), or recorded for the awaiting future, whose task is woken. Without `completion`,
-    /// a result the loop decided itself (the caller checked the token). A result from the
-    /// driver (`completion`) is first checked against the slot — a stale token or an operation
-    /// the driver never had is ignored — and counted out of the operations in flight.
+    /// One completion — from the driver, or the loop's own for an operation cancelled before
+    /// admission — checked against its slot (a stale token is ignored) and dispatched as the
+    /// slot's [`Lifecycle::complete`] decides: recorded for the awaiting future, whose task is
+    /// woken, or delivered to its handler (dropped, if its future is gone).
     #[inline(always)]
-    fn settle(&self, key: usize, res: i32, completion: Option<Completion>) {
+    fn settle(&self, c: Completion) {
+        let key = c.token.key();
         let mut ops = self.ops.borrow_mut();
         let Some(slot) = ops.get_mut(key) else { return };
-        if let Some(c) = completion {
-            if slot.generation != c.token.generation() || !slot.submitted {
-                return;
-            }
+        if slot.generation != c.token.generation() {
+            return;
+        }
+        let (done, held) = slot.state.complete(c.result);
+        if held {
             self.in_flight.set(self.in_flight.get() - 1);
             if c.flags != 0 {
                 // SAFETY: the driver has returned this operation's completion, so neither it
                 // nor the kernel touches the block any more, and no other reference to it is
-                // live here.
+                // live here; its output is made only after this.
                 unsafe { (*slot.op.as_ptr()).set_cqe_flags(c.flags) };
             }
         }
-        if matches!(slot.state, Lifecycle::Detached | Lifecycle::Handler) {
-            // Vacated as it is: writing `Done` first and reading the slot straight back out
-            // stalls the copy on store forwarding.
-            let (op, kind) = (slot.op, slot.kind);
-            ops.vacate(key);
-            drop(ops);
-            self.deliver(op, kind, res);
-        } else if let Lifecycle::Waiting(waiter) =
-            std::mem::replace(&mut slot.state, Lifecycle::Done(res))
-        {
-            drop(ops);
-            self.wake(waiter);
+        match done {
+            Completed::Deliver => {
+                let (op, kind) = (slot.op, slot.kind);
+                ops.vacate(key);
+                drop(ops);
+                self.deliver(op, kind, c.result);
+            }
+            Completed::Wake(waiter) => {
+                drop(ops);
+                self.wake(waiter);
+            }
+            Completed::Stale => {}
         }
     }
 
@@ -319,26 +294,28 @@ impl Core {
     /// One turn: submit what is queued, wait if asked, dispatch every completion.
     pub(crate) fn turn(&self, block: bool, timeout: Option<Duration>) -> io::Result<()> {
         let mut batch = std::mem::take(&mut *self.completions.borrow_mut());
-        let local = std::mem::take(&mut *self.local.borrow_mut());
-        let block = block && local.is_empty() && self.executor.park();
+        // Completions already at hand (the loop's own) are dispatched without blocking.
+        let block = block && batch.is_empty() && self.executor.park();
         let res = self.driver.borrow_mut().wait(block, timeout, &mut batch);
         self.executor.unpark();
         self.now_ms.set(self.millis(Instant::now()));
-        if !batch.is_empty() || !local.is_empty() {
+        if !batch.is_empty() {
             self.batches.set(self.batches.get() + 1);
         }
-        for c in local {
-            // Results decided by the loop (cancelled before admission): never in the driver.
-            if let Some(key) = self.live_key(c.token) {
-                self.settle(key, c.result, None);
-            }
-        }
         for c in batch.drain(..) {
-            self.complete(c);
+            self.settle(c);
+            if self.max_in_flight.is_some() {
+                self.admit();
+            }
         }
         drop(self.last_woken.take());
         self.executor.end_wakes();
-        *self.completions.borrow_mut() = batch;
+        // Give the vector back for the next batch, keeping what was queued during this turn
+        // (a cancel from a handler or a task).
+        let mut next = self.completions.borrow_mut();
+        let queued = std::mem::replace(&mut *next, batch);
+        next.extend(queued);
+        drop(next);
         self.drain_remote();
         res
     }
@@ -366,18 +343,23 @@ impl Core {
         self.executor.clear(self);
         let tokens: Vec<Token> = {
             let ops = self.ops.borrow();
-            ops.iter()
-                .filter(|(_, s)| s.submitted && !matches!(s.state, Lifecycle::Done(_)))
-                .map(|(k, s)| s.token(k))
-                .collect()
+            ops.iter().filter(|(_, s)| s.state.in_driver()).map(|(k, s)| s.token(k)).collect()
         };
         for t in tokens {
             self.driver.borrow_mut().cancel(t);
         }
         // Never-submitted operations can go now.
-        let queued: Vec<usize> = self.admission.borrow_mut().drain(..).map(|(k, _)| k).collect();
-        for key in queued {
-            let Some(slot) = self.ops.borrow_mut().remove(key) else { continue };
+        let queued: Vec<Token> = self.admission.borrow_mut().drain(..).map(|(t, _)| t).collect();
+        for token in queued {
+            let slot = {
+                let mut ops = self.ops.borrow_mut();
+                match ops.get(token.key()) {
+                    Some(s) if s.generation == token.generation() && s.state.is_queued() => {}
+                    _ => continue,
+                }
+                ops.remove(token.key())
+            };
+            let Some(slot) = slot else { continue };
             // SAFETY: removed from the table and never submitted: no driver holds the pointer.
             unsafe { self.consume(slot.op, slot.kind, -libc::ECANCELED, false) };
         }
@@ -397,12 +379,7 @@ impl Core {
         let slots = self.ops.borrow_mut().drain();
         let mut leaked = 0;
         for slot in slots {
-            let res = match slot.state {
-                Lifecycle::Done(res) => Some(res),
-                _ if !slot.submitted => Some(-libc::ECANCELED),
-                _ => None,
-            };
-            match res {
+            match slot.state.result_at_shutdown() {
                 // SAFETY: out of the table, and completed or never submitted: no driver holds
                 // the pointer.
                 Some(res) => unsafe { self.consume(slot.op, slot.kind, res, false) },

@@ -25,7 +25,7 @@ pub use stats::InFlight;
 
 use self::core::Core;
 use self::executor::{CancelOnDrop, JoinState};
-use self::slot::{Lifecycle, WithHandler};
+use self::slot::{Receiver, WithHandler};
 use crate::driver::{DriverKind, Notifier};
 use crate::op::OpCode;
 use std::cell::Cell;
@@ -245,7 +245,7 @@ impl Handle {
         O: OpCode,
         H: FnOnce(O::Output) + 'static,
     {
-        OpId(self.core.submit(WithHandler { op, handler }, deadline, Lifecycle::Handler))
+        OpId(self.core.submit(WithHandler { op, handler }, deadline, Receiver::Handler))
     }
 
     /// Cancels an operation started with a handler. Its handler then runs with `ECANCELED` (or

@@ -3,7 +3,7 @@
 //! kernel's completion arrives, then frees it (see `slot.rs`).
 
 use super::core::Core;
-use super::slot::{convert, Lifecycle, Plain};
+use super::slot::{convert, Plain, Receiver};
 use super::Handle;
 use crate::driver::Token;
 use crate::op::OpCode;
@@ -121,7 +121,7 @@ impl<O: OpCode> Op<O> {
         };
         let core = handle.core;
         let token =
-            core.submit(Plain(op), deadline, Lifecycle::Waiting(core.executor.waiter(cx.waker())));
+            core.submit(Plain(op), deadline, Receiver::Future(core.executor.waiter(cx.waker())));
         self.state = State::Submitted(core, token);
         // Completions are only delivered by the loop's next turn: nothing to look up yet.
         Poll::Pending

@@ -1,13 +1,30 @@
 //! The life of one operation inside the run loop, and the type-erased box that carries it.
 //!
+//! Every state an operation can be in is a variant of [`Lifecycle`], and every change of state
+//! is one of its methods; the run loop (`core.rs`) only acts on what a transition returns.
+//!
 //! ```text
-//!   queued (admission) ──▶ in flight ──▶ completed ──▶ output taken by its future
-//!          │                  │  ╲
-//!          │                  │   ╲ future dropped: detached — the box stays parked here,
-//!          ▼                  ▼     untouched, until the kernel's completion arrives, then the
-//!     dropped at once      handler  output is dropped (closing any fd it carries)
-//!  (the kernel never saw it) runs
+//!        submit, past the in-flight cap               submit, room under the cap
+//!                   │                                             │
+//!                   ▼                    admit                    ▼
+//!               Queued ─────────────────────────────▶ Awaited (future) / Handler ────┐
+//!            │       │                                         │      │               │ future
+//!     cancel │       │ future dropped: freed at once           │      │ completion    │ dropped
+//!            ▼       ▼ (the kernel never saw it)               │      │ (handler)     ▼
+//!        Cancelled ──────────┐ next turn: ECANCELED            │      │           Detached
+//!                            ▼                                 │      ▼     (memory parked until
+//!         a future's: Done(res) ◀──── completion (future) ─────┘   the handler  the completion;
+//!                            │                                      runs        output dropped)
+//!                            ▼ taken by its future                    │               │
+//!               the slot leaves the table: output and buffer go to ◀──┴───────────────┘
+//!               the caller, the block is reused
 //! ```
+//!
+//! Each state before completion comes in a future's form (carrying its [`Waiter`]) and a
+//! handler's form (the handler rides in the operation's own block). The driver holds the
+//! operation's memory exactly in `Awaited`, `Handler` and `Detached`: those are the states a
+//! completion from the driver finds, the ones counted in flight, and the ones shutdown must wait
+//! for (or leak).
 
 use super::memory::OpMemory;
 use crate::driver::{RawOp, Token};
@@ -18,16 +35,215 @@ use std::io;
 use std::ptr::NonNull;
 use std::task::Waker;
 
-/// Who receives an operation's completion.
+/// Every state of an operation the run loop holds (see the module docs for the diagram).
+///
+/// A flat enum of one tag and at most one waiter (24 bytes): a completion is dispatched on one
+/// load of the tag, and the slot stays one cache line.
 pub(crate) enum Lifecycle {
-    /// A future awaits it; the waiter is whoever polled it last.
-    Waiting(Waiter),
-    /// The completion arrived; the future has not picked it up yet.
-    Done(i32),
-    /// The future was dropped while the kernel still owned the memory: parked until completion.
-    Detached,
-    /// A completion handler, carried inside the operation's box, receives it.
+    /// In flight — the driver (with the kernel) owns its memory until the completion — and
+    /// awaited by a future; the waiter is whoever polled it last.
+    Awaited(Waiter),
+    /// In flight, carrying a completion handler inside the operation's block.
     Handler,
+    /// Its future was dropped while the driver owned the memory: parked, untouched, until the
+    /// completion arrives; then the output is dropped (closing any fd it carries).
+    Detached,
+    /// Waiting for admission under the in-flight cap, awaited by a future: the driver has never
+    /// seen it.
+    Queued(Waiter),
+    /// Waiting for admission, carrying a handler.
+    QueuedHandler,
+    /// Cancelled before admission, awaited by a future: the driver never saw it; `ECANCELED`
+    /// is delivered by the loop's next turn, like a completion (never from inside `cancel`).
+    Cancelled(Waiter),
+    /// Cancelled before admission, carrying a handler.
+    CancelledHandler,
+    /// Completed; the output waits in the block for its future to take it.
+    Done(i32),
+}
+
+/// Who receives an operation's completion: what `submit` is told.
+pub(crate) enum Receiver {
+    /// A future awaits it; the waiter is whoever polled it last.
+    Future(Waiter),
+    /// A completion handler, carried inside the operation's block.
+    Handler,
+}
+
+/// What a completion does, decided by [`Lifecycle::complete`].
+pub(crate) enum Completed {
+    /// A future's result is recorded (`Done`): wake its waiter.
+    Wake(Waiter),
+    /// The slot is finished: vacate it and deliver the output (to its handler, or dropped for
+    /// a detached operation).
+    Deliver,
+    /// Not a completion this operation can take (still queued, or already done): ignored.
+    Stale,
+}
+
+/// What dropping an operation's future does, decided by [`Lifecycle::detach`].
+pub(crate) enum Detach {
+    /// The driver owns the memory: it stays parked; ask the driver to cancel. The old waiter is
+    /// handed back to be dropped outside the table's borrow (a foreign waker's drop is user
+    /// code).
+    Park(Waiter),
+    /// Nothing holds the memory: remove the slot now and drop the output made from `res`.
+    Free(i32),
+    /// Nothing to do (already detached, or a handler's operation: no future to drop).
+    Nothing,
+}
+
+/// What a cancel request does, decided by [`Lifecycle::cancel`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Cancel {
+    /// In the driver: ask it for early completion.
+    AskDriver,
+    /// Was queued, now cancelled: deliver `ECANCELED` in the next turn.
+    DeliverNextTurn,
+    /// Already finished or cancelled: nothing to do.
+    Nothing,
+}
+
+impl Lifecycle {
+    /// The state of an operation just stored: handed to the driver, or queued for admission.
+    #[inline(always)]
+    pub(crate) fn new(receiver: Receiver, admitted: bool) -> Lifecycle {
+        match (receiver, admitted) {
+            (Receiver::Future(w), true) => Lifecycle::Awaited(w),
+            (Receiver::Handler, true) => Lifecycle::Handler,
+            (Receiver::Future(w), false) => Lifecycle::Queued(w),
+            (Receiver::Handler, false) => Lifecycle::QueuedHandler,
+        }
+    }
+
+    /// True while the driver (and the kernel) own the operation's memory.
+    #[inline(always)]
+    pub(crate) fn in_driver(&self) -> bool {
+        matches!(self, Lifecycle::Awaited(_) | Lifecycle::Handler | Lifecycle::Detached)
+    }
+
+    /// True while queued for admission.
+    pub(crate) fn is_queued(&self) -> bool {
+        matches!(self, Lifecycle::Queued(_) | Lifecycle::QueuedHandler)
+    }
+
+    /// Admission: queued → in flight. False (and unchanged) in any other state: the queue's
+    /// entry is stale (the operation was cancelled or dropped meanwhile).
+    pub(crate) fn admit(&mut self) -> bool {
+        if !self.is_queued() {
+            return false;
+        }
+        *self = match std::mem::replace(self, Lifecycle::Detached) {
+            Lifecycle::Queued(w) => Lifecycle::Awaited(w),
+            Lifecycle::QueuedHandler => Lifecycle::Handler,
+            _ => unreachable!("checked queued just above"),
+        };
+        true
+    }
+
+    /// A completion (`res`: the raw result) arrives, from the driver or (for a cancelled one)
+    /// from the loop itself. Also says whether the driver held the operation until now (the
+    /// caller counts it out of the driver): one dispatch on the state decides both.
+    #[inline(always)]
+    pub(crate) fn complete(&mut self, res: i32) -> (Completed, bool) {
+        match self {
+            // Checked in place, not replaced: writing `Done` first and reading the slot straight
+            // back out to vacate it stalls the copy on store forwarding.
+            Lifecycle::Handler | Lifecycle::Detached => (Completed::Deliver, true),
+            Lifecycle::Awaited(_) => match std::mem::replace(self, Lifecycle::Done(res)) {
+                Lifecycle::Awaited(w) => (Completed::Wake(w), true),
+                _ => unreachable!("matched an awaited operation just above"),
+            },
+            Lifecycle::Cancelled(_) | Lifecycle::CancelledHandler => {
+                (self.complete_cancelled(res), false)
+            }
+            Lifecycle::Queued(_) | Lifecycle::QueuedHandler | Lifecycle::Done(_) => {
+                (Completed::Stale, false)
+            }
+        }
+    }
+
+    /// [`Lifecycle::complete`] of an operation cancelled before admission (off the hot path).
+    #[cold]
+    fn complete_cancelled(&mut self, res: i32) -> Completed {
+        match std::mem::replace(self, Lifecycle::Done(res)) {
+            Lifecycle::Cancelled(w) => Completed::Wake(w),
+            Lifecycle::CancelledHandler => {
+                // Back to a state that owns nothing, for the slot to be vacated.
+                *self = Lifecycle::Detached;
+                Completed::Deliver
+            }
+            _ => unreachable!("only called on a cancelled operation"),
+        }
+    }
+
+    /// The future of this operation was dropped.
+    pub(crate) fn detach(&mut self) -> Detach {
+        match self {
+            Lifecycle::Awaited(_) => match std::mem::replace(self, Lifecycle::Detached) {
+                Lifecycle::Awaited(w) => Detach::Park(w),
+                _ => unreachable!("matched an awaited operation just above"),
+            },
+            Lifecycle::Done(res) => Detach::Free(*res),
+            Lifecycle::Queued(_) | Lifecycle::Cancelled(_) => Detach::Free(-libc::ECANCELED),
+            Lifecycle::Handler
+            | Lifecycle::QueuedHandler
+            | Lifecycle::CancelledHandler
+            | Lifecycle::Detached => Detach::Nothing,
+        }
+    }
+
+    /// Someone asked for early completion.
+    pub(crate) fn cancel(&mut self) -> Cancel {
+        match self {
+            Lifecycle::Awaited(_) | Lifecycle::Handler | Lifecycle::Detached => Cancel::AskDriver,
+            Lifecycle::Queued(_) | Lifecycle::QueuedHandler => {
+                *self = match std::mem::replace(self, Lifecycle::Detached) {
+                    Lifecycle::Queued(w) => Lifecycle::Cancelled(w),
+                    _ => Lifecycle::CancelledHandler,
+                };
+                Cancel::DeliverNextTurn
+            }
+            Lifecycle::Cancelled(_) | Lifecycle::CancelledHandler | Lifecycle::Done(_) => {
+                Cancel::Nothing
+            }
+        }
+    }
+
+    /// A future polls its operation: the result if it completed, else the waiter to compare with
+    /// the polling waker (`None`: no waiter to keep). One dispatch, the hot cases first.
+    #[inline(always)]
+    pub(crate) fn poll(&mut self) -> Result<i32, Option<&mut Waiter>> {
+        match self {
+            Lifecycle::Awaited(w) => Err(Some(w)),
+            Lifecycle::Done(res) => Ok(*res),
+            Lifecycle::Queued(w) | Lifecycle::Cancelled(w) => Err(Some(w)),
+            _ => Err(None),
+        }
+    }
+
+    /// The waiter of a future's operation not yet completed, to compare or replace.
+    #[inline]
+    pub(crate) fn waiter_mut(&mut self) -> Option<&mut Waiter> {
+        match self {
+            Lifecycle::Awaited(w) | Lifecycle::Queued(w) | Lifecycle::Cancelled(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The result the output is made from when the loop disposes of the operation at
+    /// shutdown: its completion's, `ECANCELED` if the driver never had it, `None` if the driver
+    /// may still write into it (it must be leaked, not freed).
+    pub(crate) fn result_at_shutdown(&self) -> Option<i32> {
+        match self {
+            Lifecycle::Done(res) => Some(*res),
+            Lifecycle::Queued(_)
+            | Lifecycle::QueuedHandler
+            | Lifecycle::Cancelled(_)
+            | Lifecycle::CancelledHandler => Some(-libc::ECANCELED),
+            Lifecycle::Awaited(_) | Lifecycle::Handler | Lifecycle::Detached => None,
+        }
+    }
 }
 
 /// Whom to wake when an operation completes.
@@ -53,8 +269,6 @@ pub(crate) struct Slot {
     pub(crate) kind: &'static OpKind,
     /// When it was handed to the driver: the loop's millisecond clock (see `Core::now_ms`).
     pub(crate) started: u32,
-    /// Handed to the driver (false while waiting for admission).
-    pub(crate) submitted: bool,
     pub(crate) state: Lifecycle,
 }
 
@@ -207,5 +421,112 @@ impl<O: OpCode, H: FnOnce(O::Output) + 'static> Stored for WithHandler<O, H> {
 impl<O: OpCode, H: FnOnce(O::Output) + 'static> ErasedOp for WithHandler<O, H> {
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future() -> Receiver {
+        Receiver::Future(Waiter::Task(7))
+    }
+
+    fn name(s: &Lifecycle) -> &'static str {
+        match s {
+            Lifecycle::Queued(_) => "queued future",
+            Lifecycle::QueuedHandler => "queued handler",
+            Lifecycle::Awaited(_) => "in flight future",
+            Lifecycle::Handler => "in flight handler",
+            Lifecycle::Cancelled(_) => "cancelled future",
+            Lifecycle::CancelledHandler => "cancelled handler",
+            Lifecycle::Done(_) => "done",
+            Lifecycle::Detached => "detached",
+        }
+    }
+
+    #[test]
+    fn a_future_operation_goes_queued_in_flight_done() {
+        let mut s = Lifecycle::new(future(), false);
+        assert!(s.is_queued() && !s.in_driver());
+        assert!(matches!(s.complete(0), (Completed::Stale, false)), "the driver never had it");
+        assert!(s.admit());
+        assert!(!s.admit(), "admitted once");
+        assert_eq!(name(&s), "in flight future");
+        assert!(s.in_driver());
+        assert!(matches!(s.poll(), Err(Some(Waiter::Task(7)))));
+        assert!(matches!(s.complete(42), (Completed::Wake(Waiter::Task(7)), true)));
+        assert!(matches!(s, Lifecycle::Done(42)));
+        assert!(matches!(s.poll(), Ok(42)));
+        assert!(matches!(s.complete(1), (Completed::Stale, false)), "one completion per operation");
+        assert_eq!(s.cancel(), Cancel::Nothing);
+        assert!(matches!(s.detach(), Detach::Free(42)), "a dropped future frees the result");
+    }
+
+    #[test]
+    fn a_dropped_future_parks_the_memory_until_completion() {
+        let mut s = Lifecycle::new(future(), true);
+        assert!(matches!(s.detach(), Detach::Park(Waiter::Task(7))));
+        assert_eq!(name(&s), "detached");
+        assert!(s.in_driver(), "still the kernel's");
+        assert_eq!(s.result_at_shutdown(), None, "leaked at shutdown, never freed");
+        assert!(matches!(s.detach(), Detach::Nothing));
+        assert_eq!(s.cancel(), Cancel::AskDriver);
+        assert!(matches!(s.poll(), Err(None)));
+        assert!(matches!(s.complete(-libc::ECANCELED), (Completed::Deliver, true)));
+    }
+
+    #[test]
+    fn the_states_fit_the_slot() {
+        assert!(std::mem::size_of::<Lifecycle>() <= 24);
+        assert_eq!(std::mem::size_of::<Slot>(), 64);
+    }
+
+    #[test]
+    fn cancel_before_admission_is_delivered_by_the_loop() {
+        for (receiver, delivered) in [(future(), "wake"), (Receiver::Handler, "deliver")] {
+            let mut s = Lifecycle::new(receiver, false);
+            assert_eq!(s.cancel(), Cancel::DeliverNextTurn);
+            assert!(name(&s).starts_with("cancelled"));
+            assert!(!s.admit(), "a cancelled operation is never admitted");
+            assert!(!s.in_driver());
+            assert_eq!(s.result_at_shutdown(), Some(-libc::ECANCELED));
+            assert_eq!(s.cancel(), Cancel::Nothing);
+            let (done, held) = s.complete(-libc::ECANCELED);
+            assert!(!held, "the driver never had it");
+            let got = match done {
+                Completed::Wake(_) => "wake",
+                Completed::Deliver => "deliver",
+                Completed::Stale => "stale",
+            };
+            assert_eq!(got, delivered);
+        }
+    }
+
+    #[test]
+    fn a_queued_future_dropped_is_freed_at_once_and_handlers_are_never_detached() {
+        let mut s = Lifecycle::new(future(), false);
+        assert!(matches!(s.detach(), Detach::Free(r) if r == -libc::ECANCELED));
+        for admitted in [false, true] {
+            let mut s = Lifecycle::new(Receiver::Handler, admitted);
+            assert!(matches!(s.detach(), Detach::Nothing));
+            assert!(s.waiter_mut().is_none());
+        }
+        let mut s = Lifecycle::new(Receiver::Handler, true);
+        assert_eq!(s.cancel(), Cancel::AskDriver);
+        assert!(matches!(s.complete(5), (Completed::Deliver, true)));
+    }
+
+    #[test]
+    fn the_waiter_is_reachable_until_completion() {
+        for mut s in [
+            Lifecycle::new(future(), false),
+            Lifecycle::new(future(), true),
+            Lifecycle::Cancelled(Waiter::Task(1)),
+        ] {
+            assert!(s.waiter_mut().is_some(), "{}", name(&s));
+        }
+        assert!(Lifecycle::Done(0).waiter_mut().is_none());
+        assert!(Lifecycle::Detached.waiter_mut().is_none());
     }
 }

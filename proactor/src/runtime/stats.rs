@@ -1,6 +1,5 @@
 //! Outstanding operations, as a user can inspect them: how many, of which kind, how old.
 
-use super::slot::Lifecycle;
 use super::table::Table;
 use std::time::Duration;
 
@@ -23,11 +22,11 @@ impl InFlight {
         let mut snap = InFlight::default();
         let mut oldest: Option<u32> = None;
         for (_, slot) in ops.iter() {
-            if matches!(slot.state, Lifecycle::Done(_)) {
+            if slot.state.is_queued() {
+                snap.queued += 1;
                 continue;
             }
-            if !slot.submitted {
-                snap.queued += 1;
+            if !slot.state.in_driver() {
                 continue;
             }
             snap.in_flight += 1;

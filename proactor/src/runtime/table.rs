@@ -105,10 +105,8 @@ impl Table {
     #[inline]
     pub(crate) fn vacate(&mut self, key: usize) {
         if let Some(slot) = self.remove(key) {
-            debug_assert!(matches!(
-                slot.state,
-                super::slot::Lifecycle::Handler | super::slot::Lifecycle::Detached
-            ));
+            use super::slot::Lifecycle;
+            debug_assert!(matches!(slot.state, Lifecycle::Handler | Lifecycle::Detached));
             std::mem::forget(slot);
         }
     }
@@ -148,7 +146,6 @@ mod tests {
             generation,
             kind: <Plain<crate::op::Nop> as crate::runtime::slot::Stored>::KIND,
             started: 0,
-            submitted: false,
             state: Lifecycle::Handler,
         }
     }
