@@ -69,18 +69,37 @@ impl Core {
         let generation = self.generation.get().wrapping_add(1);
         self.generation.set(generation);
         // Past the cap, or behind others already waiting: operations are admitted in order.
-        let admitted = self.max_in_flight.is_none_or(|cap| {
-            self.in_flight.get() < cap && self.admission.borrow().is_empty()
-        });
-        let state = Lifecycle::new(receiver, admitted);
+        let admitted = self
+            .max_in_flight
+            .is_none_or(|cap| self.in_flight.get() < cap && self.admission.borrow().is_empty());
+        if !admitted {
+            return self.queue(op, kind, generation, deadline, receiver);
+        }
+        // The state is known here, at compile time for a handler: the slot is written straight
+        // into its table entry (a state picked at run time made it go through the stack).
+        let state = Lifecycle::in_flight(receiver);
         let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
         let key = self.ops.borrow_mut().insert(slot);
         let token = Token::new(key, generation);
-        if admitted {
-            self.push_to_driver(token, op, deadline);
-        } else {
-            self.admission.borrow_mut().push_back((token, deadline));
-        }
+        self.push_to_driver(token, op, deadline);
+        token
+    }
+
+    /// [`Core::submit`] past the in-flight cap: the operation waits for admission.
+    #[cold]
+    #[inline(never)]
+    fn queue(
+        &self,
+        op: NonNull<dyn ErasedOp>,
+        kind: &'static OpKind,
+        generation: u32,
+        deadline: Option<Duration>,
+        receiver: Receiver,
+    ) -> Token {
+        let state = Lifecycle::queued(receiver);
+        let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
+        let token = Token::new(self.ops.borrow_mut().insert(slot), generation);
+        self.admission.borrow_mut().push_back((token, deadline));
         token
     }
 
@@ -258,28 +277,44 @@ impl Core {
         if slot.generation != c.token.generation() {
             return;
         }
-        let (done, held) = slot.state.complete(c.result);
-        if held {
-            self.in_flight.set(self.in_flight.get() - 1);
-            if c.flags != 0 {
-                // SAFETY: the driver has returned this operation's completion, so neither it
-                // nor the kernel touches the block any more, and no other reference to it is
-                // live here; its output is made only after this.
-                unsafe { (*slot.op.as_ptr()).set_cqe_flags(c.flags) };
-            }
-        }
-        match done {
+        match slot.state.complete(c.result) {
             Completed::Deliver => {
+                let (op, kind) = (slot.op, slot.kind);
+                ops.vacate(key);
+                drop(ops);
+                self.count_out(op, c.flags);
+                self.deliver(op, kind, c.result);
+            }
+            Completed::Wake(waiter) => {
+                let op = slot.op;
+                drop(ops);
+                self.count_out(op, c.flags);
+                self.wake(waiter);
+            }
+            Completed::DeliverCancelled => {
                 let (op, kind) = (slot.op, slot.kind);
                 ops.vacate(key);
                 drop(ops);
                 self.deliver(op, kind, c.result);
             }
-            Completed::Wake(waiter) => {
+            Completed::WakeCancelled(waiter) => {
                 drop(ops);
                 self.wake(waiter);
             }
             Completed::Stale => {}
+        }
+    }
+
+    /// Counts an operation the driver has given back out of the operations in flight, and
+    /// hands it the completion's flags.
+    #[inline(always)]
+    fn count_out(&self, op: NonNull<dyn ErasedOp>, flags: u32) {
+        self.in_flight.set(self.in_flight.get() - 1);
+        if flags != 0 {
+            // SAFETY: the driver has returned this operation's completion, so neither it nor
+            // the kernel touches the block any more, and no other reference to it is live (the
+            // table is not borrowed); its output is made only after this.
+            unsafe { (*op.as_ptr()).set_cqe_flags(flags) };
         }
     }
 
