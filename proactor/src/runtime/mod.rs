@@ -43,6 +43,37 @@ thread_local! {
     /// without a destructor is read without a registration check, and every operation a future
     /// submits reads it. The `EnterGuard` that set it owns a strong count of that core.
     static CURRENT: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
+    /// True while this thread is inside `block_on` or `run` of some proactor: a nested call
+    /// would stall the outer loop (its tasks and completions wait until the inner one returns),
+    /// so it is refused.
+    static DRIVING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Driver errors in a row after which `block_on` gives up and returns the last one: one is
+/// retried (after a pause), as a transient failure the driver did not absorb; several in a row
+/// mean the driver cannot go on, and looping would hide it.
+const PERSISTENT_DRIVER_ERRORS: u32 = 3;
+
+/// Marks this thread as driving a loop for a scope (see `DRIVING`).
+struct DrivingGuard;
+
+impl DrivingGuard {
+    fn enter(what: &str) -> io::Result<DrivingGuard> {
+        if DRIVING.replace(true) {
+            return Err(io::Error::other(format!(
+                "{what} called while this thread already drives a proactor (inside block_on or \
+                 run): the outer loop would stall; spawn the future or start the operation \
+                 instead"
+            )));
+        }
+        Ok(DrivingGuard)
+    }
+}
+
+impl Drop for DrivingGuard {
+    fn drop(&mut self) {
+        DRIVING.set(false);
+    }
 }
 
 /// How long dropping a proactor waits for cancelled operations to hand their buffers back.
@@ -150,35 +181,75 @@ impl Handle {
     }
 
     /// Runs `future` to completion on this thread, driving I/O, tasks and handlers meanwhile.
+    ///
+    /// # Panics
+    /// With the error [`Handle::try_block_on`] returns: when called from inside `block_on` or
+    /// `run` on this thread (a nested loop would stall the outer one), or when the driver
+    /// fails persistently. Use `try_block_on` to get these as an `io::Error` instead.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match self.try_block_on(future) {
+            Ok(out) => out,
+            Err(e) => panic!("proactor block_on: {e}"),
+        }
+    }
+
+    /// Runs `future` to completion on this thread, as [`Handle::block_on`], or says why it
+    /// cannot: a nested call (from inside `block_on` or `run` on this thread) is refused at
+    /// once, and a driver error that persists over several turns in a row ends the loop with
+    /// that error (the future is dropped; its operations are cancelled as usual).
+    ///
+    /// ```
+    /// let p = proactor::Proactor::new()?;
+    /// let nested = p.block_on(async {
+    ///     let q = proactor::Proactor::new().unwrap();
+    ///     q.try_block_on(async { 1 }).unwrap_err()
+    /// });
+    /// assert!(nested.to_string().contains("already drives a proactor"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_block_on<F: Future>(&self, future: F) -> io::Result<F::Output> {
+        let _driving = DrivingGuard::enter("block_on")?;
         let _enter = self.enter();
         let core = &self.core;
         let exec = &core.executor;
         let mut future = pin!(future);
         let waker = exec.main_waker();
         exec.set_main_scheduled();
+        let mut failures = 0;
         loop {
             if exec.take_main_wake() {
                 if let Poll::Ready(out) =
                     exec.poll_as(executor::MAIN, &waker, |cx| future.as_mut().poll(cx))
                 {
-                    return out;
+                    return Ok(out);
                 }
             }
             exec.run_round(core);
             // The main future may have woken itself while it was polled (a yield): its wake is
             // pending in its flag, so the loop must not block.
             let block = !exec.has_ready() && !exec.main_scheduled();
-            if let Err(e) = core.turn(block, None) {
-                tracing::error!("proactor driver failed: {e}");
-                std::thread::sleep(Duration::from_millis(1));
+            match core.turn(block, None) {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    if failures >= PERSISTENT_DRIVER_ERRORS {
+                        tracing::error!("proactor driver failed {failures} times in a row: {e}");
+                        return Err(e);
+                    }
+                    tracing::warn!("proactor driver failed (retrying): {e}");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
         }
     }
 
     /// Drives the loop until no operation, handler or task is left (and no [`RemoteHandle`] is
     /// alive), or [`Handle::stop`] is called.
+    ///
+    /// Refused with an error when called from inside `block_on` or `run` on this thread (the
+    /// outer loop would stall); a driver error ends it with that error.
     pub fn run(&self) -> io::Result<()> {
+        let _driving = DrivingGuard::enter("run")?;
         let _enter = self.enter();
         let core = &self.core;
         core.stopped.set(false);
