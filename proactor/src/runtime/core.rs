@@ -77,9 +77,14 @@ impl Core {
         }
         // The state is known here, at compile time for a handler: the slot is written straight
         // into its table entry (a state picked at run time made it go through the stack).
-        let state = Lifecycle::in_flight(receiver);
-        let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
-        let key = self.ops.borrow_mut().insert(slot);
+        let started = self.now_ms.get();
+        let key = self.ops.borrow_mut().insert_with(|| Slot {
+            op,
+            generation,
+            kind,
+            started,
+            state: Lifecycle::in_flight(receiver),
+        });
         let token = Token::new(key, generation);
         self.push_to_driver(token, op, deadline);
         token

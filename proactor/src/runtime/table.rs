@@ -51,6 +51,14 @@ impl Table {
     /// Stores `slot` and returns its key.
     #[inline(always)]
     pub(crate) fn insert(&mut self, slot: Slot) -> usize {
+        self.insert_with(|| slot)
+    }
+
+    /// Stores the slot `make` builds, building it right where it is stored: a slot built first
+    /// and moved in went through the stack, and the entry's 16-byte loads of it stalled on the
+    /// narrower stores that had just built it (store forwarding fails).
+    #[inline(always)]
+    pub(crate) fn insert_with(&mut self, make: impl FnOnce() -> Slot) -> usize {
         self.len += 1;
         let key = self.free;
         match self.entries.get_mut(key) {
@@ -61,11 +69,11 @@ impl Table {
                 self.free = next;
                 // SAFETY: the entry is vacant (it owns nothing), so overwriting it without
                 // dropping the old value loses nothing; this skips reading it back to drop it.
-                unsafe { std::ptr::write(entry, Entry::Occupied(slot)) };
+                unsafe { std::ptr::write(entry, Entry::Occupied(make())) };
                 key
             }
             None => {
-                self.entries.push(Entry::Occupied(slot));
+                self.entries.push(Entry::Occupied(make()));
                 self.entries.len() - 1
             }
         }
