@@ -39,6 +39,7 @@ pub mod offload;
 pub mod op;
 pub mod runtime;
 pub mod strand;
+mod sync;
 pub mod threads;
 pub mod time;
 

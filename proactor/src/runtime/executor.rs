@@ -12,13 +12,14 @@
 use super::core::Core;
 use super::slot::Waiter;
 use crate::driver::Notifier;
+use crate::sync::atomic::{fence, AtomicBool, Ordering};
+use crate::sync::Mutex;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, RawWakerVTable, Wake, Waker};
 
 /// Key of the future passed to `block_on`, which is not stored in the task slab.
@@ -62,15 +63,21 @@ impl Wake for TaskWaker {
         {
             let mut queue = self.ready.queue.lock().unwrap_or_else(|p| p.into_inner());
             queue.push(self.key);
-            // SeqCst, paired with `park`: either the loop sees this flag before it blocks, or
-            // this waker sees `parked` and notifies it.
-            self.ready.pending.store(true, Ordering::SeqCst);
+            self.ready.pending.store(true, Ordering::Release);
         }
-        if self.ready.parked.load(Ordering::SeqCst) {
+        // Paired with the fence in `park` (store, fence, load on both sides): either the loop
+        // sees `pending` before it blocks, or this waker sees `parked` and notifies it. Fences
+        // rather than SeqCst accesses, which promise the same but which loom checks only as
+        // AcqRel.
+        fence(Ordering::SeqCst);
+        if self.ready.parked.load(Ordering::Relaxed) {
             self.ready.notifier.notify();
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_model;
 
 type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -225,9 +232,10 @@ impl Executor {
 
     /// Marks the loop as about to block; returns false (do not block) if work is ready.
     pub(crate) fn park(&self) -> bool {
-        self.ready.parked.store(true, Ordering::SeqCst);
-        // SeqCst, paired with the wakers' store of `pending` (see `TaskWaker::wake_by_ref`).
-        let empty = self.local.borrow().is_empty() && !self.ready.pending.load(Ordering::SeqCst);
+        self.ready.parked.store(true, Ordering::Relaxed);
+        // Paired with the wakers' fence (see `TaskWaker::wake_by_ref`).
+        fence(Ordering::SeqCst);
+        let empty = self.local.borrow().is_empty() && !self.ready.pending.load(Ordering::Relaxed);
         if !empty {
             self.ready.parked.store(false, Ordering::Release);
         }
@@ -249,12 +257,7 @@ impl Executor {
     /// is skipped here: `block_on` polls that future when its flag says so.
     pub(crate) fn run_round(&self, core: &Core) {
         let mut round = std::mem::take(&mut *self.round.borrow_mut());
-        round.append(&mut self.local.borrow_mut());
-        if self.ready.pending.load(Ordering::Acquire) {
-            let mut queue = self.ready.queue.lock().unwrap_or_else(|p| p.into_inner());
-            round.append(&mut queue);
-            self.ready.pending.store(false, Ordering::Relaxed);
-        }
+        self.take_ready(&mut round);
         for &key in round.iter().filter(|&&key| key != MAIN) {
             self.poll_task(key, core);
         }
@@ -262,14 +265,30 @@ impl Executor {
         *self.round.borrow_mut() = round;
     }
 
+    /// Moves the keys of every task woken so far, on any thread, to `round`.
+    fn take_ready(&self, round: &mut Vec<usize>) {
+        round.append(&mut self.local.borrow_mut());
+        if self.ready.pending.load(Ordering::Acquire) {
+            let mut queue = self.ready.queue.lock().unwrap_or_else(|p| p.into_inner());
+            round.append(&mut queue);
+            self.ready.pending.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes task `key`'s future out to poll it, with its waker; a wake from now on schedules
+    /// the task again. `None` if the task is gone or being polled.
+    fn start_poll(&self, key: usize) -> Option<(LocalFuture, Waker)> {
+        let mut tasks = self.tasks.borrow_mut();
+        let task = tasks.get_mut(key)?;
+        let future = task.future.take()?;
+        // A swap, not a store: its acquire half pairs with the swap of a wake that found the
+        // task already scheduled, so this poll sees what was done before that wake.
+        task.waker.scheduled.swap(false, Ordering::AcqRel);
+        Some((future, Waker::from(task.waker.clone())))
+    }
+
     fn poll_task(&self, key: usize, core: &Core) {
-        let (mut future, waker) = {
-            let mut tasks = self.tasks.borrow_mut();
-            let Some(task) = tasks.get_mut(key) else { return };
-            let Some(future) = task.future.take() else { return };
-            task.waker.scheduled.store(false, Ordering::Release);
-            (future, Waker::from(task.waker.clone()))
-        };
+        let Some((mut future, waker)) = self.start_poll(key) else { return };
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.poll_as(key, &waker, |cx| future.as_mut().poll(cx))
         }));
