@@ -48,6 +48,6 @@ pub use driver::uring::RingConfig;
 pub use driver::{DriverChoice, DriverKind};
 pub use op::BufResult;
 pub use runtime::{
-    spawn, submit, Builder, CancelToken, Handle, InFlight, JoinError, JoinHandle, Op, OpId,
-    Proactor,
+    spawn, submit, submit_multi, Builder, CancelToken, Handle, InFlight, JoinError, JoinHandle, Op,
+    OpId, Proactor,
 };

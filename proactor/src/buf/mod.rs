@@ -8,9 +8,11 @@
 //! bytes, because the kernel holds a raw pointer to them.
 
 pub(crate) mod pool;
+mod recv_stream;
 mod slice;
 
 pub use pool::{BufPool, BufPoolBuilder, PooledBuf};
+pub use recv_stream::RecvStream;
 pub use slice::Slice;
 
 /// A buffer the kernel may read from (the source of a write or send).

@@ -99,6 +99,7 @@ impl BufPoolBuilder {
             outstanding: Cell::new(0),
             returned: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
+            stream_waiters: RefCell::new(std::collections::VecDeque::new()),
             exhausted: Cell::new(0),
         };
         if !self.user_space {
@@ -209,6 +210,10 @@ impl BufPool {
 
     pub(crate) fn inner(&self) -> &Rc<PoolInner> {
         &self.inner
+    }
+
+    pub(crate) fn from_inner(inner: &Rc<PoolInner>) -> BufPool {
+        BufPool { inner: inner.clone() }
     }
 }
 
@@ -324,6 +329,8 @@ pub(crate) struct PoolInner {
     /// Counts buffers given back, so a waiter can tell whether one came back since it looked.
     returned: Cell<u64>,
     waiters: RefCell<Vec<Waker>>,
+    /// Receive streams waiting for a buffer, oldest first: each returned buffer wakes one.
+    stream_waiters: RefCell<std::collections::VecDeque<Waker>>,
     exhausted: Cell<u64>,
 }
 
@@ -351,6 +358,11 @@ impl PoolInner {
         unsafe { self.mem.as_ptr().add(id as usize * self.size) }
     }
 
+    /// Counts a receive that found every buffer out.
+    pub(crate) fn note_exhausted(&self) {
+        self.exhausted.set(self.exhausted.get() + 1);
+    }
+
     /// Takes a free buffer (user-space mode).
     pub(crate) fn take_free(&self) -> Option<u16> {
         self.free.borrow_mut().pop()
@@ -375,6 +387,34 @@ impl PoolInner {
         for w in waiters {
             w.wake();
         }
+        self.wake_next_waiter();
+    }
+
+    /// Wakes the oldest receive stream waiting for a buffer.
+    pub(crate) fn wake_next_waiter(&self) {
+        let next = self.stream_waiters.borrow_mut().pop_front();
+        if let Some(w) = next {
+            w.wake();
+        }
+    }
+
+    /// Queues a receive stream's waker until a buffer comes back (once per waker).
+    pub(crate) fn wait_for_buffer(&self, waker: &Waker) {
+        let mut waiters = self.stream_waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push_back(waker.clone());
+        }
+    }
+
+    /// True if some buffer is neither lent out nor known to be in use (it may be in the ring,
+    /// or on the free list).
+    pub(crate) fn has_free(&self) -> bool {
+        self.outstanding.get() < self.count as usize
+    }
+
+    /// How many buffers have come back so far.
+    pub(crate) fn returned_count(&self) -> u64 {
+        self.returned.get()
     }
 
     /// Wraps a buffer holding `len` received bytes for the user.

@@ -64,6 +64,10 @@ pub(crate) struct Completion {
     pub(crate) flags: u32,
 }
 
+/// `IORING_CQE_F_MORE`: the operation goes on after this completion (a multishot operation's
+/// item); the epoll emulation sets it the same way.
+pub(crate) const MORE: u32 = 1 << 1;
+
 /// An operation as a driver sees it: how to express it for each backend.
 pub(crate) trait RawOp {
     /// The io_uring submission entry.
@@ -99,6 +103,12 @@ pub(crate) trait RawOp {
     /// Receives the completion's flags just before the result is delivered (a buffer-select
     /// receive learns its buffer id here). Most operations ignore them.
     fn set_cqe_flags(&mut self, _flags: u32) {}
+    /// The epoll emulation's completion flags for a result `perform` just returned: `None` for
+    /// a one-shot operation; for a multishot one what the kernel would have posted (a buffer
+    /// id), with [`MORE`] if the operation goes on after it.
+    fn multishot_flags(&mut self, _res: i32) -> Option<u32> {
+        None
+    }
 }
 
 /// A pointer to an operation owned by the run loop, valid from `push` until its completion has

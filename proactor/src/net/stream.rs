@@ -55,6 +55,16 @@ macro_rules! read_methods {
         ) -> std::io::Result<Option<$crate::buf::PooledBuf>> {
             pool.recv(self.fd.clone()).await
         }
+
+        /// Every chunk that arrives, each in a buffer of `pool` taken only once its data is
+        /// there: one multishot receive where the driver has it (see
+        /// [`crate::buf::RecvStream`]). The stream ends when the peer closes its side.
+        pub fn recv_stream(
+            &self,
+            pool: &$crate::buf::BufPool,
+        ) -> $crate::buf::RecvStream<std::rc::Rc<std::os::fd::OwnedFd>> {
+            pool.recv_stream(self.fd.clone())
+        }
     };
 }
 

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 mod custom;
 mod fd;
+mod multishot;
 mod net;
 mod nop;
 mod path;
@@ -42,6 +43,7 @@ mod udp;
 
 pub use custom::{BlockingCall, Custom, CustomOp};
 pub use fd::{Close, Fsync, OpenAt, Statx};
+pub use multishot::{AcceptMulti, RecvMulti};
 pub use net::{Accept, Connect, Recv, Send, Shutdown};
 pub use nop::Nop;
 pub use path::{MkdirAt, RenameAt, UnlinkAt};
@@ -93,6 +95,19 @@ pub trait OpCode: sealed::Hooks + 'static {
     const NAME: &'static str;
 }
 
+/// An operation that completes many times: one submission, a completion per item (each flagged
+/// `IORING_CQE_F_MORE` on io_uring), until a last one ends it — an accept that yields every
+/// connection, a receive that yields every chunk into buffers of a [`BufPool`](crate::buf::BufPool).
+///
+/// Run with [`submit_multi`](crate::submit_multi) (a `Stream`) or
+/// [`Handle::start_multi`](crate::Handle::start_multi) (a handler called per completion), never
+/// with `submit`/`start`. Sealed, like [`OpCode`]: the epoll driver emulates each of them with
+/// re-armed readiness and yields the same items.
+pub trait Multishot: OpCode + sealed::MultiHooks {
+    /// What each completion yields.
+    type Item;
+}
+
 pub(crate) mod sealed {
     //! The driver half of [`OpCode`](super::OpCode), reachable only inside the crate.
     use super::{BlockingCall, Emulation, OpCode};
@@ -101,6 +116,10 @@ pub(crate) mod sealed {
     /// What each driver needs of an operation. The run loop keeps the value at a fixed address
     /// from the first of these calls until its completion has been processed.
     pub trait Hooks {
+        /// True for a [`Multishot`](super::Multishot) operation: `submit` and `start` refuse it
+        /// (a constant, so the check costs nothing).
+        const MULTISHOT: bool = false;
+
         /// The io_uring submission entry. Pointers in it refer to memory owned by `self`.
         fn uring_entry(&mut self) -> io_uring::squeue::Entry;
 
@@ -120,10 +139,47 @@ pub(crate) mod sealed {
         /// just before [`Hooks::complete`].
         fn set_cqe_flags(&mut self, _flags: u32) {}
 
+        /// Multishot only: whether a completion with result `res` keeps the operation going
+        /// (the epoll emulation flags it `MORE` and performs again; io_uring decides itself).
+        fn goes_on_after(&self, _res: i32) -> bool {
+            false
+        }
+
+        /// The epoll emulation's side of the completion flags: what the kernel would have
+        /// posted with the last [`Hooks::perform`]'s result (a buffer id), taken once.
+        fn take_cqe_flags(&mut self) -> u32 {
+            0
+        }
+
         /// Turns the driver's raw result into the output, handing back every owned resource.
         fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output
         where
             Self: OpCode + Sized;
+    }
+
+    /// The driver half of [`Multishot`](super::Multishot).
+    pub trait MultiHooks: Hooks {
+        /// The value of one completion (`res`: the raw result, `flags`: the CQE's), or `None`
+        /// for a completion that carries none (end of stream, a dry buffer ring, a cancel).
+        /// Called for every completion, the last included, on the loop's thread.
+        fn item(
+            &mut self,
+            res: i32,
+            flags: u32,
+        ) -> Option<io::Result<<Self as super::Multishot>::Item>>
+        where
+            Self: super::Multishot + Sized;
+
+        /// After the last completion (result `last`): whether submitting the operation again
+        /// continues the same stream (the kernel ended it for its own reasons, such as a full
+        /// completion queue), rather than the stream being over.
+        fn restart(&self, last: i32) -> bool;
+
+        /// Why this proactor cannot run the operation (`uring`: the driver is io_uring), if it
+        /// cannot: the front ends then end the stream with this error, never submitting it.
+        fn refuse(&self, _uring: bool) -> Option<io::Error> {
+            None
+        }
     }
 }
 

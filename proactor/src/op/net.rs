@@ -201,7 +201,7 @@ impl<F: IoFd> Accept<F> {
     }
 }
 
-const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+pub(super) const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
 
 impl<F: IoFd> OpCode for Accept<F> {
     type Output = io::Result<(OwnedFd, SockAddr)>;

@@ -8,17 +8,31 @@ use super::executor::Executor;
 use super::memory::OpMemory;
 use super::panic::PanicPolicy;
 use super::slot::{
-    Cancel, Completed, Detach, ErasedOp, Lifecycle, OpKind, Receiver, Slot, Stored, Waiter,
+    Cancel, Completed, Detach, ErasedOp, Lifecycle, More, MultiPlain, OpKind, Receiver, Slot,
+    Stored, Waiter,
 };
 use super::stats::InFlight;
 use super::table::Table;
-use crate::driver::{AnyDriver, Completion, Driver, DriverKind, Notifier, OpPtr, Token};
+use crate::driver::{AnyDriver, Completion, Driver, DriverKind, Notifier, OpPtr, Token, MORE};
+use crate::op::Multishot;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What [`Core::poll_stream`] found.
+pub(crate) enum StreamStep<O: Multishot> {
+    /// The next item.
+    Item(std::io::Result<O::Item>),
+    /// Nothing yet; the waker will be woken.
+    Pending,
+    /// The operation ended with this result: it is out of the table, handed back.
+    Ended(i32, MultiPlain<O>),
+    /// No such operation (the stream's token is stale).
+    Gone,
+}
 
 pub(crate) struct Core {
     pub(crate) driver: RefCell<AnyDriver>,
@@ -88,6 +102,78 @@ impl Core {
         let token = Token::new(key, generation);
         self.push_to_driver(token, op, deadline);
         token
+    }
+
+    /// Stores a multishot operation and hands it to the driver. It is admitted at once, past
+    /// any in-flight cap: it is one request however many items it yields, and a stream held
+    /// back behind one-shot operations would hold back everything it feeds.
+    pub(crate) fn submit_multi<T: Stored>(&self, op: T, receiver: Receiver) -> Token {
+        let (op, kind) = (self.memory.store(op), T::KIND);
+        let generation = self.generation.get().wrapping_add(1);
+        self.generation.set(generation);
+        let started = self.now_ms.get();
+        let state = Lifecycle::streaming(receiver);
+        let key =
+            self.ops.borrow_mut().insert_with(|| Slot { op, generation, kind, started, state });
+        let token = Token::new(key, generation);
+        self.push_to_driver(token, op, None);
+        token
+    }
+
+    /// Stores an operation this proactor will not run (a multishot operation handed to
+    /// `submit`/`start`) as cancelled before admission: the loop's next turn completes it
+    /// with `-errno`, through the path every completion takes.
+    #[cold]
+    pub(crate) fn refuse<T: Stored>(&self, op: T, receiver: Receiver, errno: i32) -> Token {
+        let (op, kind) = (self.memory.store(op), T::KIND);
+        let generation = self.generation.get().wrapping_add(1);
+        self.generation.set(generation);
+        let state = match receiver {
+            Receiver::Future(w) => Lifecycle::Cancelled(w),
+            Receiver::Handler => Lifecycle::CancelledHandler,
+        };
+        let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
+        let token = Token::new(self.ops.borrow_mut().insert(slot), generation);
+        self.completions.borrow_mut().push(Completion { token, result: -errno, flags: 0 });
+        token
+    }
+
+    /// The next step of a multishot operation's stream: an item queued in its block, nothing
+    /// yet (the waker is registered), or its end — then the slot leaves the table and the
+    /// operation comes back with its last result.
+    pub(crate) fn poll_stream<O: Multishot>(
+        &self,
+        token: Token,
+        waker: &std::task::Waker,
+    ) -> StreamStep<O> {
+        let key = token.key();
+        {
+            let mut ops = self.ops.borrow_mut();
+            let Some(slot) = ops.get_mut(key).filter(|s| s.generation == token.generation()) else {
+                return StreamStep::Gone;
+            };
+            let carrier = slot.op.cast::<MultiPlain<O>>().as_ptr();
+            // SAFETY: the block holds the `MultiPlain<O>` this stream submitted under `token`
+            // (a reused key carries another generation). The driver touches only the
+            // operation inside it, never the queue, and not during this call.
+            if let Some(item) = unsafe { (*carrier).queue.pop_front() } {
+                return StreamStep::Item(item);
+            }
+            match slot.state.poll() {
+                Ok(res) => {
+                    let Some(slot) = ops.remove(key) else { return StreamStep::Gone };
+                    drop(ops);
+                    // SAFETY: completed and out of the table: no driver holds it; the block
+                    // holds a live `MultiPlain<O>` (above).
+                    let carrier = unsafe { self.memory.take::<MultiPlain<O>>(slot.op.cast()) };
+                    return StreamStep::Ended(res, carrier);
+                }
+                Err(Some(w)) if !self.executor.is_waiter(w, waker) => {}
+                Err(_) => return StreamStep::Pending,
+            }
+        }
+        self.rewait(token, waker);
+        StreamStep::Pending
     }
 
     /// [`Core::submit`] past the in-flight cap: the operation waits for admission.
@@ -276,6 +362,9 @@ impl Core {
     /// woken, or delivered to its handler (dropped, if its future is gone).
     #[inline(always)]
     fn settle(&self, c: Completion) {
+        if c.flags & MORE != 0 {
+            return self.settle_more(c);
+        }
         let key = c.token.key();
         let mut ops = self.ops.borrow_mut();
         let Some(slot) = ops.get_mut(key) else { return };
@@ -307,6 +396,49 @@ impl Core {
                 self.wake(waiter);
             }
             Completed::Stale => {}
+        }
+    }
+
+    /// One completion flagged `MORE`: an item of a multishot operation, which stays in flight.
+    /// The item is made from the completion at once (a buffer id, a descriptor), then queued
+    /// for its stream, handed to its handler, or dropped if nobody takes it.
+    #[cold]
+    #[inline(never)]
+    fn settle_more(&self, c: Completion) {
+        let (op, kind, more) = {
+            let mut ops = self.ops.borrow_mut();
+            let Some(slot) = ops.get_mut(c.token.key()) else { return };
+            if slot.generation != c.token.generation() {
+                return;
+            }
+            (slot.op, slot.kind, slot.state.more())
+        };
+        let Some(item) = kind.item else { return };
+        let block = op.cast::<u8>();
+        match more {
+            More::Queue(waiter) => {
+                // SAFETY: the block holds the carrier `kind` belongs to, and no reference to it
+                // is live (the table is not borrowed).
+                unsafe { item(block, c.result, c.flags, true) };
+                if let Some(w) = waiter {
+                    self.wake(w);
+                }
+            }
+            More::Handler => {
+                let run = !self.shutting_down.get();
+                self.guard_user_code(kind.name, || {
+                    // SAFETY: as above; the handler may start, cancel or drop other
+                    // operations, but this one stays in the table until its last completion.
+                    unsafe { item(block, c.result, c.flags, run) }
+                });
+            }
+            More::Drop => {
+                self.guard_user_code(kind.name, || {
+                    // SAFETY: as above.
+                    unsafe { item(block, c.result, c.flags, false) }
+                });
+            }
+            More::Stale => {}
         }
     }
 

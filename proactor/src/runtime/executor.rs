@@ -106,7 +106,7 @@ pub(crate) struct Executor {
 }
 
 /// No task (for `polling` and `last_woken`).
-const NO_TASK: usize = usize::MAX - 1;
+pub(crate) const NO_TASK: usize = usize::MAX - 1;
 
 type Polling = (usize, *const (), *const RawWakerVTable);
 

@@ -9,6 +9,7 @@ mod builder;
 mod core;
 mod executor;
 mod memory;
+pub(crate) mod multi;
 mod op;
 mod panic;
 mod remote;
@@ -18,6 +19,7 @@ mod table;
 
 pub use builder::Builder;
 pub use executor::{JoinError, JoinHandle};
+pub use multi::{submit_multi, Multi, MultiOp};
 pub use op::{submit, CancelToken, Op, OpId};
 pub use panic::{PanicHook, PanicReport};
 pub use remote::{Closed, RemoteHandle};
@@ -316,6 +318,14 @@ impl Handle {
         O: OpCode,
         H: FnOnce(O::Output) + 'static,
     {
+        if O::MULTISHOT {
+            // A multishot operation runs with `start_multi`; here it completes with EINVAL.
+            return OpId(self.core.refuse(
+                WithHandler { op, handler },
+                Receiver::Handler,
+                libc::EINVAL,
+            ));
+        }
         OpId(self.core.submit(WithHandler { op, handler }, deadline, Receiver::Handler))
     }
 

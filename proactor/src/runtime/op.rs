@@ -120,8 +120,13 @@ impl<O: OpCode> Op<O> {
             return Poll::Ready(op.complete(Err(err)));
         };
         let core = handle.core;
-        let token =
-            core.submit(Plain(op), deadline, Receiver::Future(core.executor.waiter(cx.waker())));
+        let waiter = Receiver::Future(core.executor.waiter(cx.waker()));
+        let token = if O::MULTISHOT {
+            // A multishot operation runs with `submit_multi`; here it completes with EINVAL.
+            core.refuse(Plain(op), waiter, libc::EINVAL)
+        } else {
+            core.submit(Plain(op), deadline, waiter)
+        };
         self.state = State::Submitted(core, token);
         // Completions are only delivered by the loop's next turn: nothing to look up yet.
         Poll::Pending

@@ -26,11 +26,14 @@
 //! completion from the driver finds, the ones counted in flight, and the ones shutdown must wait
 //! for (or leak).
 
+use super::executor::NO_TASK;
 use super::memory::OpMemory;
 use crate::driver::{RawOp, Token};
 use crate::op::sealed::Hooks;
-use crate::op::{name_error, BlockingCall, Emulation, OpCode};
+use crate::op::{name_error, BlockingCall, Emulation, Multishot, OpCode};
+use crate::runtime::multi::Multi;
 use std::any::Any;
+use std::collections::VecDeque;
 use std::io;
 use std::ptr::NonNull;
 use std::task::Waker;
@@ -60,6 +63,11 @@ pub(crate) enum Lifecycle {
     CancelledHandler,
     /// Completed; the output waits in the block for its future to take it.
     Done(i32),
+    /// A multishot operation in flight, streamed to a future: each completion flagged `MORE`
+    /// queues an item in its block and wakes the waiter; the last one makes it `Done`.
+    Streaming(Waiter),
+    /// A multishot operation in flight whose handler is called per completion.
+    StreamingHandler,
 }
 
 /// Who receives an operation's completion: what `submit` is told.
@@ -84,6 +92,22 @@ pub(crate) enum Completed {
     /// As `Deliver`, for an operation cancelled before admission.
     DeliverCancelled,
     /// Not a completion this operation can take (still queued, or already done): ignored.
+    Stale,
+}
+
+/// What a completion flagged `MORE` (a multishot operation's item) does, decided by
+/// [`Lifecycle::more`]. The operation stays in flight.
+pub(crate) enum More {
+    /// Queue the item in the block for its stream, and wake the stream's waiter (if any: a
+    /// foreign waker is taken out, to be woken outside the table's borrow, and put back by
+    /// the stream's next poll).
+    Queue(Option<Waiter>),
+    /// Call the handler with the item.
+    Handler,
+    /// Nobody takes it (the stream was dropped): make the item and drop it, so a descriptor
+    /// is closed and a buffer goes back to its pool.
+    Drop,
+    /// Not an operation that streams: ignored.
     Stale,
 }
 
@@ -120,6 +144,14 @@ impl Lifecycle {
         }
     }
 
+    /// The state of a multishot operation about to be handed to the driver.
+    pub(crate) fn streaming(receiver: Receiver) -> Lifecycle {
+        match receiver {
+            Receiver::Future(w) => Lifecycle::Streaming(w),
+            Receiver::Handler => Lifecycle::StreamingHandler,
+        }
+    }
+
     /// The state of an operation stored past the in-flight cap: queued for admission.
     pub(crate) fn queued(receiver: Receiver) -> Lifecycle {
         match receiver {
@@ -131,7 +163,14 @@ impl Lifecycle {
     /// True while the driver (and the kernel) own the operation's memory.
     #[inline(always)]
     pub(crate) fn in_driver(&self) -> bool {
-        matches!(self, Lifecycle::Awaited(_) | Lifecycle::Handler | Lifecycle::Detached)
+        matches!(
+            self,
+            Lifecycle::Awaited(_)
+                | Lifecycle::Handler
+                | Lifecycle::Detached
+                | Lifecycle::Streaming(_)
+                | Lifecycle::StreamingHandler
+        )
     }
 
     /// True while queued for admission.
@@ -191,6 +230,12 @@ impl Lifecycle {
                 *self = Lifecycle::Detached;
                 Completed::DeliverCancelled
             }
+            // A multishot operation's last completion: as a one-shot operation's only one.
+            Lifecycle::Streaming(_) => match std::mem::replace(self, Lifecycle::Done(res)) {
+                Lifecycle::Streaming(w) => Completed::Wake(w),
+                _ => unreachable!("matched a streaming operation just above"),
+            },
+            Lifecycle::StreamingHandler => Completed::Deliver,
             Lifecycle::Awaited(_) | Lifecycle::Handler | Lifecycle::Detached => {
                 unreachable!("handled by `complete`")
             }
@@ -200,18 +245,40 @@ impl Lifecycle {
         }
     }
 
+    /// A completion flagged `MORE` arrives: a multishot operation's item.
+    pub(crate) fn more(&mut self) -> More {
+        match self {
+            Lifecycle::Streaming(Waiter::Task(key)) => {
+                if *key == NO_TASK {
+                    More::Queue(None)
+                } else {
+                    More::Queue(Some(Waiter::Task(*key)))
+                }
+            }
+            Lifecycle::Streaming(w) => {
+                More::Queue(Some(std::mem::replace(w, Waiter::Task(NO_TASK))))
+            }
+            Lifecycle::StreamingHandler => More::Handler,
+            Lifecycle::Detached => More::Drop,
+            _ => More::Stale,
+        }
+    }
+
     /// The future of this operation was dropped.
     pub(crate) fn detach(&mut self) -> Detach {
         match self {
-            Lifecycle::Awaited(_) => match std::mem::replace(self, Lifecycle::Detached) {
-                Lifecycle::Awaited(w) => Detach::Park(w),
-                _ => unreachable!("matched an awaited operation just above"),
-            },
+            Lifecycle::Awaited(_) | Lifecycle::Streaming(_) => {
+                match std::mem::replace(self, Lifecycle::Detached) {
+                    Lifecycle::Awaited(w) | Lifecycle::Streaming(w) => Detach::Park(w),
+                    _ => unreachable!("matched an awaited operation just above"),
+                }
+            }
             Lifecycle::Done(res) => Detach::Free(*res),
             Lifecycle::Queued(_) | Lifecycle::Cancelled(_) => Detach::Free(-libc::ECANCELED),
             Lifecycle::Handler
             | Lifecycle::QueuedHandler
             | Lifecycle::CancelledHandler
+            | Lifecycle::StreamingHandler
             | Lifecycle::Detached => Detach::Nothing,
         }
     }
@@ -219,7 +286,11 @@ impl Lifecycle {
     /// Someone asked for early completion.
     pub(crate) fn cancel(&mut self) -> Cancel {
         match self {
-            Lifecycle::Awaited(_) | Lifecycle::Handler | Lifecycle::Detached => Cancel::AskDriver,
+            Lifecycle::Awaited(_)
+            | Lifecycle::Handler
+            | Lifecycle::Detached
+            | Lifecycle::Streaming(_)
+            | Lifecycle::StreamingHandler => Cancel::AskDriver,
             Lifecycle::Queued(_) | Lifecycle::QueuedHandler => {
                 *self = match std::mem::replace(self, Lifecycle::Detached) {
                     Lifecycle::Queued(w) => Lifecycle::Cancelled(w),
@@ -255,7 +326,10 @@ impl Lifecycle {
     #[inline]
     pub(crate) fn waiter_mut(&mut self) -> Option<&mut Waiter> {
         match self {
-            Lifecycle::Awaited(w) | Lifecycle::Queued(w) | Lifecycle::Cancelled(w) => Some(w),
+            Lifecycle::Awaited(w)
+            | Lifecycle::Queued(w)
+            | Lifecycle::Cancelled(w)
+            | Lifecycle::Streaming(w) => Some(w),
             _ => None,
         }
     }
@@ -270,7 +344,11 @@ impl Lifecycle {
             | Lifecycle::QueuedHandler
             | Lifecycle::Cancelled(_)
             | Lifecycle::CancelledHandler => Some(-libc::ECANCELED),
-            Lifecycle::Awaited(_) | Lifecycle::Handler | Lifecycle::Detached => None,
+            Lifecycle::Awaited(_)
+            | Lifecycle::Handler
+            | Lifecycle::Detached
+            | Lifecycle::Streaming(_)
+            | Lifecycle::StreamingHandler => None,
         }
     }
 }
@@ -324,7 +402,19 @@ pub(crate) trait Stored: ErasedOp + Sized + 'static {
 pub(crate) struct OpKind {
     pub(crate) name: &'static str,
     pub(crate) finish: Finisher,
+    /// A multishot operation's item maker, called per completion flagged `MORE`.
+    pub(crate) item: Option<ItemFn>,
 }
+
+/// Makes the item of one completion flagged `MORE` (raw result and flags) in a multishot
+/// operation's block, and delivers it (queued for its stream, or given to its handler) — or,
+/// without `deliver`, drops it.
+///
+/// # Safety
+/// `block` must hold a live value of the carrier type whose [`OpKind`] holds this function, and
+/// no reference to the block may be live; the driver may still hold it (it touches only the
+/// operation, never its queue or handler, and not during this call).
+pub(crate) type ItemFn = unsafe fn(NonNull<u8>, i32, u32, bool);
 
 /// Finishes a type-erased operation from its raw block: moves the value out, gives the block
 /// back to the loop's memory *before* any user code runs (a handler that starts the next
@@ -402,6 +492,15 @@ impl<C: Carrier> RawOp for C {
     fn set_cqe_flags(&mut self, flags: u32) {
         self.op_mut().set_cqe_flags(flags)
     }
+    #[inline]
+    fn multishot_flags(&mut self, res: i32) -> Option<u32> {
+        if !C::Op::MULTISHOT {
+            return None;
+        }
+        let op = self.op_mut();
+        let flags = op.take_cqe_flags();
+        Some(if op.goes_on_after(res) { flags | crate::driver::MORE } else { flags })
+    }
 }
 
 /// An operation awaited by a future (or orphaned by one).
@@ -418,7 +517,7 @@ impl<O: OpCode> Carrier for Plain<O> {
 }
 
 impl<O: OpCode> Stored for Plain<O> {
-    const KIND: &'static OpKind = &OpKind { name: O::NAME, finish: finish_plain::<O> };
+    const KIND: &'static OpKind = &OpKind { name: O::NAME, finish: finish_plain::<O>, item: None };
 }
 
 impl<O: OpCode> ErasedOp for Plain<O> {
@@ -444,13 +543,150 @@ impl<O: OpCode, H: FnOnce(O::Output) + 'static> Carrier for WithHandler<O, H> {
 }
 
 impl<O: OpCode, H: FnOnce(O::Output) + 'static> Stored for WithHandler<O, H> {
-    const KIND: &'static OpKind = &OpKind { name: O::NAME, finish: finish_with_handler::<O, H> };
+    const KIND: &'static OpKind =
+        &OpKind { name: O::NAME, finish: finish_with_handler::<O, H>, item: None };
 }
 
 impl<O: OpCode, H: FnOnce(O::Output) + 'static> ErasedOp for WithHandler<O, H> {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// A multishot operation streamed to a future: its items wait in the block until the stream
+/// takes them.
+pub(crate) struct MultiPlain<O: Multishot> {
+    pub(crate) op: O,
+    pub(crate) queue: VecDeque<io::Result<O::Item>>,
+}
+
+impl<O: Multishot> MultiPlain<O> {
+    /// The item of the last completion (result `res`), from the flags stored with it.
+    pub(crate) fn last_item(&mut self, res: i32) -> Option<io::Result<O::Item>> {
+        let flags = self.op.take_cqe_flags();
+        self.op.item(res, flags)
+    }
+}
+
+impl<O: Multishot> Carrier for MultiPlain<O> {
+    type Op = O;
+    fn op(&self) -> &O {
+        &self.op
+    }
+    fn op_mut(&mut self) -> &mut O {
+        &mut self.op
+    }
+}
+
+impl<O: Multishot> Stored for MultiPlain<O> {
+    const KIND: &'static OpKind = &OpKind {
+        name: O::NAME,
+        finish: finish_multi_plain::<O>,
+        item: Some(item_multi_plain::<O>),
+    };
+}
+
+impl<O: Multishot> ErasedOp for MultiPlain<O> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The [`ItemFn`] of [`MultiPlain`].
+unsafe fn item_multi_plain<O: Multishot>(block: NonNull<u8>, res: i32, flags: u32, deliver: bool) {
+    let carrier = block.cast::<MultiPlain<O>>().as_ptr();
+    // SAFETY: per the `ItemFn` contract the block holds a live `MultiPlain<O>` nobody else
+    // references now; only the operation and the queue are borrowed, one after the other.
+    let item = unsafe { (*carrier).op.item(res, flags) };
+    if let Some(item) = item {
+        if deliver {
+            // SAFETY: as above.
+            unsafe { (*carrier).queue.push_back(item) };
+        }
+    }
+}
+
+/// The [`Finisher`] of [`MultiPlain`] when its stream is gone: every item left is dropped.
+unsafe fn finish_multi_plain<O: Multishot>(
+    block: NonNull<u8>,
+    res: i32,
+    memory: &OpMemory,
+    _run: bool,
+) {
+    // SAFETY: forwarded from the `Finisher` contract.
+    let mut carrier = unsafe { memory.take::<MultiPlain<O>>(block) };
+    drop(carrier.last_item(res));
+    drop(carrier);
+}
+
+/// A multishot operation with the handler called per completion, in one allocation.
+pub(crate) struct MultiWithHandler<O, H> {
+    pub(crate) op: O,
+    pub(crate) handler: H,
+}
+
+impl<O: Multishot, H: FnMut(Multi<O>) + 'static> Carrier for MultiWithHandler<O, H> {
+    type Op = O;
+    fn op(&self) -> &O {
+        &self.op
+    }
+    fn op_mut(&mut self) -> &mut O {
+        &mut self.op
+    }
+}
+
+impl<O: Multishot, H: FnMut(Multi<O>) + 'static> Stored for MultiWithHandler<O, H> {
+    const KIND: &'static OpKind = &OpKind {
+        name: O::NAME,
+        finish: finish_multi_with_handler::<O, H>,
+        item: Some(item_multi_with_handler::<O, H>),
+    };
+}
+
+impl<O: Multishot, H: FnMut(Multi<O>) + 'static> ErasedOp for MultiWithHandler<O, H> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The [`ItemFn`] of [`MultiWithHandler`]: the handler runs with the item.
+unsafe fn item_multi_with_handler<O: Multishot, H: FnMut(Multi<O>) + 'static>(
+    block: NonNull<u8>,
+    res: i32,
+    flags: u32,
+    deliver: bool,
+) {
+    let carrier = block.cast::<MultiWithHandler<O, H>>().as_ptr();
+    // SAFETY: per the `ItemFn` contract the block holds a live carrier nobody else references
+    // now; the handler cannot reach it (it is not in the handler's captures), and the driver
+    // does not touch the operation during this call.
+    let item = unsafe { (*carrier).op.item(res, flags) };
+    if let (Some(item), true) = (item, deliver) {
+        // SAFETY: as above; the operation's borrow ended with the item's making.
+        unsafe { ((*carrier).handler)(Multi::Item(item)) };
+    }
+}
+
+/// The [`Finisher`] of [`MultiWithHandler`]: the last item, then the end, go to the handler.
+unsafe fn finish_multi_with_handler<O: Multishot, H: FnMut(Multi<O>) + 'static>(
+    block: NonNull<u8>,
+    res: i32,
+    memory: &OpMemory,
+    run_handler: bool,
+) {
+    // SAFETY: forwarded from the `Finisher` contract.
+    let MultiWithHandler { mut op, mut handler } =
+        unsafe { memory.take::<MultiWithHandler<O, H>>(block) };
+    let flags = op.take_cqe_flags();
+    let last = op.item(res, flags);
+    if !run_handler {
+        return;
+    }
+    if let Some(item) = last {
+        handler(Multi::Item(item));
+    }
+    let restartable = op.restart(res);
+    handler(Multi::End { op, restartable });
 }
 
 #[cfg(test)]
@@ -471,6 +707,8 @@ mod tests {
             Lifecycle::CancelledHandler => "cancelled handler",
             Lifecycle::Done(_) => "done",
             Lifecycle::Detached => "detached",
+            Lifecycle::Streaming(_) => "streaming future",
+            Lifecycle::StreamingHandler => "streaming handler",
         }
     }
 
@@ -503,6 +741,41 @@ mod tests {
         assert_eq!(s.cancel(), Cancel::AskDriver);
         assert!(matches!(s.poll(), Err(None)));
         assert!(matches!(s.complete(-libc::ECANCELED), Completed::Deliver));
+    }
+
+    #[test]
+    fn a_streaming_operation_takes_many_items_then_one_end() {
+        let mut s = Lifecycle::streaming(future());
+        assert!(s.in_driver());
+        assert_eq!(s.result_at_shutdown(), None, "the kernel's until its last completion");
+        for _ in 0..3 {
+            assert!(matches!(s.more(), More::Queue(Some(Waiter::Task(7)))));
+        }
+        assert_eq!(name(&s), "streaming future", "an item leaves it streaming");
+        assert_eq!(s.cancel(), Cancel::AskDriver);
+        assert!(matches!(s.complete(0), Completed::Wake(Waiter::Task(7))));
+        assert!(matches!(s, Lifecycle::Done(0)));
+        assert!(matches!(s.more(), More::Stale), "nothing after the last completion");
+
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let waker = Waker::from(std::sync::Arc::new(Noop));
+        let mut s = Lifecycle::streaming(Receiver::Future(Waiter::Waker(waker)));
+        assert!(matches!(s.more(), More::Queue(Some(Waiter::Waker(_)))), "woken outside");
+        assert!(matches!(s.more(), More::Queue(None)), "until the stream polls again");
+
+        let mut s = Lifecycle::streaming(future());
+        assert!(matches!(s.detach(), Detach::Park(Waiter::Task(7))));
+        assert!(matches!(s.more(), More::Drop), "a dropped stream's items are dropped");
+        assert!(matches!(s.complete(-libc::ECANCELED), Completed::Deliver));
+
+        let mut s = Lifecycle::streaming(Receiver::Handler);
+        assert!(matches!(s.more(), More::Handler));
+        assert!(matches!(s.detach(), Detach::Nothing));
+        assert!(s.waiter_mut().is_none());
+        assert!(matches!(s.complete(0), Completed::Deliver));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use self::fds::{Dir, FdTable};
 use self::pool::Pool;
 use self::sys::{Epoll, Ready, MAX_EVENTS};
 use self::timers::Timers;
-use super::{Completion, Driver, DriverKind, Notifier, OpPtr, RawOp, Token};
+use super::{Completion, Driver, DriverKind, Notifier, OpPtr, RawOp, Token, MORE};
 use crate::op::Emulation;
 use std::io;
 use std::sync::Arc;
@@ -48,11 +48,17 @@ struct Pending {
 
 /// What one non-blocking attempt gave.
 enum Attempt {
-    Done(i32),
+    /// Finished with this result and completion flags.
+    Done(i32, u32),
     WouldBlock,
     /// The fd cannot do non-blocking calls (`EOPNOTSUPP` for `RWF_NOWAIT`): use the pool.
     Unsupported,
 }
+
+/// Most items a multishot operation yields per readiness event before the driver moves on to
+/// other descriptors (and re-arms this one, still ready): a busy connection cannot starve the
+/// rest, and the run loop gets the items in batches of a useful size.
+const MULTISHOT_BURST: usize = 32;
 
 /// Most events taken by one sweep made while completions are already at hand; see
 /// [`EpollDriver::wait`].
@@ -107,6 +113,11 @@ impl EpollDriver {
 
     /// Removes the operation with `token` and queues its completion.
     fn complete(&mut self, token: Token, result: i32) {
+        self.complete_with(token, result, 0);
+    }
+
+    /// [`EpollDriver::complete`] with the completion's flags (a multishot operation's last).
+    fn complete_with(&mut self, token: Token, result: i32, flags: u32) {
         let Some(slot) = self.ops.get_mut(token.key()) else { return };
         let Some(p) = slot.take_if(|p| p.token == token) else { return };
         if p.deadline.is_some() {
@@ -117,7 +128,30 @@ impl EpollDriver {
             Place::Timer(Some(_)) => self.timers.dropped(),
             Place::Timer(None) | Place::Pool => {}
         }
-        self.ready.push(Completion { token, result, flags: 0 });
+        self.ready.push(Completion { token, result, flags });
+    }
+
+    /// One non-blocking try of an operation; a multishot one is performed again while it
+    /// yields items, each queued as a completion flagged [`MORE`], up to a burst (then it
+    /// reports `WouldBlock`, to wait its turn on the still-ready descriptor).
+    fn attempt(&mut self, token: Token, op: &mut dyn RawOp) -> Attempt {
+        let mut items = 0;
+        loop {
+            let result = match attempt(op) {
+                Attempt::Done(result, _) => result,
+                other => return other,
+            };
+            match op.multishot_flags(result) {
+                Some(flags) if flags & MORE != 0 => {
+                    self.ready.push(Completion { token, result, flags });
+                    items += 1;
+                    if items == MULTISHOT_BURST {
+                        return Attempt::WouldBlock;
+                    }
+                }
+                flags => return Attempt::Done(result, flags.unwrap_or(0)),
+            }
+        }
     }
 
     /// Makes an operation wait for readiness of `fd`, or sends it to the pool if epoll cannot
@@ -224,11 +258,11 @@ impl EpollDriver {
                 let op = p.op;
                 // SAFETY: the operation is pending here, so the run loop neither moves nor
                 // touches it (the `push` contract) and no pool thread has it.
-                match attempt(unsafe { &mut *op.0.as_ptr() }) {
+                match self.attempt(token, unsafe { &mut *op.0.as_ptr() }) {
                     Attempt::WouldBlock => break,
-                    Attempt::Done(result) => {
+                    Attempt::Done(result, flags) => {
                         self.fds.pop_front(fd, dir);
-                        self.complete(token, result);
+                        self.complete_with(token, result, flags);
                     }
                     Attempt::Unsupported => {
                         self.fds.pop_front(fd, dir);
@@ -275,13 +309,13 @@ impl EpollDriver {
 fn attempt(op: &mut dyn RawOp) -> Attempt {
     loop {
         match op.perform(true) {
-            Ok(n) => return Attempt::Done(n.min(i32::MAX as u32) as i32),
+            Ok(n) => return Attempt::Done(n.min(i32::MAX as u32) as i32, 0),
             Err(e) => match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
                 Some(libc::EOPNOTSUPP) => return Attempt::Unsupported,
                 _ if e.kind() == io::ErrorKind::WouldBlock => return Attempt::WouldBlock,
-                Some(errno) => return Attempt::Done(-errno),
-                None => return Attempt::Done(-libc::EIO),
+                Some(errno) => return Attempt::Done(-errno, 0),
+                None => return Attempt::Done(-libc::EIO, 0),
             },
         }
     }
@@ -309,12 +343,12 @@ impl Driver for EpollDriver {
                 self.ready.push(Completion { token, result: blocking_call(raw), flags: 0 });
                 return;
             }
-            Emulation::Readable(fd) => (fd, Dir::Read, attempt(raw)),
-            Emulation::Writable(fd) => (fd, Dir::Write, attempt(raw)),
+            Emulation::Readable(fd) => (fd, Dir::Read, self.attempt(token, raw)),
+            Emulation::Writable(fd) => (fd, Dir::Write, self.attempt(token, raw)),
             Emulation::Blocking | Emulation::Timer(_) => (-1, Dir::Read, Attempt::WouldBlock),
         };
-        if let Attempt::Done(result) = first {
-            self.ready.push(Completion { token, result, flags: 0 });
+        if let Attempt::Done(result, flags) = first {
+            self.ready.push(Completion { token, result, flags });
             return;
         }
         let now = Instant::now();

@@ -1,0 +1,290 @@
+//! Multishot operations on both drivers: one submission, a completion per item, a stream or
+//! a handler per completion; cancel and drop lose no completion and no buffer.
+
+mod common;
+
+use futures_core::Stream;
+use proactor::buf::BufPool;
+use proactor::net::{TcpListener, TcpStream, UnixStream};
+use proactor::op::{AcceptMulti, RecvMulti};
+use proactor::runtime::Multi;
+use proactor::{submit, submit_multi, Proactor};
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+
+/// The tests run one at a time: some count this process's descriptors (and every proactor
+/// holds a few).
+static FDS: Mutex<()> = Mutex::new(());
+
+fn counting_fds() -> std::sync::MutexGuard<'static, ()> {
+    FDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Open sockets of this process (the proactors of tests starting meanwhile hold none).
+fn open_sockets() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+use std::rc::Rc;
+use std::time::Duration;
+
+fn next<S: Stream + Unpin>(s: &mut S) -> impl std::future::Future<Output = Option<S::Item>> + '_ {
+    std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *s).poll_next(cx))
+}
+
+fn pattern(conn: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i.wrapping_mul(31) ^ conn.wrapping_mul(7)) as u8).collect()
+}
+
+driver_test!(multishot_accept_of_1000_connections, |p| {
+    const N: usize = 1000;
+    let _serial = counting_fds();
+    let fds_before = open_sockets();
+    p.block_on(async {
+        let listener = TcpListener::builder().backlog(N as u32).bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            for i in 0..N {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.write_all(&(i as u32).to_le_bytes()).unwrap();
+                conns.push(c);
+            }
+            conns
+        });
+        let mut accepted = submit_multi(AcceptMulti::new(listener.as_raw_fd()));
+        let mut seen = vec![false; N];
+        for _ in 0..N {
+            let fd: OwnedFd = next(&mut accepted).await.expect("the stream goes on").unwrap();
+            let conn = TcpStream::from_std(std::net::TcpStream::from(fd)).unwrap();
+            let (res, buf) = proactor::io::read_exact(&mut &conn, vec![0u8; 4]).await;
+            res.unwrap();
+            let i = u32::from_le_bytes(buf.try_into().unwrap()) as usize;
+            assert!(!seen[i], "connection {i} accepted twice");
+            seen[i] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+        accepted.cancel();
+        assert!(next(&mut accepted).await.is_none(), "a cancelled stream ends");
+        assert!(accepted.is_ended());
+        drop(clients.join().unwrap());
+    });
+    assert_eq!(open_sockets(), fds_before, "every accepted descriptor closed");
+});
+
+driver_test!(a_handler_is_called_per_accepted_connection_then_once_at_the_end, |p| {
+    let _serial = counting_fds();
+    let h = p.handle();
+    let listener = p.block_on(async { TcpListener::bind("127.0.0.1:0") }).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let clients: Vec<_> = (0..5).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    let (items, ends) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+    let id = Rc::new(Cell::new(None));
+    let (i2, e2, id2, h2) = (items.clone(), ends.clone(), id.clone(), h.clone());
+    let started = h.start_multi(AcceptMulti::new(listener.as_raw_fd()), move |event| match event {
+        Multi::Item(conn) => {
+            conn.unwrap();
+            i2.set(i2.get() + 1);
+            if i2.get() == 5 {
+                h2.cancel(id2.get().unwrap());
+            }
+        }
+        Multi::End { restartable, .. } => {
+            assert!(!restartable, "a cancelled accept does not go on");
+            e2.set(e2.get() + 1);
+        }
+        _ => unreachable!(),
+    });
+    id.set(Some(started));
+    p.run().unwrap();
+    assert_eq!((items.get(), ends.get()), (5, 1));
+    drop(clients);
+});
+
+driver_test!(submit_and_start_refuse_a_multishot_operation, |p| {
+    let _serial = counting_fds();
+    let listener = p.block_on(async { TcpListener::bind("127.0.0.1:0") }).unwrap();
+    let err = p.block_on(submit(AcceptMulti::new(listener.as_raw_fd()))).unwrap_err();
+    assert_eq!(proactor::op::raw_os_error(&err), Some(libc::EINVAL), "{err}");
+    let got = Rc::new(RefCell::new(None));
+    let g = got.clone();
+    p.handle().start(AcceptMulti::new(listener.as_raw_fd()), move |res| {
+        *g.borrow_mut() = Some(proactor::op::raw_os_error(&res.unwrap_err()));
+    });
+    p.run().unwrap();
+    assert_eq!(*got.borrow(), Some(Some(libc::EINVAL)));
+});
+
+/// Every connection sends its own pattern in pieces; the server echoes each chunk it receives
+/// from a shared pool of `buffers` buffers; the client checks every byte, in order.
+fn echo_through_a_small_pool(p: &Proactor, conns: usize, buffers: u16, per_conn: usize) {
+    let _serial = counting_fds();
+    let fds_before = open_sockets();
+    let exhausted = p.block_on(async move {
+        let pool = BufPool::builder().buffers(buffers).buffer_size(1024).build().unwrap();
+        let listener = TcpListener::builder().backlog(conns as u32).bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mine: Vec<usize> = (0..conns).filter(|c| c % 4 == t).collect();
+                    let mut socks: Vec<_> = mine
+                        .iter()
+                        .map(|_| {
+                            let s = std::net::TcpStream::connect(addr).unwrap();
+                            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                            s
+                        })
+                        .collect();
+                    for (s, c) in socks.iter_mut().zip(&mine) {
+                        for piece in pattern(*c, per_conn).chunks(700) {
+                            s.write_all(piece).unwrap();
+                        }
+                    }
+                    for (s, c) in socks.iter_mut().zip(&mine) {
+                        let mut back = vec![0u8; per_conn];
+                        s.read_exact(&mut back).unwrap();
+                        assert!(back == pattern(*c, per_conn), "connection {c}: bytes differ");
+                    }
+                })
+            })
+            .collect();
+        let mut tasks = Vec::new();
+        let mut accepted = submit_multi(AcceptMulti::new(listener.as_raw_fd()));
+        for _ in 0..conns {
+            let fd = next(&mut accepted).await.unwrap().unwrap();
+            let conn = TcpStream::from_std(std::net::TcpStream::from(fd)).unwrap();
+            let pool = pool.clone();
+            tasks.push(proactor::spawn(async move {
+                let mut chunks = conn.recv_stream(&pool);
+                let mut echoed = 0;
+                while echoed < per_conn {
+                    let buf = next(&mut chunks).await.expect("data before the end").unwrap();
+                    echoed += buf.len();
+                    let (res, _) = proactor::io::write_all(&mut &conn, buf).await;
+                    res.unwrap();
+                }
+                assert_eq!(echoed, per_conn);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for c in clients {
+            c.join().unwrap();
+        }
+        assert_eq!(pool.available(), pool.capacity(), "every buffer back in the pool");
+        pool.exhausted_count()
+    });
+    assert!(exhausted > 0, "the pool ran dry at least once (ENOBUFS exercised)");
+    assert_eq!(open_sockets(), fds_before);
+}
+
+driver_test!(multishot_receive_on_1000_connections_with_a_ring_of_16, |p| {
+    echo_through_a_small_pool(p, 1000, 16, 4096);
+});
+
+driver_test!(a_dropped_receive_stream_gives_every_queued_buffer_back, |p| {
+    let _serial = counting_fds();
+    p.block_on(async {
+        let pool = BufPool::new(8, 64).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut chunks = b.recv_stream(&pool);
+        // Several chunks, each its own completion.
+        for i in 0..6u8 {
+            let (res, _) = a.write(vec![i; 64]).await;
+            res.unwrap();
+            proactor::time::sleep(Duration::from_millis(2)).await.unwrap();
+        }
+        let first = next(&mut chunks).await.unwrap().unwrap();
+        assert_eq!(first[0], 0);
+        drop(first);
+        // More items are queued in the operation's block, or in flight: drop them all.
+        drop(chunks);
+        for _ in 0..5 {
+            proactor::time::sleep(Duration::from_millis(2)).await.unwrap();
+        }
+        assert_eq!(pool.available(), pool.capacity(), "each buffer back exactly once");
+    });
+});
+
+driver_test!(a_cancelled_receive_stream_yields_what_completed_and_loses_nothing, |p| {
+    let _serial = counting_fds();
+    p.block_on(async {
+        let pool = BufPool::new(8, 100).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let sent: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let sent = sent.clone();
+            proactor::spawn(async move {
+                for piece in sent.chunks(300) {
+                    let (res, _) = a.write(piece.to_vec()).await;
+                    res.unwrap();
+                    proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
+                }
+                a
+            })
+        };
+        let mut ops = submit_multi(RecvMulti::new(b.as_raw_fd(), &pool));
+        let mut got = Vec::new();
+        let mut cancelled = false;
+        while let Some(item) = next(&mut ops).await {
+            match item {
+                Ok(buf) => got.extend_from_slice(&buf),
+                Err(e) => panic!("{e}"),
+            }
+            if got.len() >= 900 && !cancelled {
+                ops.cancel();
+                cancelled = true;
+            }
+            if ops.is_ended() {
+                break;
+            }
+        }
+        assert!(cancelled, "the stream must not end before the cancel");
+        let a = writer.await.unwrap();
+        drop(a);
+        // The rest is still in the socket: read it, and the whole stream is intact.
+        loop {
+            let (res, buf) = b.read(vec![0u8; 4096]).await;
+            let n = res.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got == sent, "got {} of {} bytes, or out of order", got.len(), sent.len());
+        assert_eq!(pool.available(), pool.capacity());
+    });
+});
+
+#[test]
+fn a_user_space_pool_on_io_uring_falls_back_to_one_receive_at_a_time() {
+    let _serial = counting_fds();
+    let p = common::proactor(proactor::DriverChoice::Uring);
+    p.block_on(async {
+        let pool = BufPool::builder().buffers(4).buffer_size(16).user_space(true).build().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut chunks = b.recv_stream(&pool);
+        assert!(!chunks.is_multishot());
+        let (res, _) = a.write(vec![7u8; 100]).await;
+        res.unwrap();
+        drop(a);
+        let mut total = 0;
+        while let Some(buf) = next(&mut chunks).await {
+            let buf = buf.unwrap();
+            assert!(buf.iter().all(|b| *b == 7));
+            total += buf.len();
+        }
+        assert_eq!(total, 100);
+        let err = next(&mut submit_multi(RecvMulti::new(b.as_raw_fd(), &pool))).await;
+        assert_eq!(err.unwrap().unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    });
+}
