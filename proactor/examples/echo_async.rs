@@ -22,7 +22,7 @@ async fn echo(stream: TcpStream) -> io::Result<()> {
         if res? == 0 {
             return Ok(()); // the client closed its side: everything was echoed
         }
-        let (res, b) = proactor::io::write_all(&mut &stream, buf).await;
+        let (res, b) = stream.write_all(buf).await;
         buf = b;
         res?;
     }

@@ -66,7 +66,7 @@ async fn echo(stream: std::net::TcpStream, conn: Conn) {
         if !matches!(res, Ok(n) if n > 0) {
             break;
         }
-        let (res, b) = proactor::io::write_all(&mut &s, buf).await;
+        let (res, b) = s.write_all(buf).await;
         buf = b;
         if res.is_err() {
             break;
@@ -97,11 +97,11 @@ async fn ping_pong(addr: SocketAddr, size: usize, end: Instant) -> std::io::Resu
     let mut back = Vec::with_capacity(size);
     let mut n = 0;
     while Instant::now() < end {
-        let (res, o) = proactor::io::write_all(&mut &s, out).await;
+        let (res, o) = s.write_all(out).await;
         out = o;
         res?;
         back.clear();
-        let (res, b) = proactor::io::read_exact(&mut &s, back).await;
+        let (res, b) = s.read_exact(back).await;
         back = b;
         res?;
         n += 1;
@@ -255,11 +255,11 @@ fn distribution_run(
                         let _ = proactor::time::sleep(Duration::from_millis(5)).await;
                     }
                     let t0 = Instant::now();
-                    let (res, o) = proactor::io::write_all(&mut &s, out).await;
+                    let (res, o) = s.write_all(out).await;
                     out = o;
                     res.expect("write");
                     back.clear();
-                    let (res, b) = proactor::io::read_exact(&mut &s, back).await;
+                    let (res, b) = s.read_exact(back).await;
                     back = b;
                     res.expect("read");
                     if t0 >= measure_from {

@@ -101,7 +101,7 @@ driver_test!(read_exact_on_early_close_is_unexpected_eof, |p| {
         let (res, _) = a.write(b"only ten!!".as_slice()).await;
         assert_eq!(res.unwrap(), 10);
         drop(a);
-        let (res, buf) = read_exact(&mut &b, Vec::with_capacity(100)).await;
+        let (res, buf) = b.read_exact(Vec::with_capacity(100)).await;
         let err = res.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
         assert!(err.to_string().contains("10 of 100"), "{err}");
@@ -165,12 +165,12 @@ driver_test!(read_until_bounds_an_over_long_line, |p| {
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         let writer = proactor::spawn(async move {
-            let (res, _) = write_all(&mut &a, b"short line\n".to_vec()).await;
+            let (res, _) = a.write_all(b"short line\n".to_vec()).await;
             res.unwrap();
             // 8 MiB without a newline, then a normal line.
-            let (res, _) = write_all(&mut &a, vec![b'x'; 8 << 20]).await;
+            let (res, _) = a.write_all(vec![b'x'; 8 << 20]).await;
             res.unwrap();
-            let (res, _) = write_all(&mut &a, b"\nafter\n".to_vec()).await;
+            let (res, _) = a.write_all(b"\nafter\n".to_vec()).await;
             res.unwrap();
         });
         let mut reader = BufReader::new(b);
@@ -205,7 +205,7 @@ driver_test!(copy_file_to_socket, |p| {
         let receiver = proactor::spawn(async move {
             let mut out = Vec::new();
             let mut sink = ChunkySinkAll(&mut out);
-            let n = io::copy(&mut &b, &mut sink).await.unwrap();
+            let n = b.copy_to(&mut sink).await.unwrap();
             (n, out)
         });
         let mut file = proactor::fs::File::open(&path).await.unwrap();
@@ -240,7 +240,7 @@ driver_test!(buf_reader_zero_capacity_read_returns_at_once, |p| {
         let (res, buf) = res.expect("a zero-capacity read does not wait for data");
         assert_eq!((res.unwrap(), buf.len()), (0, 0));
         assert!(reader.buffer().is_empty());
-        let (res, _) = write_all(&mut &a, b"next\n".to_vec()).await;
+        let (res, _) = a.write_all(b"next\n".to_vec()).await;
         res.unwrap();
         let mut line = Vec::new();
         reader.read_until(b'\n', &mut line, 64).await.unwrap();

@@ -2,7 +2,6 @@
 //! and accepting through descriptor exhaustion.
 mod common;
 
-use proactor::io::{read_exact, write_all};
 use proactor::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use std::net::Shutdown;
 use std::rc::Rc;
@@ -19,9 +18,9 @@ driver_test!(tcp_round_trip, |p| {
         assert_eq!(server.peer_addr().unwrap(), client.local_addr().unwrap());
         assert_eq!(client.peer_addr().unwrap(), addr);
 
-        let (res, _) = write_all(&mut &client, b"hello proactor".to_vec()).await;
+        let (res, _) = client.write_all(b"hello proactor".to_vec()).await;
         res.unwrap();
-        let (res, buf) = read_exact(&mut &server, Vec::with_capacity(14)).await;
+        let (res, buf) = server.read_exact(Vec::with_capacity(14)).await;
         res.unwrap();
         assert_eq!(buf, b"hello proactor");
 
@@ -80,19 +79,18 @@ driver_test!(split_halves_work_concurrently, |p| {
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         // Echo server: one task reads, another writes, through the split halves.
-        let (mut rd, mut wr) = server.into_split();
-        let echo =
-            proactor::spawn(async move { proactor::io::copy(&mut rd, &mut wr).await.unwrap() });
+        let (rd, mut wr) = server.into_split();
+        let echo = proactor::spawn(async move { rd.copy_to(&mut wr).await.unwrap() });
         // The client writes 1 MiB while reading the echo concurrently.
         let payload: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
         let (crd, cwr) = client.into_split();
         let expect = payload.clone();
         let reader = proactor::spawn(async move {
-            let (res, buf) = read_exact(&mut &crd, Vec::with_capacity(expect.len())).await;
+            let (res, buf) = crd.read_exact(Vec::with_capacity(expect.len())).await;
             res.unwrap();
             assert!(buf == expect);
         });
-        let (res, _) = write_all(&mut &cwr, payload).await;
+        let (res, _) = cwr.write_all(payload).await;
         res.unwrap();
         reader.await.unwrap();
         cwr.shutdown(Shutdown::Write).await.unwrap();
@@ -143,7 +141,7 @@ driver_test!(unix_round_trip, |p| {
         let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
         let expect = data.clone();
         let sender = proactor::spawn(async move {
-            let (res, _) = write_all(&mut &client, data).await;
+            let (res, _) = client.write_all(data).await;
             res.unwrap();
             client.shutdown(Shutdown::Write).await.unwrap();
             client

@@ -3,7 +3,6 @@
 mod common;
 
 use proactor::buf::BufPool;
-use proactor::io::write_all;
 use proactor::net::{TcpListener, TcpStream, UnixStream};
 use proactor::{DriverKind, Proactor};
 use std::cell::RefCell;
@@ -33,7 +32,7 @@ fn many_connections_through_a_tiny_pool(p: &Proactor, user_space: bool) {
         for c in 0..CONNS {
             clients.push(proactor::spawn(async move {
                 let s = TcpStream::connect(addr).await.unwrap();
-                let (res, _) = write_all(&mut &s, pattern(c, LEN)).await;
+                let (res, _) = s.write_all(pattern(c, LEN)).await;
                 res.unwrap();
                 s.shutdown(Shutdown::Write).await.unwrap();
                 // Keep the socket until the server has read everything.
@@ -133,7 +132,7 @@ driver_test!(end_of_stream_and_echo_from_the_pool, |p| {
         while let Some(buf) = b.read_pooled(&pool).await.unwrap() {
             assert!(buf.len() <= 8);
             chunks += 1;
-            let (res, buf) = write_all(&mut &b, buf).await;
+            let (res, buf) = b.write_all(buf).await;
             res.unwrap();
             drop(buf);
         }

@@ -356,12 +356,12 @@ async fn hash_or_echo(stream: std::net::TcpStream, conn: Conn) {
         if buf[0] == b'H' && buf.len() == 9 {
             let size = u64::from_le_bytes(buf[1..9].try_into().unwrap());
             let digest = offload(move || hash_pattern(size)).await.unwrap();
-            let (res, _) = proactor::io::write_all(&mut &s, digest.to_vec()).await;
+            let (res, _) = s.write_all(digest.to_vec()).await;
             if res.is_err() {
                 break;
             }
         } else {
-            let (res, b) = proactor::io::write_all(&mut &s, buf).await;
+            let (res, b) = s.write_all(buf).await;
             buf = b;
             if res.is_err() {
                 break;
@@ -459,7 +459,7 @@ async fn echo(stream: std::net::TcpStream, conn: Conn) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        let (res, b) = proactor::io::write_all(&mut &s, buf).await;
+        let (res, b) = s.write_all(buf).await;
         buf = b;
         if res.is_err() {
             break;
@@ -483,10 +483,9 @@ fn thousand_clients(d: DriverChoice, dist: Distribution) {
                 let len = 1000 + (c * 7919) % 7000;
                 let payload: Vec<u8> = (0..len).map(|i| (i * 131 + c * 17) as u8).collect();
                 let s = proactor::net::TcpStream::connect(addr).await?;
-                let (res, _) = proactor::io::write_all(&mut &s, payload.clone()).await;
+                let (res, _) = s.write_all(payload.clone()).await;
                 res?;
-                let (res, back) =
-                    proactor::io::read_exact(&mut &s, Vec::with_capacity(payload.len())).await;
+                let (res, back) = s.read_exact(Vec::with_capacity(payload.len())).await;
                 res?;
                 if back != payload {
                     return Err(std::io::Error::other(format!("client {c}: bytes differ")));
@@ -529,10 +528,10 @@ threads_test!(echo_on_2_threads_1000_clients_reuseport, |d| {
 /// A chat connection: joins the room, says which thread serves it, then relays lines.
 async fn chat(stream: std::net::TcpStream, conn: Conn, room: Room<Arc<[u8]>>) {
     let s = proactor::net::TcpStream::from_std(stream).unwrap();
-    let (rd, mut wr) = s.into_split();
+    let (rd, wr) = s.into_split();
     let member = std::rc::Rc::new(room.join());
     let hello = format!("welcome {}\n", conn.worker()).into_bytes();
-    if proactor::io::write_all(&mut wr, hello).await.0.is_err() {
+    if wr.write_all(hello).await.0.is_err() {
         return;
     }
     let m = member.clone();
@@ -542,7 +541,7 @@ async fn chat(stream: std::net::TcpStream, conn: Conn, room: Room<Arc<[u8]>>) {
                 break;
             }
             for msg in msgs {
-                if proactor::io::write_all(&mut wr, msg.to_vec()).await.0.is_err() {
+                if wr.write_all(msg.to_vec()).await.0.is_err() {
                     return;
                 }
             }

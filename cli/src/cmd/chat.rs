@@ -527,7 +527,7 @@ async fn read_lines(room: &Room, client: &Client, stream: &ReadHalf) {
 }
 
 /// Drains the client's queue into the socket, one batch per send, until closed and empty.
-async fn writer_task(mut stream: WriteHalf, client: Arc<Client>, abort: Event) {
+async fn writer_task(stream: WriteHalf, client: Arc<Client>, abort: Event) {
     let mut buf: Vec<u8> = Vec::with_capacity(RECV_BUF);
     loop {
         let last = std::future::poll_fn(|cx| {
@@ -544,7 +544,7 @@ async fn writer_task(mut stream: WriteHalf, client: Arc<Client>, abort: Event) {
             Poll::Ready(out.closing)
         })
         .await;
-        let sending = proactor::io::write_all(&mut stream, std::mem::take(&mut buf));
+        let sending = stream.write_all(std::mem::take(&mut buf));
         match race(sending, abort.wait()).await {
             Either::Left((Ok(()), b)) => buf = b,
             Either::Left((Err(e), _)) => {

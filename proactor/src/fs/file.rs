@@ -5,7 +5,7 @@
 
 use super::{Metadata, OpenOptions};
 use crate::buf::{IoBuf, IoBufMut, IoVecBuf};
-use crate::io::{read_exact, write_all, AsyncReadOwned, AsyncWriteOwned};
+use crate::io::{copy, read_exact, read_to_end, write_all, AsyncReadOwned, AsyncWriteOwned};
 use crate::op::{Close, Emulation, Fsync, OpCode, Read, Readv, Statx, Write, Writev};
 use crate::{submit, BufResult, Op};
 use std::future::Future;
@@ -107,6 +107,30 @@ impl File {
         submit(Write::new(self.fd.clone(), buf))
     }
 
+    /// Fills `buf` (all of `bytes_total()`) from the file position, however many reads it takes
+    /// (and advances the position). The end of file first is an `UnexpectedEof` error; the buffer
+    /// comes back holding what did arrive.
+    pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
+        read_exact(&mut &*self, buf).await
+    }
+
+    /// Reads from the file position to the end of file, appending to `buf`; returns the count
+    /// appended (see [`crate::io::read_to_end`]).
+    pub async fn read_to_end(&self, buf: Vec<u8>) -> BufResult<usize, Vec<u8>> {
+        read_to_end(&mut &*self, buf).await
+    }
+
+    /// Writes every initialised byte of `buf` at the file position, however many writes it takes.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        write_all(&mut &*self, buf).await
+    }
+
+    /// Copies from the file position to the end of file into `writer` (a socket, another file);
+    /// returns the count (see [`crate::io::copy`]).
+    pub async fn copy_to<W: AsyncWriteOwned + ?Sized>(&self, writer: &mut W) -> io::Result<u64> {
+        copy(&mut &*self, writer).await
+    }
+
     /// Flushes data and metadata to the device (`fsync`).
     pub fn sync_all(&self) -> Op<Fsync<Rc<OwnedFd>>> {
         submit(Fsync::new(self.fd.clone()))
@@ -161,6 +185,18 @@ impl AsyncReadOwned for File {
 }
 
 impl AsyncWriteOwned for File {
+    fn write<B: IoBuf>(&mut self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
+        File::write(self, buf)
+    }
+}
+
+impl AsyncReadOwned for &File {
+    fn read<B: IoBufMut>(&mut self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
+        File::read(self, buf)
+    }
+}
+
+impl AsyncWriteOwned for &File {
     fn write<B: IoBuf>(&mut self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
         File::write(self, buf)
     }

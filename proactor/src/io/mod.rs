@@ -8,15 +8,21 @@
 //!
 //! Like every operation, they take the buffer by value and hand it back with the result, also on
 //! error, so nothing is lost.
+//!
+//! Each helper is also a method: on the sockets, their halves and files as inherent methods
+//! (`stream.write_all(buf).await`), and on any reader or writer through [`AsyncReadOwnedExt`] /
+//! [`AsyncWriteOwnedExt`].
 
 mod buf_reader;
 mod context;
 mod copy;
+mod ext;
 
 pub use buf_reader::{BufReader, LineTooLong};
 pub(crate) use context::context;
 pub use context::ContextError;
 pub use copy::copy;
+pub use ext::{AsyncReadOwnedExt, AsyncWriteOwnedExt};
 
 use crate::buf::{IoBuf, IoBufMut};
 use crate::BufResult;
@@ -35,6 +41,13 @@ pub trait AsyncReadOwned {
 pub trait AsyncWriteOwned {
     /// Writes once from `buf`; a short count is normal.
     fn write<B: IoBuf>(&mut self, buf: B) -> impl Future<Output = BufResult<usize, B>>;
+
+    /// Says that nothing more will be written: a stream socket shuts down its write side (the
+    /// peer reads end of stream); a writer with nothing to signal (a file) does nothing, which is
+    /// the default.
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> {
+        std::future::ready(Ok(()))
+    }
 }
 
 impl<R: AsyncReadOwned + ?Sized> AsyncReadOwned for &mut R {
@@ -46,6 +59,9 @@ impl<R: AsyncReadOwned + ?Sized> AsyncReadOwned for &mut R {
 impl<W: AsyncWriteOwned + ?Sized> AsyncWriteOwned for &mut W {
     fn write<B: IoBuf>(&mut self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
         (**self).write(buf)
+    }
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> {
+        (**self).shutdown()
     }
 }
 
@@ -62,6 +78,7 @@ impl<W: AsyncWriteOwned + ?Sized> AsyncWriteOwned for &mut W {
 ///     let (res, _) = io::write_all(&mut &a, b"0123456789".to_vec()).await;
 ///     res?;
 ///     let (res, buf) = io::read_exact(&mut &b, Vec::with_capacity(10)).await;
+///     // The same, as methods: `a.write_all(buf)`, `b.read_exact(buf)`.
 ///     res?;
 ///     assert_eq!(buf, b"0123456789");
 ///     Ok::<(), std::io::Error>(())
@@ -117,4 +134,46 @@ where
         }
     }
     (Ok(()), buf)
+}
+
+/// Smallest room `read_to_end` makes in a full buffer.
+const READ_TO_END_MIN: usize = 8 * 1024;
+
+/// Reads until end of stream, appending to `buf` after its current length (growing it as needed,
+/// without bound: for a peer you do not trust, read with a limit instead). Returns the number of
+/// bytes appended; on error the buffer comes back holding what did arrive.
+///
+/// ```
+/// use proactor::{io, net::UnixStream};
+/// let p = proactor::Proactor::new()?;
+/// p.block_on(async {
+///     let (a, b) = UnixStream::pair()?;
+///     let (res, _) = a.write_all(b"all of it".as_slice()).await;
+///     res?;
+///     drop(a);
+///     let (res, buf) = io::read_to_end(&mut &b, b"> ".to_vec()).await;
+///     assert_eq!((res?, &buf[..]), (9, &b"> all of it"[..]));
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub async fn read_to_end<R>(reader: &mut R, mut buf: Vec<u8>) -> BufResult<usize, Vec<u8>>
+where
+    R: AsyncReadOwned + ?Sized,
+{
+    let start = buf.len();
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity().max(READ_TO_END_MIN));
+        }
+        let from = buf.len();
+        let (res, slice) = reader.read(buf.slice(from..)).await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) => return (Ok(buf.len() - start), buf),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), buf),
+        }
+    }
 }

@@ -5,7 +5,8 @@
 //! allocation — so the per-operation cost is the operation's box and nothing else.
 
 /// Expands, inside an `impl` block of a type with a `fd: Rc<OwnedFd>` field, to the receiving
-/// methods: `read`, `readv`, `recv`, `peek`.
+/// methods: `read`, `readv`, `recv`, `peek`, `read_pooled`, and the composed `read_exact`,
+/// `read_to_end`, `copy_to` (which need [`impl_async_read`] on the type).
 macro_rules! read_methods {
     () => {
         /// Receives into `buf` (up to its capacity). `Ok(0)` means the peer closed its side.
@@ -65,15 +66,41 @@ macro_rules! read_methods {
         ) -> $crate::buf::RecvStream<std::rc::Rc<std::os::fd::OwnedFd>> {
             pool.recv_stream(self.fd.clone())
         }
+
+        /// Receives until `buf` is full (all of `bytes_total()`), however many reads it takes
+        /// (see [`crate::io::read_exact`]). End of stream first is an `UnexpectedEof` error; the
+        /// buffer comes back holding what did arrive.
+        pub async fn read_exact<B: $crate::buf::IoBufMut>(
+            &self,
+            buf: B,
+        ) -> $crate::BufResult<(), B> {
+            $crate::io::read_exact(&mut &*self, buf).await
+        }
+
+        /// Receives until the peer closes its side, appending to `buf` (see
+        /// [`crate::io::read_to_end`]); returns the count appended.
+        pub async fn read_to_end(&self, buf: Vec<u8>) -> $crate::BufResult<usize, Vec<u8>> {
+            $crate::io::read_to_end(&mut &*self, buf).await
+        }
+
+        /// Copies everything received, until the peer closes its side, into `writer` (see
+        /// [`crate::io::copy`]); returns the count.
+        pub async fn copy_to<W>(&self, writer: &mut W) -> std::io::Result<u64>
+        where
+            W: $crate::io::AsyncWriteOwned + ?Sized,
+        {
+            $crate::io::copy(&mut &*self, writer).await
+        }
     };
 }
 
 /// Expands, inside an `impl` block of a type with a `fd: Rc<OwnedFd>` field, to the sending
-/// methods: `write`, `writev`, `send`.
+/// methods: `write`, `writev`, `send`, `shutdown`, and the composed `write_all` (which needs
+/// [`impl_async_write`] on the type).
 macro_rules! write_methods {
     () => {
         /// Sends the initialised bytes of `buf`; a short count is a partial write (see
-        /// [`crate::io::write_all`]). Never raises `SIGPIPE`: a closed peer is an `EPIPE` error.
+        /// `write_all`). Never raises `SIGPIPE`: a closed peer is an `EPIPE` error.
         pub fn write<B: $crate::buf::IoBuf>(
             &self,
             buf: B,
@@ -105,6 +132,12 @@ macro_rules! write_methods {
         ) -> $crate::Op<$crate::op::Shutdown<std::rc::Rc<std::os::fd::OwnedFd>>> {
             $crate::submit($crate::op::Shutdown::new(self.fd.clone(), how))
         }
+
+        /// Sends every initialised byte of `buf`, however many sends it takes (see
+        /// [`crate::io::write_all`]). The buffer comes back either way.
+        pub async fn write_all<B: $crate::buf::IoBuf>(&self, buf: B) -> $crate::BufResult<(), B> {
+            $crate::io::write_all(&mut &*self, buf).await
+        }
     };
 }
 
@@ -132,7 +165,8 @@ macro_rules! impl_async_read {
 }
 
 /// Implements [`crate::io::AsyncWriteOwned`] for a type (and a shared reference to it) that has
-/// the inherent `write` of [`write_methods`].
+/// the inherent `write` and `shutdown` of [`write_methods`]; the trait's `shutdown` shuts the
+/// write side down.
 macro_rules! impl_async_write {
     ($ty:ty) => {
         impl $crate::io::AsyncWriteOwned for $ty {
@@ -142,6 +176,9 @@ macro_rules! impl_async_write {
             ) -> impl std::future::Future<Output = $crate::BufResult<usize, B>> {
                 <$ty>::write(self, buf)
             }
+            fn shutdown(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> {
+                <$ty>::shutdown(self, std::net::Shutdown::Write)
+            }
         }
         impl $crate::io::AsyncWriteOwned for &$ty {
             fn write<B: $crate::buf::IoBuf>(
@@ -149,6 +186,9 @@ macro_rules! impl_async_write {
                 buf: B,
             ) -> impl std::future::Future<Output = $crate::BufResult<usize, B>> {
                 <$ty>::write(*self, buf)
+            }
+            fn shutdown(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> {
+                <$ty>::shutdown(*self, std::net::Shutdown::Write)
             }
         }
     };
