@@ -288,3 +288,37 @@ fn a_user_space_pool_on_io_uring_falls_back_to_one_receive_at_a_time() {
         assert_eq!(err.unwrap().unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
     });
 }
+
+driver_test!(a_stream_nobody_reads_holds_few_buffers_and_loses_no_byte, |p| {
+    let _serial = counting_fds();
+    p.block_on(async {
+        let pool = BufPool::new(64, 256).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let sent: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 253) as u8).collect();
+        let writer = {
+            let sent = sent.clone();
+            proactor::spawn(async move {
+                for piece in sent.chunks(256) {
+                    let (res, _) = a.write(piece.to_vec()).await;
+                    res.unwrap();
+                }
+            })
+        };
+        let mut chunks = b.recv_stream(&pool).max_queued(4);
+        let mut got = next(&mut chunks).await.unwrap().unwrap().to_vec();
+        // Not taking anything for a while: the receive pauses instead of draining the pool.
+        for _ in 0..10 {
+            proactor::time::sleep(Duration::from_millis(3)).await.unwrap();
+        }
+        let held = pool.capacity() - pool.available();
+        assert!(held <= 4 + 8, "{held} buffers held by a stream nobody reads");
+        while got.len() < sent.len() {
+            got.extend_from_slice(&next(&mut chunks).await.expect("more data").unwrap());
+        }
+        writer.await.unwrap();
+        assert!(got == sent, "every byte, in order");
+        assert!(next(&mut chunks).await.is_none(), "then the end of the stream");
+        drop(chunks);
+        assert_eq!(pool.available(), pool.capacity());
+    });
+});

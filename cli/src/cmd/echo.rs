@@ -258,31 +258,28 @@ fn retry_pooled(err: &std::io::Error) -> bool {
 /// One connection as a task: the same loop, written straight. The operations share the socket
 /// through an `Rc` (as `proactor::net::TcpStream` does), so one dropped mid-flight at shutdown
 /// still keeps it open until it is over.
+///
+/// The receives are one multishot receive on the pool's buffer ring ([`BufPool::recv_stream`]):
+/// one submission for the whole connection, a completion per message. While an echo is being
+/// sent the kernel goes on receiving, up to the stream's bound of queued chunks (then the
+/// receive pauses until they are taken, and the data waits in the socket).
 async fn echo_task(pool: BufPool, stream: TcpStream, conn: Conn, settings: Settings) {
     if let Err(e) = stream.set_nonblocking(true) {
         return log_end(&conn, "setup", &e);
     }
     let fd = Rc::new(OwnedFd::from(stream));
-    let mut after_send = false;
+    let mut chunks = pool.recv_stream(fd.clone());
     loop {
-        let recv = op::RecvPooled::new(fd.clone(), &pool).poll_first(after_send);
-        let res = match with_idle(proactor::submit(recv), settings).await {
-            // The pool is dry, or the wake-up was spurious: the pool's receive waits and retries.
-            Err(e) if retry_pooled(&e) => {
-                let recv = pool.recv(fd.clone());
-                match settings.idle {
-                    Some(d) => proactor::time::timeout(d, recv).await.unwrap_or_else(|_| {
-                        Err(std::io::Error::from_raw_os_error(libc::ECANCELED))
-                    }),
-                    None => recv.await,
-                }
-            }
-            res => res,
+        let res = match settings.idle {
+            Some(d) => proactor::time::timeout(d, chunks.next())
+                .await
+                .unwrap_or_else(|_| Some(Err(std::io::Error::from_raw_os_error(libc::ECANCELED)))),
+            None => chunks.next().await,
         };
         let mut buf = match res {
-            Ok(None) => return,
-            Ok(Some(buf)) => buf.slice(..),
-            Err(e) => return log_end(&conn, "recv", &e),
+            None => return,
+            Some(Ok(buf)) => buf.slice(..),
+            Some(Err(e)) => return log_end(&conn, "recv", &e),
         };
         while buf.begin() < buf.end() {
             let send = proactor::submit(op::Send::new(fd.clone(), buf));
@@ -296,7 +293,6 @@ async fn echo_task(pool: BufPool, stream: TcpStream, conn: Conn, settings: Setti
                 Err(e) => return log_end(&conn, "send", &e),
             }
         }
-        after_send = true;
     }
 }
 

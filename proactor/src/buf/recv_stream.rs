@@ -6,6 +6,13 @@
 //! readiness. A pool managed in user space on io_uring has no ring for the kernel to pick from,
 //! so there the stream falls back to one pooled receive at a time — same items, same order.
 //!
+//! A multishot receive goes on while the caller is busy elsewhere (sending the last chunk, say),
+//! so a peer that sends and never reads could hold every buffer of the pool. The stream bounds
+//! that: once [`RecvStream::max_queued`] chunks wait to be taken, the run loop cancels the
+//! request as the last of them arrives, and the stream submits it again once the caller has
+//! taken them — the data waits in the socket meanwhile, and TCP's own flow control pushes back
+//! on the peer.
+//!
 //! A dry pool ends a multishot request with `ENOBUFS` and leaves the data in the socket. The
 //! stream then waits until a buffer comes back and submits again: nothing is lost. Waiting
 //! streams are woken one per returned buffer, oldest first, so a thousand connections
@@ -30,6 +37,11 @@ pub struct RecvStream<F: IoFd + Clone> {
     pool: Rc<PoolInner>,
     how: How<F>,
 }
+
+/// Chunks that may wait in a multishot receive's stream before it is paused (see the module
+/// docs): enough that a steady stream is not cancelled and resubmitted every few chunks, few
+/// enough that a thousand connections cannot drain a pool of a few thousand buffers.
+const DEFAULT_MAX_QUEUED: usize = 8;
 
 enum How<F: IoFd + Clone> {
     /// One multishot receive; `waiting`: it ended with `ENOBUFS` and waits for a buffer.
@@ -83,7 +95,10 @@ impl BufPool {
             None => false,
         };
         let how = if multishot {
-            How::Multi { op: crate::submit_multi(RecvMulti::new(fd, self)), waiting: false }
+            How::Multi {
+                op: crate::submit_multi(RecvMulti::new(fd, self)).max_queued(DEFAULT_MAX_QUEUED),
+                waiting: false,
+            }
         } else {
             How::OneShot { fd, op: None, dry: None }
         };
@@ -92,21 +107,34 @@ impl BufPool {
 }
 
 impl<F: IoFd + Clone> RecvStream<F> {
+    /// The next chunk: `None` at end of stream. (The same as `StreamExt::next`, without
+    /// needing the trait.)
+    pub async fn next(&mut self) -> Option<io::Result<PooledBuf>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
     /// True when the stream runs as one multishot receive (rather than a receive per chunk).
     pub fn is_multishot(&self) -> bool {
         matches!(self.how, How::Multi { .. })
     }
 
-    fn poll_multi(
-        pool: &Rc<PoolInner>,
-        op: &mut MultiOp<RecvMulti<F>>,
-        waiting: &mut bool,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<io::Result<PooledBuf>>> {
+    /// At most `n` received chunks wait in a multishot stream before its receive is paused
+    /// (at least 1; default 8). No effect on a stream that receives one chunk at a time.
+    pub fn max_queued(mut self, n: usize) -> Self {
+        if let How::Multi { op, .. } = &mut self.how {
+            op.set_max_queued(n);
+        }
+        self
+    }
+
+    fn poll_multi(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<PooledBuf>>> {
+        let How::Multi { op, waiting } = &mut self.how else {
+            unreachable!("called on a multishot stream")
+        };
         loop {
             if *waiting {
-                if !pool.has_free() {
-                    pool.wait_for_buffer(cx.waker());
+                if !self.pool.has_free() {
+                    self.pool.wait_for_buffer(cx.waker());
                     return Poll::Pending;
                 }
                 *waiting = false;
@@ -165,7 +193,7 @@ impl<F: IoFd + Clone> Stream for RecvStream<F> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         let poll = match &mut this.how {
-            How::Multi { op, waiting } => Self::poll_multi(&this.pool, op, waiting, cx),
+            How::Multi { .. } => this.poll_multi(cx),
             How::OneShot { fd, op, dry } => Self::poll_one_shot(&this.pool, fd, op, dry, cx),
             How::Ended => return Poll::Ready(None),
         };

@@ -176,6 +176,20 @@ impl Core {
         StreamStep::Pending
     }
 
+    /// How many items of a multishot operation's stream wait in its block.
+    pub(crate) fn stream_queued<O: Multishot>(&self, token: Token) -> usize {
+        let ops = self.ops.borrow();
+        match ops.get(token.key()) {
+            Some(slot) if slot.generation == token.generation() => {
+                let carrier = slot.op.cast::<MultiPlain<O>>().as_ptr();
+                // SAFETY: as in `poll_stream`: the block holds this stream's `MultiPlain<O>`,
+                // and the driver never touches its queue.
+                unsafe { (*carrier).queue.len() }
+            }
+            _ => 0,
+        }
+    }
+
     /// [`Core::submit`] past the in-flight cap: the operation waits for admission.
     #[cold]
     #[inline(never)]
@@ -419,7 +433,10 @@ impl Core {
             More::Queue(waiter) => {
                 // SAFETY: the block holds the carrier `kind` belongs to, and no reference to it
                 // is live (the table is not borrowed).
-                unsafe { item(block, c.result, c.flags, true) };
+                if unsafe { item(block, c.result, c.flags, true) } {
+                    // The stream's queue is full: pause the operation until it is taken.
+                    self.driver.borrow_mut().cancel(c.token);
+                }
                 if let Some(w) = waiter {
                     self.wake(w);
                 }
@@ -429,13 +446,13 @@ impl Core {
                 self.guard_user_code(kind.name, || {
                     // SAFETY: as above; the handler may start, cancel or drop other
                     // operations, but this one stays in the table until its last completion.
-                    unsafe { item(block, c.result, c.flags, run) }
+                    unsafe { item(block, c.result, c.flags, run) };
                 });
             }
             More::Drop => {
                 self.guard_user_code(kind.name, || {
                     // SAFETY: as above.
-                    unsafe { item(block, c.result, c.flags, false) }
+                    unsafe { item(block, c.result, c.flags, false) };
                 });
             }
             More::Stale => {}

@@ -32,6 +32,10 @@ pub enum Multi<O: Multishot> {
         op: O,
         /// True if starting it again continues where it stopped.
         restartable: bool,
+        /// The last completion's raw outcome: `Ok(0)` at end of stream, `ECANCELED` after a
+        /// cancel, `ENOBUFS` when the buffer pool ran dry (start it again once buffers are
+        /// back), or the error already handed over as the last item.
+        result: io::Result<u32>,
     },
 }
 
@@ -57,6 +61,7 @@ enum State<O: Multishot> {
 pub struct MultiOp<O: Multishot> {
     state: State<O>,
     cancelled: bool,
+    max_queued: usize,
 }
 
 /// Starts `op` on the current proactor when first polled, and streams its items.
@@ -85,10 +90,28 @@ pub struct MultiOp<O: Multishot> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn submit_multi<O: Multishot>(op: O) -> MultiOp<O> {
-    MultiOp { state: State::Unsubmitted(op), cancelled: false }
+    MultiOp { state: State::Unsubmitted(op), cancelled: false, max_queued: usize::MAX }
 }
 
 impl<O: Multishot> MultiOp<O> {
+    /// Pauses the operation while `n` items wait to be taken: the run loop cancels it as the
+    /// `n`th arrives, and the stream resubmits it once they are taken (the kernel then holds
+    /// what comes meanwhile — a socket's data stays in the socket). Unbounded by default.
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.set_max_queued(n);
+        self
+    }
+
+    pub(crate) fn set_max_queued(&mut self, n: usize) {
+        self.max_queued = n.max(1);
+    }
+
+    /// The next item: `None` once the stream has ended. (The same as `StreamExt::next`,
+    /// without needing the trait.)
+    pub async fn next(&mut self) -> Option<io::Result<O::Item>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
     /// Ends the operation early. Items already completed are still yielded, then the stream
     /// ends; it is not resubmitted.
     pub fn cancel(&mut self) {
@@ -120,6 +143,15 @@ impl<O: Multishot> MultiOp<O> {
         }
     }
 
+    /// Items completed and not yet taken from the stream.
+    pub fn queued(&self) -> usize {
+        match &self.state {
+            State::Streaming(core, token) => core.stream_queued::<O>(*token),
+            State::Ended { item: Some(_), .. } => 1,
+            _ => 0,
+        }
+    }
+
     /// The raw result of the last completion once the stream has ended (`-ENOBUFS`: the
     /// buffer pool ran dry).
     pub(crate) fn last_result(&self) -> Option<i32> {
@@ -142,7 +174,9 @@ impl<O: Multishot> MultiOp<O> {
         }
         let core = handle.core;
         let waiter = Receiver::Future(core.executor.waiter(cx.waker()));
-        let token = core.submit_multi(MultiPlain { op, queue: VecDeque::new() }, waiter);
+        let carrier =
+            MultiPlain { op, queue: VecDeque::new(), limit: self.max_queued, paused: false };
+        let token = core.submit_multi(carrier, waiter);
         self.state = State::Streaming(core, token);
         Poll::Pending
     }
@@ -178,7 +212,9 @@ impl<O: Multishot> Stream for MultiOp<O> {
                     return Poll::Ready(Some(item));
                 }
                 State::Ended { op, last, item: None } => {
-                    if !this.cancelled && op.restart(last) {
+                    // Not cancelled by its owner: an ECANCELED end is the loop's pause.
+                    let paused = last == -libc::ECANCELED;
+                    if !this.cancelled && (paused || op.restart(last)) {
                         this.state = State::Unsubmitted(op);
                         continue;
                     }
@@ -246,7 +282,8 @@ impl Handle {
             return self.start_refused(move || {
                 if let Some((op, err)) = slot.take() {
                     handler(Multi::Item(Err(err)));
-                    handler(Multi::End { op, restartable: false });
+                    let result = Err(io::Error::from_raw_os_error(libc::EINVAL));
+                    handler(Multi::End { op, restartable: false, result });
                 }
             });
         }

@@ -408,13 +408,14 @@ pub(crate) struct OpKind {
 
 /// Makes the item of one completion flagged `MORE` (raw result and flags) in a multishot
 /// operation's block, and delivers it (queued for its stream, or given to its handler) — or,
-/// without `deliver`, drops it.
+/// without `deliver`, drops it. True when the stream's queue has just filled up: the loop then
+/// cancels the operation (a pause; the stream resubmits once its items are taken).
 ///
 /// # Safety
 /// `block` must hold a live value of the carrier type whose [`OpKind`] holds this function, and
 /// no reference to the block may be live; the driver may still hold it (it touches only the
 /// operation, never its queue or handler, and not during this call).
-pub(crate) type ItemFn = unsafe fn(NonNull<u8>, i32, u32, bool);
+pub(crate) type ItemFn = unsafe fn(NonNull<u8>, i32, u32, bool) -> bool;
 
 /// Finishes a type-erased operation from its raw block: moves the value out, gives the block
 /// back to the loop's memory *before* any user code runs (a handler that starts the next
@@ -558,6 +559,9 @@ impl<O: OpCode, H: FnOnce(O::Output) + 'static> ErasedOp for WithHandler<O, H> {
 pub(crate) struct MultiPlain<O: Multishot> {
     pub(crate) op: O,
     pub(crate) queue: VecDeque<io::Result<O::Item>>,
+    /// At this many queued items the operation is paused (cancelled), once.
+    pub(crate) limit: usize,
+    pub(crate) paused: bool,
 }
 
 impl<O: Multishot> MultiPlain<O> {
@@ -593,17 +597,24 @@ impl<O: Multishot> ErasedOp for MultiPlain<O> {
 }
 
 /// The [`ItemFn`] of [`MultiPlain`].
-unsafe fn item_multi_plain<O: Multishot>(block: NonNull<u8>, res: i32, flags: u32, deliver: bool) {
-    let carrier = block.cast::<MultiPlain<O>>().as_ptr();
+unsafe fn item_multi_plain<O: Multishot>(
+    block: NonNull<u8>,
+    res: i32,
+    flags: u32,
+    deliver: bool,
+) -> bool {
     // SAFETY: per the `ItemFn` contract the block holds a live `MultiPlain<O>` nobody else
-    // references now; only the operation and the queue are borrowed, one after the other.
-    let item = unsafe { (*carrier).op.item(res, flags) };
-    if let Some(item) = item {
-        if deliver {
-            // SAFETY: as above.
-            unsafe { (*carrier).queue.push_back(item) };
+    // references now.
+    let carrier = unsafe { &mut *block.cast::<MultiPlain<O>>().as_ptr() };
+    let item = carrier.op.item(res, flags);
+    if let (Some(item), true) = (item, deliver) {
+        carrier.queue.push_back(item);
+        if carrier.queue.len() >= carrier.limit && !carrier.paused {
+            carrier.paused = true;
+            return true;
         }
     }
+    false
 }
 
 /// The [`Finisher`] of [`MultiPlain`] when its stream is gone: every item left is dropped.
@@ -655,7 +666,7 @@ unsafe fn item_multi_with_handler<O: Multishot, H: FnMut(Multi<O>) + 'static>(
     res: i32,
     flags: u32,
     deliver: bool,
-) {
+) -> bool {
     let carrier = block.cast::<MultiWithHandler<O, H>>().as_ptr();
     // SAFETY: per the `ItemFn` contract the block holds a live carrier nobody else references
     // now; the handler cannot reach it (it is not in the handler's captures), and the driver
@@ -665,6 +676,7 @@ unsafe fn item_multi_with_handler<O: Multishot, H: FnMut(Multi<O>) + 'static>(
         // SAFETY: as above; the operation's borrow ended with the item's making.
         unsafe { ((*carrier).handler)(Multi::Item(item)) };
     }
+    false
 }
 
 /// The [`Finisher`] of [`MultiWithHandler`]: the last item, then the end, go to the handler.
@@ -686,7 +698,8 @@ unsafe fn finish_multi_with_handler<O: Multishot, H: FnMut(Multi<O>) + 'static>(
         handler(Multi::Item(item));
     }
     let restartable = op.restart(res);
-    handler(Multi::End { op, restartable });
+    let result = convert(O::NAME, res);
+    handler(Multi::End { op, restartable, result });
 }
 
 #[cfg(test)]
