@@ -30,6 +30,8 @@
 #![warn(missing_docs)]
 
 pub mod buf;
+#[cfg(any(feature = "tokio-io", feature = "futures-io"))]
+pub mod compat;
 pub mod driver;
 pub mod fd;
 pub mod fs;

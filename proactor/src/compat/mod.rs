@@ -1,0 +1,377 @@
+//! Bridges to the poll-based I/O traits of the ecosystem: `tokio::io`, `futures::io` and
+//! `hyper::rt`, each behind a cargo feature (`tokio-io`, `futures-io`, `hyper`; all off by
+//! default).
+//!
+//! The ecosystem's traits lend the callee a buffer for one call (`poll_read(cx, &mut buf)`); the
+//! Proactor needs a buffer that stays put until the kernel is done with it, across any number of
+//! polls, and beyond the caller's future if that is dropped. [`Compat`] resolves the two by
+//! owning its buffers: the kernel receives into the adapter's read buffer, and `poll_read`
+//! copies out of it; `poll_write` copies into the adapter's write buffer and reports the bytes
+//! written, and the adapter sends them — at once when no send is in flight, else as soon as the
+//! one in flight completes (two write buffers take turns, so a writer keeps filling one while
+//! the kernel sends the other). `poll_flush` returns only when every accepted byte has been sent,
+//! and `poll_shutdown` flushes and then shuts the write side down.
+//!
+//! **Cancellation.** The operation in flight belongs to the adapter, not to the caller's future:
+//! when a `read` future is dropped (a timeout, a `select!` that took another branch) its receive
+//! keeps going, and the next `poll_read` resumes it, so no byte of the stream is lost. Dropping
+//! the adapter itself cancels what it has in flight (the buffers are parked until the kernel
+//! returns them, as for any [`crate::Op`]).
+//!
+//! **Allocation.** The read buffer and the two write buffers are allocated once, on first use,
+//! at the capacities given to [`Compat::with_capacity`] (64 KiB each by default); a call
+//! allocates nothing.
+//!
+//! ```
+//! # #[cfg(feature = "tokio-io")] {
+//! use proactor::compat::Compat;
+//! use proactor::net::UnixStream;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let p = proactor::Proactor::new()?;
+//! p.block_on(async {
+//!     let (a, b) = UnixStream::pair()?;
+//!     let (mut a, mut b) = (Compat::new(a), Compat::new(b));
+//!     a.write_all(b"hello").await?;
+//!     a.flush().await?;
+//!     let mut buf = [0u8; 5];
+//!     b.read_exact(&mut buf).await?;
+//!     assert_eq!(&buf, b"hello");
+//!     Ok::<(), std::io::Error>(())
+//! })?;
+//! # }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+#[cfg(feature = "futures-io")]
+mod futures_io;
+mod stream;
+#[cfg(feature = "tokio-io")]
+mod tokio_io;
+
+pub use stream::CompatStream;
+
+use crate::buf::{IoBuf, Slice};
+use crate::fd::IoFd;
+use crate::op::{Recv, Send, Shutdown};
+use crate::Op;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+/// Default capacity of the read buffer and of each of the two write buffers.
+pub const DEFAULT_CAPACITY: usize = 64 * 1024;
+
+/// A proactor stream with the poll-based I/O traits of `tokio`, `futures` and `hyper`.
+///
+/// See the [module documentation](self) for how buffers, cancellation and flushing work. The
+/// adapter implements, each under its feature:
+/// - `tokio-io`: `tokio::io::{AsyncRead, AsyncBufRead, AsyncWrite}`;
+/// - `futures-io`: `futures::io::{AsyncRead, AsyncBufRead, AsyncWrite}`;
+/// - `hyper`: `hyper::rt::{Read, Write}`.
+///
+/// Writes are vectored (`is_write_vectored` is true): every slice is copied into the write
+/// buffer, as far as it has room.
+pub struct Compat<S: CompatStream> {
+    stream: S,
+    read: ReadSide<S::Fd>,
+    write: WriteSide<S::Fd>,
+}
+
+/// The receiving half of the state.
+struct ReadSide<F: IoFd> {
+    /// Received bytes; `pos..buf.len()` not yet handed out. Empty (no allocation) while `op`
+    /// holds the buffer.
+    buf: Vec<u8>,
+    pos: usize,
+    /// The receive in flight, which owns the buffer until it completes.
+    op: Option<Op<Recv<F, Vec<u8>>>>,
+    cap: usize,
+}
+
+/// The sending half of the state.
+struct WriteSide<F: IoFd> {
+    /// Bytes accepted from the caller and not yet handed to the kernel.
+    fill: Vec<u8>,
+    /// The other buffer, idle and empty, while `op` is `None`; empty and unallocated while `op`
+    /// has it.
+    spare: Vec<u8>,
+    /// The send in flight: the rest of a buffer, after any partial sends.
+    op: Option<Op<Send<F, Slice<Vec<u8>>>>>,
+    /// How many bytes the send in flight has still to send (0 with none in flight).
+    sending: usize,
+    /// A failed send whose bytes had already been reported written: told on the next call.
+    error: Option<io::Error>,
+    /// The shutdown in flight, then `Done`.
+    shutdown: ShutdownState<F>,
+    cap: usize,
+}
+
+enum ShutdownState<F: IoFd> {
+    Open,
+    InFlight(Op<Shutdown<F>>),
+    Done,
+}
+
+// Nothing in `Compat` is ever pinned in place: the operations move their buffers into the
+// run loop's memory, and `stream` is only used through `&S`.
+impl<S: CompatStream> Unpin for Compat<S> {}
+
+impl<S: CompatStream> Compat<S> {
+    /// Wraps `stream` with the default buffer capacities ([`DEFAULT_CAPACITY`]).
+    pub fn new(stream: S) -> Self {
+        Self::with_capacity(stream, DEFAULT_CAPACITY, DEFAULT_CAPACITY)
+    }
+
+    /// Wraps `stream` with a read buffer of `read` bytes and two write buffers of `write`
+    /// bytes each (each at least 1). A receive asks the kernel for at most `read` bytes; a send
+    /// gives it at most `write`.
+    pub fn with_capacity(stream: S, read: usize, write: usize) -> Self {
+        Compat {
+            stream,
+            read: ReadSide { buf: Vec::new(), pos: 0, op: None, cap: read.max(1) },
+            write: WriteSide {
+                fill: Vec::new(),
+                spare: Vec::new(),
+                op: None,
+                sending: 0,
+                error: None,
+                shutdown: ShutdownState::Open,
+                cap: write.max(1),
+            },
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Bytes received and not yet read.
+    pub fn buffered_read(&self) -> &[u8] {
+        &self.read.buf[self.read.pos..]
+    }
+
+    /// True while a receive is in flight (the kernel owns the read buffer). It stays in flight
+    /// when the read future that started it is dropped; the next read resumes it.
+    pub fn read_in_flight(&self) -> bool {
+        self.read.op.is_some()
+    }
+
+    /// Bytes accepted by `poll_write` that the kernel has not finished sending (flush to send
+    /// them).
+    pub fn pending_write(&self) -> usize {
+        self.write.fill.len() + self.write.sending
+    }
+
+    /// Gives the stream back. Bytes received and not yet read, and bytes written and not yet
+    /// flushed, are dropped with the adapter's buffers; an operation in flight is cancelled.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+
+    /// Waits until received bytes are available and returns them (empty at end of stream).
+    /// [`Compat::consume`] marks bytes as read.
+    pub fn poll_fill_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let read = &mut self.read;
+        while read.pos == read.buf.len() {
+            if let Some(op) = read.op.as_mut() {
+                let (res, buf) = ready!(Pin::new(op).poll(cx));
+                read.op = None;
+                read.buf = buf;
+                read.pos = 0;
+                match res {
+                    Ok(0) => {
+                        read.buf.clear();
+                        return Poll::Ready(Ok(&[]));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        read.buf.clear();
+                        return Poll::Ready(Err(e));
+                    }
+                }
+            } else {
+                let mut buf = std::mem::take(&mut read.buf);
+                buf.clear();
+                if buf.capacity() < read.cap {
+                    buf.reserve_exact(read.cap);
+                }
+                read.pos = 0;
+                read.op = Some(self.stream.recv(buf));
+            }
+        }
+        Poll::Ready(Ok(&read.buf[read.pos..]))
+    }
+
+    /// Marks `n` bytes of those [`Compat::poll_fill_buf`] returned as read.
+    pub fn consume(&mut self, n: usize) {
+        self.read.pos = (self.read.pos + n).min(self.read.buf.len());
+    }
+
+    /// Copies received bytes into `dst` (waiting for some if none are buffered); `Ok(0)` at end
+    /// of stream or when `dst` is empty.
+    pub fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if dst.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let src = ready!(self.poll_fill_buf(cx))?;
+        let n = src.len().min(dst.len());
+        dst[..n].copy_from_slice(&src[..n]);
+        self.consume(n);
+        Poll::Ready(Ok(n))
+    }
+
+    /// Accepts bytes from `bufs` into the write buffer, in order, as far as it has room, and
+    /// returns how many; waits only when the buffer is full and a send is in flight. The bytes
+    /// go out without a flush when no send is in flight, but only
+    /// [`Compat::poll_flush_sends`] says they have.
+    pub fn poll_write_from(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        if let Some(e) = self.write.error.take() {
+            return Poll::Ready(Err(e));
+        }
+        loop {
+            // Progress on the send in flight; its error is this call's.
+            if let Poll::Ready(Err(e)) = self.drive_send(cx) {
+                return Poll::Ready(Err(e));
+            }
+            let w = &mut self.write;
+            if w.fill.capacity() < w.cap {
+                w.fill.reserve_exact(w.cap - w.fill.len());
+            }
+            let mut room = w.cap.saturating_sub(w.fill.len());
+            if room > 0 {
+                let mut n = 0;
+                for b in bufs {
+                    let take = b.len().min(room);
+                    w.fill.extend_from_slice(&b[..take]);
+                    n += take;
+                    room -= take;
+                    if room == 0 {
+                        break;
+                    }
+                }
+                if w.op.is_none() {
+                    self.start_send();
+                    // Submits the send (and registers `cx`); a failure is told on the next call,
+                    // since these bytes were accepted.
+                    if let Poll::Ready(Err(e)) = self.drive_send(cx) {
+                        self.write.error = Some(e);
+                    }
+                }
+                return Poll::Ready(Ok(n));
+            }
+            if self.write.op.is_some() {
+                // Full, and the send in flight will wake us (`drive_send` polled it).
+                return Poll::Pending;
+            }
+            self.start_send();
+        }
+    }
+
+    /// Waits until every byte accepted so far has been sent; a failed send is returned here.
+    pub fn poll_flush_sends(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if let Some(e) = self.write.error.take() {
+                return Poll::Ready(Err(e));
+            }
+            ready!(self.drive_send(cx))?;
+            if self.write.fill.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            self.start_send();
+        }
+    }
+
+    /// Flushes, then shuts the write side down (the peer reads end of stream). Calling it again
+    /// after it succeeded returns `Ok` at once.
+    pub fn poll_shutdown_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_flush_sends(cx))?;
+        loop {
+            match &mut self.write.shutdown {
+                ShutdownState::Done => return Poll::Ready(Ok(())),
+                ShutdownState::Open => {
+                    self.write.shutdown = ShutdownState::InFlight(self.stream.shutdown_write());
+                }
+                ShutdownState::InFlight(op) => {
+                    let res = ready!(Pin::new(op).poll(cx));
+                    self.write.shutdown = ShutdownState::Done;
+                    return Poll::Ready(res);
+                }
+            }
+        }
+    }
+
+    /// Hands the filling buffer to a new send and makes the spare buffer the filling one.
+    /// Only called with no send in flight and bytes to send.
+    fn start_send(&mut self) {
+        let w = &mut self.write;
+        debug_assert!(w.op.is_none() && !w.fill.is_empty());
+        let next = std::mem::take(&mut w.spare);
+        let buf = std::mem::replace(&mut w.fill, next);
+        let len = buf.len();
+        w.sending = len;
+        w.op = Some(self.stream.send(buf.slice(..len)));
+    }
+
+    /// Polls the send in flight until it has sent its whole buffer (resubmitting the rest after
+    /// a partial send). `Ready(Ok)` when nothing is in flight.
+    fn drive_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(op) = self.write.op.as_mut() {
+            let (res, slice) = ready!(Pin::new(op).poll(cx));
+            self.write.op = None;
+            self.write.sending = 0;
+            let (begin, end) = (slice.begin(), slice.end());
+            let buf = slice.into_inner();
+            match res {
+                Ok(n) if n > 0 && begin + n < end => {
+                    self.write.sending = end - begin - n;
+                    self.write.op = Some(self.stream.send(buf.slice(begin + n..end)));
+                }
+                Ok(n) => {
+                    self.recycle(buf);
+                    if n == 0 {
+                        let msg = format!("the socket accepted none of {} bytes", end - begin);
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, msg)));
+                    }
+                }
+                Err(e) => {
+                    self.recycle(buf);
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Keeps a sent buffer as the spare (empty, its allocation kept).
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        self.write.spare = buf;
+    }
+}
+
+impl<S: CompatStream + std::fmt::Debug> std::fmt::Debug for Compat<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compat")
+            .field("stream", &self.stream)
+            .field("buffered_read", &(self.read.buf.len() - self.read.pos))
+            .field("read_in_flight", &self.read.op.is_some())
+            .field("buffered_write", &self.write.fill.len())
+            .field("write_in_flight", &self.write.op.is_some())
+            .finish()
+    }
+}
