@@ -102,6 +102,10 @@ fn quick_bench_reports_every_server_and_figure() {
             assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999, "{server}: percentiles out of order");
             assert!(num(run, "server_peak_rss_kib") > 0.0, "{server}: no peak RSS");
             assert!(num(run, "client_cpu_s") > 0.0, "{server}: load generator CPU not measured");
+            // --quick runs one round: no spread to judge, so not settled.
+            assert_eq!(run["status"], "single", "{server}");
+            assert!(run["msgs_spread"].is_null());
+            assert_eq!(run["rounds"].as_array().unwrap().len(), 1);
         }
     }
 
@@ -158,9 +162,69 @@ fn mangled_echo_fails_loudly() {
     assert_eq!(num(good, "error_count"), 0.0, "{}", good["errors"]);
 }
 
+/// A point whose rounds cannot agree (a bound of 0.001 %) gets its extra round, every round is in
+/// the JSON with the ones used marked, and it is reported unreliable: no target on it is met.
+#[test]
+fn unsettled_point_is_rerun_and_marked_unreliable() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = bench(&[
+        "--servers",
+        "proactor-uring,tokio-ct",
+        "--secs",
+        "0.2",
+        "--warmup",
+        "0.1",
+        "--rounds",
+        "2",
+        "--extra-rounds",
+        "1",
+        "--max-spread",
+        "0.001",
+        "--conns",
+        "100",
+        "--sizes",
+        "64",
+        "--idle",
+        "0",
+        "--no-same-core",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {}\n{stdout}\n{stderr}", out.status);
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        let rounds = run["rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 3, "2 rounds and 1 extra: {run}");
+        let used = rounds.iter().filter(|r| r["used"] == Value::Bool(true)).count();
+        assert_eq!(used, 2, "the 2 rounds that agree best are used: {run}");
+        assert!(num(run, "msgs_spread") > 0.0 && num(run, "cpu_spread") > 0.0);
+        assert_eq!(run["status"], "unreliable", "{run}");
+        assert_eq!(run["loadgen"], "epoll");
+    }
+    let targets = report["targets"].as_array().unwrap();
+    assert!(!targets.is_empty());
+    for t in targets {
+        assert_eq!(t["verdict"], "unsettled", "{t}");
+        assert_eq!(t["met"], Value::Bool(false));
+    }
+    assert!(stdout.contains("UNRELIABLE"), "{stdout}");
+    assert!(stdout.contains("unsettled"), "{stdout}");
+}
+
 #[test]
 fn bad_options_are_refused() {
-    for args in [&["--conns", "0"][..], &["--servers", "nginx"], &["--secs", "-1"]] {
+    for args in [
+        &["--conns", "0"][..],
+        &["--servers", "nginx"],
+        &["--secs", "-1"],
+        &["--max-spread", "0"],
+        &["--loadgen", "nope"],
+    ] {
         let out = bench(args);
         assert!(!out.status.success(), "{args:?} accepted");
         assert!(!out.stderr.is_empty(), "{args:?}: no error message");

@@ -4,7 +4,8 @@
 //!
 //! Files: `spawn` (the servers under test and how they start), `servers` (the baseline servers),
 //! `loadgen` (the load), `idle` (the idle-connection test), `proc` (/proc figures, pinning),
-//! `report` (figures, table, JSON, targets), `plot` (the SVG chart).
+//! `settle` (spreads over rounds, re-runs, verdicts), `report` (figures, JSON), `table` (the
+//! table), `targets` (the targets), `plot` (the SVG chart).
 
 pub mod idle;
 pub mod loadgen;
@@ -12,13 +13,30 @@ pub mod plot;
 pub mod proc;
 pub mod report;
 pub mod servers;
+pub mod settle;
 pub mod spawn;
+mod table;
 pub mod targets;
 
 use report::{IdleResult, Report, RunResult};
 use spawn::{ServerKind, ServerProc};
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A load generator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadGen {
+    /// One thread on raw edge-triggered epoll (`loadgen.rs`).
+    Epoll,
+}
+
+impl std::fmt::Display for LoadGen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoadGen::Epoll => "epoll",
+        })
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -33,9 +51,16 @@ pub struct Config {
     pub warmup: Duration,
     /// Each measured window.
     pub window: Duration,
-    /// Rounds per point: servers take turns this many times and the median round is reported,
-    /// so a burst of other work on the machine hits one round, not one server.
+    /// Rounds per point: servers take turns this many times (the order reversed every other
+    /// round) and the median round is reported, so a burst of other work on the machine hits one
+    /// round, not one server.
     pub rounds: usize,
+    /// A point whose spread is above this gets extra rounds (`settle::MAX_SPREAD`).
+    pub max_spread: f64,
+    /// At most this many extra rounds per point (`settle::EXTRA_ROUNDS`).
+    pub extra_rounds: usize,
+    /// The load generators to run every point with, each settled on its own.
+    pub loadgens: Vec<LoadGen>,
     /// Idle connections to hold (0: skip the idle test).
     pub idle: usize,
     /// Also run 1 connection with server and load generator on the same core.
@@ -116,23 +141,18 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         points.push(Point { conns: 1, size, same_core: true });
     }
     let rounds = cfg.rounds.max(1);
-    let total = points.len() * cfg.servers.len() * rounds
-        + if cfg.idle > 0 { cfg.servers.len() } else { 0 };
+    let planned = points.len() * cfg.loadgens.len() * cfg.servers.len() * rounds;
+    let total = planned + if cfg.idle > 0 { cfg.servers.len() } else { 0 };
     let progress = Progress::new(total as u64);
+    // Extra rounds may add at most half the planned time to the run (at least 10 s).
+    let mut rerun_budget =
+        (cfg.warmup + cfg.window).mul_f64(planned as f64 * 0.5).max(Duration::from_secs(10));
     let mut report = Report::new(cfg, &split);
     for p in &points {
-        let place = if p.same_core { split.same().unwrap_or(split) } else { split };
-        let mut per_server: Vec<Vec<RunResult>> = vec![Vec::new(); cfg.servers.len()];
-        for round in 1..=rounds {
-            for (j, &server) in cfg.servers.iter().enumerate() {
-                let where_ = if p.same_core { ", same core" } else { "" };
-                let of =
-                    if rounds > 1 { format!(", round {round}/{rounds}") } else { String::new() };
-                progress.step(format!("{server}: {} conn × {} B{where_}{of}", p.conns, p.size));
-                per_server[j].push(run_point(server, *p, place, cfg));
-            }
+        for &lg in &cfg.loadgens {
+            let runs = settle_point(cfg, *p, lg, split, &progress, &mut rerun_budget);
+            report.runs.extend(runs);
         }
-        report.runs.extend(per_server.into_iter().map(RunResult::median_of));
     }
     if cfg.idle > 0 {
         for &server in &cfg.servers {
@@ -145,8 +165,79 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn run_point(server: ServerKind, p: Point, place: Placement, cfg: &Config) -> RunResult {
-    let mut result = RunResult::empty(server, p.conns, p.size, p.same_core);
+/// Runs one point with one load generator: `cfg.rounds` rounds, the servers taking turns in an
+/// order reversed every other round (A B C, C B A, …), then extra rounds while `settle::decide`
+/// asks for them and `budget` lasts; returns each server's settled result.
+fn settle_point(
+    cfg: &Config,
+    p: Point,
+    lg: LoadGen,
+    split: Placement,
+    progress: &Progress,
+    budget: &mut Duration,
+) -> Vec<RunResult> {
+    let place = if p.same_core { split.same().unwrap_or(split) } else { split };
+    let want = cfg.rounds.max(1);
+    let n = cfg.servers.len();
+    let mut per_server: Vec<Vec<RunResult>> = vec![Vec::new(); n];
+    let mut extra = 0;
+    let mut round = 0;
+    loop {
+        round += 1;
+        let started = Instant::now();
+        let order: Vec<usize> =
+            if round % 2 == 1 { (0..n).collect() } else { (0..n).rev().collect() };
+        for j in order {
+            let server = cfg.servers[j];
+            let where_ = if p.same_core { ", same core" } else { "" };
+            let by = if cfg.loadgens.len() > 1 { format!(", {lg} load") } else { String::new() };
+            let of = if round > want {
+                format!(", extra round {}/{}", round - want, cfg.extra_rounds)
+            } else if want > 1 {
+                format!(", round {round}/{want}")
+            } else {
+                String::new()
+            };
+            progress.step(format!("{server}: {} conn × {} B{where_}{by}{of}", p.conns, p.size));
+            per_server[j].push(run_point(server, lg, p, place, cfg));
+        }
+        if round > want {
+            *budget = budget.saturating_sub(started.elapsed());
+        }
+        if round < want {
+            continue;
+        }
+        // A failing server fails the bench anyway: no re-run for it.
+        let failed = per_server.iter().flatten().any(|r| r.error_count > 0);
+        let statuses: Vec<settle::Status> = per_server
+            .iter()
+            .map(|runs| {
+                let samples: Vec<settle::Sample> = runs.iter().map(RunResult::sample).collect();
+                settle::status_of(&settle::tightest(&samples, want), cfg.max_spread)
+            })
+            .collect();
+        let max_extra = if failed { 0 } else { cfg.extra_rounds };
+        // Another round fits if the budget still holds one as long as the last.
+        let time_left = *budget >= started.elapsed();
+        match settle::decide(&statuses, extra, max_extra, time_left) {
+            settle::Next::Rerun => {
+                extra += 1;
+                progress.grow(n as u64);
+            }
+            settle::Next::Done(_) => break,
+        }
+    }
+    per_server.into_iter().map(|runs| RunResult::settled(runs, want, cfg.max_spread)).collect()
+}
+
+fn run_point(
+    server: ServerKind,
+    lg: LoadGen,
+    p: Point,
+    place: Placement,
+    cfg: &Config,
+) -> RunResult {
+    let mut result = RunResult::empty(server, lg, p.conns, p.size, p.same_core);
     let outcome = (|| -> anyhow::Result<()> {
         // A server asked to use several threads may use every core (the load generator's too).
         let cpu = if server.threads() > 1 { None } else { place.server };
@@ -159,7 +250,9 @@ fn run_point(server: ServerKind, p: Point, place: Placement, cfg: &Config) -> Ru
             warmup: cfg.warmup,
             window: cfg.window,
         };
-        let measured = on_cpu(place.client, move || loadgen::run(&load))?;
+        let measured = on_cpu(place.client, move || match lg {
+            LoadGen::Epoll => loadgen::run(&load),
+        })?;
         let mem = proc::memory(proc_.pid).unwrap_or_default();
         let threads = proc::threads(proc_.pid).unwrap_or(0);
         proc_.check_alive()?;
@@ -204,7 +297,7 @@ fn on_cpu<T: Send + 'static>(
 /// The progress line on stderr: a bar on a terminal, a line per step otherwise.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
-    total: u64,
+    total: std::cell::Cell<u64>,
     done: std::cell::Cell<u64>,
 }
 
@@ -220,7 +313,15 @@ impl Progress {
             bar.set_style(style);
             bar
         });
-        Progress { bar, total, done: std::cell::Cell::new(0) }
+        Progress { bar, total: std::cell::Cell::new(total), done: std::cell::Cell::new(0) }
+    }
+
+    /// Adds `n` steps to the total (extra rounds).
+    fn grow(&self, n: u64) {
+        self.total.set(self.total.get() + n);
+        if let Some(bar) = &self.bar {
+            bar.set_length(self.total.get());
+        }
     }
 
     fn step(&self, msg: String) {
@@ -231,7 +332,7 @@ impl Progress {
                 bar.set_position(n - 1);
                 bar.set_message(msg);
             }
-            None => eprintln!("[{n}/{}] {msg}", self.total),
+            None => eprintln!("[{n}/{}] {msg}", self.total.get()),
         }
     }
 

@@ -1,7 +1,10 @@
 //! The `--plot FILE.svg` chart: per matrix point, grouped bars per server for messages/s, server
 //! CPU per message and p99 latency (log scale), with the idle memory per connection beside them.
+//! A server whose rounds at a point did not settle is drawn as an outline with `?` above it.
+//! With two load generators, the chart shows the first one's runs.
 
 use super::report::{point_label, Report, RunResult};
+use super::settle::Status;
 use anyhow::anyhow;
 use plotters::prelude::*;
 use std::path::Path;
@@ -30,7 +33,7 @@ struct Metric {
 pub fn write(report: &Report, path: &Path) -> anyhow::Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
     let mut points: Vec<(usize, usize, bool)> = Vec::new();
-    for r in &report.runs {
+    for r in runs(report) {
         if !points.contains(&(r.conns, r.size, r.same_core)) {
             points.push((r.conns, r.size, r.same_core));
         }
@@ -67,7 +70,8 @@ pub fn write(report: &Report, path: &Path) -> anyhow::Result<()> {
     .map_err(|e| err(&e))?;
     head.draw(&Text::new(
         format!(
-            "kernel {}, {} CPU(s), {}; one message in flight per connection, every byte checked",
+            "kernel {}, {} CPU(s), {}; one message in flight per connection, every byte checked; \
+             outline and ?: did not settle",
             report.kernel, report.cpus, report.pinning
         ),
         (20, 44),
@@ -103,13 +107,12 @@ fn panel<'a>(
     labels: &[String],
     metric: &Metric,
 ) -> DrawResult<'a> {
-    let value_at = |server: &str, p: &(usize, usize, bool)| {
-        report
-            .runs
-            .iter()
+    let run_at = |server: &str, p: &(usize, usize, bool)| {
+        runs(report)
             .find(|r| r.server == server && (r.conns, r.size, r.same_core) == *p && r.messages > 0)
-            .map(metric.value)
-            .filter(|v| *v > 0.0)
+    };
+    let value_at = |server: &str, p: &(usize, usize, bool)| {
+        run_at(server, p).map(metric.value).filter(|v| *v > 0.0)
     };
     let all: Vec<f64> = report
         .servers
@@ -162,18 +165,29 @@ fn panel<'a>(
     let width = 0.8 / k;
     for (j, server) in report.servers.iter().enumerate() {
         let colour = COLOURS[j % COLOURS.len()];
-        let bars: Vec<_> = points
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                let v = value_at(server, p)?;
-                let x0 = i as f64 - 0.4 + j as f64 * width;
-                Some(Rectangle::new([(x0 + 0.01, y0), (x0 + width - 0.01, tf(v))], colour.filled()))
-            })
-            .collect();
+        let mut bars = Vec::new();
+        let mut unsettled = Vec::new();
+        for (i, p) in points.iter().enumerate() {
+            let Some(v) = value_at(server, p) else { continue };
+            let x0 = i as f64 - 0.4 + j as f64 * width;
+            let corners = [(x0 + 0.01, y0), (x0 + width - 0.01, tf(v))];
+            if run_at(server, p).is_some_and(|r| r.status == Status::Unreliable) {
+                bars.push(Rectangle::new(corners, colour.stroke_width(2)));
+                unsettled.push(Text::new("?", (x0 + width * 0.3, tf(v)), ("sans-serif", 14)));
+            } else {
+                bars.push(Rectangle::new(corners, colour.filled()));
+            }
+        }
         chart.draw_series(bars)?;
+        chart.draw_series(unsettled)?;
     }
     Ok(())
+}
+
+/// The runs the chart shows: the first load generator's.
+fn runs(report: &Report) -> impl Iterator<Item = &RunResult> {
+    let first = report.config.loadgens.first().cloned().unwrap_or_default();
+    report.runs.iter().filter(move |r| r.loadgen == first)
 }
 
 /// One swatch and name per server, in a row at the top right.

@@ -3,10 +3,10 @@
 
 use super::idle::IdleMemory;
 use super::loadgen::Measured;
+use super::settle::{self, Sample, Status};
 use super::spawn::ServerKind;
-use super::{proc, Config, Placement};
+use super::{proc, Config, LoadGen, Placement};
 use serde::Serialize;
-use std::fmt::Write as _;
 
 /// The whole report.
 #[derive(Serialize)]
@@ -50,8 +50,14 @@ pub struct ConfigOut {
     pub warmup_s: f64,
     /// Measured window per run, seconds.
     pub window_s: f64,
-    /// Rounds per point (the median is reported).
+    /// Rounds per point (the median of the rounds that agree best is reported).
     pub rounds: usize,
+    /// The largest spread ((max − min) / median over the used rounds) of a settled point.
+    pub max_spread: f64,
+    /// Extra rounds an unsettled point may get.
+    pub extra_rounds: usize,
+    /// The load generators, in report order (the first is the one the targets use first).
+    pub loadgens: Vec<String>,
     /// Idle connections held.
     pub idle_conns: usize,
 }
@@ -61,12 +67,22 @@ pub struct ConfigOut {
 pub struct RunResult {
     /// Server name.
     pub server: String,
+    /// The load generator that drove it (`epoll` or `threads`).
+    pub loadgen: String,
     /// Connections.
     pub conns: usize,
     /// Message size, bytes.
     pub size: usize,
     /// Server and load generator on the same core.
     pub same_core: bool,
+    /// Whether this server's used rounds agree within the bound (see `settle`).
+    pub status: Status,
+    /// Spread of messages/s over the used rounds, (max − min) / median (`null`: one round).
+    pub msgs_spread: Option<f64>,
+    /// Spread of server CPU per message over the used rounds.
+    pub cpu_spread: Option<f64>,
+    /// Spread of p99 over the used rounds (reported; re-runs do not aim at it).
+    pub p99_spread: Option<f64>,
     /// Measured window, seconds.
     pub secs: f64,
     /// Round trips completed and checked in the window.
@@ -107,8 +123,8 @@ pub struct RunResult {
     pub first_echo_max_ms: f64,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
-    /// Every round's headline figures, in order (the figures above are the median round's, by
-    /// messages/s).
+    /// Every round's headline figures, in the order run, each marked used or not (the figures
+    /// above are the median used round's, by messages/s).
     pub rounds: Vec<RoundFigures>,
     /// Errors of any kind.
     pub error_count: u64,
@@ -118,12 +134,23 @@ pub struct RunResult {
 
 impl RunResult {
     /// A result with no figures yet.
-    pub fn empty(server: ServerKind, conns: usize, size: usize, same_core: bool) -> RunResult {
+    pub fn empty(
+        server: ServerKind,
+        loadgen: LoadGen,
+        conns: usize,
+        size: usize,
+        same_core: bool,
+    ) -> RunResult {
         RunResult {
             server: server.to_string(),
+            loadgen: loadgen.to_string(),
             conns,
             size,
             same_core,
+            status: Status::Single,
+            msgs_spread: None,
+            cpu_spread: None,
+            p99_spread: None,
             secs: 0.0,
             messages: 0,
             msgs_per_sec: 0.0,
@@ -185,28 +212,51 @@ impl RunResult {
         }
     }
 
-    /// The median round of several runs of one server at one point (by messages/s), with every
-    /// round's headline figures; errors of all rounds are kept, so one bad round fails the bench.
-    pub fn median_of(mut runs: Vec<RunResult>) -> RunResult {
+    /// The two figures its rounds are settled on.
+    pub fn sample(&self) -> Sample {
+        Sample { msgs_per_sec: self.msgs_per_sec, cpu_per_msg: self.server_cpu_s_per_million }
+    }
+
+    /// One server's rounds at one point, settled: the `want` rounds that agree best are used
+    /// (`settle::tightest`), the median of them (by messages/s) is reported with the spreads and
+    /// the status, and every round's headline figures are kept. Errors of all rounds are kept,
+    /// so one bad round fails the bench.
+    pub fn settled(mut runs: Vec<RunResult>, want: usize, max_spread: f64) -> RunResult {
+        let samples: Vec<Sample> = runs.iter().map(RunResult::sample).collect();
+        let pick = settle::tightest(&samples, want);
         let rounds: Vec<RoundFigures> = runs
             .iter()
-            .map(|r| RoundFigures {
+            .enumerate()
+            .map(|(i, r)| RoundFigures {
                 msgs_per_sec: r.msgs_per_sec,
                 server_cpu_s_per_million: r.server_cpu_s_per_million,
                 p99_us: r.p99_us,
+                used: pick.used.contains(&i),
             })
             .collect();
+        let p99: Vec<f64> = pick.used.iter().map(|&i| runs[i].p99_us).collect();
         let error_count: u64 = runs.iter().map(|r| r.error_count).sum();
         let mismatches: u64 = runs.iter().map(|r| r.mismatches).sum();
         let errors: Vec<String> = runs.iter().flat_map(|r| r.errors.iter().cloned()).collect();
-        runs.sort_by(|a, b| a.msgs_per_sec.total_cmp(&b.msgs_per_sec));
-        let mid = runs.len() / 2;
-        let mut median = runs.swap_remove(mid);
+        let mut median = runs.swap_remove(pick.median());
+        median.status = settle::status_of(&pick, max_spread);
+        median.msgs_spread = pick.msgs_spread;
+        median.cpu_spread = pick.cpu_spread;
+        median.p99_spread = settle::spread(&p99);
         median.rounds = rounds;
         median.error_count = error_count;
         median.mismatches = mismatches;
         median.errors = errors;
         median
+    }
+
+    /// Its status and spread of one figure, for a ratio (see `settle::ratio`).
+    pub fn figure(&self, f: Figure) -> (f64, Status, Option<f64>) {
+        match f {
+            Figure::Msgs => (self.msgs_per_sec, self.status, self.msgs_spread),
+            Figure::Cpu => (self.server_cpu_s_per_million, self.status, self.cpu_spread),
+            Figure::P99 => (self.p99_us, self.status, self.p99_spread),
+        }
     }
 
     /// Records an error that ended the run.
@@ -215,9 +265,25 @@ impl RunResult {
         self.errors.push(msg);
     }
 
-    fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         point_label(self.conns, self.size, self.same_core)
     }
+
+    /// The point it ran at (connections, size, same core, load generator).
+    pub fn point(&self) -> (usize, usize, bool, &str) {
+        (self.conns, self.size, self.same_core, &self.loadgen)
+    }
+}
+
+/// A figure a ratio is taken of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Figure {
+    /// Messages/s.
+    Msgs,
+    /// Server CPU per message.
+    Cpu,
+    /// p99 round trip.
+    P99,
 }
 
 /// One round's headline figures.
@@ -229,6 +295,8 @@ pub struct RoundFigures {
     pub server_cpu_s_per_million: f64,
     /// p99 latency, microseconds.
     pub p99_us: f64,
+    /// Among the rounds the reported figures and spreads come from.
+    pub used: bool,
 }
 
 /// "100 × 64 B", the name of a matrix point.
@@ -295,7 +363,12 @@ pub struct Target {
     pub measured: f64,
     /// The bound it must meet.
     pub bound: f64,
-    /// Whether it met it.
+    /// The ratio's possible range: the sum of both figures' spreads (`null`: single rounds, or
+    /// not a ratio of timed figures).
+    pub spread: Option<f64>,
+    /// Met, missed, or unsettled (figures from points that did not settle count as neither).
+    pub verdict: settle::Verdict,
+    /// `verdict == met`.
     pub met: bool,
 }
 
@@ -314,6 +387,9 @@ impl Report {
                 warmup_s: cfg.warmup.as_secs_f64(),
                 window_s: cfg.window.as_secs_f64(),
                 rounds: cfg.rounds.max(1),
+                max_spread: cfg.max_spread,
+                extra_rounds: cfg.extra_rounds,
+                loadgens: cfg.loadgens.iter().map(|l| l.to_string()).collect(),
                 idle_conns: cfg.idle,
             },
             servers: cfg.servers.iter().map(|s| s.to_string()).collect(),
@@ -334,159 +410,19 @@ impl Report {
         self.targets = super::targets::check(self);
     }
 
-    /// The reference server's run at the same point as `r`.
+    /// The reference server's run at the same point (and load generator) as `r`.
     pub fn reference_for(&self, r: &RunResult) -> Option<&RunResult> {
-        self.runs.iter().find(|x| {
-            x.server == self.reference
-                && (x.conns, x.size, x.same_core) == (r.conns, r.size, r.same_core)
-                && x.error_count == 0
-        })
-    }
-
-    /// The run of `server` at a point.
-    pub fn run_of(&self, server: &str, conns: usize, size: usize) -> Option<&RunResult> {
         self.runs
             .iter()
-            .find(|x| x.server == server && x.conns == conns && x.size == size && !x.same_core)
+            .find(|x| x.server == self.reference && x.point() == r.point() && x.error_count == 0)
     }
 
-    /// The table printed on stdout.
-    pub fn table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "proactor bench: echo over 127.0.0.1; kernel {}; {} CPU(s), {}; {}",
-            self.kernel, self.cpus, self.cpu_model, self.pinning
-        );
-        let _ = writeln!(
-            out,
-            "each run: {:.1} s warm-up, {:.1} s measured, median of {} round(s); one message in \
-             flight per connection, every byte checked",
-            self.config.warmup_s, self.config.window_s, self.config.rounds
-        );
-        let _ = writeln!(
-            out,
-            "(x) = ratio to {}: msg/s higher is better; latency and CPU per message lower is better",
-            self.reference
-        );
-        let mut labels: Vec<(usize, usize, bool)> = Vec::new();
-        for r in &self.runs {
-            if !labels.contains(&(r.conns, r.size, r.same_core)) {
-                labels.push((r.conns, r.size, r.same_core));
-            }
-        }
-        let width = self.servers.iter().map(|s| s.len()).max().unwrap_or(8).max(8);
-        for (conns, size, same) in labels {
-            let _ = writeln!(out, "\n{}", point_label(conns, size, same));
-            let _ = writeln!(
-                out,
-                "  {:<width$}  {:>17}  {:>8}  {:>8}  {:>16}  {:>9}  {:>16}  {:>8}  {:>7}",
-                "server",
-                "msg/s",
-                "MB/s",
-                "p50 µs",
-                "p99 µs",
-                "p99.9 µs",
-                "CPU s/M msg",
-                "peak RSS",
-                "loadgen"
-            );
-            for r in
-                self.runs.iter().filter(|r| (r.conns, r.size, r.same_core) == (conns, size, same))
-            {
-                if r.error_count > 0 && r.messages == 0 {
-                    let _ = writeln!(out, "  {:<width$}  FAILED: {}", r.server, first_error(r));
-                    continue;
-                }
-                let reference = self.reference_for(r);
-                let ratio = |f: fn(&RunResult) -> f64| -> String {
-                    match reference {
-                        Some(b) if f(b) > 0.0 => format!("({:.2}x)", f(r) / f(b)),
-                        _ => String::new(),
-                    }
-                };
-                let _ = writeln!(
-                    out,
-                    "  {:<width$}  {:>9} {:>7}  {:>8.1}  {:>8.1}  {:>8.1} {:>7}  {:>9.1}  {:>8.2} {:>7}  {:>8}  {:>6.0}%{}",
-                    r.server,
-                    thousands(r.msgs_per_sec),
-                    ratio(|x| x.msgs_per_sec),
-                    r.mb_per_sec,
-                    r.p50_us,
-                    r.p99_us,
-                    ratio(|x| x.p99_us),
-                    r.p999_us,
-                    r.server_cpu_s_per_million,
-                    ratio(|x| x.server_cpu_s_per_million),
-                    format!("{:.1} MiB", r.server_peak_rss_kib as f64 / 1024.0),
-                    r.client_cpu_share * 100.0,
-                    if r.error_count > 0 { format!("  ERRORS: {}", r.error_count) } else { String::new() }
-                );
-            }
-            for r in
-                self.runs.iter().filter(|r| (r.conns, r.size, r.same_core) == (conns, size, same))
-            {
-                if r.conns > 1 && r.messages > 0 && r.conn_min_msgs * 10 < r.conn_max_msgs {
-                    let _ = writeln!(
-                        out,
-                        "  unfair: {} served its slowest connection {} round trips, its fastest {} \
-                         (slowest first echo after {:.0} ms)",
-                        r.server, r.conn_min_msgs, r.conn_max_msgs, r.first_echo_max_ms
-                    );
-                }
-            }
-        }
-        if !self.idle.is_empty() {
-            let conns = self.idle[0].conns;
-            let _ = writeln!(
-                out,
-                "\nidle connections: {} held, each after one echo",
-                thousands(conns as f64)
-            );
-            let _ = writeln!(
-                out,
-                "  {:<width$}  {:>12}  {:>14}  {:>16}  {:>8}",
-                "server", "baseline RSS", "with them", "per connection", "threads"
-            );
-            let reference =
-                self.idle.iter().find(|i| i.server == self.reference && i.error.is_none());
-            for i in &self.idle {
-                if let Some(e) = &i.error {
-                    let _ = writeln!(out, "  {:<width$}  FAILED: {e}", i.server);
-                    continue;
-                }
-                let ratio = match reference {
-                    Some(b) if b.bytes_per_conn > 0.0 => {
-                        format!(" ({:.2}x)", i.bytes_per_conn / b.bytes_per_conn)
-                    }
-                    _ => String::new(),
-                };
-                let _ = writeln!(
-                    out,
-                    "  {:<width$}  {:>8.1} MiB  {:>10.1} MiB  {:>8.0} B{:<8}  {:>7}",
-                    i.server,
-                    i.baseline_rss_kib as f64 / 1024.0,
-                    i.loaded_rss_kib as f64 / 1024.0,
-                    i.bytes_per_conn,
-                    ratio,
-                    i.server_threads
-                );
-            }
-        }
-        if !self.targets.is_empty() {
-            let _ = writeln!(out, "\ntargets:");
-            for t in &self.targets {
-                let _ = writeln!(
-                    out,
-                    "  {:<4} {} = {:.2} (bound {:.2})",
-                    if t.met { "met" } else { "MISS" },
-                    t.what,
-                    t.measured,
-                    t.bound
-                );
-            }
-        }
-        out
+    /// The ratio of `r`'s figure to the reference's at the same point, with its spread and
+    /// whether it is settled; `None` without a reference run or a figure to divide by.
+    pub fn ratio(&self, r: &RunResult, f: Figure) -> Option<settle::Ratio> {
+        let b = self.reference_for(r)?;
+        let (bv, _, _) = b.figure(f);
+        (bv > 0.0).then(|| settle::ratio(r.figure(f), b.figure(f), self.config.max_spread))
     }
 
     /// Every error, for the loud summary on stderr.
@@ -514,7 +450,7 @@ impl Report {
     }
 }
 
-fn first_error(r: &RunResult) -> String {
+pub(super) fn first_error(r: &RunResult) -> String {
     r.errors.first().map(|e| e.lines().next().unwrap_or("").to_string()).unwrap_or_default()
 }
 

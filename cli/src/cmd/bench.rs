@@ -2,7 +2,7 @@
 //! and tokio, each in its own process, under a built-in load generator; a table, JSON and a chart.
 //! The hidden `proactor bench serve` starts one baseline server (the bench runs it as a child).
 
-use crate::bench::{self, servers::Baseline, spawn::ServerKind, Config};
+use crate::bench::{self, servers::Baseline, settle, spawn::ServerKind, Config, LoadGen};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +27,16 @@ pub struct Args {
     /// reported (default 3, or 1 with --quick).
     #[arg(long)]
     rounds: Option<usize>,
+    /// Spread, in percent ((max - min) / median of msg/s and of CPU per message over a server's
+    /// rounds), above which a point is re-run and, if it stays above, marked unreliable.
+    #[arg(long, default_value_t = settle::MAX_SPREAD * 100.0)]
+    max_spread: f64,
+    /// Extra rounds a point whose spread is too wide may get (0: none).
+    #[arg(long, default_value_t = settle::EXTRA_ROUNDS)]
+    extra_rounds: usize,
+    /// The load generator: epoll (one thread, edge-triggered epoll).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "epoll")]
+    loadgen: Vec<LoadGen>,
     /// Connection counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
     conns: Vec<usize>,
@@ -223,6 +233,21 @@ fn config(args: &Args) -> Result<Config, String> {
     if !(1..=100).contains(&rounds) {
         return Err("--rounds takes 1 to 100".into());
     }
+    if !(args.max_spread.is_finite() && args.max_spread > 0.0 && args.max_spread <= 1000.0) {
+        return Err("--max-spread takes a percentage above 0".into());
+    }
+    if args.extra_rounds > 20 {
+        return Err("--extra-rounds takes 0 to 20".into());
+    }
+    let mut loadgens: Vec<LoadGen> = Vec::new();
+    for l in &args.loadgen {
+        if !loadgens.contains(l) {
+            loadgens.push(*l);
+        }
+    }
+    if loadgens.is_empty() {
+        return Err("--loadgen needs at least one load generator".into());
+    }
     let mut servers: Vec<ServerKind> = Vec::new();
     for s in &args.servers {
         if !servers.contains(s) {
@@ -236,6 +261,9 @@ fn config(args: &Args) -> Result<Config, String> {
         warmup: dur(warmup, "warmup")?,
         window,
         rounds,
+        max_spread: args.max_spread / 100.0,
+        extra_rounds: args.extra_rounds,
+        loadgens,
         idle,
         same_core: !args.no_same_core,
     })
