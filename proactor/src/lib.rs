@@ -33,6 +33,7 @@ pub mod buf;
 #[cfg(any(feature = "tokio-io", feature = "futures-io"))]
 pub mod compat;
 pub mod driver;
+pub mod faults;
 pub mod fd;
 pub mod fs;
 pub mod io;

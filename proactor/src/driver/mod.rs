@@ -109,6 +109,16 @@ pub(crate) trait RawOp {
     fn multishot_flags(&mut self, _res: i32) -> Option<u32> {
         None
     }
+    /// The operation's name (`"recv"`, `"accept"`, …): fault injection picks faults by it.
+    fn name(&self) -> &'static str {
+        "op"
+    }
+    /// The bytes a read, receive, write or send asks to move now (`None`: not a transfer).
+    fn transfer_len(&self) -> Option<usize> {
+        None
+    }
+    /// Asks for at most `max >= 1` bytes, before submission (an injected short transfer).
+    fn limit_transfer(&mut self, _max: usize) {}
 }
 
 /// A pointer to an operation owned by the run loop, valid from `push` until its completion has

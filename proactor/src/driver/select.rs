@@ -70,6 +70,8 @@ impl DriverChoice {
 pub(crate) enum AnyDriver {
     Uring(UringDriver),
     Epoll(EpollDriver),
+    /// Either of the above under a fault plan (`crate::faults`).
+    Faulty(Box<crate::faults::FaultDriver>),
 }
 
 /// Which required opcodes the kernel lacks, probed once per process (the kernel's opcode table
@@ -182,6 +184,20 @@ impl AnyDriver {
         match self {
             AnyDriver::Uring(d) => Some(d.config()),
             AnyDriver::Epoll(_) => None,
+            AnyDriver::Faulty(d) => d.inner().uring_config(),
+        }
+    }
+
+    /// Puts the driver under a fault plan.
+    pub(crate) fn with_faults(self, plan: crate::faults::FaultPlan) -> AnyDriver {
+        AnyDriver::Faulty(Box::new(crate::faults::FaultDriver::new(self, plan)))
+    }
+
+    /// What the fault layer injected, when there is one.
+    pub(crate) fn fault_report(&self) -> Option<crate::faults::FaultReport> {
+        match self {
+            AnyDriver::Faulty(d) => Some(d.report()),
+            _ => None,
         }
     }
 }
@@ -194,6 +210,7 @@ impl Driver for AnyDriver {
             match self {
                 AnyDriver::Uring(d) => d.push(token, op, deadline),
                 AnyDriver::Epoll(d) => d.push(token, op, deadline),
+                AnyDriver::Faulty(d) => d.push(token, op, deadline),
             }
         }
     }
@@ -202,6 +219,7 @@ impl Driver for AnyDriver {
         match self {
             AnyDriver::Uring(d) => d.cancel(token),
             AnyDriver::Epoll(d) => d.cancel(token),
+            AnyDriver::Faulty(d) => d.cancel(token),
         }
     }
     #[inline]
@@ -214,18 +232,21 @@ impl Driver for AnyDriver {
         match self {
             AnyDriver::Uring(d) => d.wait(block, timeout, out),
             AnyDriver::Epoll(d) => d.wait(block, timeout, out),
+            AnyDriver::Faulty(d) => d.wait(block, timeout, out),
         }
     }
     fn notifier(&self) -> Arc<dyn Notifier> {
         match self {
             AnyDriver::Uring(d) => d.notifier(),
             AnyDriver::Epoll(d) => d.notifier(),
+            AnyDriver::Faulty(d) => d.notifier(),
         }
     }
     fn kind(&self) -> super::DriverKind {
         match self {
             AnyDriver::Uring(d) => d.kind(),
             AnyDriver::Epoll(d) => d.kind(),
+            AnyDriver::Faulty(d) => d.kind(),
         }
     }
 }

@@ -150,6 +150,15 @@ pub(crate) mod sealed {
         fn take_cqe_flags(&mut self) -> u32 {
             0
         }
+        /// The bytes a read, receive, write or send asks to move now; `None` for any other
+        /// operation. Fault injection shortens transfers (see [`Hooks::limit_transfer`]).
+        fn transfer_len(&self) -> Option<usize> {
+            None
+        }
+
+        /// Asks for at most `max` bytes (`max >= 1`), before the operation is submitted: a short
+        /// transfer, as the kernel may make one. Only operations with a `transfer_len` heed it.
+        fn limit_transfer(&mut self, _max: usize) {}
 
         /// Turns the driver's raw result into the output, handing back every owned resource.
         fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output

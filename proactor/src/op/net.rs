@@ -23,12 +23,14 @@ pub struct Recv<F, B> {
     got: usize,
     /// Wait for data before the first attempt (io_uring `IORING_RECVSEND_POLL_FIRST`).
     poll_first: bool,
+    /// At most this many bytes (fault injection's short transfer; `usize::MAX` otherwise).
+    limit: usize,
 }
 
 impl<F: IoFd, B: IoBufMut> Recv<F, B> {
     /// A receive with no flags.
     pub fn new(fd: F, buf: B) -> Self {
-        Recv { fd, buf, flags: 0, got: 0, poll_first: false }
+        Recv { fd, buf, flags: 0, got: 0, poll_first: false, limit: usize::MAX }
     }
     /// Hints that the socket is most likely empty now (the peer is answering what was just
     /// sent): on io_uring the kernel then waits for data before trying the receive
@@ -52,7 +54,7 @@ impl<F: IoFd, B: IoBufMut> OpCode for Recv<F, B> {
 
 impl<F: IoFd, B: IoBufMut> Hooks for Recv<F, B> {
     fn uring_entry(&mut self) -> squeue::Entry {
-        let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
+        let len = self.buf.bytes_total().min(self.limit).min(u32::MAX as usize) as u32;
         opcode::Recv::new(types::Fd(self.fd.raw_fd()), self.buf.stable_mut_ptr(), len)
             .flags(self.flags)
             .ioprio(if self.poll_first { RECVSEND_POLL_FIRST } else { 0 })
@@ -63,7 +65,7 @@ impl<F: IoFd, B: IoBufMut> Hooks for Recv<F, B> {
     }
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
         let flags = self.flags | if nowait { libc::MSG_DONTWAIT } else { 0 };
-        let total = self.buf.bytes_total();
+        let total = self.buf.bytes_total().min(self.limit);
         loop {
             // SAFETY: `got <= total`, so `ptr` is valid for `total - got` writable bytes of the
             // owned buffer (after the bytes earlier tries received).
@@ -104,6 +106,12 @@ impl<F: IoFd, B: IoBufMut> Hooks for Recv<F, B> {
         // A socket: epoll always watches it, so it never goes to the pool.
         None
     }
+    fn transfer_len(&self) -> Option<usize> {
+        Some(self.buf.bytes_total().min(self.limit))
+    }
+    fn limit_transfer(&mut self, max: usize) {
+        self.limit = max;
+    }
     fn complete(mut self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         // A MSG_WAITALL receive cut short (cancelled, timed out) still reports what arrived.
         let res = match res {
@@ -140,12 +148,14 @@ pub struct Send<F, B> {
     fd: F,
     buf: B,
     flags: i32,
+    /// At most this many bytes (fault injection's short transfer; `usize::MAX` otherwise).
+    limit: usize,
 }
 
 impl<F: IoFd, B: IoBuf> Send<F, B> {
     /// A send with `MSG_NOSIGNAL`.
     pub fn new(fd: F, buf: B) -> Self {
-        Send { fd, buf, flags: libc::MSG_NOSIGNAL }
+        Send { fd, buf, flags: libc::MSG_NOSIGNAL, limit: usize::MAX }
     }
     /// Adds `MSG_*` flags (for example `MSG_MORE`).
     pub fn flags(mut self, flags: i32) -> Self {
@@ -161,7 +171,7 @@ impl<F: IoFd, B: IoBuf> OpCode for Send<F, B> {
 
 impl<F: IoFd, B: IoBuf> Hooks for Send<F, B> {
     fn uring_entry(&mut self) -> squeue::Entry {
-        let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
+        let len = self.buf.bytes_init().min(self.limit).min(u32::MAX as usize) as u32;
         opcode::Send::new(types::Fd(self.fd.raw_fd()), self.buf.stable_ptr(), len)
             .flags(self.flags)
             .build()
@@ -171,13 +181,19 @@ impl<F: IoFd, B: IoBuf> Hooks for Send<F, B> {
     }
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
         let flags = self.flags | if nowait { libc::MSG_DONTWAIT } else { 0 };
-        let (ptr, len) = (self.buf.stable_ptr(), self.buf.bytes_init());
+        let (ptr, len) = (self.buf.stable_ptr(), self.buf.bytes_init().min(self.limit));
         // SAFETY: `ptr` is valid for `len` initialised bytes of the owned buffer.
         cvt_size(unsafe { libc::send(self.fd.raw_fd(), ptr.cast(), len, flags) })
     }
     fn blocking(&mut self) -> Option<BlockingCall> {
         // A socket: epoll always watches it, so it never goes to the pool.
         None
+    }
+    fn transfer_len(&self) -> Option<usize> {
+        Some(self.buf.bytes_init().min(self.limit))
+    }
+    fn limit_transfer(&mut self, max: usize) {
+        self.limit = max;
     }
     fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         (res.map(|n| n as usize), self.buf)

@@ -65,16 +65,18 @@ pub struct Read<F, B> {
     fd: F,
     buf: B,
     offset: Option<u64>,
+    /// At most this many bytes (fault injection's short transfer; `usize::MAX` otherwise).
+    limit: usize,
 }
 
 impl<F: IoFd, B: IoBufMut> Read<F, B> {
     /// A read at the file's current position (sockets, pipes, or a sequential file read).
     pub fn new(fd: F, buf: B) -> Self {
-        Read { fd, buf, offset: None }
+        Read { fd, buf, offset: None, limit: usize::MAX }
     }
     /// A positioned read (`pread`) that leaves the file position alone.
     pub fn at(fd: F, buf: B, offset: u64) -> Self {
-        Read { fd, buf, offset: Some(offset) }
+        Read { fd, buf, offset: Some(offset), limit: usize::MAX }
     }
 }
 
@@ -88,14 +90,14 @@ impl<F: IoFd, B: IoBufMut> Read<F, B> {
         // SAFETY: the buffer is owned by this operation and, per `IoBufMut`, valid for
         // `bytes_total()` writable bytes at a fixed address while it lives.
         let base = unsafe { OwnedPtr::new(self.buf.stable_mut_ptr()) };
-        let iov = Iov::One(base, self.buf.bytes_total());
+        let iov = Iov::One(base, self.buf.bytes_total().min(self.limit));
         RwCall { fd: self.fd.raw_fd(), iov, offset: self.offset, write: false }
     }
 }
 
 impl<F: IoFd, B: IoBufMut> Hooks for Read<F, B> {
     fn uring_entry(&mut self) -> squeue::Entry {
-        let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
+        let len = self.buf.bytes_total().min(self.limit).min(u32::MAX as usize) as u32;
         opcode::Read::new(types::Fd(self.fd.raw_fd()), self.buf.stable_mut_ptr(), len)
             .offset(offset_arg(self.offset))
             .build()
@@ -111,6 +113,14 @@ impl<F: IoFd, B: IoBufMut> Hooks for Read<F, B> {
 
     fn blocking(&mut self) -> Option<BlockingCall> {
         Some(self.call().on_pool())
+    }
+
+    fn transfer_len(&self) -> Option<usize> {
+        Some(self.buf.bytes_total().min(self.limit))
+    }
+
+    fn limit_transfer(&mut self, max: usize) {
+        self.limit = max;
     }
 
     fn complete(mut self, res: io::Result<u32>) -> <Self as OpCode>::Output {
@@ -129,16 +139,18 @@ pub struct Write<F, B> {
     fd: F,
     buf: B,
     offset: Option<u64>,
+    /// At most this many bytes (fault injection's short transfer; `usize::MAX` otherwise).
+    limit: usize,
 }
 
 impl<F: IoFd, B: IoBuf> Write<F, B> {
     /// A write at the file's current position (sockets, pipes, append).
     pub fn new(fd: F, buf: B) -> Self {
-        Write { fd, buf, offset: None }
+        Write { fd, buf, offset: None, limit: usize::MAX }
     }
     /// A positioned write (`pwrite`).
     pub fn at(fd: F, buf: B, offset: u64) -> Self {
-        Write { fd, buf, offset: Some(offset) }
+        Write { fd, buf, offset: Some(offset), limit: usize::MAX }
     }
 }
 
@@ -152,14 +164,14 @@ impl<F: IoFd, B: IoBuf> Write<F, B> {
         // SAFETY: the buffer is owned by this operation and, per `IoBuf`, valid for
         // `bytes_init()` bytes at a fixed address while it lives; the call only reads them.
         let base = unsafe { OwnedPtr::new_const(self.buf.stable_ptr()) };
-        let iov = Iov::One(base, self.buf.bytes_init());
+        let iov = Iov::One(base, self.buf.bytes_init().min(self.limit));
         RwCall { fd: self.fd.raw_fd(), iov, offset: self.offset, write: true }
     }
 }
 
 impl<F: IoFd, B: IoBuf> Hooks for Write<F, B> {
     fn uring_entry(&mut self) -> squeue::Entry {
-        let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
+        let len = self.buf.bytes_init().min(self.limit).min(u32::MAX as usize) as u32;
         opcode::Write::new(types::Fd(self.fd.raw_fd()), self.buf.stable_ptr(), len)
             .offset(offset_arg(self.offset))
             .build()
@@ -175,6 +187,14 @@ impl<F: IoFd, B: IoBuf> Hooks for Write<F, B> {
 
     fn blocking(&mut self) -> Option<BlockingCall> {
         Some(self.call().on_pool())
+    }
+
+    fn transfer_len(&self) -> Option<usize> {
+        Some(self.buf.bytes_init().min(self.limit))
+    }
+
+    fn limit_transfer(&mut self, max: usize) {
+        self.limit = max;
     }
 
     fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {

@@ -6,6 +6,7 @@ use super::panic::{PanicHook, PanicPolicy, PanicReport};
 use super::table::Table;
 use super::{Handle, Proactor};
 use crate::driver::{AnyDriver, Driver, DriverChoice};
+use crate::faults::FaultPlan;
 use crate::RingConfig;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -29,6 +30,7 @@ pub struct Builder {
     max_in_flight: Option<usize>,
     abort_on_panic: bool,
     panic_hook: Option<PanicHook>,
+    faults: Option<Option<FaultPlan>>,
 }
 
 impl Builder {
@@ -74,13 +76,32 @@ impl Builder {
         self
     }
 
+    /// Injects the faults of `plan` (see [`crate::faults`]). Wins over `PROACTOR_FAULTS`.
+    pub fn faults(mut self, plan: FaultPlan) -> Self {
+        self.faults = Some(Some(plan));
+        self
+    }
+
+    /// Injects no faults, whatever `PROACTOR_FAULTS` says.
+    pub fn no_faults(mut self) -> Self {
+        self.faults = Some(None);
+        self
+    }
+
     /// Chooses the driver and sets it up.
     pub fn build(self) -> io::Result<Proactor> {
         let choice = match self.driver {
             Some(c) => c,
             None => DriverChoice::from_env()?.unwrap_or_default(),
         };
-        let (driver, fallback_reason) = AnyDriver::open(choice, &self.ring)?;
+        let faults = match self.faults {
+            Some(plan) => plan,
+            None => FaultPlan::from_env_for_next()?,
+        };
+        let (mut driver, fallback_reason) = AnyDriver::open(choice, &self.ring)?;
+        if let Some(plan) = faults {
+            driver = driver.with_faults(plan);
+        }
         let notifier = driver.notifier();
         let kind = driver.kind();
         let core = Core {

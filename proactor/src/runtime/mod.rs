@@ -378,6 +378,12 @@ impl Handle {
         self.core.batches.get()
     }
 
+    /// The fault plan this proactor injects and what it injected so far, or `None` when it
+    /// injects none (see [`crate::faults`]).
+    pub fn faults(&self) -> Option<crate::faults::FaultReport> {
+        self.core.driver.borrow().fault_report()
+    }
+
     /// The driver in use.
     pub fn driver_kind(&self) -> DriverKind {
         self.core.kind

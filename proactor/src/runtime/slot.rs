@@ -502,6 +502,15 @@ impl<C: Carrier> RawOp for C {
         let flags = op.take_cqe_flags();
         Some(if op.goes_on_after(res) { flags | crate::driver::MORE } else { flags })
     }
+    fn name(&self) -> &'static str {
+        <C::Op as OpCode>::NAME
+    }
+    fn transfer_len(&self) -> Option<usize> {
+        self.op().transfer_len()
+    }
+    fn limit_transfer(&mut self, max: usize) {
+        self.op_mut().limit_transfer(max)
+    }
 }
 
 /// An operation awaited by a future (or orphaned by one).

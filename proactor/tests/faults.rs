@@ -1,0 +1,320 @@
+//! Under injected faults (`proactor::faults`), on both drivers, 20 seeds each: every byte of a
+//! stream arrives exactly and in order, or the transfer ends with an error and what did arrive
+//! is a prefix of what was sent; every buffer is dropped exactly once; descriptors open before
+//! equal those open after. A failing seed is printed with the command that repeats it
+//! (`FAULT_SEED=N` runs that seed only).
+mod common;
+
+use proactor::buf::{IoBuf, IoBufMut};
+use proactor::faults::{FaultCounts, FaultKind, FaultPlan};
+use proactor::io::{read_exact, write_all};
+use proactor::net::{TcpListener, TcpStream, UnixStream};
+use proactor::{DriverChoice, Proactor};
+use std::cell::Cell;
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::time::Duration;
+
+const SEEDS: u64 = 20;
+
+/// Runs `body` on a fresh proactor under `plan`, once per seed; returns the faults injected.
+fn each_seed(
+    test: &str,
+    driver: DriverChoice,
+    plan: FaultPlan,
+    body: impl Fn(&Proactor, u64),
+) -> FaultCounts {
+    let seeds: Vec<u64> = match std::env::var("FAULT_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(seed) => vec![seed],
+        None => (1..=SEEDS).collect(),
+    };
+    // One at a time: the descriptor count is the whole process's.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fds = common::open_fds();
+    let mut total = FaultCounts::default();
+    for &seed in &seeds {
+        let plan = plan.with_seed(seed);
+        let p = Proactor::builder().driver(driver).faults(plan).build().unwrap();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&p, seed)));
+        let report = p.faults().unwrap();
+        drop(p);
+        if let Err(panic) = run {
+            eprintln!(
+                "FAILED on {driver:?} under PROACTOR_FAULTS={plan} ({}); repeat with: \
+                 FAULT_SEED={seed} cargo test --release -p proactor --test faults {test}",
+                report.counts
+            );
+            std::panic::resume_unwind(panic);
+        }
+        total.add(&report.counts);
+    }
+    assert_eq!(common::open_fds(), fds, "descriptors leaked under faults");
+    eprintln!("{test} on {driver:?}: {} seed(s), injected {total}", seeds.len());
+    total
+}
+
+/// `fault_test!(name, plan, |p, seed| body)`: `name::uring` and `name::epoll`, each running
+/// `body` under `plan` for every seed; the block after `=>` checks the summed counts.
+macro_rules! fault_test {
+    ($name:ident, $plan:expr, |$p:ident, $seed:ident| $body:block => |$counts:ident| $check:block) => {
+        mod $name {
+            use super::*;
+            fn body($p: &Proactor, $seed: u64) $body
+            fn check($counts: FaultCounts) $check
+            #[test]
+            fn uring() {
+                check(each_seed(stringify!($name), DriverChoice::Uring, $plan, body));
+            }
+            #[test]
+            fn epoll() {
+                check(each_seed(stringify!($name), DriverChoice::Epoll, $plan, body));
+            }
+        }
+    };
+}
+
+/// `len` bytes of a pattern that depends on `seed`, so a misplaced byte shows.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// An echo server for one connection: reads and writes back until end of stream (then
+/// half-closes) or an error (then drops the connection).
+async fn echo_one(stream: TcpStream) {
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        let (res, b) = stream.read(buf).await;
+        match res {
+            Ok(0) => {
+                let _ = stream.shutdown(Shutdown::Write).await;
+                return;
+            }
+            Ok(_) => {
+                let (res, b) = write_all(&mut &stream, b).await;
+                buf = b;
+                if res.is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Sends `data` through an echo server in chunks and reads the echo; returns what came back
+/// and whether the exchange ended cleanly.
+async fn echo_round(data: Rc<Vec<u8>>, chunk: usize) -> (Vec<u8>, bool) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = proactor::spawn(async move {
+        if let Ok((s, _)) = listener.accept().await {
+            echo_one(s).await;
+        }
+    });
+    let client = match TcpStream::connect(addr).await {
+        Ok(c) => c,
+        Err(_) => return (Vec::new(), false),
+    };
+    let (rx, tx) = client.into_split();
+    let sent = data.clone();
+    let writer = proactor::spawn(async move {
+        for piece in sent.chunks(chunk) {
+            let (res, _) = write_all(&mut &tx, piece.to_vec()).await;
+            if res.is_err() {
+                return false;
+            }
+        }
+        tx.shutdown(Shutdown::Write).await.is_ok()
+    });
+    let mut got = Vec::new();
+    let mut clean = true;
+    loop {
+        let (res, buf) = rx.read(Vec::with_capacity(8192)).await;
+        match res {
+            Ok(0) => break,
+            Ok(_) => got.extend_from_slice(&buf),
+            Err(_) => {
+                clean = false;
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let wrote = writer.await.unwrap_or(false);
+    let _ = server.await;
+    (got, clean && wrote)
+}
+
+fault_test!(echo_lossless, FaultPlan::new(0).rate(0.3).kinds(&FaultKind::LOSSLESS), |p, seed| {
+    let data = Rc::new(pattern(seed, 192 * 1024 + seed as usize));
+    let (got, clean) = p.block_on(echo_round(data.clone(), 1000 + 997 * seed as usize));
+    assert!(clean, "the exchange failed under lossless faults");
+    assert_eq!(got.len(), data.len());
+    assert!(got == *data, "the echo differs from what was sent");
+} => |counts| {
+    assert!(counts.get(FaultKind::Short) > 0, "{counts}");
+    assert!(counts.get(FaultKind::Eintr) + counts.get(FaultKind::Eagain) > 0, "{counts}");
+    assert!(counts.get(FaultKind::Reorder) + counts.get(FaultKind::Overflow) > 0, "{counts}");
+});
+
+fault_test!(echo_under_resets, FaultPlan::new(0).rate(0.02).kinds(&[FaultKind::Reset, FaultKind::Short, FaultKind::Emfile]), |p, seed| {
+    let data = Rc::new(pattern(seed, 128 * 1024));
+    let (got, clean) = p.block_on(echo_round(data.clone(), 4096));
+    // Exactly the bytes sent, in order, as far as they came; all of them if nothing failed.
+    assert!(data.starts_with(&got), "the echo is not a prefix of what was sent");
+    if clean {
+        assert_eq!(got.len(), data.len(), "a clean exchange lost bytes");
+    }
+} => |counts| {
+    assert!(counts.get(FaultKind::Reset) > 0, "{counts}");
+});
+
+/// A buffer that counts its drops.
+struct Counted {
+    vec: Vec<u8>,
+    drops: Rc<Cell<usize>>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops.set(self.drops.get() + 1);
+    }
+}
+
+// SAFETY: forwards to the Vec, whose heap block does not move with the value.
+unsafe impl IoBuf for Counted {
+    fn stable_ptr(&self) -> *const u8 {
+        self.vec.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.vec.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.vec.capacity()
+    }
+}
+
+// SAFETY: forwards to the Vec (see `IoBufMut for Vec<u8>`).
+unsafe impl IoBufMut for Counted {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.vec.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, n: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.vec.set_len(n) }
+    }
+}
+
+fault_test!(buffers_dropped_once, FaultPlan::new(0).rate(0.3), |p, seed| {
+    let drops = Rc::new(Cell::new(0));
+    let made = Rc::new(Cell::new(0));
+    p.block_on(async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = (Rc::new(a), Rc::new(b));
+        let mut tasks = Vec::new();
+        for i in 0..64u64 {
+            let (a, b, drops, made) = (a.clone(), b.clone(), drops.clone(), made.clone());
+            tasks.push(proactor::spawn(async move {
+                made.set(made.get() + 2);
+                let rbuf = Counted { vec: Vec::with_capacity(64), drops: drops.clone() };
+                let wbuf = Counted { vec: vec![i as u8; 1 + (i % 7) as usize], drops };
+                // Receives that time out are cancelled (their buffers parked until the kernel
+                // gives them back); sends race them.
+                let wait = Duration::from_millis(1 + (seed + i) % 5);
+                if i % 2 == 0 {
+                    let _ = proactor::time::timeout(wait, b.read(rbuf)).await;
+                    drop(wbuf);
+                } else {
+                    let _ = a.write(wbuf).await;
+                    drop(rbuf);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    assert_eq!(drops.get(), made.get(), "a buffer was dropped more or less than once");
+} => |counts| {
+    assert!(counts.total() > 0, "{counts}");
+});
+
+fault_test!(accept_through_emfile, FaultPlan::new(0).rate(0.4).kinds(&[FaultKind::Emfile]), |p, _seed| {
+    p.block_on(async {
+        let listener = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = listener.local_addr().unwrap();
+        let l = listener.clone();
+        let acceptor = proactor::spawn(async move {
+            let mut n = 0;
+            while n < 16 {
+                let (s, _) = l.accept().await.expect("accept retries EMFILE/ENFILE");
+                drop(s);
+                n += 1;
+            }
+        });
+        let mut clients = Vec::new();
+        for _ in 0..16 {
+            clients.push(std::net::TcpStream::connect(addr).unwrap());
+        }
+        acceptor.await.unwrap();
+    });
+} => |counts| {
+    assert!(counts.get(FaultKind::Emfile) > 0, "{counts}");
+});
+
+fault_test!(file_write_enospc, FaultPlan::new(0).rate(1.0).kinds(&[FaultKind::Enospc]), |p, _seed| {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    p.block_on(async {
+        let f = proactor::fs::File::create(&path).await.unwrap();
+        let (res, _) = f.write_at(b"data".to_vec(), 0).await;
+        let err = res.unwrap_err();
+        assert_eq!(proactor::op::raw_os_error(&err), Some(libc::ENOSPC), "{err}");
+        f.close().await.unwrap();
+    });
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+} => |counts| {
+    assert!(counts.get(FaultKind::Enospc) > 0, "{counts}");
+});
+
+/// The same seed and the same operations give the same faults.
+fn nops_and_pairs(driver: DriverChoice, seed: u64) -> FaultCounts {
+    let plan = FaultPlan::new(seed).rate(0.3).kinds(&[
+        FaultKind::Short,
+        FaultKind::Eintr,
+        FaultKind::Eagain,
+        FaultKind::Reorder,
+    ]);
+    let p = Proactor::builder().driver(driver).faults(plan).build().unwrap();
+    p.block_on(async {
+        let (a, b) = UnixStream::pair().unwrap();
+        for i in 0..50u8 {
+            let (res, _) = write_all(&mut &a, vec![i; 100]).await;
+            res.unwrap();
+            let (res, buf) = read_exact(&mut &b, Vec::with_capacity(100)).await;
+            res.unwrap();
+            assert_eq!(buf, vec![i; 100]);
+        }
+    });
+    p.faults().unwrap().counts
+}
+
+driver_test!(same_seed_same_faults, |p| {
+    let driver = match p.driver_kind() {
+        proactor::DriverKind::Uring => DriverChoice::Uring,
+        _ => DriverChoice::Epoll,
+    };
+    let first = nops_and_pairs(driver, 11);
+    assert!(first.total() > 0, "{first}");
+    assert_eq!(first, nops_and_pairs(driver, 11));
+});
