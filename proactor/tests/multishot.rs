@@ -39,6 +39,19 @@ fn next<S: Stream + Unpin>(s: &mut S) -> impl std::future::Future<Output = Optio
     std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *s).poll_next(cx))
 }
 
+/// Turns the loop until every operation is over: a dropped stream's receive keeps its socket
+/// open until the kernel hands the operation back.
+async fn settle() {
+    let h = proactor::Handle::current();
+    for _ in 0..500 {
+        if h.in_flight().in_flight == 0 {
+            return;
+        }
+        proactor::time::sleep(Duration::from_millis(2)).await.unwrap();
+    }
+    panic!("operations still in flight: {:?}", h.in_flight().by_kind);
+}
+
 fn pattern(conn: usize, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i.wrapping_mul(31) ^ conn.wrapping_mul(7)) as u8).collect()
 }
@@ -75,6 +88,7 @@ driver_test!(multishot_accept_of_1000_connections, |p| {
         assert!(next(&mut accepted).await.is_none(), "a cancelled stream ends");
         assert!(accepted.is_ended());
         drop(clients.join().unwrap());
+        settle().await;
     });
     assert_eq!(open_sockets(), fds_before, "every accepted descriptor closed");
 });
@@ -180,6 +194,8 @@ fn echo_through_a_small_pool(p: &Proactor, conns: usize, buffers: u16, per_conn:
         for c in clients {
             c.join().unwrap();
         }
+        drop(accepted);
+        settle().await;
         assert_eq!(pool.available(), pool.capacity(), "every buffer back in the pool");
         pool.exhausted_count()
     });
@@ -322,3 +338,29 @@ driver_test!(a_stream_nobody_reads_holds_few_buffers_and_loses_no_byte, |p| {
         assert_eq!(pool.available(), pool.capacity());
     });
 });
+
+#[test]
+fn the_kernel_probe_agrees_with_what_the_driver_can_do() {
+    let _serial = counting_fds();
+    let probe = proactor::driver::probe_kernel().unwrap();
+    let cap = |name: &str| probe.capabilities.iter().find(|(n, _)| *n == name).unwrap().1;
+    let p = common::proactor(proactor::DriverChoice::Uring);
+    let (accepted, received, ring) = p.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut accept = submit_multi(AcceptMulti::new(listener.as_raw_fd()));
+        let accepted = matches!(accept.next().await, Some(Ok(_))) && !accept.is_ended();
+        let pool = BufPool::new(2, 64).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let (res, _) = a.write(b"x".as_slice()).await;
+        res.unwrap();
+        let mut recv = submit_multi(RecvMulti::new(b.as_raw_fd(), &pool));
+        let received = matches!(recv.next().await, Some(Ok(buf)) if &buf[..] == b"x")
+            && !recv.is_ended()
+            && pool.is_kernel_ring();
+        (accepted, received, pool.is_kernel_ring())
+    });
+    assert_eq!(cap("multishot accept"), accepted, "probe vs a real multishot accept");
+    assert_eq!(cap("multishot recv"), received, "probe vs a real multishot receive");
+    assert_eq!(cap("buffer ring"), ring, "probe vs the pool's own registration");
+}

@@ -71,6 +71,10 @@ fn print_uring_probe() {
             for (name, present) in &probe.features {
                 println!("  {name:<16} {}", if *present { "yes" } else { "no" });
             }
+            println!("io_uring capabilities (tried on a scratch ring):");
+            for (name, works) in &probe.capabilities {
+                println!("  {name:<16} {}", if *works { "yes" } else { "no (fallback used)" });
+            }
         }
     }
 }

@@ -42,6 +42,11 @@ pub struct KernelProbe {
     pub opcodes: Vec<(&'static str, bool, bool)>,
     /// `(name, present)` for the ring features the kernel reports.
     pub features: Vec<(&'static str, bool)>,
+    /// `(name, works)` for what the proactor uses when the kernel has it, each found out by
+    /// trying it on a scratch ring (not by kernel version): multishot accept and receive,
+    /// provided-buffer rings, incremental buffer consumption (`IOU_PBUF_RING_INC`), receive
+    /// bundles, zero-copy send.
+    pub capabilities: Vec<(&'static str, bool)>,
 }
 
 impl KernelProbe {
@@ -83,5 +88,118 @@ pub fn probe_kernel() -> io::Result<KernelProbe> {
         ("RECVSEND_BUNDLE", p.is_feature_recvsend_bundle()),
         ("MIN_TIMEOUT", p.is_feature_min_timeout()),
     ];
-    Ok(KernelProbe { opcodes, features })
+    let bundles = p.is_feature_recvsend_bundle();
+    let send_zc = probe.is_supported(opcode::SendZc::CODE);
+    let capabilities = vec![
+        ("multishot accept", try_multishot_accept().unwrap_or(false)),
+        ("multishot recv", try_multishot_recv().unwrap_or(false)),
+        ("buffer ring", try_buf_ring(0).unwrap_or(false)),
+        ("buffer ring INC", try_buf_ring(IOU_PBUF_RING_INC).unwrap_or(false)),
+        ("recv bundles", bundles),
+        ("send zero-copy", send_zc),
+    ];
+    Ok(KernelProbe { opcodes, features, capabilities })
+}
+
+/// `IOU_PBUF_RING_INC` (linux/io_uring.h, 6.12): buffers of the ring are consumed in part.
+const IOU_PBUF_RING_INC: u16 = 2;
+
+/// Group id used by the probes on their scratch rings.
+const PROBE_GROUP: u16 = 1;
+
+/// Registers (and unregisters) a one-entry provided-buffer ring with `flags`.
+fn try_buf_ring(flags: u16) -> io::Result<bool> {
+    let ring = IoUring::new(2)?;
+    let mem = BufRingMem::new()?;
+    // SAFETY: `mem` is a page-aligned, zeroed block for one entry that outlives the
+    // registration (unregistered below, before `mem` is dropped).
+    let res =
+        unsafe { ring.submitter().register_buf_ring_with_flags(mem.addr(), 1, PROBE_GROUP, flags) };
+    if res.is_ok() {
+        let _ = ring.submitter().unregister_buf_ring(PROBE_GROUP);
+    }
+    Ok(res.is_ok())
+}
+
+/// A page for a one-entry buffer ring and its one 64-byte buffer.
+struct BufRingMem(std::ptr::NonNull<u8>);
+
+impl BufRingMem {
+    const LAYOUT: std::alloc::Layout = match std::alloc::Layout::from_size_align(4096, 4096) {
+        Ok(l) => l,
+        Err(_) => panic!("a valid layout"),
+    };
+    fn new() -> io::Result<Self> {
+        // SAFETY: the layout has a non-zero size.
+        std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(Self::LAYOUT) })
+            .map(BufRingMem)
+            .ok_or_else(|| io::ErrorKind::OutOfMemory.into())
+    }
+    fn addr(&self) -> u64 {
+        self.0.as_ptr() as u64
+    }
+}
+
+impl Drop for BufRingMem {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; no ring refers to it any more.
+        unsafe { std::alloc::dealloc(self.0.as_ptr(), Self::LAYOUT) }
+    }
+}
+
+/// Submits `entry` and waits (briefly) for its first completion: `(result, flags)`.
+fn first_completion(ring: &mut IoUring, entry: io_uring::squeue::Entry) -> io::Result<(i32, u32)> {
+    // SAFETY: the entry's pointers (none, or the caller's memory) outlive the ring's use: the
+    // caller keeps them until the ring is dropped, which cancels what is in flight.
+    unsafe { ring.submission().push(&entry.user_data(1)) }
+        .map_err(|_| io::Error::other("probe ring full"))?;
+    let spec = io_uring::types::Timespec::new().sec(1);
+    let args = io_uring::types::SubmitArgs::new().timespec(&spec);
+    match ring.submitter().submit_with_args(1, &args) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+        Err(e) => return Err(e),
+    }
+    let cqe = ring.completion().next().ok_or_else(|| io::Error::other("no completion"))?;
+    Ok((cqe.result(), cqe.flags()))
+}
+
+/// A multishot accept of one connection: its completion carries a descriptor and `MORE`.
+fn try_multishot_accept() -> io::Result<bool> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let _client = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let mut ring = IoUring::new(4)?;
+    let fd = io_uring::types::Fd(std::os::fd::AsRawFd::as_raw_fd(&listener));
+    let (res, flags) = first_completion(&mut ring, opcode::AcceptMulti::new(fd).build())?;
+    if res >= 0 {
+        // SAFETY: the accepted descriptor is new and owned by nobody else.
+        drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(res) });
+    }
+    Ok(res >= 0 && io_uring::cqueue::more(flags))
+}
+
+/// A multishot receive of one byte into a one-buffer ring: its completion carries `MORE`.
+fn try_multishot_recv() -> io::Result<bool> {
+    use std::io::Write;
+    let (mut a, b) = std::os::unix::net::UnixStream::pair()?;
+    let mut ring = IoUring::new(4)?;
+    let mem = BufRingMem::new()?;
+    // SAFETY: as in `try_buf_ring`; the ring (and its requests) are gone before `mem`.
+    unsafe { ring.submitter().register_buf_ring_with_flags(mem.addr(), 1, PROBE_GROUP, 0)? };
+    // One buffer: the second half of the page, published by a tail of 1.
+    // SAFETY: entry 0 and the tail lie in the page, which only this thread touches.
+    unsafe {
+        let entry = &mut *mem.0.as_ptr().cast::<io_uring::types::BufRingEntry>();
+        entry.set_addr(mem.addr() + 2048);
+        entry.set_len(64);
+        entry.set_bid(0);
+        let tail = io_uring::types::BufRingEntry::tail(mem.0.as_ptr().cast()) as *mut u16;
+        std::ptr::write_volatile(tail, 1);
+    }
+    a.write_all(b"x")?;
+    let fd = io_uring::types::Fd(std::os::fd::AsRawFd::as_raw_fd(&b));
+    let outcome = first_completion(&mut ring, opcode::RecvMulti::new(fd, PROBE_GROUP).build());
+    drop(ring);
+    let (res, flags) = outcome?;
+    Ok(res == 1 && io_uring::cqueue::more(flags))
 }
