@@ -43,6 +43,7 @@ pub mod op;
 pub mod runtime;
 pub mod strand;
 mod sync;
+pub mod task;
 pub mod threads;
 pub mod time;
 

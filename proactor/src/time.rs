@@ -1,4 +1,5 @@
-//! Timers: `sleep`, `timeout` around any future, and (on operations) `Op::deadline`.
+//! Timers: `sleep`, `sleep_until`, `interval`, `timeout` around any future, and (on
+//! operations) `Op::deadline`.
 //!
 //! A timer is an operation like any other — the kernel completes it — so it costs no thread and
 //! shows up in the in-flight count.
@@ -9,11 +10,132 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Completes after `duration`.
 pub fn sleep(duration: Duration) -> Op<Timeout> {
     submit(Timeout::new(duration))
+}
+
+/// Completes at `deadline` (at once if it has passed). The timer is relative to the moment the
+/// call is made, on the monotonic clock `Instant` reads.
+pub fn sleep_until(deadline: Instant) -> Op<Timeout> {
+    sleep(deadline.saturating_duration_since(Instant::now()))
+}
+
+/// What an [`Interval`] does when ticks were missed: a tick was taken (its [`Interval::tick`]
+/// completed) a full period or more after it was due, because the task was busy or did not
+/// call `tick`. A tick taken less late than that misses nothing, and the schedule stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MissedTickBehavior {
+    /// Catch up: the missed ticks complete at once, one per call, until the schedule is met
+    /// again; the schedule stays `start + n * period` (tokio's default, and this one's).
+    #[default]
+    Burst,
+    /// Start over: the next tick comes one period after the late one was taken; the schedule
+    /// shifts by the delay.
+    Delay,
+    /// Drop the missed ticks: the next tick is the next one on the original schedule that is
+    /// still in the future.
+    Skip,
+}
+
+/// A ticking timer: [`Interval::tick`] completes once per period. Made by [`interval`] or
+/// [`interval_at`].
+///
+/// Each tick returns the instant it was scheduled for (not when it completed), so a task can
+/// tell how late it is. A tick future that is dropped (say, the losing branch of a `select!`)
+/// loses nothing: the next call waits for the same tick.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let p = proactor::Proactor::new()?;
+/// p.block_on(async {
+///     let start = Instant::now();
+///     let mut every = proactor::time::interval(Duration::from_millis(10));
+///     let first = every.tick().await; // at once
+///     every.tick().await;
+///     let third = every.tick().await;
+///     assert_eq!(third - first, Duration::from_millis(20));
+///     assert!(start.elapsed() >= Duration::from_millis(20));
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Interval {
+    /// When the next tick is due.
+    next: Instant,
+    period: Duration,
+    missed: MissedTickBehavior,
+}
+
+/// An interval whose first tick completes at once, then every `period`.
+///
+/// # Panics
+/// If `period` is zero.
+pub fn interval(period: Duration) -> Interval {
+    interval_at(Instant::now(), period)
+}
+
+/// An interval whose first tick completes at `start`, then every `period`.
+///
+/// # Panics
+/// If `period` is zero.
+pub fn interval_at(start: Instant, period: Duration) -> Interval {
+    assert!(!period.is_zero(), "interval period must be non-zero");
+    Interval { next: start, period, missed: MissedTickBehavior::default() }
+}
+
+impl Interval {
+    /// Waits for the next tick and returns the instant it was scheduled for.
+    ///
+    /// If the timer cannot be armed (no proactor runs on this thread), the tick completes at
+    /// its instant's turn anyway, after the thread sleeps until then: an interval never spins.
+    pub async fn tick(&mut self) -> Instant {
+        let due = self.next;
+        let now = Instant::now();
+        if due > now && sleep_until(due).await.is_err() {
+            // Only when no loop can arm a timer; tick at the right time anyway.
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        let now = Instant::now();
+        let next = due + self.period;
+        // Taken less than a period late, no tick was missed: the schedule stays.
+        self.next = if next > now {
+            next
+        } else {
+            match self.missed {
+                MissedTickBehavior::Burst => next,
+                MissedTickBehavior::Delay => now + self.period,
+                MissedTickBehavior::Skip => {
+                    let behind = (now - next).as_nanos() / self.period.as_nanos();
+                    next + self.period.saturating_mul(u32::try_from(behind + 1).unwrap_or(u32::MAX))
+                }
+            }
+        };
+        due
+    }
+
+    /// Makes the next tick due one period from now.
+    pub fn reset(&mut self) {
+        self.next = Instant::now() + self.period;
+    }
+
+    /// What to do about missed ticks (default [`MissedTickBehavior::Burst`]).
+    pub fn set_missed_tick_behavior(&mut self, behavior: MissedTickBehavior) {
+        self.missed = behavior;
+    }
+
+    /// The current missed-tick behaviour.
+    pub fn missed_tick_behavior(&self) -> MissedTickBehavior {
+        self.missed
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
 }
 
 /// The future did not finish in time.

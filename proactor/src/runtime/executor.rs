@@ -209,12 +209,12 @@ impl Executor {
         self.last_woken.set(NO_TASK);
     }
 
-    /// Adds a task; it is polled in the next round.
+    /// Adds a task; it is polled in the next round. Returns its waker (which `abort` uses).
     pub(crate) fn spawn<F: Future<Output = ()> + 'static>(
         &self,
         future: F,
         join: Rc<dyn JoinMark>,
-    ) {
+    ) -> Waker {
         let mut tasks = self.tasks.borrow_mut();
         let entry = tasks.vacant_entry();
         let waker = Arc::new(TaskWaker {
@@ -223,7 +223,9 @@ impl Executor {
             ready: self.ready.clone(),
         });
         waker.wake_by_ref();
+        let handle = Waker::from(waker.clone());
         entry.insert(Task { future: Some(Box::pin(future)), waker, join });
+        handle
     }
 
     pub(crate) fn has_tasks(&self) -> bool {
@@ -289,6 +291,17 @@ impl Executor {
 
     fn poll_task(&self, key: usize, core: &Core) {
         let Some((mut future, waker)) = self.start_poll(key) else { return };
+        if self.tasks.borrow().get(key).is_some_and(|t| t.join.is_aborted()) {
+            // Aborted (`JoinHandle::abort` woke it to get here): dropped instead of polled. Its
+            // pending operations are detached as any dropped `Op` is (cancelled, their buffers
+            // parked until the kernel is done), and its join guard records the cancellation.
+            let task = self.tasks.borrow_mut().try_remove(key);
+            core.guard_user_code("an aborted task's state", move || {
+                drop(future);
+                drop(task);
+            });
+            return;
+        }
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.poll_as(key, &waker, |cx| future.as_mut().poll(cx))
         }));
@@ -346,9 +359,10 @@ impl Executor {
     }
 }
 
-/// Lets the executor tell a `JoinHandle` its task panicked.
+/// Lets the executor tell a `JoinHandle` its task panicked, and learn that it was aborted.
 pub(crate) trait JoinMark {
     fn mark_panicked(&self);
+    fn is_aborted(&self) -> bool;
 }
 
 /// Why a task produced no value.
@@ -356,7 +370,8 @@ pub(crate) trait JoinMark {
 pub enum JoinError {
     /// The task panicked; the panic was reported and the proactor carried on.
     Panicked,
-    /// The task was dropped before it finished (the proactor shut down).
+    /// The task was dropped before it finished: aborted ([`JoinHandle::abort`]), or the
+    /// proactor shut down.
     Cancelled,
 }
 
@@ -374,11 +389,17 @@ impl std::error::Error for JoinError {}
 pub(crate) struct JoinState<T> {
     result: RefCell<Option<Result<T, JoinError>>>,
     waker: RefCell<Option<Waker>>,
+    /// `JoinHandle::abort` was called: the executor drops the task instead of polling it.
+    aborted: Cell<bool>,
 }
 
 impl<T> JoinState<T> {
     pub(crate) fn new() -> Rc<Self> {
-        Rc::new(JoinState { result: RefCell::new(None), waker: RefCell::new(None) })
+        Rc::new(JoinState {
+            result: RefCell::new(None),
+            waker: RefCell::new(None),
+            aborted: Cell::new(false),
+        })
     }
     pub(crate) fn set(&self, value: Result<T, JoinError>) {
         let mut slot = self.result.borrow_mut();
@@ -396,6 +417,9 @@ impl<T> JoinMark for JoinState<T> {
     fn mark_panicked(&self) {
         self.set(Err(JoinError::Panicked));
     }
+    fn is_aborted(&self) -> bool {
+        self.aborted.get()
+    }
 }
 
 /// Marks the join state cancelled if the task's future is dropped before it produced a value.
@@ -410,16 +434,56 @@ impl<T> Drop for CancelOnDrop<T> {
     }
 }
 
-/// Awaits the output of a spawned task. Dropping it detaches the task, which keeps running.
+/// Awaits the output of a spawned task. Dropping it (or [`JoinHandle::detach`]) detaches the
+/// task, which keeps running; [`JoinHandle::abort`] stops it.
 #[must_use = "dropping a JoinHandle detaches the task; await it to get the output"]
 pub struct JoinHandle<T> {
     pub(crate) state: Rc<JoinState<T>>,
+    /// The task's waker: `abort` wakes the task so the executor drops it.
+    pub(crate) task: Waker,
 }
 
 impl<T> JoinHandle<T> {
     /// True once the task has finished (or panicked, or was cancelled).
     pub fn is_finished(&self) -> bool {
         self.state.result.borrow().is_some()
+    }
+
+    /// Stops the task: before it is polled again, the loop drops its future, which drops
+    /// every operation it awaits — each is cancelled and its buffer parked until the kernel's
+    /// completion arrives, then freed, exactly as when any `Op` is dropped (an fd a cancelled
+    /// accept or open produced meanwhile is closed). Awaiting the handle then gives
+    /// [`JoinError::Cancelled`].
+    ///
+    /// The task stops at the await point where it is suspended: it never runs again. Called on
+    /// a task that has finished, it does nothing; called by the task on itself, the task stops at
+    /// its next await point. Like tokio's, the abort takes effect when the loop next runs (the
+    /// caller need not yield for it to be requested).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let p = proactor::Proactor::new()?;
+    /// p.block_on(async {
+    ///     let (a, _b) = proactor::net::UnixStream::pair()?;
+    ///     let task = proactor::spawn(async move { a.read(Vec::with_capacity(64)).await });
+    ///     proactor::time::sleep(Duration::from_millis(10)).await?;
+    ///     task.abort();
+    ///     assert_eq!(task.await.unwrap_err(), proactor::JoinError::Cancelled);
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn abort(&self) {
+        if !self.is_finished() {
+            self.state.aborted.set(true);
+            self.task.wake_by_ref();
+        }
+    }
+
+    /// Lets the task run on without anyone waiting for its output (what dropping the handle
+    /// does; this says so in the code).
+    pub fn detach(self) {
+        drop(self);
     }
 }
 

@@ -343,7 +343,7 @@ impl Handle {
     {
         let state = JoinState::new();
         let guard = CancelOnDrop(state.clone());
-        self.core.executor.spawn(
+        let task = self.core.executor.spawn(
             async move {
                 let out = future.await;
                 guard.0.set(Ok(out));
@@ -351,7 +351,7 @@ impl Handle {
             },
             state.clone(),
         );
-        JoinHandle { state }
+        JoinHandle { state, task }
     }
 
     /// What is in flight now: counts per kind and the oldest operation's age.

@@ -54,6 +54,9 @@ struct NoJoin;
 
 impl JoinMark for NoJoin {
     fn mark_panicked(&self) {}
+    fn is_aborted(&self) -> bool {
+        false
+    }
 }
 
 /// The driver half of `Core::turn`: park before the wait, unpark after it.
@@ -84,7 +87,7 @@ fn spawn_counter(
     seen: &Rc<Cell<usize>>,
 ) -> (usize, Waker) {
     let (sent, seen) = (sent.clone(), seen.clone());
-    exec.spawn(
+    let _ = exec.spawn(
         poll_fn(move |_| {
             seen.set(sent.load(Ordering::Acquire));
             Poll::<()>::Pending
