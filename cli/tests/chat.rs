@@ -335,3 +335,17 @@ fn sigterm_says_goodbye_and_exits_zero(driver: &str, threads: usize) {
     assert_eq!(status.code(), Some(0));
     assert_used_threads(&server, threads);
 }
+
+both_drivers!(recovers_from_emfile, |driver| {
+    // Out of descriptors the server keeps running and backs off; afterwards two new clients
+    // join and talk.
+    let report = server_support::emfile_recovery("chat", driver, &[], |addr| {
+        let mut a = Client::join(addr, "first");
+        let mut b = Client::join(addr, "second");
+        assert_eq!(a.line(), "* second joined");
+        a.send("hello after EMFILE");
+        assert_eq!(b.line(), "<first> hello after EMFILE");
+    });
+    // One descriptor per connection: the accepts themselves run out.
+    assert!(report.accept_backed_off, "accept never hit EMFILE: {report:?}");
+});

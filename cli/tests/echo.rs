@@ -375,3 +375,20 @@ both_drivers!(dry_pool_delays_but_loses_nothing, |driver| {
         assert!(server.alive(), "{style}: server died: {}", server.stderr());
     }
 });
+
+both_drivers!(recovers_from_emfile, |driver| {
+    // Out of descriptors the server keeps running and backs off; afterwards it echoes again.
+    let report = server_support::emfile_recovery("echo", driver, &[], |addr| {
+        echo_roundtrip(TcpStream::connect(addr).expect("connect"), 14, 100_000);
+    });
+    // One descriptor per connection: the accepts themselves run out.
+    assert!(report.accept_backed_off, "accept never hit EMFILE: {report:?}");
+});
+
+both_drivers!(recovers_from_emfile_threads2, |driver| {
+    // The same through `--threads 2`, whose acceptor thread runs the library's accept loop.
+    let report = server_support::emfile_recovery("echo", driver, &["--threads", "2"], |addr| {
+        echo_roundtrip(TcpStream::connect(addr).expect("connect"), 15, 100_000);
+    });
+    assert!(report.accept_backed_off, "accept never hit EMFILE: {report:?}");
+});

@@ -390,3 +390,21 @@ both_drivers!(stops_on_sigterm, |driver| {
         assert!(c.closed());
     }
 });
+
+both_drivers!(recovers_from_emfile, |driver| {
+    // Out of descriptors the server keeps running and backs off; afterwards it serves a file
+    // (which takes a descriptor of its own) on a new connection.
+    let fx = Fixture::new();
+    let root = fx.root();
+    let root = root.to_str().expect("a UTF-8 temp path");
+    let extra = ["--root", root, "--quiet"];
+    let report = http_support::server_support::emfile_recovery("http", driver, &extra, |addr| {
+        let mut c = http_support::Client::connect(addr);
+        c.send(b"GET /data.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        let resp = c.response(false);
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, pattern(300_000));
+    });
+    // One descriptor per connection: the accepts themselves run out.
+    assert!(report.accept_backed_off, "accept never hit EMFILE: {report:?}");
+});

@@ -448,3 +448,25 @@ both_drivers!(max_conns_is_enforced, |driver| {
     let mut buf = [0u8; 4];
     assert_eq!(third.read(&mut buf).unwrap_or(0), 0, "a third connection is closed");
 });
+
+both_drivers!(recovers_from_emfile, |driver| {
+    // Out of descriptors the proxy keeps running and backs off; afterwards a new client is
+    // relayed to the upstream and back.
+    let up = upstream(|mut s| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let to = up.to_string();
+    server_support::emfile_recovery("proxy", driver, &["--to", &to], |addr| {
+        let mut c = connect(addr);
+        let mut rd = c.try_clone().unwrap();
+        let reader = thread::spawn(move || recv_stream(&mut rd));
+        let sent = send_stream(&mut c, 9, 200_000);
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(reader.join().unwrap(), (200_000, sent));
+    });
+});

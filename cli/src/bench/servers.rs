@@ -2,6 +2,7 @@
 //! hidden `proactor bench serve --kind K`: thread-per-connection blocking std I/O (the seed's
 //! "simpler alternative") and tokio, current-thread and multi-thread.
 
+use proactor::net::{AcceptAction, AcceptPolicy};
 use socket2::{Domain, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -57,14 +58,17 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 fn serve_threads(listener: TcpListener, corrupt: bool) -> io::Result<()> {
+    let mut policy = AcceptPolicy::new();
     loop {
         let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(e) if is_transient_accept_error(&e) => {
-                back_off(&e);
+            Ok((s, _)) => {
+                policy.on_success();
+                s
+            }
+            Err(e) => {
+                accept_failed(&mut policy, e)?;
                 continue;
             }
-            Err(e) => return Err(e),
         };
         let spawned = std::thread::Builder::new().spawn(move || {
             if let Err(e) = echo_blocking(stream, corrupt) {
@@ -101,14 +105,17 @@ fn echo_blocking(mut stream: TcpStream, corrupt: bool) -> io::Result<()> {
 async fn serve_tokio(listener: TcpListener) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
+    let mut policy = AcceptPolicy::new();
     loop {
         let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) if is_transient_accept_error(&e) => {
-                back_off(&e);
+            Ok((s, _)) => {
+                policy.on_success();
+                s
+            }
+            Err(e) => {
+                accept_failed(&mut policy, e)?;
                 continue;
             }
-            Err(e) => return Err(e),
         };
         tokio::spawn(async move {
             if let Err(e) = echo_tokio(stream).await {
@@ -131,18 +138,17 @@ async fn echo_tokio(mut stream: tokio::net::TcpStream) -> io::Result<()> {
     }
 }
 
-/// Accept errors that concern one connection (or a passing shortage), not the listener.
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ECONNABORTED | libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    ) || e.kind() == io::ErrorKind::Interrupted
-}
-
-/// Out of descriptors or memory: pause briefly instead of spinning on the failing accept.
-fn back_off(e: &io::Error) {
-    if !matches!(e.raw_os_error(), Some(libc::ECONNABORTED) | None) {
-        tracing::warn!("accept: {e}");
-        std::thread::sleep(std::time::Duration::from_millis(10));
+/// Handles an accept error by the library's policy (the same the proactor servers follow):
+/// returns after retrying is due, or the error if the listener is unusable. The wait blocks the
+/// thread (the tokio baselines run no timer), which only stalls the acceptor while it is out of
+/// descriptors anyway.
+fn accept_failed(policy: &mut AcceptPolicy, e: io::Error) -> io::Result<()> {
+    match policy.on_error(&e, false) {
+        AcceptAction::Retry => Ok(()),
+        AcceptAction::Wait(delay) => {
+            std::thread::sleep(delay);
+            Ok(())
+        }
+        AcceptAction::Fail | AcceptAction::Stop => Err(e),
     }
 }

@@ -38,8 +38,11 @@
 //! - A connection beyond `--max-conns` is accepted and closed at once (the client reads EOF), so it
 //!   is never left hanging in the backlog.
 //! - Accepted sockets get `TCP_NODELAY` (request/response traffic must not wait on Nagle).
-//! - Out of descriptors (EMFILE/ENFILE), the accept loop logs once and retries every 50 ms: it
-//!   never spins and never stops accepting for good.
+//! - Accept errors follow the library's one policy (`proactor::net::AcceptPolicy`): out of
+//!   descriptors (EMFILE/ENFILE) or memory, the accept loop logs once per burst and retries
+//!   with a back-off (1 ms doubling to 100 ms): it never spins and never stops accepting for
+//!   good; a connection that failed before it was accepted is skipped; an unusable listener
+//!   ends the server with an error.
 //! - SIGINT or SIGTERM: accepting stops; connections the kernel had already completed (waiting
 //!   in the backlog, their clients possibly sending) are still taken and served; then the
 //!   listener closes (new connections are refused), every [`Conn`]'s [`Conn::shutdown`] event
@@ -61,7 +64,8 @@ pub use event::{race, Either, Event};
 pub use threads::{serve_threads, thread_count};
 
 use event::ConnCount;
-use proactor::op::{self, raw_os_error};
+use proactor::net::{AcceptAction, AcceptPolicy};
+use proactor::op;
 use proactor::{DriverChoice, Handle, Proactor};
 use signal::StopSignals;
 use socket2::{Domain, Socket, Type};
@@ -74,9 +78,6 @@ use std::time::Duration;
 
 /// Listen backlog: deep enough for a burst of a few thousand connects.
 const BACKLOG: i32 = 4096;
-
-/// How long the accept loop sleeps after running out of descriptors before it tries again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A stream type the server can hand to connection code, converted from the accepted socket:
 /// `std::net::TcpStream` (to use with the operations directly, e.g. `op::Recv::new(Rc<_>, buf)`)
@@ -361,7 +362,7 @@ impl Stopping {
         // Accept until the first signal. On the signal the accept in flight is cancelled and
         // then awaited, not dropped: if the kernel completed it first, the connection it
         // carries is served like any other instead of being closed under its client.
-        let mut starved = false;
+        let mut policy = AcceptPolicy::new();
         loop {
             let mut accept = proactor::submit(op::Accept::new(listener.clone()));
             let cancel = accept.cancel_token();
@@ -374,35 +375,22 @@ impl Stopping {
             };
             match res {
                 Ok((fd, addr)) => {
-                    if starved {
-                        tracing::info!("{}: accepting again", self.name);
-                        starved = false;
-                    }
+                    policy.on_success();
                     let peer =
                         addr.as_socket().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
                     if let Some((stream, conn)) = admission.admit(TcpStream::from(fd), peer) {
                         on_conn(stream, conn);
                     }
                 }
-                Err(_) if stopping => {}
-                Err(e) => match classify_accept_error(&e) {
-                    AcceptError::Resources => {
-                        if !starved {
-                            tracing::warn!(
-                                "{}: accept: {e}; retrying every {ACCEPT_BACKOFF:?}",
-                                self.name
-                            );
-                            starved = true;
-                        }
-                        let pause = proactor::time::sleep(ACCEPT_BACKOFF);
+                Err(e) => match policy.on_error(&e, stopping) {
+                    AcceptAction::Retry | AcceptAction::Stop => {}
+                    AcceptAction::Wait(delay) => {
+                        let pause = proactor::time::sleep(delay);
                         if let Either::Right(()) = race(pause, self.signals.nth(1)).await {
                             break;
                         }
                     }
-                    AcceptError::Connection => {
-                        tracing::debug!("{}: accept: {e} (skipped)", self.name)
-                    }
-                    AcceptError::Fatal => {
+                    AcceptAction::Fail => {
                         return Err(io::Error::new(e.kind(), format!("accept: {e}")));
                     }
                 },
@@ -510,25 +498,6 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
-}
-
-enum AcceptError {
-    /// Out of descriptors or memory: back off, then retry.
-    Resources,
-    /// Only this connection failed.
-    Connection,
-    /// The listener itself is broken.
-    Fatal,
-}
-
-fn classify_accept_error(e: &io::Error) -> AcceptError {
-    match raw_os_error(e) {
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => AcceptError::Resources,
-        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT) => {
-            AcceptError::Fatal
-        }
-        _ => AcceptError::Connection,
-    }
 }
 
 /// Raises the soft limit on open descriptors to the hard limit: a server with thousands of

@@ -5,7 +5,7 @@
 
 // The per-driver test macro (`both_drivers!`) is the servers' shared one.
 #[path = "../server_support/mod.rs"]
-mod server_support;
+pub mod server_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -24,16 +24,43 @@ pub fn start(cmd: &str, driver: &str, extra: &[&str]) -> ServerProc {
 
 /// [`start`] with extra environment variables for the server (e.g. `RUST_LOG`).
 pub fn start_env(cmd: &str, driver: &str, extra: &[&str], env: &[(&str, &str)]) -> ServerProc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proactor"))
+    start_limited(cmd, driver, extra, env, None)
+}
+
+/// [`start_env`], with the server's `RLIMIT_NOFILE` set to `nofile` (soft and hard: the servers
+/// raise their soft limit to the hard one at start) when given.
+pub fn start_limited(
+    cmd: &str,
+    driver: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    nofile: Option<u64>,
+) -> ServerProc {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_proactor"));
+    command
         .arg(cmd)
         .args(["--listen", "127.0.0.1:0", "--driver", driver])
         .args(extra)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the proactor binary");
+        .stderr(Stdio::piped());
+    if let Some(n) = nofile {
+        let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+        // SAFETY: the closure runs in the forked child before exec and calls only setrlimit,
+        // which is async-signal-safe, on a struct it owns; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    let mut child = command.spawn().expect("spawn the proactor binary");
     let stdout = child.stdout.take().expect("stdout piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -133,6 +160,110 @@ impl Drop for ServerProc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// How many descriptors the process has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// CPU time (user + system) the process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/<pid>/stat");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf takes no pointers.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// The descriptor limit the EMFILE scenario gives a server: room for what it opens at start
+/// (driver, listener, signal and wake descriptors, the std streams), then a few dozen
+/// connections.
+pub const EMFILE_NOFILE: u64 = 64;
+
+/// What [`emfile_recovery`] saw.
+#[derive(Debug)]
+pub struct EmfileReport {
+    /// Connections open when the server first logged `EMFILE`.
+    pub connections: usize,
+    /// Whether an accept itself failed with `EMFILE` (the accept policy logged its back-off).
+    /// A server that needs a second descriptor per connection (the proxy's upstream socket)
+    /// may run out there first and close the client, so its accepts keep succeeding.
+    pub accept_backed_off: bool,
+}
+
+/// The EMFILE recovery scenario, the same for every server: starts `proactor <cmd> <extra>`
+/// with `RLIMIT_NOFILE` at [`EMFILE_NOFILE`], opens idle connections until its log shows a
+/// call failing with `EMFILE` (then a few more, so some wait in the listen queue), holds them
+/// for a moment (the server must stay up, log no panic and back off rather than spin), closes
+/// them, waits for the server to free their descriptors, and then `probe(addr)` must be served
+/// correctly on a new connection (it panics if not). Bounded: about fifteen seconds at worst.
+pub fn emfile_recovery(
+    cmd: &str,
+    driver: &str,
+    extra: &[&str],
+    probe: impl FnOnce(SocketAddr),
+) -> EmfileReport {
+    const NEEDLE: &str = "Too many open files";
+    // What the accept policy logs when a burst of resource failures starts.
+    const BACKOFF: &str = "retrying until descriptors free up";
+    let mut server = start_limited(cmd, driver, extra, &[], Some(EMFILE_NOFILE));
+    let addr = server.addr;
+    let at_start = open_fds(server.pid());
+    let mut clients = Vec::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    while !server.stderr().contains(NEEDLE) {
+        assert!(
+            Instant::now() < end && clients.len() < 4 * EMFILE_NOFILE as usize,
+            "{cmd}: {} connections and no accept failed with EMFILE",
+            clients.len()
+        );
+        // The kernel completes the handshake whether or not the server can accept: connects
+        // succeed, the surplus waits in the listen queue.
+        for _ in 0..4 {
+            clients.push(std::net::TcpStream::connect(addr).expect("connect"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let connections = clients.len();
+    for _ in 0..8 {
+        clients.push(std::net::TcpStream::connect(addr).expect("connect"));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    // Out of descriptors, with connections waiting: the accept loop must back off, not spin.
+    let before = cpu_time(server.pid());
+    std::thread::sleep(Duration::from_millis(500));
+    let used = cpu_time(server.pid()) - before;
+    assert!(server.alive(), "{cmd} exited while out of descriptors");
+    assert!(used < Duration::from_millis(300), "{cmd} used {used:?} of CPU in 500 ms: it spins");
+    let log = server.stderr();
+    assert!(!log.contains("panicked"), "{cmd} panicked:\n{log}");
+    let accept_backed_off = log.contains(BACKOFF);
+    eprintln!(
+        "{cmd}: EMFILE after {connections} connections (accept backed off: {accept_backed_off}), \
+         {used:?} CPU over 500 ms"
+    );
+    drop(clients);
+    // The server frees the descriptors as it sees the clients close (and accepts and closes
+    // those still queued); until then it is still out of them.
+    let end = Instant::now() + Duration::from_secs(5);
+    while open_fds(server.pid()) > at_start + 4 {
+        assert!(Instant::now() < end, "{cmd} kept {} descriptors open", open_fds(server.pid()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    probe(addr);
+    assert!(server.alive(), "{cmd} exited after recovering");
+    let end = Instant::now() + Duration::from_secs(5);
+    while accept_backed_off && !server.stderr().contains("accepting again") {
+        assert!(Instant::now() < end, "{cmd} never logged that it accepts again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = server.stderr();
+    assert!(!log.contains("panicked"), "{cmd} panicked:\n{log}");
+    EmfileReport { connections, accept_backed_off }
 }
 
 /// Raises this process's soft descriptor limit to `want` (capped at the hard limit).

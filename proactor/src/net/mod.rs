@@ -33,7 +33,7 @@ mod udp;
 mod unix;
 
 pub use crate::buf::{BufPool, PooledBuf};
-pub use accept::AcceptStats;
+pub use accept::{AcceptAction, AcceptErrorClass, AcceptPolicy, AcceptStats};
 pub use split::{ReadHalf, WriteHalf};
 pub use tcp::{TcpListener, TcpListenerBuilder, TcpStream};
 pub use udp::UdpSocket;

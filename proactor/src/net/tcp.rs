@@ -1,7 +1,7 @@
 //! TCP: a listener that accepts (riding out descriptor exhaustion) and a stream with the usual
 //! socket options, connect with a timeout, and a split into halves usable concurrently.
 
-use super::accept::{self, AcceptStats, Backoff};
+use super::accept::{self, AcceptPolicy, AcceptStats};
 use super::split::{ReadHalf, WriteHalf};
 use super::stream::{
     impl_async_read, impl_async_write, read_methods, socket_common, write_methods,
@@ -10,6 +10,7 @@ use super::{first_ok, inet_addr, new_socket, prepare_fd, resolve};
 use crate::op::{raw_os_error, Connect};
 use crate::submit;
 use socket2::{Domain, Protocol, SockAddr, TcpKeepalive, Type};
+use std::cell::RefCell;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -25,7 +26,8 @@ const DEFAULT_BACKLOG: i32 = 1024;
 /// descriptors: it backs off and retries (see [`AcceptStats`]).
 pub struct TcpListener {
     fd: Rc<OwnedFd>,
-    backoff: Backoff,
+    /// The accept-error policy of [`TcpListener::accept`] (its back-off and counters).
+    policy: RefCell<AcceptPolicy>,
 }
 
 /// Options for a new [`TcpListener`]: backlog, `SO_REUSEADDR`, `SO_REUSEPORT`.
@@ -75,7 +77,7 @@ impl TcpListenerBuilder {
         }
         sock.bind(&addr.into()).map_err(|e| with_addr(e, "bind", addr))?;
         sock.listen(self.backlog)?;
-        Ok(TcpListener { fd: Rc::new(sock.into()), backoff: Backoff::default() })
+        Ok(TcpListener { fd: Rc::new(sock.into()), policy: RefCell::default() })
     }
 }
 
@@ -90,20 +92,24 @@ impl TcpListener {
         TcpListenerBuilder::default()
     }
 
-    /// Wraps a listening `std` socket (made non-blocking here).
+    /// Wraps a listening `std` socket (made non-blocking here). Fails with `InvalidInput` if
+    /// the descriptor is not a stream socket (see [`crate::net::AcceptErrorClass`]).
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
-        Ok(TcpListener { fd: Rc::new(prepare_fd(listener.into())?), backoff: Backoff::default() })
+        let fd: OwnedFd = listener.into();
+        accept::check_stream(&fd, "TcpListener::from_std")?;
+        Ok(TcpListener { fd: Rc::new(prepare_fd(fd)?), policy: RefCell::default() })
     }
 
     /// Accepts the next connection.
     ///
-    /// Out of descriptors (`EMFILE`/`ENFILE`) or memory, it sleeps with a growing back-off and
+    /// Errors follow the crate's accept policy ([`crate::net::AcceptPolicy`]): out of
+    /// descriptors (`EMFILE`/`ENFILE`) or memory, it sleeps with a growing back-off and
     /// retries, logging once per burst; a connection that failed before it was accepted is
     /// skipped. It returns an error only when the listener itself is unusable (or the operation
     /// was cancelled). Dropping the future cancels the accept; a connection accepted meanwhile
     /// is closed, never leaked.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (fd, addr) = accept::accept(&self.fd, &self.backoff).await?;
+        let (fd, addr) = accept::accept(&self.fd, &self.policy).await?;
         Ok((TcpStream::from_owned(fd), inet_addr(&addr)?))
     }
 
@@ -115,7 +121,7 @@ impl TcpListener {
 
     /// How often accepting hit resource exhaustion or skipped a failed connection.
     pub fn accept_stats(&self) -> AcceptStats {
-        self.backoff.stats()
+        self.policy.borrow().stats()
     }
 
     /// The address the listener is bound to (with the real port after binding port 0).

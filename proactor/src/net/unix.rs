@@ -1,6 +1,6 @@
 //! Unix-domain stream sockets: a listener on a filesystem path and connected streams.
 
-use super::accept::{self, AcceptStats, Backoff};
+use super::accept::{self, AcceptPolicy, AcceptStats};
 use super::split::{ReadHalf, WriteHalf};
 use super::stream::{
     impl_async_read, impl_async_write, read_methods, socket_common, write_methods,
@@ -9,6 +9,7 @@ use super::{new_socket, prepare_fd};
 use crate::op::Connect;
 use crate::submit;
 use socket2::{Domain, SockAddr, Type};
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -17,7 +18,8 @@ use std::rc::Rc;
 /// A listening Unix-domain stream socket.
 pub struct UnixListener {
     fd: Rc<OwnedFd>,
-    backoff: Backoff,
+    /// The accept-error policy of [`UnixListener::accept`] (its back-off and counters).
+    policy: RefCell<AcceptPolicy>,
 }
 
 impl UnixListener {
@@ -28,24 +30,27 @@ impl UnixListener {
         let addr = SockAddr::unix(path)?;
         sock.bind(&addr).map_err(|e| super::tcp::with_addr(e, "bind", path.display()))?;
         sock.listen(1024)?;
-        Ok(UnixListener { fd: Rc::new(sock.into()), backoff: Backoff::default() })
+        Ok(UnixListener { fd: Rc::new(sock.into()), policy: RefCell::default() })
     }
 
-    /// Wraps a listening `std` socket (made non-blocking here).
+    /// Wraps a listening `std` socket (made non-blocking here). Fails with `InvalidInput` if
+    /// the descriptor is not a stream socket (see [`crate::net::AcceptErrorClass`]).
     pub fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
-        Ok(UnixListener { fd: Rc::new(prepare_fd(listener.into())?), backoff: Backoff::default() })
+        let fd: OwnedFd = listener.into();
+        accept::check_stream(&fd, "UnixListener::from_std")?;
+        Ok(UnixListener { fd: Rc::new(prepare_fd(fd)?), policy: RefCell::default() })
     }
 
     /// Accepts the next connection, riding out descriptor exhaustion like
     /// [`crate::net::TcpListener::accept`]. The address of a client is usually unnamed.
     pub async fn accept(&self) -> io::Result<(UnixStream, SockAddr)> {
-        let (fd, addr) = accept::accept(&self.fd, &self.backoff).await?;
+        let (fd, addr) = accept::accept(&self.fd, &self.policy).await?;
         Ok((UnixStream { fd: Rc::new(fd) }, addr))
     }
 
     /// How often accepting hit resource exhaustion or skipped a failed connection.
     pub fn accept_stats(&self) -> AcceptStats {
-        self.backoff.stats()
+        self.policy.borrow().stats()
     }
 
     /// The address the listener is bound to.

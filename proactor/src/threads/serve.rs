@@ -13,7 +13,8 @@
 
 use super::load::LiveGuard;
 use super::{MultiProactor, Workers};
-use crate::op::{raw_os_error, Accept};
+use crate::net::{AcceptAction, AcceptPolicy};
+use crate::op::Accept;
 use crate::runtime::{submit, Builder, Handle};
 use crate::time::sleep;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -177,37 +178,20 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     Ok(sock.into())
 }
 
-/// What the accept loop does after an accept error.
-enum AcceptError {
-    /// The listener was shut down or closed: the loop ends.
-    Stop,
-    /// Out of descriptors or memory: wait, then retry.
-    Backoff,
-    /// This one connection failed: retry at once.
-    Retry,
-}
-
-fn classify(err: &io::Error, stopping: bool) -> AcceptError {
-    match raw_os_error(err) {
-        _ if stopping => AcceptError::Stop,
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => AcceptError::Backoff,
-        Some(libc::EINVAL | libc::EBADF | libc::ENOTSOCK | libc::ECANCELED) => AcceptError::Stop,
-        _ => AcceptError::Retry,
-    }
-}
-
-/// Accepts on `listener` until the server stops, handing each connection to `deliver`.
+/// Accepts on `listener` until the server stops, handing each connection to `deliver`. Errors
+/// follow the crate's accept policy ([`crate::net::AcceptPolicy`]); once [`Server::stop`] has
+/// set the flag, the error it causes (the listener shut down) ends the loop quietly.
 async fn accept_loop(
     listener: Arc<TcpListener>,
     state: Arc<StopState>,
     accepted: Arc<AtomicUsize>,
     mut deliver: impl FnMut(TcpStream, SocketAddr),
 ) -> io::Result<()> {
-    let mut backoff = Duration::from_millis(1);
+    let mut policy = AcceptPolicy::new();
     loop {
         match submit(Accept::new(listener.clone())).await {
             Ok((fd, addr)) => {
-                backoff = Duration::from_millis(1);
+                policy.on_success();
                 let stream = TcpStream::from(fd);
                 // Request/response traffic must not wait on Nagle; failure here is harmless.
                 let _ = stream.set_nodelay(true);
@@ -215,16 +199,14 @@ async fn accept_loop(
                 accepted.fetch_add(1, Ordering::Relaxed);
                 deliver(stream, peer);
             }
-            Err(e) => match classify(&e, state.stopping.load(Ordering::SeqCst)) {
-                AcceptError::Stop => {
-                    return if state.stopping.load(Ordering::SeqCst) { Ok(()) } else { Err(e) };
+            Err(e) => match policy.on_error(&e, state.stopping.load(Ordering::SeqCst)) {
+                AcceptAction::Retry => {}
+                // A failed sleep (the driver's own error) only shortens the wait.
+                AcceptAction::Wait(delay) => {
+                    let _ = sleep(delay).await;
                 }
-                AcceptError::Backoff => {
-                    tracing::warn!("accept: {e}; retrying in {backoff:?}");
-                    let _ = sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(100));
-                }
-                AcceptError::Retry => tracing::debug!("accept: {e}"),
+                AcceptAction::Fail => return Err(e),
+                AcceptAction::Stop => return Ok(()),
             },
         }
     }
