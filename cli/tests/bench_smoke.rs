@@ -216,6 +216,58 @@ fn unsettled_point_is_rerun_and_marked_unreliable() {
     assert!(stdout.contains("unsettled"), "{stdout}");
 }
 
+/// `--loadgen epoll,threads` runs every point under both load generators (the second one blocking
+/// I/O on a few threads), checks every byte under both, and sets the ratios side by side.
+#[test]
+fn both_load_generators_run_and_their_ratios_are_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = bench(&[
+        "--servers",
+        "proactor-uring,proactor-epoll,tokio-ct",
+        "--loadgen",
+        "epoll,threads",
+        "--secs",
+        "0.2",
+        "--warmup",
+        "0.1",
+        "--rounds",
+        "1",
+        "--conns",
+        "10",
+        "--sizes",
+        "64",
+        "--idle",
+        "0",
+        "--no-same-core",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {}\n{stdout}\n{stderr}", out.status);
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6, "3 servers under 2 load generators");
+    for lg in ["epoll", "threads"] {
+        for run in runs.iter().filter(|r| r["loadgen"] == lg) {
+            assert_eq!(num(run, "error_count"), 0.0, "{lg}: {}", run["errors"]);
+            assert!(num(run, "messages") > 0.0, "{lg}: no message");
+            assert!(num(run, "client_cpu_s") > 0.0, "{lg}: load generator CPU not measured");
+            assert!(num(run, "server_cpu_s_per_million") > 0.0);
+            assert!(num(run, "conn_min_msgs") > 0.0, "{lg}: a connection starved");
+        }
+    }
+    let agreement = report["agreement"].as_array().unwrap();
+    assert_eq!(agreement.len(), 4, "2 servers × msg/s and CPU/msg: {agreement:?}");
+    for a in agreement {
+        assert_eq!(a["ratios"].as_array().unwrap().len(), 2);
+        assert!(num(a, "differ") >= 0.0);
+    }
+    assert!(stdout.contains("load generator: threads"), "{stdout}");
+    assert!(stdout.contains("differ by"), "{stdout}");
+}
+
 #[test]
 fn bad_options_are_refused() {
     for args in [
@@ -224,6 +276,7 @@ fn bad_options_are_refused() {
         &["--secs", "-1"],
         &["--max-spread", "0"],
         &["--loadgen", "nope"],
+        &["--loadgen", "threads", "--sizes", "100000"],
     ] {
         let out = bench(args);
         assert!(!out.status.success(), "{args:?} accepted");

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// How long the in-flight messages may take to come back once the window closes.
-const DRAIN: Duration = Duration::from_secs(3);
+pub(super) const DRAIN: Duration = Duration::from_secs(3);
 /// How many error messages are kept word for word (all are counted).
 const KEEP_ERRORS: usize = 5;
 
@@ -61,7 +61,25 @@ pub struct Measured {
 }
 
 impl Measured {
-    fn error(&mut self, msg: String) {
+    /// Nothing measured yet.
+    pub(super) fn new() -> Measured {
+        Measured {
+            messages: 0,
+            elapsed: Duration::ZERO,
+            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
+            server_cpu: Duration::ZERO,
+            client_cpu: Duration::ZERO,
+            conn_min: 0,
+            conn_max: 0,
+            first_echo_max: Duration::ZERO,
+            mismatches: 0,
+            error_count: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Counts an error and keeps the first few in words.
+    pub(super) fn error(&mut self, msg: String) {
         self.error_count += 1;
         if self.errors.len() < KEEP_ERRORS {
             self.errors.push(msg);
@@ -90,19 +108,9 @@ struct Conn {
 
 impl Conn {
     fn new(sock: TcpStream, id: usize, size: usize) -> Conn {
-        // A per-connection pattern, so crossed connections or stale bytes show as mismatches.
-        let mut x = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let tx = (0..size)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
         Conn {
             sock,
-            tx,
+            tx: pattern(id, size),
             rx: vec![0; size],
             sent: 0,
             got: 0,
@@ -119,17 +127,36 @@ impl Conn {
     /// Stamps the next message (its sequence number at both ends) and starts it.
     fn next(&mut self, now: Instant) {
         self.seq += 1;
-        let stamp = self.seq.to_le_bytes();
-        let n = stamp.len().min(self.tx.len());
-        self.tx[..n].copy_from_slice(&stamp[..n]);
-        let len = self.tx.len();
-        if len >= 2 * stamp.len() {
-            self.tx[len - stamp.len()..].copy_from_slice(&stamp);
-        }
+        stamp(&mut self.tx, self.seq);
         self.sent = 0;
         self.got = 0;
         self.started = now;
         self.busy = true;
+    }
+}
+
+/// Connection `id`'s message of `size` bytes: a per-connection pattern, so crossed connections
+/// or stale bytes show as mismatches (shared by both load generators).
+pub(super) fn pattern(id: usize, size: usize) -> Vec<u8> {
+    let mut x = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Stamps message `seq` into `tx`: its sequence number at both ends (as far as they fit).
+pub(super) fn stamp(tx: &mut [u8], seq: u64) {
+    let stamp = seq.to_le_bytes();
+    let n = stamp.len().min(tx.len());
+    tx[..n].copy_from_slice(&stamp[..n]);
+    let len = tx.len();
+    if len >= 2 * stamp.len() {
+        tx[len - stamp.len()..].copy_from_slice(&stamp);
     }
 }
 
@@ -145,19 +172,7 @@ pub fn run(load: &Load) -> anyhow::Result<Measured> {
         ep.add(sock.as_raw_fd(), id as u64)?;
         conns.push(Conn::new(sock, id, load.size));
     }
-    let mut m = Measured {
-        messages: 0,
-        elapsed: Duration::ZERO,
-        latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
-        server_cpu: Duration::ZERO,
-        client_cpu: Duration::ZERO,
-        conn_min: 0,
-        conn_max: 0,
-        first_echo_max: Duration::ZERO,
-        mismatches: 0,
-        error_count: 0,
-        errors: Vec::new(),
-    };
+    let mut m = Measured::new();
     let start = Instant::now();
     let measure_at = start + load.warmup;
     let end = measure_at + load.window;

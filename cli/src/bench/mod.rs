@@ -3,10 +3,12 @@
 //! server with tokio's current-thread runtime.
 //!
 //! Files: `spawn` (the servers under test and how they start), `servers` (the baseline servers),
-//! `loadgen` (the load), `idle` (the idle-connection test), `proc` (/proc figures, pinning),
+//! `loadgen` (the load), `blocking` (a second, separately written load generator), `idle` (the idle-connection test), `proc` (/proc figures, pinning),
 //! `settle` (spreads over rounds, re-runs, verdicts), `report` (figures, JSON), `table` (the
 //! table), `targets` (the targets), `plot` (the SVG chart).
 
+pub mod agree;
+pub mod blocking;
 pub mod idle;
 pub mod loadgen;
 pub mod plot;
@@ -28,12 +30,16 @@ use std::time::{Duration, Instant};
 pub enum LoadGen {
     /// One thread on raw edge-triggered epoll (`loadgen.rs`).
     Epoll,
+    /// A thread per connection, blocking std I/O (`blocking.rs`), written apart to check the
+    /// first one's ratios.
+    Threads,
 }
 
 impl std::fmt::Display for LoadGen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             LoadGen::Epoll => "epoll",
+            LoadGen::Threads => "threads",
         })
     }
 }
@@ -252,6 +258,7 @@ fn run_point(
         };
         let measured = on_cpu(place.client, move || match lg {
             LoadGen::Epoll => loadgen::run(&load),
+            LoadGen::Threads => blocking::run(&load),
         })?;
         let mem = proc::memory(proc_.pid).unwrap_or_default();
         let threads = proc::threads(proc_.pid).unwrap_or(0);

@@ -33,6 +33,8 @@ pub struct Report {
     pub idle: Vec<IdleResult>,
     /// The targets, each checked.
     pub targets: Vec<Target>,
+    /// With two load generators: each server's ratios under both, side by side.
+    pub agreement: Vec<super::agree::Agreement>,
     /// Total errors (connection errors, mismatches, stalls, servers that failed).
     pub errors: u64,
     /// No error and no mismatched byte anywhere.
@@ -370,6 +372,8 @@ pub struct Target {
     pub verdict: settle::Verdict,
     /// `verdict == met`.
     pub met: bool,
+    /// The bound lies within the ratio's spread of it: met or missed, the claim is weak.
+    pub close: bool,
 }
 
 impl Report {
@@ -397,6 +401,7 @@ impl Report {
             runs: Vec::new(),
             idle: Vec::new(),
             targets: Vec::new(),
+            agreement: Vec::new(),
             errors: 0,
             ok: true,
         }
@@ -408,6 +413,7 @@ impl Report {
             + self.idle.iter().filter(|i| i.error.is_some()).count() as u64;
         self.ok = self.errors == 0;
         self.targets = super::targets::check(self);
+        self.agreement = super::agree::check(self);
     }
 
     /// The reference server's run at the same point (and load generator) as `r`.

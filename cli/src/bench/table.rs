@@ -1,6 +1,6 @@
 //! The table `proactor bench` prints on stdout: per point, each server's figures with its ratio
 //! to the reference, its spread over the rounds and whether it settled; the idle test; the
-//! targets, each met, missed or unsettled.
+//! targets, each met, missed or unsettled; with two load generators, how far their ratios agree.
 
 use super::report::{first_error, point_label, thousands, Figure, Report, RunResult};
 use super::settle::{Status, Verdict};
@@ -119,11 +119,25 @@ impl Report {
                 };
                 let spread =
                     t.spread.map(|s| format!(" (spread {:.0}%)", s * 100.0)).unwrap_or_default();
+                let close = if t.close { " — the bound is within its spread" } else { "" };
                 let _ = writeln!(
                     out,
-                    "  {word:<9} {} = {:.2}{spread} (bound {:.2})",
+                    "  {word:<9} {} = {:.2}{spread} (bound {:.2}){close}",
                     t.what, t.measured, t.bound
                 );
+            }
+        }
+        if !self.agreement.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nload generators: each server's ratio to {} under each, and how far they differ",
+                self.reference
+            );
+            for a in &self.agreement {
+                let _ = writeln!(out, "  {}", a.line());
+            }
+            if let Some(line) = super::agree::summary(&self.agreement) {
+                let _ = writeln!(out, "  {line}");
             }
         }
         out

@@ -34,7 +34,9 @@ pub struct Args {
     /// Extra rounds a point whose spread is too wide may get (0: none).
     #[arg(long, default_value_t = settle::EXTRA_ROUNDS)]
     extra_rounds: usize,
-    /// The load generator: epoll (one thread, edge-triggered epoll).
+    /// The load generator: epoll (one thread, edge-triggered epoll), threads (blocking I/O on up
+    /// to 32 threads, each writing its connections' messages and then reading the echoes), or both (`epoll,threads`: every point under each, and how far
+    /// their ratios agree).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "epoll")]
     loadgen: Vec<LoadGen>,
     /// Connection counts, comma-separated.
@@ -247,6 +249,14 @@ fn config(args: &Args) -> Result<Config, String> {
     }
     if loadgens.is_empty() {
         return Err("--loadgen needs at least one load generator".into());
+    }
+    if loadgens.contains(&LoadGen::Threads)
+        && args.sizes.iter().any(|&s| s > bench::blocking::MAX_SIZE)
+    {
+        return Err(format!(
+            "--loadgen threads takes messages of at most {} bytes",
+            bench::blocking::MAX_SIZE
+        ));
     }
     let mut servers: Vec<ServerKind> = Vec::new();
     for s in &args.servers {
