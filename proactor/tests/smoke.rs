@@ -47,7 +47,7 @@ driver_test!(deadline_and_timeout, |p| {
         let (res, buf) = submit(op::Recv::new(b.clone(), vec![0u8; 16]))
             .deadline(Duration::from_millis(10))
             .await;
-        assert_eq!(proactor::op::raw_os_error(&res.unwrap_err()), Some(libc::ECANCELED));
+        assert_eq!(proactor::op::raw_os_error(&res.unwrap_err()), Some(libc::ETIMEDOUT));
         assert_eq!(buf.capacity(), 16);
     });
     assert_eq!(p.in_flight().in_flight, 0);
@@ -93,7 +93,43 @@ driver_test!(many_deadlines_on_a_small_ring, |_p| {
     let elapsed = started.elapsed();
     assert_eq!(results.len(), 64);
     for r in results {
-        assert_eq!(proactor::op::raw_os_error(&r.unwrap_err()), Some(libc::ECANCELED));
+        assert_eq!(proactor::op::raw_os_error(&r.unwrap_err()), Some(libc::ETIMEDOUT));
     }
     assert!(elapsed >= Duration::from_millis(250), "deadlines fired early: {elapsed:?}");
+});
+
+// A deadline that passes is a timeout (`TimedOut`, `ETIMEDOUT`); a cancel of the same kind of
+// operation is `ECANCELED`; both hand the buffer back; a result that came in time is kept.
+driver_test!(deadline_is_told_apart_from_cancel, |p| {
+    let (a, b) = UnixStream::pair().unwrap();
+    let b = std::rc::Rc::new(b);
+    p.block_on(async {
+        let recv = || submit(op::Recv::new(b.clone(), Vec::with_capacity(16)));
+        let (res, buf) = recv().deadline(Duration::from_millis(10)).await;
+        let err = res.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert_eq!(proactor::op::raw_os_error(&err), Some(libc::ETIMEDOUT));
+        assert_eq!(buf.capacity(), 16);
+        // A deadline and a cancel token on one operation: the cancel comes first.
+        let mut op = recv().deadline(Duration::from_secs(30));
+        let token = op.cancel_token();
+        let canceller = proactor::spawn(async move {
+            proactor::time::sleep(Duration::from_millis(5)).await.unwrap();
+            token.cancel();
+        });
+        let (res, buf) = op.await;
+        let err = res.unwrap_err();
+        assert_eq!(proactor::op::raw_os_error(&err), Some(libc::ECANCELED), "{err}");
+        assert_ne!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(buf.capacity(), 16);
+        canceller.await.unwrap();
+        // Data in time: the real result.
+        std::io::Write::write_all(&mut &a, b"ok").unwrap();
+        let (res, buf) = recv().deadline(Duration::from_secs(5)).await;
+        assert_eq!((res.unwrap(), &buf[..]), (2, &b"ok"[..]));
+        // `time::timeout` around any future: `Elapsed`, which converts to `TimedOut`.
+        let err: std::io::Error =
+            proactor::time::timeout(Duration::from_millis(5), recv()).await.unwrap_err().into();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    });
 });

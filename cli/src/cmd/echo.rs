@@ -144,9 +144,12 @@ pub fn run(args: Args) -> ExitCode {
 
 /// Logs why a connection ended early (anything but an orderly close).
 fn log_end(conn: &Conn, what: &str, err: &std::io::Error) {
-    match raw_os_error(err) {
-        Some(libc::ECANCELED) => tracing::debug!(conn = conn.id(), "idle timeout during {what}"),
-        _ => tracing::debug!(conn = conn.id(), "{what}: {err}"),
+    // An operation's deadline and `time::timeout` end in `TimedOut`; a handler started with a
+    // deadline still sees the driver's `ECANCELED`.
+    if err.kind() == std::io::ErrorKind::TimedOut || raw_os_error(err) == Some(libc::ECANCELED) {
+        tracing::debug!(conn = conn.id(), "idle timeout during {what}");
+    } else {
+        tracing::debug!(conn = conn.id(), "{what}: {err}");
     }
 }
 
@@ -210,9 +213,7 @@ impl Session {
         drop(handle.spawn(async move {
             let recv = self.pool.recv(self.fd());
             let res = match self.settings.idle {
-                Some(d) => proactor::time::timeout(d, recv)
-                    .await
-                    .unwrap_or_else(|_| Err(std::io::Error::from_raw_os_error(libc::ECANCELED))),
+                Some(d) => proactor::time::timeout(d, recv).await.unwrap_or_else(|e| Err(e.into())),
                 None => recv.await,
             };
             self.on_read(res);
@@ -273,7 +274,7 @@ async fn echo_task(pool: BufPool, stream: TcpStream, conn: Conn, settings: Setti
         let res = match settings.idle {
             Some(d) => proactor::time::timeout(d, chunks.next())
                 .await
-                .unwrap_or_else(|_| Some(Err(std::io::Error::from_raw_os_error(libc::ECANCELED)))),
+                .unwrap_or_else(|e| Some(Err(e.into()))),
             None => chunks.next().await,
         };
         let mut buf = match res {

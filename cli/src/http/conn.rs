@@ -249,7 +249,7 @@ impl Connection {
                     let ready = submit(op::PollReady::writable(self.sock.clone()));
                     match ready.deadline(self.settings.send_timeout).await {
                         Ok(_) => {}
-                        Err(e) if raw_os_error(&e) == Some(libc::ECANCELED) => {
+                        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                             return Err(io::Error::new(
                                 io::ErrorKind::TimedOut,
                                 "client stopped reading",
@@ -364,7 +364,7 @@ async fn send_rest(
         match res {
             Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), out),
             Ok(n) => sent += n,
-            Err(e) if raw_os_error(&e) == Some(libc::ECANCELED) => {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 let err = io::Error::new(io::ErrorKind::TimedOut, "client stopped reading");
                 return (Err(err), out);
             }

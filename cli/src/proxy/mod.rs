@@ -60,7 +60,7 @@ async fn connect_upstream(cfg: &Config) -> io::Result<TcpStream> {
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Err(e) if op::raw_os_error(&e) == Some(libc::ECANCELED) => {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 last = io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("connect to {addr} timed out after {:?}", cfg.connect_timeout),

@@ -7,7 +7,7 @@ use super::stream::{
     impl_async_read, impl_async_write, read_methods, socket_common, write_methods,
 };
 use super::{first_ok, inet_addr, new_socket, prepare_fd, resolve};
-use crate::op::{raw_os_error, Connect};
+use crate::op::Connect;
 use crate::submit;
 use socket2::{Domain, Protocol, SockAddr, TcpKeepalive, Type};
 use std::cell::RefCell;
@@ -195,7 +195,7 @@ impl TcpStream {
         }
         match op.await {
             Ok(()) => Ok(TcpStream { fd }),
-            Err(e) if timeout.is_some() && raw_os_error(&e) == Some(libc::ECANCELED) => {
+            Err(e) if timeout.is_some() && e.kind() == io::ErrorKind::TimedOut => {
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("connect to {addr} timed out after {:?}", timeout.unwrap_or_default()),

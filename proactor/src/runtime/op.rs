@@ -42,8 +42,23 @@ pub fn submit<O: OpCode>(op: O) -> Op<O> {
 }
 
 impl<O: OpCode> Op<O> {
-    /// Completes the operation with `ECANCELED` (or `ETIMEDOUT`-like `ECANCELED` from the linked
-    /// timeout) if it has not finished within `d`; the buffer comes back either way.
+    /// Gives up on the operation if it has not finished within `d`: it then completes with an
+    /// error of kind `ErrorKind::TimedOut` (raw error `ETIMEDOUT`), and the buffer comes back
+    /// as with any result. An explicit cancel ([`Op::cancel_token`]) is still `ECANCELED`, so
+    /// the two are told apart; an operation that finished in time keeps its real result.
+    ///
+    /// ```
+    /// use std::{io::ErrorKind, time::Duration};
+    /// let p = proactor::Proactor::new()?;
+    /// p.block_on(async {
+    ///     let (_a, b) = proactor::net::UnixStream::pair()?;
+    ///     let (res, buf) = b.read(Vec::with_capacity(64)).deadline(Duration::from_millis(10)).await;
+    ///     assert_eq!(res.unwrap_err().kind(), ErrorKind::TimedOut);
+    ///     assert_eq!(buf.capacity(), 64, "the buffer is back");
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn deadline(mut self, d: Duration) -> Self {
         self.extras.get_or_insert_default().deadline = Some(d);
         self
@@ -150,7 +165,25 @@ impl<O: OpCode> Op<O> {
         let Plain(op) = unsafe { core.memory.take::<Plain<O>>(op.cast()) };
         // Finished only now: the assignment drops this future's share of the core.
         self.state = State::Finished;
+        let res = if res == -libc::ECANCELED && self.extras.is_some() {
+            self.why_cancelled()
+        } else {
+            res
+        };
         Poll::Ready(op.complete(convert(O::NAME, res)))
+    }
+
+    /// An `ECANCELED` completion of an operation with extras: its deadline passed (`ETIMEDOUT`)
+    /// unless its cancel token was used.
+    #[cold]
+    fn why_cancelled(&self) -> i32 {
+        let Some(extras) = self.extras.as_deref() else { return -libc::ECANCELED };
+        let cancelled = extras.cancel.as_ref().is_some_and(|c| c.cancelled.get());
+        if extras.deadline.is_some() && !cancelled {
+            -libc::ETIMEDOUT
+        } else {
+            -libc::ECANCELED
+        }
     }
 }
 
