@@ -30,7 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod buf;
-#[cfg(any(feature = "tokio-io", feature = "futures-io"))]
+#[cfg(any(feature = "tokio-io", feature = "futures-io", feature = "hyper"))]
 pub mod compat;
 pub mod driver;
 pub mod faults;

@@ -1,6 +1,7 @@
 //! Bridges to the poll-based I/O traits of the ecosystem: `tokio::io`, `futures::io` and
 //! `hyper::rt`, each behind a cargo feature (`tokio-io`, `futures-io`, `hyper`; all off by
-//! default).
+//! default). With `hyper`, the [`hyper`] module also has the executor and the timer hyper's
+//! connection builders take.
 //!
 //! The ecosystem's traits lend the callee a buffer for one call (`poll_read(cx, &mut buf)`); the
 //! Proactor needs a buffer that stays put until the kernel is done with it, across any number of
@@ -45,6 +46,8 @@
 
 #[cfg(feature = "futures-io")]
 mod futures_io;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod stream;
 #[cfg(feature = "tokio-io")]
 mod tokio_io;
