@@ -103,6 +103,8 @@ pub(crate) trait RawOp {
     /// Receives the completion's flags just before the result is delivered (a buffer-select
     /// receive learns its buffer id here). Most operations ignore them.
     fn set_cqe_flags(&mut self, _flags: u32) {}
+    /// The first of a one-shot operation's two completions (see `Hooks::first_of_two`).
+    fn first_of_two(&mut self, _res: i32, _flags: u32) {}
     /// The epoll emulation's completion flags for a result `perform` just returned: `None` for
     /// a one-shot operation; for a multishot one what the kernel would have posted (a buffer
     /// id), with [`MORE`] if the operation goes on after it.

@@ -116,6 +116,16 @@ macro_rules! write_methods {
             $crate::submit($crate::op::Writev::new(self.fd.clone(), bufs, None))
         }
 
+        /// Sends the initialised bytes of `buf` without copying them (io_uring `SEND_ZC`;
+        /// an ordinary send on epoll): the buffer comes back once the kernel no longer reads
+        /// it. For large sends to real network devices; see [`crate::op::SendZc`].
+        pub fn send_zc<B: $crate::buf::IoBuf>(
+            &self,
+            buf: B,
+        ) -> $crate::Op<$crate::op::SendZc<std::rc::Rc<std::os::fd::OwnedFd>, B>> {
+            $crate::submit($crate::op::SendZc::new(self.fd.clone(), buf))
+        }
+
         /// Sends with extra `MSG_*` flags (`MSG_NOSIGNAL` is always set).
         pub fn send<B: $crate::buf::IoBuf>(
             &self,

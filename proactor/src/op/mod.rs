@@ -36,6 +36,7 @@ mod poll;
 mod pooled;
 mod raw;
 mod rw;
+mod send_zc;
 mod splice;
 mod sync_range;
 mod timeout;
@@ -50,6 +51,7 @@ pub use path::{MkdirAt, RenameAt, UnlinkAt};
 pub use poll::PollReady;
 pub use pooled::RecvPooled;
 pub use rw::{Read, Readv, Write, Writev};
+pub use send_zc::SendZc;
 pub use splice::Splice;
 pub use sync_range::SyncFileRange;
 pub use timeout::Timeout;
@@ -138,6 +140,11 @@ pub(crate) mod sealed {
         /// Receives the io_uring completion's flags (`cqe.flags()`) when they are not zero,
         /// just before [`Hooks::complete`].
         fn set_cqe_flags(&mut self, _flags: u32) {}
+
+        /// A one-shot operation that completes twice (a zero-copy send: its result, then the
+        /// kernel's notification) receives the first completion here; it completes with the
+        /// second.
+        fn first_of_two(&mut self, _res: i32, _flags: u32) {}
 
         /// Multishot only: whether a completion with result `res` keeps the operation going
         /// (the epoll emulation flags it `MORE` and performs again; io_uring decides itself).

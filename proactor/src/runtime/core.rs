@@ -425,6 +425,18 @@ impl Core {
             if slot.generation != c.token.generation() {
                 return;
             }
+            if slot.kind.item.is_none() {
+                // A one-shot operation that completes twice (a zero-copy send): the first is
+                // kept in the operation, which stays in flight until the second.
+                if slot.state.in_driver() {
+                    let op = slot.op;
+                    drop(ops);
+                    // SAFETY: in flight, so the block is live; no reference to it is live (the
+                    // table's borrow just ended) and the driver does not touch it now.
+                    unsafe { (*op.as_ptr()).first_of_two(c.result, c.flags) };
+                }
+                return;
+            }
             (slot.op, slot.kind, slot.state.more())
         };
         let Some(item) = kind.item else { return };

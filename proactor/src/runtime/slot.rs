@@ -493,6 +493,9 @@ impl<C: Carrier> RawOp for C {
     fn set_cqe_flags(&mut self, flags: u32) {
         self.op_mut().set_cqe_flags(flags)
     }
+    fn first_of_two(&mut self, res: i32, flags: u32) {
+        self.op_mut().first_of_two(res, flags)
+    }
     #[inline]
     fn multishot_flags(&mut self, res: i32) -> Option<u32> {
         if !C::Op::MULTISHOT {
