@@ -21,24 +21,13 @@ const ENTRIES: u32 = 256;
 
 /// The ring setup under test, from `NOP_BENCH_SETUP`.
 fn ring_config() -> RingConfig {
-    let mut cfg = RingConfig { entries: ENTRIES, ..RingConfig::default() };
+    let cfg = RingConfig::default().entries(ENTRIES);
     match std::env::var("NOP_BENCH_SETUP").as_deref() {
-        Ok("plain") => {
-            cfg.single_issuer = false;
-            cfg.defer_taskrun = false;
-            cfg.coop_taskrun = false;
-        }
-        Ok("coop") => {
-            cfg.defer_taskrun = false;
-            cfg.coop_taskrun = true;
-        }
-        Ok("single") => {
-            cfg.defer_taskrun = false;
-            cfg.coop_taskrun = false;
-        }
-        _ => {}
+        Ok("plain") => cfg.single_issuer(false).defer_taskrun(false).coop_taskrun(false),
+        Ok("coop") => cfg.defer_taskrun(false).coop_taskrun(true),
+        Ok("single") => cfg.defer_taskrun(false).coop_taskrun(false),
+        _ => cfg,
     }
-    cfg
 }
 
 fn bench(c: &mut Criterion) {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 fn main() {
     let batch: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(256);
     let rounds: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(15);
-    let cfg = RingConfig { entries: 256, ..RingConfig::default() };
+    let cfg = RingConfig::default().entries(256);
     let p = Proactor::builder().driver(DriverChoice::Uring).ring(cfg).build().unwrap();
     let mut ring = raw_ring(&p.ring_config().unwrap());
     let slice = Duration::from_millis(150);

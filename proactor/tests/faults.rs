@@ -310,10 +310,7 @@ fn nops_and_pairs(driver: DriverChoice, seed: u64) -> FaultCounts {
 }
 
 driver_test!(same_seed_same_faults, |p| {
-    let driver = match p.driver_kind() {
-        proactor::DriverKind::Uring => DriverChoice::Uring,
-        _ => DriverChoice::Epoll,
-    };
+    let driver = DriverChoice::from(p.driver_kind());
     let first = nops_and_pairs(driver, 11);
     assert!(first.total() > 0, "{first}");
     assert_eq!(first, nops_and_pairs(driver, 11));

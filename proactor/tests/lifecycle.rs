@@ -15,11 +15,7 @@ use std::time::{Duration, Instant};
 
 /// The same kind of proactor as `p` (same driver), with other settings.
 fn like(p: &Proactor, b: proactor::Builder) -> Proactor {
-    let choice = match p.driver_kind() {
-        proactor::DriverKind::Uring => DriverChoice::Uring,
-        proactor::DriverKind::Epoll => DriverChoice::Epoll,
-    };
-    b.driver(choice).build().expect("proactor")
+    b.driver(DriverChoice::from(p.driver_kind())).build().expect("proactor")
 }
 
 /// `n` idle socket pairs (nothing is ever written), reads spread over them.
@@ -198,7 +194,7 @@ driver_test!(tiny_ring_completes_ten_thousand_queued_ops, |p| {
     let _serial = serial();
     let q = like(p, Proactor::builder().entries(8));
     if let Some(cfg) = q.ring_config() {
-        assert_eq!(cfg.entries, 8);
+        assert_eq!(cfg.sq_size(), 8);
     }
     // Handlers: all queued before the loop runs.
     let done = Rc::new(Cell::new(0usize));
@@ -254,7 +250,7 @@ driver_test!(completion_queue_overflow_loses_nothing, |p| {
     let _serial = serial();
     // An 8-entry submission ring and an 8-entry completion ring; 512 timers that all expire
     // together, and 4096 no-ops: far more completions at once than the completion ring holds.
-    let cfg = RingConfig { entries: 8, cq_entries: 8, ..RingConfig::default() };
+    let cfg = RingConfig::default().entries(8).cq_entries(8);
     let q = like(p, Proactor::builder().ring(cfg));
     let fired = Rc::new(Cell::new(0usize));
     for _ in 0..512 {

@@ -36,11 +36,11 @@ pub fn run(args: Args) -> ExitCode {
             if let Some(ring) = p.ring_config() {
                 println!(
                     "ring: entries={} single_issuer={} defer_taskrun={} coop_taskrun={} sqpoll={:?}",
-                    ring.entries,
-                    ring.single_issuer,
-                    ring.defer_taskrun,
-                    ring.coop_taskrun,
-                    ring.sqpoll_idle_ms
+                    ring.sq_size(),
+                    ring.is_single_issuer(),
+                    ring.is_defer_taskrun(),
+                    ring.is_coop_taskrun(),
+                    ring.sqpoll_idle()
                 );
             }
             let f = p.in_flight();

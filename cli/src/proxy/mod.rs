@@ -215,5 +215,6 @@ pub fn splice_supported(kind: proactor::DriverKind) -> Result<(), String> {
             Ok(_) => Err("this kernel's io_uring has no SPLICE operation".into()),
             Err(e) => Err(format!("cannot probe io_uring: {e}")),
         },
+        other => Err(format!("splice is not known to work on the {other} driver")),
     }
 }

@@ -14,16 +14,16 @@ use std::task::{Context, Poll};
 /// A raw ring with the setup flags `cfg` names (pass the proactor's effective setup).
 pub fn raw_ring(cfg: &RingConfig) -> IoUring {
     let mut b = IoUring::builder();
-    b.setup_cqsize(cfg.entries * 2);
-    if cfg.single_issuer {
+    b.setup_cqsize(cfg.cq_size());
+    if cfg.is_single_issuer() {
         b.setup_single_issuer();
     }
-    if cfg.defer_taskrun {
+    if cfg.is_defer_taskrun() {
         b.setup_defer_taskrun().setup_taskrun_flag();
-    } else if cfg.coop_taskrun {
+    } else if cfg.is_coop_taskrun() {
         b.setup_coop_taskrun().setup_taskrun_flag();
     }
-    b.build(cfg.entries).expect("raw io_uring ring")
+    b.build(cfg.sq_size()).expect("raw io_uring ring")
 }
 
 /// `batch` NOPs pushed, submitted in one `io_uring_enter`, and all reaped.

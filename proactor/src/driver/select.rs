@@ -9,7 +9,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The driver in use.
+///
+/// `non_exhaustive`: more drivers may come (IOCP, kqueue; see `docs/architecture.md`), so a
+/// `match` outside this crate needs a catch-all arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DriverKind {
     /// io_uring: the kernel runs the operations (a true Proactor).
     Uring,
@@ -27,7 +31,10 @@ impl std::fmt::Display for DriverKind {
 }
 
 /// The driver policy a user asks for.
+///
+/// `non_exhaustive`: a choice per new driver may come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum DriverChoice {
     /// io_uring if the kernel offers everything the proactor uses, else epoll (logged once).
     #[default]
@@ -36,6 +43,24 @@ pub enum DriverChoice {
     Uring,
     /// Always the epoll emulation.
     Epoll,
+}
+
+impl From<DriverKind> for DriverChoice {
+    /// The choice that forces this driver: a second proactor like one already running.
+    ///
+    /// ```
+    /// use proactor::{DriverChoice, Proactor};
+    /// let p = Proactor::new()?;
+    /// let q = Proactor::builder().driver(DriverChoice::from(p.driver_kind())).build()?;
+    /// assert_eq!(q.driver_kind(), p.driver_kind());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn from(kind: DriverKind) -> DriverChoice {
+        match kind {
+            DriverKind::Uring => DriverChoice::Uring,
+            DriverKind::Epoll => DriverChoice::Epoll,
+        }
+    }
 }
 
 impl std::str::FromStr for DriverChoice {

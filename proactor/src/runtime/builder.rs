@@ -47,11 +47,12 @@ impl Builder {
 
     /// Submission queue size of the io_uring ring (default 256).
     pub fn entries(mut self, entries: u32) -> Self {
-        self.ring.entries = entries;
+        self.ring = self.ring.entries(entries);
         self
     }
 
-    /// Every io_uring setup setting at once.
+    /// Every io_uring setup setting at once (see [`RingConfig`]); replaces an earlier
+    /// [`Builder::entries`].
     pub fn ring(mut self, ring: RingConfig) -> Self {
         self.ring = ring;
         self
@@ -106,7 +107,7 @@ impl Builder {
         let kind = driver.kind();
         let core = Core {
             driver: RefCell::new(driver),
-            ops: RefCell::new(Table::with_capacity(self.ring.entries as usize)),
+            ops: RefCell::new(Table::with_capacity(self.ring.sq_size() as usize)),
             memory: super::memory::OpMemory::new(),
             in_flight: Cell::new(0),
             admission: RefCell::new(VecDeque::new()),
@@ -114,7 +115,7 @@ impl Builder {
             generation: Cell::new(0),
             now_ms: Cell::new(0),
             epoch: Instant::now(),
-            completions: RefCell::new(Vec::with_capacity(self.ring.entries as usize * 2)),
+            completions: RefCell::new(Vec::with_capacity(self.ring.sq_size() as usize * 2)),
             last_woken: RefCell::new(None),
             batches: Cell::new(0),
             executor: Executor::new(notifier.clone()),

@@ -366,7 +366,10 @@ pub(crate) trait JoinMark {
 }
 
 /// Why a task produced no value.
+///
+/// `non_exhaustive`: new reasons may come; match the ones you handle and keep a catch-all.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JoinError {
     /// The task panicked; the panic was reported and the proactor carried on.
     Panicked,

@@ -32,7 +32,10 @@ const BACKLOG: i32 = 1024;
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// How new connections reach the proactor threads.
+///
+/// `non_exhaustive`: other ways (a multishot accept per thread, eBPF steering) may come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Distribution {
     /// One acceptor hands each connection to the least-loaded thread (default).
     #[default]

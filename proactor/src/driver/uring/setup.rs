@@ -2,27 +2,49 @@
 
 use io_uring::IoUring;
 use std::io;
+use std::time::Duration;
 
-/// How the io_uring ring is set up. The defaults were measured on Linux 6.18: a single-issuer
-/// ring with deferred task running gave the highest echo throughput, cooperative task running was
-/// in between, a plain ring the lowest (see `docs/architecture.md`).
-#[derive(Debug, Clone)]
+/// How the io_uring ring is set up, built with chained setters and handed to
+/// [`crate::Builder::ring`]:
+///
+/// ```
+/// use proactor::{Proactor, RingConfig};
+/// let ring = RingConfig::default().entries(64).cq_entries(512).defer_taskrun(false);
+/// assert_eq!((ring.sq_size(), ring.cq_size()), (64, 512));
+/// let p = Proactor::builder().ring(ring).build()?;
+/// // What the kernel accepted (a flag it refused is dropped; see below), on io_uring.
+/// if let Some(effective) = p.ring_config() {
+///     assert!(!effective.is_defer_taskrun());
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// The defaults were measured on Linux 6.18: a single-issuer ring with deferred task running
+/// gave the highest echo throughput, cooperative task running was in between, a plain ring the
+/// lowest (see `docs/architecture.md`). A kernel that refuses a flag (`EINVAL`, older kernels)
+/// gets a ring without it: `DEFER_TASKRUN` goes first, then `SINGLE_ISSUER`, `COOP_TASKRUN` and
+/// `SQPOLL`; [`crate::Handle::ring_config`] says what was kept.
+///
+/// The fields are private so that settings can be added without breaking users.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RingConfig {
     /// Submission queue entries (a power of two; the kernel rounds up).
-    pub entries: u32,
+    entries: u32,
     /// Completion queue entries; 0 means twice `entries`.
-    pub cq_entries: u32,
+    cq_entries: u32,
     /// `IORING_SETUP_SINGLE_ISSUER`: only the proactor's thread submits.
-    pub single_issuer: bool,
+    single_issuer: bool,
     /// `IORING_SETUP_DEFER_TASKRUN`: completion work runs only when the loop asks for events.
-    pub defer_taskrun: bool,
+    defer_taskrun: bool,
     /// `IORING_SETUP_COOP_TASKRUN`: no interrupting IPIs for completion work.
-    pub coop_taskrun: bool,
+    coop_taskrun: bool,
     /// `IORING_SETUP_SQPOLL` with this idle time in milliseconds (off by default: it burns a core).
-    pub sqpoll_idle_ms: Option<u32>,
+    sqpoll_idle_ms: Option<u32>,
 }
 
 impl Default for RingConfig {
+    /// 256 entries, a completion queue twice that, `SINGLE_ISSUER | DEFER_TASKRUN` (with
+    /// `COOP_TASKRUN` as the fall-back), no `SQPOLL`.
     fn default() -> Self {
         RingConfig {
             entries: 256,
@@ -31,6 +53,104 @@ impl Default for RingConfig {
             defer_taskrun: true,
             coop_taskrun: true,
             sqpoll_idle_ms: None,
+        }
+    }
+}
+
+impl RingConfig {
+    /// The default setup (as [`RingConfig::default`]).
+    pub fn new() -> RingConfig {
+        RingConfig::default()
+    }
+
+    /// Submission queue entries (default 256; the kernel rounds up to a power of two, and at
+    /// least 2 are used: an operation with a deadline is pushed as a linked pair).
+    pub const fn entries(mut self, entries: u32) -> Self {
+        self.entries = entries;
+        self
+    }
+
+    /// Completion queue entries (default 0: twice [`RingConfig::entries`]; never fewer than
+    /// the submission entries). More lets more completions wait between two turns of the loop
+    /// without the kernel holding them back.
+    pub const fn cq_entries(mut self, entries: u32) -> Self {
+        self.cq_entries = entries;
+        self
+    }
+
+    /// `IORING_SETUP_SINGLE_ISSUER` (default on): only the proactor's thread submits, which a
+    /// proactor (`!Send`) guarantees.
+    pub const fn single_issuer(mut self, on: bool) -> Self {
+        self.single_issuer = on;
+        self
+    }
+
+    /// `IORING_SETUP_DEFER_TASKRUN` (default on; needs `SINGLE_ISSUER`): the kernel runs
+    /// completion work only when the loop asks for completions.
+    pub const fn defer_taskrun(mut self, on: bool) -> Self {
+        self.defer_taskrun = on;
+        self
+    }
+
+    /// `IORING_SETUP_COOP_TASKRUN` (default on; used when `DEFER_TASKRUN` is off or refused):
+    /// completion work does not interrupt the thread.
+    pub const fn coop_taskrun(mut self, on: bool) -> Self {
+        self.coop_taskrun = on;
+        self
+    }
+
+    /// `IORING_SETUP_SQPOLL` with a kernel thread polling the submission queue, which sleeps
+    /// after `idle` without work (whole milliseconds); `None` (the default) turns it off. It
+    /// saves the submitting system call at the cost of a core kept busy.
+    pub const fn sqpoll(mut self, idle: Option<Duration>) -> Self {
+        self.sqpoll_idle_ms = match idle {
+            Some(d) => {
+                let ms = d.as_millis();
+                Some(if ms > u32::MAX as u128 { u32::MAX } else { ms as u32 })
+            }
+            None => None,
+        };
+        self
+    }
+
+    /// The submission queue entries asked for.
+    pub const fn sq_size(&self) -> u32 {
+        self.entries
+    }
+
+    /// The completion queue entries the ring is built with: [`RingConfig::cq_entries`], or
+    /// twice the submission entries when that is 0, and never fewer than those.
+    pub const fn cq_size(&self) -> u32 {
+        let cq =
+            if self.cq_entries == 0 { self.entries.saturating_mul(2) } else { self.cq_entries };
+        let cq = if cq < self.entries { self.entries } else { cq };
+        if cq < 2 {
+            2
+        } else {
+            cq
+        }
+    }
+
+    /// Whether `SINGLE_ISSUER` is asked for (or, from [`crate::Handle::ring_config`], in use).
+    pub const fn is_single_issuer(&self) -> bool {
+        self.single_issuer
+    }
+
+    /// Whether `DEFER_TASKRUN` is asked for (or in use).
+    pub const fn is_defer_taskrun(&self) -> bool {
+        self.defer_taskrun
+    }
+
+    /// Whether `COOP_TASKRUN` is asked for (it applies only when `DEFER_TASKRUN` is off).
+    pub const fn is_coop_taskrun(&self) -> bool {
+        self.coop_taskrun
+    }
+
+    /// The `SQPOLL` idle time, if `SQPOLL` is asked for (or in use).
+    pub const fn sqpoll_idle(&self) -> Option<Duration> {
+        match self.sqpoll_idle_ms {
+            Some(ms) => Some(Duration::from_millis(ms as u64)),
+            None => None,
         }
     }
 }
@@ -63,9 +183,7 @@ pub(super) fn build_ring(config: &RingConfig) -> io::Result<(IoUring, RingConfig
 
 fn try_build(config: &RingConfig) -> io::Result<IoUring> {
     let mut builder = IoUring::builder();
-    let cq =
-        if config.cq_entries == 0 { config.entries.saturating_mul(2) } else { config.cq_entries };
-    builder.setup_cqsize(cq.max(config.entries).max(2)).setup_clamp();
+    builder.setup_cqsize(config.cq_size()).setup_clamp();
     if config.single_issuer {
         builder.setup_single_issuer();
     }
@@ -79,4 +197,31 @@ fn try_build(config: &RingConfig) -> io::Result<IoUring> {
     }
     // Two entries at least: an operation with a deadline is pushed as a linked pair.
     builder.build(config.entries.max(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RingConfig;
+    use std::time::Duration;
+
+    #[test]
+    fn setters_and_getters() {
+        let d = RingConfig::default();
+        assert_eq!((d.sq_size(), d.cq_size()), (256, 512));
+        assert!(d.is_single_issuer() && d.is_defer_taskrun() && d.is_coop_taskrun());
+        assert_eq!(d.sqpoll_idle(), None);
+        let c = RingConfig::new()
+            .entries(64)
+            .cq_entries(16)
+            .single_issuer(false)
+            .defer_taskrun(false)
+            .coop_taskrun(false)
+            .sqpoll(Some(Duration::from_micros(2_500)));
+        // A completion queue smaller than the submission queue is raised to it.
+        assert_eq!((c.sq_size(), c.cq_size()), (64, 64));
+        assert!(!c.is_single_issuer() && !c.is_defer_taskrun() && !c.is_coop_taskrun());
+        assert_eq!(c.sqpoll_idle(), Some(Duration::from_millis(2)));
+        assert_eq!(RingConfig::new().entries(0).cq_size(), 2);
+        assert_eq!(c.clone().sqpoll(None).sqpoll_idle(), None);
+    }
 }
