@@ -74,8 +74,8 @@ enum Sub {
     /// Start one baseline echo server (used by the bench itself).
     #[command(hide = true)]
     Serve(ServeArgs),
-    /// `proactor proxy` against a direct connection (redis-benchmark, wrk + nginx; skips what is
-    /// not installed).
+    /// `proactor proxy` against HAProxy, nginx stream and a direct connection (redis-benchmark,
+    /// wrk + nginx; skips what is not installed).
     Proxy(ProxyArgs),
     /// `proactor copy` against GNU cp (a large file, cached and not, and a tree of small files).
     Copy(CopyArgs),
@@ -94,6 +94,9 @@ struct HttpArgs {
     /// The proactor's driver: auto, uring or epoll.
     #[arg(long)]
     driver: Option<String>,
+    /// Measured runs per server and file (the servers alternate; the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 #[derive(clap::Args)]
@@ -107,6 +110,9 @@ struct ProxyArgs {
     /// Extra arguments for the proxy, e.g. --proxy-arg=--driver --proxy-arg=epoll.
     #[arg(long = "proxy-arg", allow_hyphen_values = true)]
     proxy_args: Vec<String>,
+    /// Requests per redis-benchmark test (-n).
+    #[arg(long, default_value_t = 100_000)]
+    requests: u64,
 }
 
 #[derive(clap::Args)]
@@ -288,6 +294,7 @@ fn run_proxy(p: ProxyArgs) -> ExitCode {
     cfg.runs = p.runs;
     cfg.wrk_duration = Duration::from_secs_f64(p.secs);
     cfg.proxy_args = p.proxy_args;
+    cfg.redis_requests = p.requests.max(1);
     let rows = crate::proxy::bench::run_proxy_bench(&cfg);
     crate::proxy::bench::print_proxy_report(&rows);
     ExitCode::SUCCESS
@@ -315,14 +322,15 @@ fn run_copy(c: CopyArgs) -> ExitCode {
 }
 
 fn run_http(h: HttpArgs) -> ExitCode {
-    if h.secs == 0 || h.secs > 3600 || h.conns == 0 {
-        eprintln!("error: --secs takes 1 to 3600 and --conns at least 1");
+    if h.secs == 0 || h.secs > 3600 || h.conns == 0 || !(1..=100).contains(&h.runs) {
+        eprintln!("error: --secs takes 1 to 3600, --conns at least 1, --runs 1 to 100");
         return ExitCode::from(2);
     }
     let opts = crate::http::bench::HttpBenchOptions {
         duration: Duration::from_secs(h.secs),
         connections: h.conns,
         driver: h.driver,
+        runs: h.runs,
         ..Default::default()
     };
     match crate::http::bench::run_http_bench(&opts) {

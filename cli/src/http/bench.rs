@@ -1,7 +1,12 @@
 //! The HTTP benchmark behind `proactor bench http`: `wrk -t1 -c100` against `proactor http` and
-//! against nginx (one process, sendfile on, access log off) serving the same 1 KiB and 1 MiB files,
-//! side by side in one run, with each server's CPU time per request (utime + stime from
-//! `/proc/<pid>/stat` over the measured window) next to its requests per second.
+//! against nginx in both of its settings for static files — `sendfile on` (with `tcp_nopush`) and
+//! `sendfile off` (read into user space and write, faster for small files) — one process each,
+//! access log off, serving the same 1 KiB and 1 MiB files, side by side in one run, with each
+//! server's CPU time per request (utime + stime from `/proc/<pid>/stat` over the measured window)
+//! next to its requests per second. Each server runs `runs` times per file, the servers taking
+//! turns in an order reversed every other run; the median run is reported with its spread
+//! ((max − min) / median, as `proactor bench` settles points), and the proactor is compared with
+//! the better nginx setting: a comparison is `met` only when both spreads are within 15 %.
 //!
 //! Skips with a clear message (and how to install them) when `wrk` or `nginx` is missing.
 
@@ -26,6 +31,8 @@ pub struct HttpBenchOptions {
     pub proactor_exe: Option<PathBuf>,
     /// Pin each server to CPU 1 and wrk to CPU 0 (when the machine has two or more CPUs).
     pub pin: bool,
+    /// Measured runs per server and file (the servers alternate; the median is reported).
+    pub runs: usize,
 }
 
 impl Default for HttpBenchOptions {
@@ -36,6 +43,7 @@ impl Default for HttpBenchOptions {
             driver: None,
             proactor_exe: None,
             pin: true,
+            runs: 3,
         }
     }
 }
@@ -43,7 +51,7 @@ impl Default for HttpBenchOptions {
 /// One measured run: one server, one file.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HttpBenchRow {
-    /// `proactor` or `nginx`.
+    /// `proactor`, `nginx-sendfile` or `nginx-nosendfile`.
     pub server: String,
     /// The file served (`1KiB`, `1MiB`).
     pub file: String,
@@ -57,9 +65,33 @@ pub struct HttpBenchRow {
     pub cpu_secs: f64,
     /// Server CPU microseconds per request.
     pub cpu_us_per_request: f64,
-    /// Socket errors and non-2xx answers wrk counted.
+    /// Socket errors and non-2xx answers wrk counted (all runs).
     pub errors: u64,
+    /// Requests per second of every run, in order (the figures above are the median run's).
+    pub runs: Vec<f64>,
+    /// CPU microseconds per request of every run.
+    pub runs_cpu_us: Vec<f64>,
+    /// (max − min) / median of requests/s over the runs (`None`: one run).
+    pub spread: Option<f64>,
+    /// The same of CPU per request.
+    pub cpu_spread: Option<f64>,
 }
+
+impl HttpBenchRow {
+    /// Settled: both spreads known and within the bench's bound.
+    pub fn settled(&self) -> bool {
+        let ok = |s: Option<f64>| s.is_some_and(|s| s <= MAX_SPREAD);
+        ok(self.spread) && ok(self.cpu_spread)
+    }
+}
+
+/// The settling bound of `proactor bench`.
+const MAX_SPREAD: f64 = crate::bench::settle::MAX_SPREAD;
+/// The nginx settings compared, by report name: `sendfile on` and `sendfile off`.
+const NGINX: [(&str, bool); 2] = [("nginx-sendfile", true), ("nginx-nosendfile", false)];
+/// The issue's bounds against the better nginx: 1 KiB requests/s at least 1.2x, 1 MiB at least
+/// 1.0x (and no more CPU per request).
+const TARGETS: [(&str, f64); 2] = [("1KiB", 1.2), ("1MiB", 1.0)];
 
 /// The result of the HTTP benchmark.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -75,6 +107,18 @@ impl HttpBenchReport {
     pub fn row(&self, server: &str, file: &str) -> Option<&HttpBenchRow> {
         self.rows.iter().find(|r| r.server == server && r.file == file)
     }
+
+    /// The nginx setting with more requests/s for `file`.
+    pub fn better_nginx(&self, file: &str) -> Option<&HttpBenchRow> {
+        NGINX
+            .iter()
+            .filter_map(|(name, _)| self.row(name, file))
+            .max_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec))
+    }
+}
+
+fn pct(s: Option<f64>) -> String {
+    s.map(|s| format!("{:.0}%", s * 100.0)).unwrap_or_else(|| "-".into())
 }
 
 impl fmt::Display for HttpBenchReport {
@@ -85,31 +129,61 @@ impl fmt::Display for HttpBenchReport {
         if self.rows.is_empty() {
             return Ok(());
         }
+        let runs = self.rows.first().map_or(0, |r| r.runs.len());
         writeln!(
             f,
-            "{:<9} {:<5} {:>12} {:>10} {:>10} {:>12} {:>7}",
-            "server", "file", "requests/s", "MiB/s", "CPU s", "CPU us/req", "errors"
+            "median of {runs} run(s) per server and file, servers alternating; spread = (max - \
+             min) / median of requests/s and of CPU per request"
+        )?;
+        writeln!(
+            f,
+            "{:<16} {:<5} {:>12} {:>10} {:>10} {:>12} {:>7} {:>11}",
+            "server", "file", "requests/s", "MiB/s", "CPU s", "CPU us/req", "errors", "spread"
         )?;
         for r in &self.rows {
             writeln!(
                 f,
-                "{:<9} {:<5} {:>12.0} {:>10.1} {:>10.2} {:>12.2} {:>7}",
+                "{:<16} {:<5} {:>12.0} {:>10.1} {:>10.2} {:>12.2} {:>7} {:>11}",
                 r.server,
                 r.file,
                 r.requests_per_sec,
                 r.mib_per_sec,
                 r.cpu_secs,
                 r.cpu_us_per_request,
-                r.errors
+                r.errors,
+                format!("{}/{}", pct(r.spread), pct(r.cpu_spread))
             )?;
         }
-        for file in FILES.iter().map(|(name, _)| *name) {
-            if let (Some(p), Some(n)) = (self.row("proactor", file), self.row("nginx", file)) {
+        for (file, bound) in TARGETS {
+            let Some(p) = self.row("proactor", file) else { continue };
+            for (name, _) in NGINX {
+                if let Some(n) = self.row(name, file) {
+                    writeln!(
+                        f,
+                        "{file}: proactor/{name} requests/s = {:.2}x, CPU per request = {:.2}x",
+                        p.requests_per_sec / n.requests_per_sec.max(1e-9),
+                        p.cpu_us_per_request / n.cpu_us_per_request.max(1e-9)
+                    )?;
+                }
+            }
+            if let Some(n) = self.better_nginx(file) {
+                let ratio = p.requests_per_sec / n.requests_per_sec.max(1e-9);
+                let cpu = p.cpu_us_per_request / n.cpu_us_per_request.max(1e-9);
+                // 1 MiB: at no more CPU per request as well.
+                let within = ratio >= bound && (bound > 1.0 || cpu <= 1.0);
+                let word = match (p.settled() && n.settled(), within) {
+                    (false, _) => "unsettled",
+                    (true, true) => "met",
+                    (true, false) => "MISS",
+                };
+                let cpu_too = if bound > 1.0 { "" } else { " at no more CPU per request" };
                 writeln!(
                     f,
-                    "{file}: proactor/nginx requests/s = {:.2}x, CPU per request = {:.2}x",
-                    p.requests_per_sec / n.requests_per_sec.max(1e-9),
-                    p.cpu_us_per_request / n.cpu_us_per_request.max(1e-9)
+                    "  {word}: {file} requests/s >= {bound:.1}x the better nginx ({}){cpu_too}: \
+                     {ratio:.2}x, CPU {cpu:.2}x (spreads {} and {})",
+                    n.server,
+                    pct(p.spread.zip(n.spread).map(|(a, b)| a + b)),
+                    pct(p.cpu_spread.zip(n.cpu_spread).map(|(a, b)| a + b)),
                 )?;
             }
         }
@@ -149,39 +223,76 @@ pub fn run_http_bench(opts: &HttpBenchOptions) -> anyhow::Result<HttpBenchReport
     let pin = opts.pin && cpu_count() >= 2;
     let mut report = HttpBenchReport::default();
     let proactor = Proactor::start(&exe, &root, opts.driver.as_deref())?;
-    let nginx = Nginx::start(&nginx, dir.path(), &root)?;
-    if pin {
-        pin_to(proactor.child.0.id() as i32, 1);
-        pin_to(nginx.child.0.id() as i32, 1);
+    let mut servers: Vec<(&str, u32, SocketAddr)> =
+        vec![("proactor", proactor.child.0.id(), proactor.addr)];
+    let mut nginxes = Vec::new();
+    for (name, sendfile) in NGINX {
+        let conf_dir = dir.path().join(name);
+        std::fs::create_dir(&conf_dir)?;
+        let n = Nginx::start(&nginx, &conf_dir, &root, sendfile)?;
+        servers.push((name, n.child.0.id(), n.addr));
+        nginxes.push(n);
     }
+    if pin {
+        for &(_, pid, _) in &servers {
+            pin_to(pid as i32, 1);
+        }
+    }
+    let runs = opts.runs.max(1);
     for (file, _) in FILES {
         let path = format!("/{file}.bin");
-        for (server, pid, addr) in [
-            ("proactor", proactor.child.0.id(), proactor.addr),
-            ("nginx", nginx.child.0.id(), nginx.addr),
-        ] {
-            let url = format!("http://{addr}{path}");
-            // Warm-up: page cache, connection setup, the server's buffers.
-            wrk_run(&wrk, &url, opts.connections, Duration::from_secs(1), pin)?;
-            let cpu_before = cpu_secs(pid)?;
-            let out = wrk_run(&wrk, &url, opts.connections, opts.duration, pin)?;
-            let cpu = cpu_secs(pid)? - cpu_before;
-            let requests = out.requests.max(1);
-            report.rows.push(HttpBenchRow {
-                server: server.to_string(),
-                file: file.to_string(),
-                requests: out.requests,
-                requests_per_sec: out.requests_per_sec,
-                mib_per_sec: out.bytes_per_sec / (1024.0 * 1024.0),
-                cpu_secs: cpu,
-                cpu_us_per_request: cpu * 1e6 / requests as f64,
-                errors: out.errors,
-            });
+        let mut outs: Vec<Vec<(WrkOut, f64)>> = servers.iter().map(|_| Vec::new()).collect();
+        for run in 0..runs {
+            let mut order: Vec<usize> = (0..servers.len()).collect();
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for j in order {
+                let (_, pid, addr) = servers[j];
+                let url = format!("http://{addr}{path}");
+                if run == 0 {
+                    // Warm-up: page cache, connection setup, the server's buffers.
+                    wrk_run(&wrk, &url, opts.connections, Duration::from_secs(1), pin)?;
+                }
+                let cpu_before = cpu_secs(pid)?;
+                let out = wrk_run(&wrk, &url, opts.connections, opts.duration, pin)?;
+                let cpu = cpu_secs(pid)? - cpu_before;
+                outs[j].push((out, cpu));
+            }
+        }
+        for (j, runs) in outs.into_iter().enumerate() {
+            report.rows.push(row(servers[j].0, file, runs));
         }
     }
     drop(proactor);
-    drop(nginx);
+    drop(nginxes);
     Ok(report)
+}
+
+/// One server's runs for one file: the median run (by requests/s) with every run's figures.
+fn row(server: &str, file: &str, mut runs: Vec<(WrkOut, f64)>) -> HttpBenchRow {
+    use crate::bench::settle::spread;
+    let cpu_us = |(o, cpu): &(WrkOut, f64)| cpu * 1e6 / o.requests.max(1) as f64;
+    let rps: Vec<f64> = runs.iter().map(|(o, _)| o.requests_per_sec).collect();
+    let cpus: Vec<f64> = runs.iter().map(cpu_us).collect();
+    let errors = runs.iter().map(|(o, _)| o.errors).sum();
+    runs.sort_by(|a, b| a.0.requests_per_sec.total_cmp(&b.0.requests_per_sec));
+    let mid = runs.len() / 2;
+    let m = &runs[mid];
+    HttpBenchRow {
+        server: server.to_string(),
+        file: file.to_string(),
+        requests: m.0.requests,
+        requests_per_sec: m.0.requests_per_sec,
+        mib_per_sec: m.0.bytes_per_sec / (1024.0 * 1024.0),
+        cpu_secs: m.1,
+        cpu_us_per_request: cpu_us(m),
+        errors,
+        spread: spread(&rps),
+        cpu_spread: spread(&cpus),
+        runs: rps,
+        runs_cpu_us: cpus,
+    }
 }
 
 /// A directory under the system's temporary directory, removed when dropped.
@@ -351,14 +462,15 @@ impl Proactor {
     }
 }
 
-/// An nginx child process in the foreground, one process, configured like the proactor.
+/// An nginx child process in the foreground, one process, configured like the proactor, with
+/// sendfile on (and `tcp_nopush`, which only acts with it) or off.
 struct Nginx {
     child: Reaped,
     addr: SocketAddr,
 }
 
 impl Nginx {
-    fn start(exe: &Path, dir: &Path, root: &Path) -> anyhow::Result<Nginx> {
+    fn start(exe: &Path, dir: &Path, root: &Path, sendfile: bool) -> anyhow::Result<Nginx> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let d = dir.display();
@@ -371,8 +483,8 @@ impl Nginx {
              events {{ worker_connections 4096; }}\n\
              http {{\n\
                access_log off;\n\
-               sendfile on;\n\
-               tcp_nopush on;\n\
+               sendfile {onoff};\n\
+               tcp_nopush {onoff};\n\
                keepalive_requests 100000000;\n\
                default_type application/octet-stream;\n\
                client_body_temp_path {d}/body;\n\
@@ -382,7 +494,8 @@ impl Nginx {
                scgi_temp_path {d}/scgi;\n\
                server {{ listen {addr}; root {}; }}\n\
              }}\n",
-            root.display()
+            root.display(),
+            onoff = if sendfile { "on" } else { "off" },
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf)?;

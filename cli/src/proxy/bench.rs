@@ -1,15 +1,31 @@
-//! Benchmark of `proactor proxy` against a direct connection (called by `proactor bench`):
-//! `redis-benchmark` to `redis-server` (target: at least 0.9x the direct throughput) and `wrk`
-//! to `nginx` (target: at least 0.8x). Each peer runs as a child process on a free port on
-//! 127.0.0.1; a case whose programs are not installed is skipped with a message. Direct and
-//! proxied runs alternate; the median of each is reported.
+//! Benchmark of `proactor proxy` (called by `proactor bench proxy`) against real proxies in the
+//! same three-process shape — the load tool, a TCP proxy, the upstream — and against a direct
+//! connection: `redis-benchmark` to `redis-server`, and `wrk` to `nginx` serving a 1 KiB file.
+//! The proxies: `proactor proxy`, HAProxy in TCP mode with one thread, and nginx's stream module
+//! with one worker. With two or more CPUs the upstream and the proxy share CPU 0 and the load tool
+//! runs on CPU 1. Each configuration runs `runs` times, taking turns in an order reversed every
+//! other run; the median is reported with its spread ((max − min) / median, as `proactor bench`
+//! settles points), and with the proxy process's CPU per request. The issue's targets — at least
+//! 1.25x each peer proxy's requests/s at no more than 0.8x its CPU per request — count as met only
+//! when both spreads are within 15 %. A case or proxy whose programs are missing is skipped with
+//! the package to install.
 
+use crate::bench::proc;
 use crate::bench::report::median;
+use crate::bench::settle::{spread, MAX_SPREAD};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Requests/s of proactor proxy against each peer proxy, at least.
+const PEER_RATE: f64 = 1.25;
+/// CPU per request of proactor proxy against each peer proxy, at most.
+const PEER_CPU: f64 = 0.8;
+/// The stream module of Debian's nginx (libnginx-mod-stream).
+const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -18,7 +34,7 @@ pub struct ProxyBenchConfig {
     pub proactor_bin: PathBuf,
     /// Extra arguments for the proxy (for example `--driver epoll` or `--splice`).
     pub proxy_args: Vec<String>,
-    /// Requests per redis-benchmark run (`-n`).
+    /// Requests per redis-benchmark test (`-n`).
     pub redis_requests: u64,
     /// Duration of each wrk run.
     pub wrk_duration: Duration,
@@ -26,6 +42,8 @@ pub struct ProxyBenchConfig {
     pub wrk_conns: u32,
     /// Alternating runs per case.
     pub runs: usize,
+    /// Pin upstream and proxy to the first CPU, the load tool to the second (with 2+ CPUs).
+    pub pin: bool,
 }
 
 impl ProxyBenchConfig {
@@ -39,38 +57,51 @@ impl ProxyBenchConfig {
             wrk_duration: Duration::from_secs(10),
             wrk_conns: 50,
             runs: 3,
+            pin: true,
         }
     }
 }
 
-/// One case's result, or why it was skipped.
-#[derive(Debug, Clone)]
+/// One configuration of one case: direct or through one proxy.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ProxyBenchRow {
-    /// The case.
+    /// The case (`redis-benchmark …`, `wrk -> nginx …`).
     pub case: String,
-    /// Median throughput direct (requests per second).
-    pub direct: f64,
-    /// Median throughput through the proxy.
-    pub proxied: f64,
-    /// `proxied / direct`.
-    pub ratio: f64,
-    /// The issue's target for `ratio`.
-    pub target: f64,
-    /// Why the case did not run, if it did not.
+    /// `direct`, `proactor`, `haproxy` or `nginx-stream`.
+    pub via: String,
+    /// Median requests per second.
+    pub rps: f64,
+    /// Every run's requests per second, in order.
+    pub runs: Vec<f64>,
+    /// (max − min) / median of `runs` (`None`: one run).
+    pub spread: Option<f64>,
+    /// The proxy process's CPU microseconds per request, median (`NaN` for `direct`).
+    pub cpu_us: f64,
+    /// Spread of the CPU per request.
+    pub cpu_spread: Option<f64>,
+    /// Why this configuration did not run, if it did not.
     pub skipped: Option<String>,
 }
 
 impl ProxyBenchRow {
-    fn skipped(case: &str, target: f64, why: String) -> ProxyBenchRow {
-        eprintln!("proxy bench: {case}: SKIPPED: {why}");
+    fn skipped(case: &str, via: &str, why: String) -> ProxyBenchRow {
+        eprintln!("proxy bench: {case}, {via}: SKIPPED: {why}");
         ProxyBenchRow {
             case: case.into(),
-            direct: f64::NAN,
-            proxied: f64::NAN,
-            ratio: f64::NAN,
-            target,
+            via: via.into(),
+            rps: f64::NAN,
+            runs: Vec::new(),
+            spread: None,
+            cpu_us: f64::NAN,
+            cpu_spread: None,
             skipped: Some(why),
         }
+    }
+
+    /// Both spreads within the bound (the direct row has no CPU figure: its rate alone).
+    fn settled(&self) -> bool {
+        let ok = |s: Option<f64>| s.is_some_and(|s| s <= MAX_SPREAD);
+        self.skipped.is_none() && ok(self.spread) && (self.via == "direct" || ok(self.cpu_spread))
     }
 }
 
@@ -93,10 +124,13 @@ impl Drop for Guard {
     }
 }
 
-fn have(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
-        .unwrap_or(false)
+/// A program on `PATH` or in the sbin directories (where nginx and haproxy live).
+fn find(cmd: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -114,64 +148,200 @@ fn wait_listening(port: u16, within: Duration) -> anyhow::Result<()> {
     anyhow::bail!("nothing listening on port {port} after {within:?}")
 }
 
-/// Starts `proactor proxy` in front of `to`; returns it and its address.
-fn start_proxy(cfg: &ProxyBenchConfig, to: SocketAddr) -> anyhow::Result<(Guard, SocketAddr)> {
-    let mut child = Command::new(&cfg.proactor_bin)
-        .args(["proxy", "--listen", "127.0.0.1:0", "--to"])
+/// The CPUs of the shape: (upstream and proxy, load tool), when pinning applies.
+fn placement(cfg: &ProxyBenchConfig) -> Option<(usize, usize)> {
+    let cpus = proc::allowed_cpus();
+    (cfg.pin && cpus.len() >= 2).then(|| (cpus[0], cpus[1]))
+}
+
+/// `cmd`, pinned to `cpu` from its first instruction (its threads inherit it).
+fn pinned(mut cmd: Command, cpu: Option<usize>) -> Command {
+    if let Some(cpu) = cpu {
+        // SAFETY: the closure runs in the forked child before exec and only makes the
+        // sched_setaffinity system call (async-signal-safe, no allocation).
+        unsafe {
+            cmd.pre_exec(move || proc::pin(0, cpu));
+        }
+    }
+    cmd
+}
+
+/// A proxy in front of the upstream: its process and its port.
+struct Proxy {
+    guard: Guard,
+    port: u16,
+}
+
+/// Starts `proactor proxy` in front of `to`.
+fn start_proactor(
+    cfg: &ProxyBenchConfig,
+    to: SocketAddr,
+    cpu: Option<usize>,
+) -> anyhow::Result<Proxy> {
+    let mut cmd = Command::new(&cfg.proactor_bin);
+    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--to"])
         .arg(to.to_string())
         .args(&cfg.proxy_args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+        .stderr(Stdio::inherit());
+    let mut child = pinned(cmd, cpu).spawn()?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
     let guard = Guard(child);
-    let addr = line
+    let addr: SocketAddr = line
         .trim()
         .strip_prefix("listening on ")
         .ok_or_else(|| anyhow::anyhow!("proxy printed {line:?} instead of `listening on`"))?
         .parse()?;
-    Ok((guard, addr))
+    Ok(Proxy { guard, port: addr.port() })
 }
 
-/// Runs `measure(port)` direct and through the proxy, alternating, and builds the row.
+/// Starts HAProxy in TCP mode, one thread, in the foreground.
+fn start_haproxy(
+    exe: &Path,
+    dir: &Path,
+    to: SocketAddr,
+    cpu: Option<usize>,
+) -> anyhow::Result<Proxy> {
+    let port = free_port()?;
+    let conf = format!(
+        "global\n  nbthread 1\n  maxconn 4096\n\
+         defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n\
+         frontend bench\n  bind 127.0.0.1:{port}\n  default_backend upstream\n\
+         backend upstream\n  server up {to}\n"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, conf)?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("-db").arg("-f").arg(&path).stdout(Stdio::null()).stderr(Stdio::inherit());
+    let guard = Guard(pinned(cmd, cpu).spawn()?);
+    wait_listening(port, Duration::from_secs(10))?;
+    Ok(Proxy { guard, port })
+}
+
+/// Starts nginx with only its stream module proxying to `to`, one process, in the foreground.
+fn start_nginx_stream(
+    exe: &Path,
+    dir: &Path,
+    to: SocketAddr,
+    cpu: Option<usize>,
+) -> anyhow::Result<Proxy> {
+    let port = free_port()?;
+    let conf = format!(
+        "load_module {STREAM_MODULE};\ndaemon off;\nmaster_process off;\nworker_processes 1;\n\
+         pid {pid};\nerror_log stderr error;\n\
+         events {{ worker_connections 20000; }}\n\
+         stream {{ server {{ listen 127.0.0.1:{port}; proxy_pass {to}; }} }}\n",
+        pid = dir.join("nginx-stream.pid").display(),
+    );
+    let path = dir.join("nginx-stream.conf");
+    std::fs::write(&path, conf)?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("-c").arg(&path).arg("-p").arg(dir).stdout(Stdio::null());
+    let guard = Guard(pinned(cmd, cpu).spawn()?);
+    wait_listening(port, Duration::from_secs(10))?;
+    Ok(Proxy { guard, port })
+}
+
+/// One measurement: requests per second and the requests it made.
+struct Measured {
+    rps: f64,
+    requests: f64,
+}
+
+/// Every proxy that can run here, started in front of `to` (each name with its proxy or why it
+/// is skipped).
+fn start_proxies(
+    cfg: &ProxyBenchConfig,
+    dir: &Path,
+    to: SocketAddr,
+    cpu: Option<usize>,
+) -> Vec<(&'static str, Result<Proxy, String>)> {
+    let haproxy = match find("haproxy") {
+        None => Err("haproxy is not installed (apt-get install -y haproxy)".to_string()),
+        Some(exe) => start_haproxy(&exe, dir, to, cpu).map_err(|e| format!("{e:#}")),
+    };
+    let stream = match find("nginx") {
+        None => Err("nginx is not installed (apt-get install -y nginx libnginx-mod-stream)".into()),
+        Some(_) if !Path::new(STREAM_MODULE).is_file() => Err(format!(
+            "nginx's stream module ({STREAM_MODULE}) is not installed (apt-get install -y \
+             libnginx-mod-stream)"
+        )),
+        Some(exe) => start_nginx_stream(&exe, dir, to, cpu).map_err(|e| format!("{e:#}")),
+    };
+    vec![
+        ("proactor", start_proactor(cfg, to, cpu).map_err(|e| format!("{e:#}"))),
+        ("haproxy", haproxy),
+        ("nginx-stream", stream),
+    ]
+}
+
+/// Runs `measure(port)` direct and through every proxy, the order reversed every other run, and
+/// builds one row per configuration.
 fn compare(
     case: &str,
-    target: f64,
-    runs: usize,
+    cfg: &ProxyBenchConfig,
     direct_port: u16,
-    proxy_port: u16,
-    measure: &dyn Fn(u16) -> anyhow::Result<f64>,
-) -> anyhow::Result<ProxyBenchRow> {
-    let (mut d, mut p) = (Vec::new(), Vec::new());
-    for i in 0..runs.max(1) {
-        if i % 2 == 0 {
-            d.push(measure(direct_port)?);
-            p.push(measure(proxy_port)?);
-        } else {
-            p.push(measure(proxy_port)?);
-            d.push(measure(direct_port)?);
+    proxies: &[(&'static str, Result<Proxy, String>)],
+    measure: &dyn Fn(u16) -> anyhow::Result<Measured>,
+) -> anyhow::Result<Vec<ProxyBenchRow>> {
+    // (name, port, pid of the process whose CPU counts)
+    let mut configs: Vec<(&str, u16, Option<u32>)> = vec![("direct", direct_port, None)];
+    for (name, p) in proxies {
+        if let Ok(p) = p {
+            configs.push((name, p.port, Some(p.guard.0.id())));
         }
     }
-    let (direct, proxied) = (median(d), median(p));
-    Ok(ProxyBenchRow {
-        case: case.into(),
-        direct,
-        proxied,
-        ratio: proxied / direct,
-        target,
-        skipped: None,
-    })
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    for run in 0..cfg.runs.max(1) {
+        let mut order: Vec<usize> = (0..configs.len()).collect();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for j in order {
+            let (_, port, pid) = configs[j];
+            let before = pid.map(proc::process_cpu).transpose()?;
+            let m = measure(port)?;
+            if let (Some(pid), Some(before)) = (pid, before) {
+                let used = proc::process_cpu(pid)?.saturating_sub(before);
+                cpus[j].push(used.as_secs_f64() * 1e6 / m.requests.max(1.0));
+            }
+            rates[j].push(m.rps);
+        }
+    }
+    let mut rows = Vec::new();
+    for (j, (name, _, _)) in configs.iter().enumerate() {
+        let (r, c) = (std::mem::take(&mut rates[j]), std::mem::take(&mut cpus[j]));
+        rows.push(ProxyBenchRow {
+            case: case.into(),
+            via: name.to_string(),
+            rps: median(r.clone()),
+            spread: spread(&r),
+            runs: r,
+            cpu_us: median(c.clone()),
+            cpu_spread: spread(&c),
+            skipped: None,
+        });
+    }
+    for (name, p) in proxies {
+        if let Err(why) = p {
+            rows.push(ProxyBenchRow::skipped(case, name, why.clone()));
+        }
+    }
+    Ok(rows)
 }
 
-/// Total requests per second over the tests `redis-benchmark -q` printed.
-fn redis_rps(port: u16, requests: u64) -> anyhow::Result<f64> {
-    let out = Command::new("redis-benchmark")
-        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-n", &requests.to_string()])
-        .args(["-t", "ping,set,get,incr,lpush,lpop,mset"])
-        .stderr(Stdio::piped())
-        .output()?;
+/// Requests per second over the tests `redis-benchmark -q` printed (their mean), and the
+/// requests made.
+fn redis_run(port: u16, requests: u64, cpu: Option<usize>) -> anyhow::Result<Measured> {
+    const TESTS: &str = "ping,set,get,incr,lpush,lpop,mset";
+    let mut cmd = Command::new("redis-benchmark");
+    cmd.args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-n", &requests.to_string()])
+        .args(["-t", TESTS])
+        .stderr(Stdio::piped());
+    let out = pinned(cmd, cpu).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(out.status.success(), "redis-benchmark failed: {}", text.trim());
     anyhow::ensure!(!text.to_lowercase().contains("error"), "redis-benchmark reported: {text}");
@@ -190,30 +360,48 @@ fn redis_rps(port: u16, requests: u64) -> anyhow::Result<f64> {
         }
     }
     anyhow::ensure!(!rates.is_empty(), "no figures in redis-benchmark output: {text}");
-    Ok(rates.iter().sum::<f64>() / rates.len() as f64)
+    // PING runs twice (inline and bulk); every test makes `requests` requests.
+    let tests = TESTS.split(',').count() + 1;
+    Ok(Measured {
+        rps: rates.iter().sum::<f64>() / rates.len() as f64,
+        requests: (requests as usize * tests) as f64,
+    })
 }
 
-fn redis_case(cfg: &ProxyBenchConfig) -> ProxyBenchRow {
-    let case = "redis-benchmark (mean req/s over 7 tests)";
+fn redis_case(cfg: &ProxyBenchConfig) -> Vec<ProxyBenchRow> {
+    let case = "redis-benchmark (mean req/s over its tests)";
     for cmd in ["redis-server", "redis-benchmark"] {
-        if !have(cmd) {
-            return ProxyBenchRow::skipped(case, 0.9, format!("{cmd} is not installed"));
+        if find(cmd).is_none() {
+            let why =
+                format!("{cmd} is not installed (apt-get install -y redis-server redis-tools)");
+            return vec![ProxyBenchRow::skipped(case, "all", why)];
         }
     }
-    let run = || -> anyhow::Result<ProxyBenchRow> {
+    let place = placement(cfg);
+    let run = || -> anyhow::Result<Vec<ProxyBenchRow>> {
+        let dir = scratch("redis")?;
         let port = free_port()?;
-        let server = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .spawn()?;
-        let _server = Guard(server);
+            .stdout(Stdio::null());
+        let _server = Guard(pinned(cmd, place.map(|p| p.0)).spawn()?);
         wait_listening(port, Duration::from_secs(10))?;
-        let (_proxy, paddr) = start_proxy(cfg, ([127, 0, 0, 1], port).into())?;
+        let proxies = start_proxies(cfg, &dir, ([127, 0, 0, 1], port).into(), place.map(|p| p.0));
         let n = cfg.redis_requests;
-        compare(case, 0.9, cfg.runs, port, paddr.port(), &|p| redis_rps(p, n))
+        let rows = compare(case, cfg, port, &proxies, &|p| redis_run(p, n, place.map(|p| p.1)));
+        drop(proxies);
+        let _ = std::fs::remove_dir_all(&dir);
+        rows
     };
-    run().unwrap_or_else(|e| ProxyBenchRow::skipped(case, 0.9, format!("{e:#}")))
+    run().unwrap_or_else(|e| vec![ProxyBenchRow::skipped(case, "all", format!("{e:#}"))])
+}
+
+/// A scratch directory for one case's configuration files.
+fn scratch(what: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("proactor-bench-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// A minimal nginx configuration serving one small file on `port`.
@@ -236,82 +424,175 @@ fn nginx_conf(dir: &Path, port: u16) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn wrk_rps(port: u16, secs: u64, conns: u32) -> anyhow::Result<f64> {
-    let out = Command::new("wrk")
-        .args(["-t", "2", "-c", &conns.to_string(), "-d", &format!("{secs}s")])
-        .arg(format!("http://127.0.0.1:{port}/index.html"))
-        .output()?;
+fn wrk_run(port: u16, secs: u64, conns: u32, cpu: Option<usize>) -> anyhow::Result<Measured> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t", "2", "-c", &conns.to_string(), "-d", &format!("{secs}s")])
+        .arg(format!("http://127.0.0.1:{port}/index.html"));
+    let out = pinned(cmd, cpu).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(out.status.success(), "wrk failed: {}", text.trim());
     anyhow::ensure!(
         !text.contains("Socket errors") && !text.contains("Non-2xx"),
         "wrk saw errors: {text}"
     );
-    text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk output: {text}"))
+        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk output: {text}"))?;
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in ").map(|(n, _)| n.trim().to_string()))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no request count in wrk output: {text}"))?;
+    Ok(Measured { rps, requests })
 }
 
-fn nginx_case(cfg: &ProxyBenchConfig) -> ProxyBenchRow {
+fn nginx_case(cfg: &ProxyBenchConfig) -> Vec<ProxyBenchRow> {
     let case = "wrk -> nginx, 1 KiB file (req/s)";
-    let nginx =
-        ["nginx", "/usr/sbin/nginx"].into_iter().find(|c| have(c) || Path::new(c).is_file());
-    let Some(nginx) = nginx else {
-        return ProxyBenchRow::skipped(case, 0.8, "nginx is not installed".into());
+    let Some(nginx) = find("nginx") else {
+        let why = "nginx is not installed (apt-get install -y nginx)".to_string();
+        return vec![ProxyBenchRow::skipped(case, "all", why)];
     };
-    if !have("wrk") {
-        return ProxyBenchRow::skipped(case, 0.8, "wrk is not installed".into());
+    if find("wrk").is_none() {
+        let why = "wrk is not installed (apt-get install -y wrk)".to_string();
+        return vec![ProxyBenchRow::skipped(case, "all", why)];
     }
-    let run = || -> anyhow::Result<ProxyBenchRow> {
-        let dir = std::env::temp_dir().join(format!("proactor-bench-nginx-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+    let place = placement(cfg);
+    let run = || -> anyhow::Result<Vec<ProxyBenchRow>> {
+        let dir = scratch("nginx")?;
         let port = free_port()?;
         let conf = nginx_conf(&dir, port)?;
-        let server = Command::new(nginx)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()?;
-        let server = Guard(server);
+        let mut cmd = Command::new(&nginx);
+        cmd.arg("-c").arg(&conf).arg("-p").arg(&dir).stdout(Stdio::null());
+        let server = Guard(pinned(cmd, place.map(|p| p.0)).spawn()?);
         wait_listening(port, Duration::from_secs(10))?;
-        let (proxy, paddr) = start_proxy(cfg, ([127, 0, 0, 1], port).into())?;
+        let proxies = start_proxies(cfg, &dir, ([127, 0, 0, 1], port).into(), place.map(|p| p.0));
         let secs = cfg.wrk_duration.as_secs().max(1);
-        let row =
-            compare(case, 0.8, cfg.runs, port, paddr.port(), &|p| wrk_rps(p, secs, cfg.wrk_conns));
-        drop(proxy);
+        let rows = compare(case, cfg, port, &proxies, &|p| {
+            wrk_run(p, secs, cfg.wrk_conns, place.map(|p| p.1))
+        });
+        drop(proxies);
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);
-        row
+        rows
     };
-    run().unwrap_or_else(|e| ProxyBenchRow::skipped(case, 0.8, format!("{e:#}")))
+    run().unwrap_or_else(|e| vec![ProxyBenchRow::skipped(case, "all", format!("{e:#}"))])
 }
 
-/// Runs both cases; a case whose peer is missing comes back with `skipped` set.
+/// Runs both cases; a configuration whose programs are missing comes back with `skipped` set.
 pub fn run_proxy_bench(cfg: &ProxyBenchConfig) -> Vec<ProxyBenchRow> {
-    vec![redis_case(cfg), nginx_case(cfg)]
+    let mut rows = redis_case(cfg);
+    rows.extend(nginx_case(cfg));
+    rows
 }
 
-/// Prints the rows as a table.
+fn pct(s: Option<f64>) -> String {
+    s.map(|s| format!("{:.0}%", s * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+/// The comparison lines for one case: proactor against direct and against each peer proxy.
+fn verdicts(rows: &[&ProxyBenchRow]) -> Vec<String> {
+    let by = |via: &str| rows.iter().find(|r| r.via == via && r.skipped.is_none());
+    let Some(p) = by("proactor") else { return Vec::new() };
+    let mut out = Vec::new();
+    if let Some(d) = by("direct") {
+        out.push(format!(
+            "  proactor/direct requests/s = {:.2}x (spreads {} and {})",
+            p.rps / d.rps,
+            pct(p.spread),
+            pct(d.spread)
+        ));
+    }
+    for peer in ["haproxy", "nginx-stream"] {
+        let Some(q) = by(peer) else { continue };
+        let (rate, cpu) = (p.rps / q.rps, p.cpu_us / q.cpu_us);
+        let word = match (p.settled() && q.settled(), rate >= PEER_RATE && cpu <= PEER_CPU) {
+            (false, _) => "unsettled",
+            (true, true) => "met",
+            (true, false) => "MISS",
+        };
+        out.push(format!(
+            "  {word}: proactor/{peer} requests/s = {rate:.2}x (>= {PEER_RATE}), CPU per request \
+             = {cpu:.2}x (<= {PEER_CPU}); spreads {} / {} and {} / {}",
+            pct(p.spread),
+            pct(p.cpu_spread),
+            pct(q.spread),
+            pct(q.cpu_spread)
+        ));
+    }
+    out
+}
+
+/// Prints the rows as a table, then each case's comparisons.
 pub fn print_proxy_report(rows: &[ProxyBenchRow]) {
     println!(
-        "{:<44} {:>12} {:>12} {:>7} {:>7}",
-        "proxy case", "direct", "proxied", "ratio", "target"
+        "proxy bench: upstream and proxy on one CPU, the load tool on another (when there are \
+         two); median of the runs, configurations alternating; spread = (max - min) / median"
     );
+    println!(
+        "{:<44} {:<13} {:>12} {:>7} {:>13} {:>7}",
+        "case", "via", "req/s", "spread", "proxy CPU µs", "spread"
+    );
+    let mut cases: Vec<&str> = Vec::new();
     for r in rows {
+        if !cases.contains(&r.case.as_str()) {
+            cases.push(&r.case);
+        }
         match &r.skipped {
-            Some(why) => println!("{:<44} skipped: {why}", r.case),
+            Some(why) => println!("{:<44} {:<13} skipped: {why}", r.case, r.via),
             None => println!(
-                "{:<44} {:>12.0} {:>12.0} {:>6.2}x {:>6.1}x  {}",
+                "{:<44} {:<13} {:>12.0} {:>7} {:>13} {:>7}",
                 r.case,
-                r.direct,
-                r.proxied,
-                r.ratio,
-                r.target,
-                if r.ratio >= r.target { "met" } else { "MISSED" }
+                r.via,
+                r.rps,
+                pct(r.spread),
+                if r.cpu_us.is_finite() { format!("{:.2}", r.cpu_us) } else { "-".into() },
+                pct(r.cpu_spread)
             ),
         }
+    }
+    for case in cases {
+        let of: Vec<&ProxyBenchRow> = rows.iter().filter(|r| r.case == case).collect();
+        let lines = verdicts(&of);
+        if !lines.is_empty() {
+            println!("{case}:");
+            for l in lines {
+                println!("{l}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(via: &str, rps: f64, spread: f64, cpu: f64) -> ProxyBenchRow {
+        ProxyBenchRow {
+            case: "c".into(),
+            via: via.into(),
+            rps,
+            runs: vec![rps; 3],
+            spread: Some(spread),
+            cpu_us: cpu,
+            cpu_spread: Some(spread),
+            skipped: None,
+        }
+    }
+
+    #[test]
+    fn peer_targets_need_settled_figures() {
+        let (p, h) = (row("proactor", 130.0, 0.05, 7.0), row("haproxy", 100.0, 0.05, 10.0));
+        let lines = verdicts(&[&p, &h]);
+        assert!(lines[0].starts_with("  met: proactor/haproxy"), "{lines:?}");
+        let slow = row("proactor", 110.0, 0.05, 7.0);
+        assert!(verdicts(&[&slow, &h])[0].starts_with("  MISS"));
+        let wide = row("haproxy", 100.0, 0.4, 10.0);
+        assert!(verdicts(&[&p, &wide])[0].starts_with("  unsettled"));
+        let d = row("direct", 200.0, 0.05, f64::NAN);
+        let lines = verdicts(&[&p, &d, &h]);
+        assert!(lines[0].contains("proactor/direct requests/s = 0.65x"), "{lines:?}");
+        assert!(d.settled(), "the direct row is settled on its rate alone");
     }
 }
