@@ -528,6 +528,44 @@ impl Nginx {
 mod tests {
     use super::*;
 
+    fn row(server: &str, file: &str, rps: f64, cpu_us: f64, spread: f64) -> HttpBenchRow {
+        HttpBenchRow {
+            server: server.into(),
+            file: file.into(),
+            requests: 1000,
+            requests_per_sec: rps,
+            mib_per_sec: 1.0,
+            cpu_secs: 1.0,
+            cpu_us_per_request: cpu_us,
+            errors: 0,
+            runs: vec![rps; 3],
+            runs_cpu_us: vec![cpu_us; 3],
+            spread: Some(spread),
+            cpu_spread: Some(spread),
+        }
+    }
+
+    #[test]
+    fn the_target_is_against_the_better_nginx_and_needs_settled_runs() {
+        let report = HttpBenchReport {
+            rows: vec![
+                row("proactor", "1KiB", 130.0, 8.0, 0.05),
+                row("nginx-sendfile", "1KiB", 80.0, 20.0, 0.05),
+                row("nginx-nosendfile", "1KiB", 100.0, 18.0, 0.05),
+                row("proactor", "1MiB", 100.0, 100.0, 0.05),
+                row("nginx-sendfile", "1MiB", 90.0, 110.0, 0.30),
+                row("nginx-nosendfile", "1MiB", 60.0, 300.0, 0.05),
+            ],
+            skipped: None,
+        };
+        assert_eq!(report.better_nginx("1KiB").unwrap().server, "nginx-nosendfile");
+        assert_eq!(report.better_nginx("1MiB").unwrap().server, "nginx-sendfile");
+        let text = report.to_string();
+        assert!(text.contains("met: 1KiB requests/s >= 1.2x the better nginx (nginx-nosendfile)"));
+        // The better nginx for 1 MiB spread 30 %: neither met nor missed.
+        assert!(text.contains("unsettled: 1MiB"), "{text}");
+    }
+
     #[test]
     fn parses_wrk_output() {
         let text = "Running 10s test @ http://127.0.0.1:8080/1KiB.bin\n  1 threads and 100 connections\n  \
