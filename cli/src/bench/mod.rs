@@ -2,6 +2,8 @@
 //! built-in load generator on another core, and a report (table, JSON, chart) that compares every
 //! server with tokio's current-thread runtime.
 //!
+//! `proactor bench hyper` lives in `hyper` (hyper and axum on proactor against tokio, under wrk).
+//!
 //! Files: `spawn` (the servers under test and how they start), `servers` (the baseline servers),
 //! `loadgen` (the load), `blocking` (a second, separately written load generator), `idle` (the idle-connection test), `proc` (/proc figures, pinning),
 //! `settle` (spreads over rounds, re-runs, verdicts), `report` (figures, JSON), `table` (the
@@ -9,6 +11,7 @@
 
 pub mod agree;
 pub mod blocking;
+pub mod hyper;
 pub mod idle;
 pub mod loadgen;
 pub mod plot;

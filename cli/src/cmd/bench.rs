@@ -1,8 +1,11 @@
 //! `proactor bench`: the proactor's echo server (io_uring and epoll) against thread-per-connection
 //! and tokio, each in its own process, under a built-in load generator; a table, JSON and a chart.
-//! The hidden `proactor bench serve` starts one baseline server (the bench runs it as a child).
+//! The hidden `proactor bench serve` starts one baseline server (the bench runs it as a child),
+//! `proactor bench serve-hyper` one server of `proactor bench hyper`.
 
-use crate::bench::{self, servers::Baseline, settle, spawn::ServerKind, Config, LoadGen};
+use crate::bench::{self, hyper::HyperServer, servers::Baseline, settle, spawn::ServerKind};
+use crate::bench::{Config, LoadGen};
+use proactor::DriverChoice;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +84,49 @@ enum Sub {
     Copy(CopyArgs),
     /// `proactor http` against nginx under wrk (skips with a hint when they are not installed).
     Http(HttpArgs),
+    /// hyper's hello world and the axum example on proactor against the same on tokio's
+    /// current-thread runtime, under `wrk -t1` (skips with a hint when wrk is not installed).
+    Hyper(HyperArgs),
+    /// Start one server of `bench hyper` (used by the bench itself).
+    #[command(hide = true)]
+    ServeHyper(ServeHyperArgs),
+}
+
+#[derive(clap::Args)]
+struct HyperArgs {
+    /// Seconds of each measured wrk run.
+    #[arg(long, default_value_t = 5)]
+    secs: u64,
+    /// Concurrent connections (wrk -c).
+    #[arg(long, default_value_t = 100)]
+    conns: u32,
+    /// Rounds: the servers take turns, each one's median round is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// The proactor servers' driver: uring, epoll or auto.
+    #[arg(long, default_value = "uring")]
+    driver: DriverChoice,
+    /// Servers, comma-separated: hyper-proactor, hyper-tokio, axum-proactor, axum-tokio.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "hyper-proactor,hyper-tokio,axum-proactor,axum-tokio"
+    )]
+    servers: Vec<HyperServer>,
+}
+
+#[derive(clap::Args)]
+struct ServeHyperArgs {
+    /// Which server.
+    #[arg(long, value_enum)]
+    kind: HyperServer,
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// The proactor servers' driver.
+    #[arg(long)]
+    driver: Option<DriverChoice>,
 }
 
 #[derive(clap::Args)]
@@ -156,6 +202,16 @@ pub fn run(args: Args) -> ExitCode {
         Some(Sub::Proxy(p)) => return run_proxy(p),
         Some(Sub::Copy(c)) => return run_copy(c),
         Some(Sub::Http(h)) => return run_http(h),
+        Some(Sub::Hyper(h)) => return run_hyper(h),
+        Some(Sub::ServeHyper(s)) => {
+            return match bench::hyper::serve(s.kind, s.listen, s.driver) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: bench server {} on {}: {e}", s.kind, s.listen);
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => {}
     }
     let cfg = match config(&args) {
@@ -345,6 +401,40 @@ fn run_http(h: HttpArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: http benchmark: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_hyper(h: HyperArgs) -> ExitCode {
+    if h.secs == 0 || h.secs > 3600 || h.conns == 0 || !(1..=100).contains(&h.rounds) {
+        eprintln!("error: --secs takes 1 to 3600, --conns at least 1, --rounds 1 to 100");
+        return ExitCode::from(2);
+    }
+    if h.servers.is_empty() {
+        eprintln!("error: --servers needs at least one server");
+        return ExitCode::from(2);
+    }
+    let opts = bench::hyper::HyperBenchOptions {
+        servers: h.servers,
+        duration: Duration::from_secs(h.secs),
+        warmup: Duration::from_secs(1),
+        connections: h.conns,
+        rounds: h.rounds,
+        driver: h.driver,
+    };
+    match bench::hyper::run(&opts) {
+        Ok(report) => {
+            print!("{report}");
+            let errors: u64 = report.rows.iter().map(|r| r.errors).sum();
+            if errors > 0 {
+                eprintln!("FAILED: wrk counted {errors} error(s)");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: hyper benchmark: {e:#}");
             ExitCode::FAILURE
         }
     }

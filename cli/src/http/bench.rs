@@ -321,7 +321,7 @@ impl Drop for ScratchDir {
 }
 
 /// A tool on `PATH` (or in `/usr/sbin`, where nginx lives).
-fn find_tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
@@ -334,7 +334,7 @@ fn cpu_count() -> usize {
 }
 
 /// Pins a process to one CPU (best effort: the benchmark still runs unpinned if this fails).
-fn pin_to(pid: i32, cpu: usize) {
+pub(crate) fn pin_to(pid: i32, cpu: usize) {
     // SAFETY: cpu_set_t is plain data; zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `cpu` is below CPU_SETSIZE (the callers pass 0 or 1).
@@ -347,7 +347,7 @@ fn pin_to(pid: i32, cpu: usize) {
 }
 
 /// User plus system CPU seconds of a process and its threads, from `/proc/<pid>/stat`.
-fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) start at the last ')'.
@@ -363,14 +363,20 @@ fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// What one wrk run reported.
-struct WrkOut {
-    requests: u64,
-    requests_per_sec: f64,
-    bytes_per_sec: f64,
-    errors: u64,
+pub(crate) struct WrkOut {
+    pub(crate) requests: u64,
+    pub(crate) requests_per_sec: f64,
+    pub(crate) bytes_per_sec: f64,
+    pub(crate) errors: u64,
 }
 
-fn wrk_run(wrk: &Path, url: &str, conns: u32, d: Duration, pin: bool) -> anyhow::Result<WrkOut> {
+pub(crate) fn wrk_run(
+    wrk: &Path,
+    url: &str,
+    conns: u32,
+    d: Duration,
+    pin: bool,
+) -> anyhow::Result<WrkOut> {
     let secs = d.as_secs().max(1);
     let mut cmd = Command::new(wrk);
     cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), url]);
