@@ -3,6 +3,38 @@
 //!
 //! Tasks are local to the proactor's thread (their futures need not be `Send`); their wakers may
 //! be used from any thread.
+//!
+//! # Select, join and channels: the ecosystem's
+//! Proactor has no `select!`, `join!` or channels of its own, because the runtime-independent
+//! ones work on its tasks as they are (`tests/interop.rs` checks each on both drivers):
+//! - `futures::select!` / `futures::join!` (and `futures::future::{select, join_all}`). A
+//!   branch that loses a `select!` is dropped, and a dropped operation is cancelled with its
+//!   buffer parked until the kernel is done, so losing is safe. Mind what `pin_mut!` does: a
+//!   future pinned in the enclosing scope is *not* dropped when the `select!` ends, and an
+//!   operation left that way stays in flight (a read would take the next bytes); scope it in a
+//!   block, or create it inside the `select!`.
+//! - `tokio::sync` — `mpsc`, `oneshot`, `Mutex`, `Notify`, `watch`, `broadcast`, `Semaphore` —
+//!   needs no tokio runtime, only `tokio = { version = "1", features = ["sync"] }`. Senders may
+//!   live on other OS threads (`blocking_send` from a plain thread, or `send` from another
+//!   runtime): their wakes reach the proactor's task through its thread-safe waker, and wake the
+//!   loop if it is blocked in the kernel.
+//! - `async-channel` (MPMC, bounded or not) and `futures::channel` likewise.
+//!
+//! ```
+//! let p = proactor::Proactor::new()?;
+//! let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(16);
+//! let producer = std::thread::spawn(move || (0..10).for_each(|i| tx.blocking_send(i).unwrap()));
+//! let sum = p.block_on(async move {
+//!     let mut sum = 0;
+//!     while let Some(i) = rx.recv().await {
+//!         sum += i;
+//!     }
+//!     sum
+//! });
+//! producer.join().unwrap();
+//! assert_eq!(sum, 45);
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 pub use crate::runtime::{spawn, JoinError, JoinHandle};
 

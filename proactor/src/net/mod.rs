@@ -26,6 +26,7 @@
 //! ```
 
 mod accept;
+mod resolve;
 mod split;
 mod stream;
 mod tcp;
@@ -34,6 +35,7 @@ mod unix;
 
 pub use crate::buf::{BufPool, PooledBuf};
 pub use accept::{AcceptAction, AcceptErrorClass, AcceptPolicy, AcceptStats};
+pub use resolve::ToSocketAddrs;
 pub use split::{ReadHalf, WriteHalf};
 pub use tcp::{TcpListener, TcpListenerBuilder, TcpStream};
 pub use udp::UdpSocket;
@@ -41,7 +43,7 @@ pub use unix::{UnixListener, UnixStream};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
 /// A new non-blocking, close-on-exec socket.
@@ -51,8 +53,9 @@ pub(crate) fn new_socket(domain: Domain, ty: Type, proto: Option<Protocol>) -> i
 
 /// Resolves `addr` to a list of socket addresses; an empty list is an error naming the input.
 ///
-/// Name lookup (anything but a literal address) blocks the thread, as `std` does.
-pub(crate) fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
+/// Name lookup (anything but a literal address) blocks the thread, as `std` does: for `bind`,
+/// whose address is nearly always literal. `connect` resolves off the loop (`resolve.rs`).
+pub(crate) fn resolve(addr: impl std::net::ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
     if addrs.is_empty() {
         return Err(no_address());
@@ -62,7 +65,7 @@ pub(crate) fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
 
 /// Calls `f` on each of `addr`'s addresses until one succeeds; the last failure otherwise.
 pub(crate) fn first_ok<T>(
-    addr: impl ToSocketAddrs,
+    addr: impl std::net::ToSocketAddrs,
     mut f: impl FnMut(SocketAddr) -> io::Result<T>,
 ) -> io::Result<T> {
     let mut last = no_address();

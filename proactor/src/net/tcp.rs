@@ -6,7 +6,7 @@ use super::split::{ReadHalf, WriteHalf};
 use super::stream::{
     impl_async_read, impl_async_write, read_methods, socket_common, write_methods,
 };
-use super::{first_ok, inet_addr, new_socket, prepare_fd, resolve};
+use super::{first_ok, inet_addr, new_socket, prepare_fd};
 use crate::op::Connect;
 use crate::submit;
 use socket2::{Domain, Protocol, SockAddr, TcpKeepalive, Type};
@@ -156,7 +156,12 @@ impl TcpStream {
     }
 
     /// Connects to the first of `addr`'s addresses that accepts.
-    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+    ///
+    /// A literal address (`"127.0.0.1:80"`, a `SocketAddr`) is used as it is; a name
+    /// (`"localhost:8080"`, `("example.org", 443)`) is looked up on the offload pool
+    /// ([`crate::offload`]), so a slow resolver delays only this task, never the loop's other
+    /// connections.
+    pub async fn connect(addr: impl super::ToSocketAddrs) -> io::Result<TcpStream> {
         Self::connect_inner(addr, None).await
     }
 
@@ -164,17 +169,17 @@ impl TcpStream {
     /// `ErrorKind::TimedOut` error (for example when the peer's accept queue is full and its
     /// kernel drops our SYNs).
     pub async fn connect_timeout(
-        addr: impl ToSocketAddrs,
+        addr: impl super::ToSocketAddrs,
         timeout: Duration,
     ) -> io::Result<TcpStream> {
         Self::connect_inner(addr, Some(timeout)).await
     }
 
     async fn connect_inner(
-        addr: impl ToSocketAddrs,
+        addr: impl super::ToSocketAddrs,
         timeout: Option<Duration>,
     ) -> io::Result<TcpStream> {
-        let addrs = resolve(addr)?;
+        let addrs = super::resolve::resolve(addr).await?;
         let mut last = None;
         for addr in addrs {
             match Self::connect_one(addr, timeout).await {

@@ -1,0 +1,66 @@
+//! `TcpStream::connect` with a name resolves on the offload pool: the loop goes on with its
+//! other tasks while the look-up waits (both drivers).
+mod common;
+
+use proactor::net::{TcpListener, TcpStream};
+use proactor::offload::BlockingPool;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+const HOLD: Duration = Duration::from_millis(300);
+
+driver_test!(connect_by_name_does_not_block_the_loop, |p| {
+    p.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Every pool thread busy for HOLD: a look-up must queue behind them, so it is slow.
+        let pool = BlockingPool::global();
+        let busy: Vec<_> = (0..pool.threads())
+            .map(|_| proactor::spawn(proactor::offload::offload(|| std::thread::sleep(HOLD))))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.busy() < pool.threads() && Instant::now() < deadline {
+            proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
+        }
+        assert_eq!(pool.busy(), pool.threads(), "the pool's threads are all busy");
+        let ticks = Rc::new(Cell::new(0u32));
+        let t = ticks.clone();
+        let ticker = proactor::spawn(async move {
+            loop {
+                proactor::time::sleep(Duration::from_millis(5)).await.unwrap();
+                t.set(t.get() + 1);
+            }
+        });
+        let accept = proactor::spawn(async move { listener.accept().await.map(|_| ()) });
+        let started = Instant::now();
+        let stream = TcpStream::connect(format!("localhost:{port}")).await.unwrap();
+        let took = started.elapsed();
+        assert!(stream.peer_addr().unwrap().ip().is_loopback());
+        accept.await.unwrap().unwrap();
+        // The look-up went through the pool (it waited for a free thread) ...
+        assert!(took >= HOLD / 2, "the name was resolved on the loop's thread ({took:?})");
+        // ... and the loop kept running the ticker meanwhile.
+        assert!(ticks.get() >= 10, "the loop stalled during the look-up: {} ticks", ticks.get());
+        ticker.abort();
+        for b in busy {
+            b.await.unwrap().unwrap();
+        }
+        // A literal address and the other forms connect without the pool.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepting = proactor::spawn(async move {
+            for _ in 0..4 {
+                listener.accept().await.unwrap();
+            }
+        });
+        TcpStream::connect(addr).await.unwrap();
+        TcpStream::connect(&addr).await.unwrap();
+        TcpStream::connect(addr.to_string()).await.unwrap();
+        TcpStream::connect(("127.0.0.1", addr.port())).await.unwrap();
+        accepting.await.unwrap();
+        // A name that does not resolve is an error, not a hang or a panic.
+        let err = TcpStream::connect("no-such-host.invalid:80").await.unwrap_err();
+        assert!(!err.to_string().is_empty());
+    });
+});
