@@ -345,6 +345,9 @@ both_drivers!(no_space_leaves_nothing, |driver| {
     assert!(left.is_empty(), "left behind: {left:?}");
 });
 
+// Needs the binary's test hook: `cargo test --release -p proactor-cli --features test-hooks
+// --test copy verify_catches_corruption` (run by .ci/run).
+#[cfg(feature = "test-hooks")]
 both_drivers!(verify_catches_corruption, |driver| {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));

@@ -45,6 +45,11 @@ fn under_faults(
     server.signal(libc::SIGTERM);
     let status = server.wait_timeout(Duration::from_secs(10)).expect("server exits on SIGTERM");
     assert!(status.success(), "exit {status:?} under PROACTOR_FAULTS={plan}: {}", server.stderr());
+    // The stderr reader thread may still be taking the last lines.
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.stderr().contains(" injected ") && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let stderr = server.stderr();
     let summary: Vec<&str> = stderr.lines().filter(|l| l.contains(" injected ")).collect();
     assert!(!summary.is_empty(), "no fault summary at exit: {stderr}");
@@ -160,4 +165,301 @@ both_drivers!(echo_resets_and_emfile, |driver| {
         summaries.len()
     );
     assert!(!totals.contains("reset=0"), "{totals}");
+});
+
+/// An echo upstream on std threads for the proxy; counts the connections it has open.
+fn echo_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = open.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let count = count.clone();
+            count.fetch_add(1, SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 32 * 1024];
+                let mut w = conn.try_clone().unwrap();
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if w.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                // Half-close in turn: the client's EOF comes back through the proxy.
+                let _ = w.shutdown(Shutdown::Write);
+                count.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    (addr, open)
+}
+
+/// Waits (up to 10 s) until the upstream has no connection open: the proxy closed its side of
+/// every proxied connection.
+fn upstream_drained(open: &std::sync::atomic::AtomicUsize) -> bool {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < end {
+        if open.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+both_drivers!(proxy_lossless_faults, |driver| {
+    let (up, open) = echo_upstream();
+    let to = up.to_string();
+    let mut summaries = Vec::new();
+    for seed in seeds() {
+        let faults = "rate=0.2,kinds=lossless";
+        summaries.push(under_faults("proxy", driver, &["--to", &to], faults, seed, |s| {
+            let addr = s.addr;
+            let clients: Vec<_> = (0..4u64)
+                .map(|i| std::thread::spawn(move || echo_exchange(addr, seed * 10 + i, 150_000)))
+                .collect();
+            for c in clients {
+                // Both directions through the proxy, then the half-close back and forth.
+                assert_eq!(c.join().unwrap(), (150_000, true), "a proxied exchange failed");
+            }
+            assert!(upstream_drained(&open), "the proxy left upstream connections open");
+        }));
+    }
+    let totals = sum_counts(&summaries);
+    eprintln!("proxy on {driver}: {} seeds, injected {totals}", summaries.len());
+});
+
+both_drivers!(proxy_resets_close_both_sides, |driver| {
+    let (up, open) = echo_upstream();
+    let to = up.to_string();
+    let mut summaries = Vec::new();
+    let mut cut = 0;
+    for seed in seeds() {
+        let faults = "rate=0.03,kinds=reset+short+emfile";
+        summaries.push(under_faults("proxy", driver, &["--to", &to], faults, seed, |s| {
+            for i in 0..4u64 {
+                let (got, clean) = echo_exchange(s.addr, seed * 10 + i, 100_000);
+                if clean {
+                    assert_eq!(got, 100_000, "a clean proxied exchange lost bytes");
+                } else {
+                    cut += 1;
+                }
+            }
+            // A connection cut on either side is closed on the other too.
+            assert!(upstream_drained(&open), "a reset left the upstream side open");
+            let ok = (0..20).any(|i| echo_exchange(s.addr, 9000 + i, 100) == (100, true));
+            assert!(ok, "the proxy stopped serving");
+        }));
+    }
+    let totals = sum_counts(&summaries);
+    eprintln!("proxy on {driver}: {} seeds, {cut} cut, injected {totals}", summaries.len());
+    assert!(!totals.contains("reset=0"), "{totals}");
+});
+
+/// A small HTTP client: sends `requests` pipelined on one connection and reads the responses
+/// in order; returns each response's status and body as far as they arrived complete.
+fn http_pipeline(addr: SocketAddr, requests: &str) -> Vec<(u16, Vec<u8>)> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    if (&stream).write_all(requests.as_bytes()).is_err() {
+        return Vec::new(); // reset before the requests went out
+    }
+    let mut reader = std::io::BufReader::new(&stream);
+    let mut out = Vec::new();
+    loop {
+        use std::io::BufRead;
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return out;
+        }
+        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return out; // cut inside the head
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':') {
+                if n.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0u8; len];
+        if reader.read_exact(&mut body).is_err() {
+            return out; // cut inside the body: not a response
+        }
+        out.push((status, body));
+    }
+}
+
+/// A root for `proactor http`: `seq/N.txt` and a 300,000-byte `data.bin`.
+fn http_root() -> (tempfile::TempDir, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("seq")).unwrap();
+    for i in 0..20 {
+        std::fs::write(dir.path().join(format!("seq/{i}.txt")), format!("file number {i}\n"))
+            .unwrap();
+    }
+    let mut data = vec![0u8; 300_000];
+    Pattern::new(3).fill(&mut data);
+    std::fs::write(dir.path().join("data.bin"), &data).unwrap();
+    (dir, data)
+}
+
+/// 20 small GETs, a big one, two ranges, a 404, pipelined; the last closes.
+fn http_requests() -> String {
+    let mut r: String =
+        (0..20).map(|i| format!("GET /seq/{i}.txt HTTP/1.1\r\nHost: t\r\n\r\n")).collect();
+    r.push_str("GET /data.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    r.push_str("GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=1000-1999\r\n\r\n");
+    r.push_str("GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-10\r\n\r\n");
+    r.push_str("GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    r
+}
+
+/// Checks that `got` are the first responses to [`http_requests`], each exactly right.
+fn check_http(got: &[(u16, Vec<u8>)], data: &[u8]) {
+    for (i, (status, body)) in got.iter().enumerate() {
+        let (want_status, want): (u16, &[u8]) = match i {
+            0..=19 => (200, &[]),
+            20 => (200, data),
+            21 => (206, &data[1000..2000]),
+            22 => (206, &data[data.len() - 10..]),
+            _ => (404, &[]),
+        };
+        assert_eq!(*status, want_status, "response {i}");
+        if i < 20 {
+            assert_eq!(body, format!("file number {i}\n").as_bytes(), "response {i}");
+        } else if i < 23 {
+            assert!(body == want, "response {i}: body differs");
+        }
+    }
+}
+
+both_drivers!(http_lossless_faults, |driver| {
+    let (root, data) = http_root();
+    let root_arg = root.path().to_str().unwrap().to_string();
+    let mut summaries = Vec::new();
+    for seed in seeds() {
+        let extra = ["--root", &root_arg, "--quiet"];
+        summaries.push(under_faults(
+            "http",
+            driver,
+            &extra,
+            "rate=0.2,kinds=lossless",
+            seed,
+            |s| {
+                for _ in 0..2 {
+                    let got = http_pipeline(s.addr, &http_requests());
+                    assert_eq!(
+                        got.len(),
+                        24,
+                        "keep-alive pipeline cut short under lossless faults"
+                    );
+                    check_http(&got, &data);
+                }
+            },
+        ));
+    }
+    let totals = sum_counts(&summaries);
+    eprintln!("http on {driver}: {} seeds, injected {totals}", summaries.len());
+});
+
+both_drivers!(http_resets_and_emfile, |driver| {
+    let (root, data) = http_root();
+    let root_arg = root.path().to_str().unwrap().to_string();
+    let mut summaries = Vec::new();
+    let mut cut = 0;
+    for seed in seeds() {
+        let extra = ["--root", &root_arg, "--quiet"];
+        let faults = "rate=0.03,kinds=reset+emfile+short+enospc";
+        summaries.push(under_faults("http", driver, &extra, faults, seed, |s| {
+            for _ in 0..3 {
+                let got = http_pipeline(s.addr, &http_requests());
+                check_http(&got, &data);
+                cut += usize::from(got.len() < 24);
+            }
+            let ok = (0..20).any(|_| {
+                http_pipeline(s.addr, "GET /seq/1.txt HTTP/1.1\r\nConnection: close\r\n\r\n").len()
+                    == 1
+            });
+            assert!(ok, "the server stopped serving");
+        }));
+    }
+    let totals = sum_counts(&summaries);
+    eprintln!("http on {driver}: {} seeds, {cut} cut, injected {totals}", summaries.len());
+});
+
+/// `proactor copy` under `faults` (with `seed=`): its output and whether it succeeded.
+fn copy_under(driver: &str, faults: &str, seed: u64, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proactor"))
+        .args(["copy", "--driver", driver])
+        .args(args)
+        .env("PROACTOR_FAULTS", format!("seed={seed},{faults}"))
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Entries of `dir` other than `keep`.
+fn others(dir: &std::path::Path, keep: &[&str]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect()
+}
+
+both_drivers!(copy_verify_under_faults, |driver| {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let mut data = vec![0u8; 700_001];
+    Pattern::new(5).fill(&mut data);
+    std::fs::write(&src, &data).unwrap();
+    let (mut ok, mut failed) = (0, 0);
+    for seed in seeds() {
+        let dst = dir.path().join(format!("dst{seed}"));
+        let args = [std::ffi::OsStr::new("--verify"), src.as_os_str(), dst.as_os_str()];
+        // Lossless faults: the copy succeeds and is exact.
+        let (success, err) = copy_under(driver, "rate=0.2,kinds=lossless", seed, &args);
+        assert!(success, "seed {seed}: copy failed under lossless faults: {err}");
+        assert!(std::fs::read(&dst).unwrap() == data, "seed {seed}: the copy differs");
+        std::fs::remove_file(&dst).unwrap();
+        // ENOSPC and EMFILE too: exact, or a clear error with no DST and no temporary file.
+        let faults = "rate=0.1,kinds=short+eintr+enospc+emfile";
+        let (success, err) = copy_under(driver, faults, seed, &args);
+        if success {
+            assert!(std::fs::read(&dst).unwrap() == data, "seed {seed}: the copy differs");
+            std::fs::remove_file(&dst).unwrap();
+            ok += 1;
+        } else {
+            assert!(
+                err.contains("No space left")
+                    || err.contains("no space left")
+                    || err.contains("Too many open files")
+                    || err.contains("too many open files"),
+                "seed {seed}: unclear error: {err}"
+            );
+            assert!(!dst.exists(), "seed {seed}: a failed copy left DST");
+            failed += 1;
+        }
+        assert!(
+            others(dir.path(), &["src"]).is_empty(),
+            "seed {seed}: left behind {:?}",
+            others(dir.path(), &["src"])
+        );
+    }
+    eprintln!("copy on {driver}: {ok} exact and {failed} clean failures under ENOSPC/EMFILE");
 });

@@ -447,8 +447,11 @@ fn write_behind(settings: &Settings, size: u64) -> bool {
     settings.publish && !settings.direct && size >= WRITE_BEHIND_MIN
 }
 
-/// Test hook: `PROACTOR_COPY_FAULT=flip-byte` corrupts one byte of the written copy after it
-/// was synced and before it is verified, so a test can prove `--verify` catches corruption.
+/// Test hook, only with the `test-hooks` feature: `PROACTOR_COPY_FAULT=flip-byte` corrupts one
+/// byte of the written copy after it was synced and before it is verified, so a test can prove
+/// `--verify` catches corruption. (Faults a kernel may produce come from `PROACTOR_FAULTS`;
+/// silent corruption on the device is not one of them.)
+#[cfg(feature = "test-hooks")]
 fn inject_fault(fd: RawFd, size: u64) {
     if size == 0 || std::env::var("PROACTOR_COPY_FAULT").as_deref() != Ok("flip-byte") {
         return;
@@ -545,6 +548,7 @@ pub async fn copy_open(
     }
     progress.phase("syncing");
     proactor::submit(Fsync::new(dst.clone())).await.map_err(|e| dst_err("cannot sync", e))?;
+    #[cfg(feature = "test-hooks")]
     inject_fault(fd, info.size);
 
     if settings.verify {

@@ -113,6 +113,13 @@ pub async fn handle(client: TcpStream, conn: Conn, cfg: Rc<Config>) {
         let b = relay::buffered(upstream.clone(), client.clone(), cfg.buffer, &down);
         watched(relay::try_join(a, b), cfg.idle_timeout, activity).await
     };
+    if let End::Error(_) = &end {
+        // A direction that failed (a reset, a send error) ends the connection abortively on
+        // both sides: closing normally would send the other peer a FIN, and a FIN says the
+        // stream is complete when it was cut short.
+        let _ = socket2::SockRef::from(&*client).set_linger(Some(Duration::ZERO));
+        let _ = socket2::SockRef::from(&*upstream).set_linger(Some(Duration::ZERO));
+    }
     let how = match &end {
         End::Done => "closed".to_string(),
         End::Idle => format!("idle for {:?}, closed", cfg.idle_timeout.unwrap_or_default()),

@@ -13,7 +13,6 @@
 //! the socket, and [`BufPool::recv`] waits until a buffer comes back and receives again — nothing
 //! is lost. A [`PooledBuf`] returns its buffer to the pool when dropped.
 
-use crate::driver::AnyDriver;
 use crate::fd::IoFd;
 use crate::op::{raw_os_error, RecvPooled};
 use crate::runtime::Handle;
@@ -264,7 +263,7 @@ impl RingState {
     /// Registers a ring for `count` buffers; `Ok(None)` on a driver other than io_uring.
     fn register(handle: &Handle, count: u16) -> io::Result<Option<RingState>> {
         let driver = handle.core.driver.borrow();
-        let AnyDriver::Uring(uring) = &*driver else { return Ok(None) };
+        let Some(uring) = driver.uring() else { return Ok(None) };
         let slots = count.next_power_of_two();
         let size = slots as usize * std::mem::size_of::<BufRingEntry>();
         let layout = Layout::from_size_align(size.max(PAGE), PAGE)
@@ -461,9 +460,9 @@ impl Drop for PoolInner {
             // No receive is in flight (each holds an Rc to this), so the kernel will not pick
             // another buffer; unregistering makes it forget the ring's memory.
             let unregistered = match ring.handle.core.driver.try_borrow() {
-                Ok(driver) => match &*driver {
-                    AnyDriver::Uring(u) => u.submitter().unregister_buf_ring(ring.group).is_ok(),
-                    _ => false,
+                Ok(driver) => match driver.uring() {
+                    Some(u) => u.submitter().unregister_buf_ring(ring.group).is_ok(),
+                    None => false,
                 },
                 Err(_) => false,
             };

@@ -213,6 +213,24 @@ impl AnyDriver {
         }
     }
 
+    /// The io_uring driver, when this is one (under a fault layer too).
+    pub(crate) fn uring(&self) -> Option<&UringDriver> {
+        match self {
+            AnyDriver::Uring(d) => Some(d),
+            AnyDriver::Epoll(_) => None,
+            AnyDriver::Faulty(d) => d.inner().uring(),
+        }
+    }
+
+    /// The io_uring queues' figures, when this is the io_uring driver.
+    pub(crate) fn ring_stats(&mut self) -> Option<crate::runtime::RingStats> {
+        match self {
+            AnyDriver::Uring(d) => Some(d.ring_stats()),
+            AnyDriver::Epoll(_) => None,
+            AnyDriver::Faulty(d) => d.inner_mut().ring_stats(),
+        }
+    }
+
     /// Puts the driver under a fault plan.
     pub(crate) fn with_faults(self, plan: crate::faults::FaultPlan) -> AnyDriver {
         AnyDriver::Faulty(Box::new(crate::faults::FaultDriver::new(self, plan)))

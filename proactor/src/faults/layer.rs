@@ -65,6 +65,10 @@ impl FaultDriver {
         &self.inner
     }
 
+    pub(crate) fn inner_mut(&mut self) -> &mut AnyDriver {
+        &mut self.inner
+    }
+
     pub(crate) fn report(&self) -> FaultReport {
         FaultReport { plan: self.plan, counts: self.counts }
     }

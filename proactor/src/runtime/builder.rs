@@ -31,6 +31,7 @@ pub struct Builder {
     abort_on_panic: bool,
     panic_hook: Option<PanicHook>,
     faults: Option<Option<FaultPlan>>,
+    latency: Option<bool>,
 }
 
 impl Builder {
@@ -89,6 +90,15 @@ impl Builder {
         self
     }
 
+    /// Keeps submit-to-complete times per kind of operation ([`Handle::stats`]); off by
+    /// default (it costs a table write per submission and a lookup per completion). Wins over
+    /// `PROACTOR_STATS`, which turns it on (`PROACTOR_STATS=1`) and also logs a `stats:` line
+    /// (`tracing`, target `proactor::stats`) when the proactor is dropped.
+    pub fn latency_stats(mut self, on: bool) -> Self {
+        self.latency = Some(on);
+        self
+    }
+
     /// Chooses the driver and sets it up.
     pub fn build(self) -> io::Result<Proactor> {
         let choice = match self.driver {
@@ -103,6 +113,8 @@ impl Builder {
         if let Some(plan) = faults {
             driver = driver.with_faults(plan);
         }
+        let log_stats = std::env::var("PROACTOR_STATS").is_ok_and(|v| v.trim() == "1");
+        let latency = self.latency.unwrap_or(log_stats);
         let notifier = driver.notifier();
         let kind = driver.kind();
         let core = Core {
@@ -125,6 +137,8 @@ impl Builder {
             notifier,
             remote: Default::default(),
             fallback_reason,
+            latency: latency.then(|| Box::new(super::latency::Latency::new())),
+            log_stats,
             kind,
         };
         Ok(Proactor { handle: Handle { core: Rc::new(core) } })

@@ -67,6 +67,10 @@ pub(crate) struct Core {
     /// Work posted from other threads (see `remote.rs`).
     pub(crate) remote: super::remote::RemoteSlot,
     pub(crate) fallback_reason: Option<String>,
+    /// Submit-to-complete times per kind, when asked for (`Builder::latency_stats`).
+    pub(crate) latency: Option<Box<super::latency::Latency>>,
+    /// Log a `stats:` line when the proactor is dropped (`PROACTOR_STATS=1`).
+    pub(crate) log_stats: bool,
     pub(crate) kind: DriverKind,
 }
 
@@ -212,6 +216,9 @@ impl Core {
     #[inline(always)]
     fn push_to_driver(&self, token: Token, op: NonNull<dyn ErasedOp>, deadline: Option<Duration>) {
         self.in_flight.set(self.in_flight.get() + 1);
+        if let Some(latency) = &self.latency {
+            latency.start(token.key());
+        }
         // SAFETY: the operation stays in its `OpMemory` block at `op` (never moved) until its
         // completion is processed in `settle`: a slot the driver holds (`in_driver`) is only
         // released there, or leaked at shutdown.
@@ -376,6 +383,9 @@ impl Core {
     /// woken, or delivered to its handler (dropped, if its future is gone).
     #[inline(always)]
     fn settle(&self, c: Completion) {
+        if self.latency.is_some() {
+            self.time_completion(c);
+        }
         if c.flags & MORE != 0 {
             return self.settle_more(c);
         }
@@ -492,6 +502,17 @@ impl Core {
         }
     }
 
+    /// Records how long the operation of `c` took (latency stats are on).
+    #[cold]
+    fn time_completion(&self, c: Completion) {
+        let Some(latency) = &self.latency else { return };
+        let name = match self.ops.borrow().get(c.token.key()) {
+            Some(slot) if slot.generation == c.token.generation() => slot.kind.name,
+            _ => return,
+        };
+        latency.complete(c.token.key(), name, c.flags & MORE != 0);
+    }
+
     /// One turn: submit what is queued, wait if asked, dispatch every completion.
     pub(crate) fn turn(&self, block: bool, timeout: Option<Duration>) -> io::Result<()> {
         let mut batch = std::mem::take(&mut *self.completions.borrow_mut());
@@ -499,7 +520,11 @@ impl Core {
         let block = block && batch.is_empty() && self.executor.park();
         let res = self.driver.borrow_mut().wait(block, timeout, &mut batch);
         self.executor.unpark();
-        self.now_ms.set(self.millis(Instant::now()));
+        let now = Instant::now();
+        self.now_ms.set(self.millis(now));
+        if let Some(latency) = &self.latency {
+            latency.tick(now);
+        }
         if !batch.is_empty() {
             self.batches.set(self.batches.get() + 1);
         }

@@ -8,6 +8,7 @@
 mod builder;
 mod core;
 mod executor;
+mod latency;
 mod memory;
 pub(crate) mod multi;
 mod op;
@@ -19,11 +20,12 @@ mod table;
 
 pub use builder::Builder;
 pub use executor::{JoinError, JoinHandle};
+pub use latency::OpLatency;
 pub use multi::{submit_multi, Multi, MultiOp};
 pub use op::{submit, CancelToken, Op, OpId};
 pub use panic::{PanicHook, PanicReport};
 pub use remote::{Closed, RemoteHandle};
-pub use stats::InFlight;
+pub use stats::{InFlight, RingStats, Stats};
 
 use self::core::Core;
 use self::executor::{CancelOnDrop, JoinState};
@@ -132,6 +134,9 @@ impl Deref for Proactor {
 impl Drop for Proactor {
     fn drop(&mut self) {
         let _enter = self.handle.enter();
+        if self.handle.core.log_stats {
+            tracing::info!(target: "proactor::stats", "{}", self.handle.stats());
+        }
         self.handle.core.shutdown(SHUTDOWN_GRACE);
     }
 }
@@ -376,6 +381,23 @@ impl Handle {
     /// ```
     pub fn completion_batches(&self) -> u64 {
         self.core.batches.get()
+    }
+
+    /// What this proactor has done and holds: in flight, batches, latency per kind (when
+    /// enabled), the io_uring queues, faults injected. Its `Display` is one `stats:` line.
+    pub fn stats(&self) -> Stats {
+        let (ring, faults) = {
+            let mut driver = self.core.driver.borrow_mut();
+            (driver.ring_stats(), driver.fault_report())
+        };
+        Stats {
+            driver: self.core.kind,
+            in_flight: self.in_flight(),
+            completion_batches: self.completion_batches(),
+            latency: self.core.latency.as_ref().map(|l| l.snapshot()).unwrap_or_default(),
+            ring,
+            faults,
+        }
     }
 
     /// The fault plan this proactor injects and what it injected so far, or `None` when it

@@ -1,7 +1,105 @@
 //! Outstanding operations, as a user can inspect them: how many, of which kind, how old.
 
+use super::latency::OpLatency;
 use super::table::Table;
+use crate::driver::DriverKind;
+use crate::faults::FaultReport;
+use std::fmt;
 use std::time::Duration;
+
+/// What a proactor has done and holds, for a service's metrics or a log line
+/// ([`Handle::stats`](crate::Handle::stats); its `Display` is one line).
+///
+/// ```
+/// let p = proactor::Proactor::builder().latency_stats(true).build()?;
+/// p.block_on(proactor::submit(proactor::op::Nop))?;
+/// let stats = p.stats();
+/// assert_eq!(stats.latency[0].kind, "nop");
+/// println!("{stats}");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The driver in use.
+    pub driver: DriverKind,
+    /// What is in flight now.
+    pub in_flight: InFlight,
+    /// Turns that delivered completions.
+    pub completion_batches: u64,
+    /// Submit-to-complete times per kind of operation, sorted by kind; empty unless
+    /// [`Builder::latency_stats`](crate::Builder::latency_stats) (or `PROACTOR_STATS=1`) asked
+    /// for them.
+    pub latency: Vec<OpLatency>,
+    /// The io_uring queues (`None` on the epoll driver).
+    pub ring: Option<RingStats>,
+    /// What fault injection did, when it is on.
+    pub faults: Option<FaultReport>,
+}
+
+/// The io_uring queues: their sizes and what the completion queue went through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RingStats {
+    /// Submission queue entries.
+    pub sq_entries: u32,
+    /// Completion queue entries.
+    pub cq_entries: u32,
+    /// Submissions queued and not yet handed to the kernel now.
+    pub sq_pending: u32,
+    /// The most completions found waiting in the queue at one reap: how close it came to full.
+    pub cq_deepest: u32,
+    /// Reaps that found the kernel keeping completions in its overflow list (the queue was
+    /// full; nothing is lost, but the completions waited).
+    pub cq_overflowed: u64,
+    /// Completions the kernel dropped (only on kernels without `IORING_FEAT_NODROP`, or when it
+    /// could not allocate an overflow entry).
+    pub cq_dropped: u32,
+}
+
+impl fmt::Display for Stats {
+    /// `stats: driver=io_uring batches=.. in_flight=.. queued=.. oldest=.. | ring ... |
+    /// recv n=.. p50<=.. p99<=.. max=.. ; ... | faults ...`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.in_flight;
+        write!(
+            f,
+            "stats: driver={} batches={} in_flight={} queued={} oldest={:?}",
+            self.driver,
+            self.completion_batches,
+            i.in_flight,
+            i.queued,
+            i.oldest.unwrap_or_default()
+        )?;
+        if let Some(r) = &self.ring {
+            write!(
+                f,
+                " | ring sq={} cq={} sq_pending={} cq_deepest={} cq_overflowed={} cq_dropped={}",
+                r.sq_entries,
+                r.cq_entries,
+                r.sq_pending,
+                r.cq_deepest,
+                r.cq_overflowed,
+                r.cq_dropped
+            )?;
+        }
+        if !self.latency.is_empty() {
+            f.write_str(" | latency")?;
+            for (n, l) in self.latency.iter().enumerate() {
+                let sep = if n == 0 { " " } else { "; " };
+                write!(
+                    f,
+                    "{sep}{} n={} mean={:?} p50<={:?} p99<={:?} max={:?}",
+                    l.kind, l.count, l.mean, l.p50, l.p99, l.max
+                )?;
+            }
+        }
+        if let Some(faults) = &self.faults {
+            write!(f, " | faults {}", faults.counts)?;
+        }
+        Ok(())
+    }
+}
 
 /// A snapshot of the operations the proactor holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,6 +112,8 @@ pub struct InFlight {
     pub by_kind: Vec<(&'static str, usize)>,
     /// Age of the oldest in-flight operation.
     pub oldest: Option<Duration>,
+    /// Age of the oldest in-flight operation of each kind, sorted by name.
+    pub oldest_by_kind: Vec<(&'static str, Duration)>,
 }
 
 impl InFlight {
@@ -37,8 +137,14 @@ impl InFlight {
             }
             let age = now_ms.wrapping_sub(slot.started);
             oldest = Some(oldest.map_or(age, |o| o.max(age)));
+            let age = Duration::from_millis(age.into());
+            match snap.oldest_by_kind.iter_mut().find(|(k, _)| *k == name) {
+                Some((_, a)) => *a = (*a).max(age),
+                None => snap.oldest_by_kind.push((name, age)),
+            }
         }
         snap.by_kind.sort();
+        snap.oldest_by_kind.sort();
         snap.oldest = oldest.map(|ms| Duration::from_millis(ms.into()));
         snap
     }

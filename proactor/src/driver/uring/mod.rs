@@ -39,6 +39,10 @@ pub(crate) struct UringDriver {
     wake_armed: bool,
     /// The kernel's count of dropped completions, last seen.
     dropped: u32,
+    /// The most completions found in the queue at one reap.
+    cq_deepest: u32,
+    /// Waits that found the kernel's overflow list in use (`IORING_SQ_CQ_OVERFLOW`).
+    cq_overflowed: u64,
 }
 
 impl UringDriver {
@@ -54,12 +58,28 @@ impl UringDriver {
             waker,
             wake_armed: false,
             dropped: 0,
+            cq_deepest: 0,
+            cq_overflowed: 0,
         })
     }
 
     /// The setup the ring really got.
     pub(crate) fn config(&self) -> &RingConfig {
         &self.effective
+    }
+
+    /// Queue sizes and what the completion queue went through so far.
+    pub(crate) fn ring_stats(&mut self) -> crate::runtime::RingStats {
+        let sq = self.ring.submission().capacity() as u32;
+        let cq = self.ring.completion().capacity() as u32;
+        crate::runtime::RingStats {
+            sq_entries: sq,
+            cq_entries: cq,
+            sq_pending: self.ring.submission().len() as u32,
+            cq_deepest: self.cq_deepest,
+            cq_overflowed: self.cq_overflowed,
+            cq_dropped: self.dropped,
+        }
     }
 
     /// The ring's register interface (provided-buffer rings are registered through it).
@@ -179,6 +199,10 @@ impl UringDriver {
 
     fn reap(&mut self, out: &mut Vec<Completion>) {
         let mut rearm = false;
+        if self.ring.submission().cq_overflow() {
+            // Completions wait in the kernel's overflow list: the next enter flushes them.
+            self.cq_overflowed += 1;
+        }
         {
             let cq = self.ring.completion();
             let dropped = cq.overflow();
@@ -195,6 +219,7 @@ impl UringDriver {
             // reloads the vector's length and capacity around the (out-of-line) CQE copy. The
             // room never runs short: `cq` yields exactly the `cq.len()` entries it saw when made.
             let start = out.len();
+            self.cq_deepest = self.cq_deepest.max(cq.len() as u32);
             out.reserve(cq.len());
             let mut room = out.spare_capacity_mut().iter_mut();
             let mut written = 0;
