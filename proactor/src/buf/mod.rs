@@ -33,13 +33,47 @@ pub unsafe trait IoBuf: 'static {
 
     /// A view of `range` of this buffer, owning it; operations then use only that range.
     ///
+    /// The range may reach past the initialised bytes up to `bytes_total()` (a read into
+    /// `vec.slice(vec.len()..)` appends), but it must **start** within them or at their end:
+    /// bytes between the initialised length and the start would stay uninitialised, so a read
+    /// into such a slice could not make its bytes part of the buffer's length.
+    ///
+    /// ```
+    /// use proactor::buf::IoBuf;
+    /// let mut v = Vec::with_capacity(100);
+    /// v.extend_from_slice(b"head");
+    /// let tail = v.slice(4..); // a read into it appends after "head"
+    /// assert_eq!((tail.begin(), tail.end()), (4, 100));
+    /// ```
+    ///
     /// # Panics
-    /// When the range is out of bounds of `bytes_total()`.
+    /// Like `Vec` indexing, when the range is out of bounds of `bytes_total()`, ends before it
+    /// starts, or starts past `bytes_init()` (`Vec::with_capacity(100).slice(50..)`). Use
+    /// [`IoBuf::try_slice`] to get the buffer back instead.
     fn slice(self, range: impl core::ops::RangeBounds<usize>) -> Slice<Self>
     where
         Self: Sized,
     {
-        Slice::new(self, range)
+        match Slice::checked(self, range) {
+            Ok(slice) => slice,
+            Err((_, why)) => panic!("{why}"),
+        }
+    }
+
+    /// [`IoBuf::slice`], or the buffer back (`Err`) when the range is refused: out of bounds of
+    /// `bytes_total()`, ending before it starts, or starting past `bytes_init()`.
+    ///
+    /// ```
+    /// use proactor::buf::IoBuf;
+    /// let empty: Vec<u8> = Vec::with_capacity(100);
+    /// let empty = empty.try_slice(50..).unwrap_err(); // nothing initialised before byte 50
+    /// assert!(empty.try_slice(0..).is_ok());
+    /// ```
+    fn try_slice(self, range: impl core::ops::RangeBounds<usize>) -> Result<Slice<Self>, Self>
+    where
+        Self: Sized,
+    {
+        Slice::checked(self, range).map_err(|(buf, _)| buf)
     }
 }
 

@@ -4,32 +4,55 @@
 use super::{IoBuf, IoBufMut};
 use core::ops::{Bound, RangeBounds};
 
-/// An owned buffer restricted to `begin..end`. [`Slice::into_inner`] gives the buffer back.
+/// An owned buffer restricted to `begin..end` (made by [`IoBuf::slice`]).
+/// [`Slice::into_inner`] gives the buffer back.
+///
+/// A read into a slice extends the buffer's initialised length to where the read ended, when
+/// that is past it; bytes already initialised before it stay so.
 #[derive(Debug)]
 pub struct Slice<B> {
     buf: B,
+    /// `begin <= buf.bytes_init()`: checked when made, and the buffer's initialised length only
+    /// grows while the slice owns it, so bytes before `begin` are always initialised.
     begin: usize,
+    /// `begin <= end <= buf.bytes_total()`.
     end: usize,
 }
 
 impl<B: IoBuf> Slice<B> {
-    pub(crate) fn new(buf: B, range: impl RangeBounds<usize>) -> Self {
+    /// The slice of `range`, or the buffer back with why it was refused (see [`IoBuf::slice`]).
+    pub(crate) fn checked(buf: B, range: impl RangeBounds<usize>) -> Result<Self, (B, String)> {
         let total = buf.bytes_total();
+        let init = buf.bytes_init();
         let begin = match range.start_bound() {
-            Bound::Included(&n) => n,
-            Bound::Excluded(&n) => n + 1,
-            Bound::Unbounded => 0,
+            Bound::Included(&n) => Some(n),
+            Bound::Excluded(&n) => n.checked_add(1),
+            Bound::Unbounded => Some(0),
         };
         let end = match range.end_bound() {
-            Bound::Included(&n) => n + 1,
-            Bound::Excluded(&n) => n,
-            Bound::Unbounded => total,
+            Bound::Included(&n) => n.checked_add(1),
+            Bound::Excluded(&n) => Some(n),
+            Bound::Unbounded => Some(total),
         };
-        assert!(
-            begin <= end && end <= total,
-            "slice {begin}..{end} out of bounds of a buffer of {total} bytes"
-        );
-        Slice { buf, begin, end }
+        let (Some(begin), Some(end)) = (begin, end) else {
+            return Err((buf, "slice range overflows usize".to_string()));
+        };
+        if begin > end || end > total {
+            return Err((
+                buf,
+                format!("slice {begin}..{end} out of bounds of a buffer of {total} bytes"),
+            ));
+        }
+        if begin > init {
+            return Err((
+                buf,
+                format!(
+                    "slice {begin}..{end} starts past the buffer's {init} initialised bytes \
+                     (bytes {init}..{begin} would stay uninitialised)"
+                ),
+            ));
+        }
+        Ok(Slice { buf, begin, end })
     }
 
     /// Start of the range within the buffer.
@@ -53,7 +76,7 @@ impl<B: IoBuf> Slice<B> {
     }
 }
 
-// SAFETY: the range lies within the buffer's stable allocation (checked in `new`).
+// SAFETY: the range lies within the buffer's stable allocation (checked in `checked`).
 unsafe impl<B: IoBuf> IoBuf for Slice<B> {
     fn stable_ptr(&self) -> *const u8 {
         // SAFETY: `begin <= bytes_total()`, so the offset stays within (or one past) the block.
@@ -68,7 +91,9 @@ unsafe impl<B: IoBuf> IoBuf for Slice<B> {
 }
 
 // SAFETY: writes stay within `begin..end`; `set_init` extends the buffer's initialised prefix only
-// when the newly written bytes reach past it, so earlier bytes stay initialised.
+// when the newly written bytes reach past it, so earlier bytes stay initialised. Since `begin`
+// lies within the initialised prefix (the field's invariant), `..begin + n` is then all
+// initialised: the read is never lost from the buffer's length.
 unsafe impl<B: IoBufMut> IoBufMut for Slice<B> {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
         // SAFETY: `begin <= bytes_total()`, so the offset stays within (or one past) the block.
@@ -77,6 +102,7 @@ unsafe impl<B: IoBufMut> IoBufMut for Slice<B> {
     unsafe fn set_init(&mut self, n: usize) {
         let reached = self.begin + n;
         let init = self.buf.bytes_init();
+        debug_assert!(self.begin <= init, "a slice starts within the initialised bytes");
         if self.begin <= init && reached > init {
             // SAFETY: bytes before `begin` are within the initialised prefix (checked above) and
             // the caller vouches for `begin..reached`, so `..reached` is initialised.
