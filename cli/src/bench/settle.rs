@@ -144,6 +144,23 @@ pub fn decide(statuses: &[Status], extra_done: usize, max_extra: usize, time_lef
     Next::Done(Status::Single)
 }
 
+/// `decide` over contestants' rounds so far: each one's status from its `want` tightest rounds.
+/// Before `want` rounds there is nothing to decide: another round.
+pub fn next_round(
+    rounds: &[Vec<Sample>],
+    want: usize,
+    extra_done: usize,
+    max_extra: usize,
+    time_left: bool,
+    max: f64,
+) -> Next {
+    if rounds.iter().any(|r| r.len() < want.max(1)) {
+        return Next::Rerun;
+    }
+    let statuses: Vec<Status> = rounds.iter().map(|r| status_of(&tightest(r, want), max)).collect();
+    decide(&statuses, extra_done, max_extra, time_left)
+}
+
 /// The ratio of two figures with the range it may span: the sum of both spreads (a bound on
 /// the ratio's own relative range), and whether it is settled (both points settled, both spreads
 /// within `max`).
@@ -288,6 +305,25 @@ mod tests {
         // Unreliable outranks single: the point needs the rerun more than it lacks rounds.
         assert_eq!(
             decide(&[Status::Single, Status::Unreliable], 2, 2, true),
+            Next::Done(Status::Unreliable)
+        );
+    }
+
+    #[test]
+    fn next_round_waits_for_the_rounds_then_settles() {
+        let good = vec![s(100.0, 8.0), s(101.0, 8.0), s(99.0, 8.1)];
+        let wide = vec![s(100.0, 8.0), s(60.0, 8.0), s(99.0, 8.1)];
+        assert_eq!(next_round(&[good[..2].to_vec()], 3, 0, 2, true, MAX_SPREAD), Next::Rerun);
+        assert_eq!(
+            next_round(std::slice::from_ref(&good), 3, 0, 2, true, MAX_SPREAD),
+            Next::Done(Status::Settled)
+        );
+        assert_eq!(
+            next_round(&[good.clone(), wide.clone()], 3, 0, 2, true, MAX_SPREAD),
+            Next::Rerun
+        );
+        assert_eq!(
+            next_round(&[good, wide], 3, 2, 2, true, MAX_SPREAD),
             Next::Done(Status::Unreliable)
         );
     }
