@@ -13,6 +13,18 @@ use std::time::Duration;
 
 const SEEDS: u64 = 20;
 
+/// Bytes checked by this test's clients (both ways), reported with each summary.
+static MOVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn moved(n: usize) {
+    MOVED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The bytes moved since the last call.
+fn take_moved() -> u64 {
+    MOVED.swap(0, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The seeds to run: `FAULT_SEED` alone, or 1..=20.
 fn seeds() -> Vec<u64> {
     match std::env::var("FAULT_SEED").ok().and_then(|s| s.parse().ok()) {
@@ -94,6 +106,7 @@ fn echo_exchange(addr: SocketAddr, seed: u64, len: usize) -> (usize, bool) {
         }
     };
     let sent = sender.join().unwrap();
+    moved(2 * got);
     (got, clean && sent)
 }
 
@@ -130,7 +143,11 @@ both_drivers!(echo_lossless_faults, |driver| {
         }));
     }
     let totals = sum_counts(&summaries);
-    eprintln!("echo on {driver}: {} seeds, injected {totals}", summaries.len());
+    eprintln!(
+        "echo on {driver}: {} seeds, injected {totals}, moved {} bytes",
+        summaries.len(),
+        take_moved()
+    );
     assert!(!totals.contains("short=0 "), "{totals}");
 });
 
@@ -233,7 +250,11 @@ both_drivers!(proxy_lossless_faults, |driver| {
         }));
     }
     let totals = sum_counts(&summaries);
-    eprintln!("proxy on {driver}: {} seeds, injected {totals}", summaries.len());
+    eprintln!(
+        "proxy on {driver}: {} seeds, injected {totals}, moved {} bytes",
+        summaries.len(),
+        take_moved()
+    );
 });
 
 both_drivers!(proxy_resets_close_both_sides, |driver| {
@@ -259,7 +280,11 @@ both_drivers!(proxy_resets_close_both_sides, |driver| {
         }));
     }
     let totals = sum_counts(&summaries);
-    eprintln!("proxy on {driver}: {} seeds, {cut} cut, injected {totals}", summaries.len());
+    eprintln!(
+        "proxy on {driver}: {} seeds, {cut} cut, injected {totals}, moved {} bytes",
+        summaries.len(),
+        take_moved()
+    );
     assert!(!totals.contains("reset=0"), "{totals}");
 });
 
@@ -300,6 +325,7 @@ fn http_pipeline(addr: SocketAddr, requests: &str) -> Vec<(u16, Vec<u8>)> {
         if reader.read_exact(&mut body).is_err() {
             return out; // cut inside the body: not a response
         }
+        moved(body.len());
         out.push((status, body));
     }
 }
@@ -374,7 +400,11 @@ both_drivers!(http_lossless_faults, |driver| {
         ));
     }
     let totals = sum_counts(&summaries);
-    eprintln!("http on {driver}: {} seeds, injected {totals}", summaries.len());
+    eprintln!(
+        "http on {driver}: {} seeds, injected {totals}, moved {} bytes",
+        summaries.len(),
+        take_moved()
+    );
 });
 
 both_drivers!(http_resets_and_emfile, |driver| {
@@ -399,7 +429,11 @@ both_drivers!(http_resets_and_emfile, |driver| {
         }));
     }
     let totals = sum_counts(&summaries);
-    eprintln!("http on {driver}: {} seeds, {cut} cut, injected {totals}", summaries.len());
+    eprintln!(
+        "http on {driver}: {} seeds, {cut} cut, injected {totals}, moved {} bytes",
+        summaries.len(),
+        take_moved()
+    );
 });
 
 /// `proactor copy` under `faults` (with `seed=`): its output and whether it succeeded.
@@ -437,12 +471,14 @@ both_drivers!(copy_verify_under_faults, |driver| {
         assert!(success, "seed {seed}: copy failed under lossless faults: {err}");
         assert!(std::fs::read(&dst).unwrap() == data, "seed {seed}: the copy differs");
         std::fs::remove_file(&dst).unwrap();
+        moved(data.len());
         // ENOSPC and EMFILE too: exact, or a clear error with no DST and no temporary file.
         let faults = "rate=0.1,kinds=short+eintr+enospc+emfile";
         let (success, err) = copy_under(driver, faults, seed, &args);
         if success {
             assert!(std::fs::read(&dst).unwrap() == data, "seed {seed}: the copy differs");
             std::fs::remove_file(&dst).unwrap();
+            moved(data.len());
             ok += 1;
         } else {
             assert!(
@@ -461,5 +497,8 @@ both_drivers!(copy_verify_under_faults, |driver| {
             others(dir.path(), &["src"])
         );
     }
-    eprintln!("copy on {driver}: {ok} exact and {failed} clean failures under ENOSPC/EMFILE");
+    eprintln!(
+        "copy on {driver}: {ok} exact and {failed} clean failures under ENOSPC/EMFILE, moved {} bytes",
+        take_moved()
+    );
 });
