@@ -364,3 +364,36 @@ fn the_kernel_probe_agrees_with_what_the_driver_can_do() {
     assert_eq!(cap("multishot recv"), received, "probe vs a real multishot receive");
     assert_eq!(cap("buffer ring"), ring, "probe vs the pool's own registration");
 }
+
+driver_test!(a_listener_s_incoming_connections_then_a_cancel_hands_over_the_rest, |p| {
+    let _serial = counting_fds();
+    p.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients: Vec<_> =
+            (0..50).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        let mut incoming = listener.incoming();
+        assert!(incoming.is_multishot());
+        let mut got = 0;
+        while got < 20 {
+            let conn = TcpStream::from_std(incoming.next().await.unwrap().unwrap().into()).unwrap();
+            assert!(conn.peer_addr().is_ok());
+            got += 1;
+        }
+        incoming.cancel();
+        // What the kernel accepted before the cancel still comes out; then the end.
+        while let Some(res) = incoming.next().await {
+            res.unwrap();
+            got += 1;
+        }
+        assert!((20..=50).contains(&got), "{got}");
+        // The rest waits in the backlog, untouched by the cancelled accept.
+        let mut rest = 0;
+        while got + rest < 50 {
+            listener.accept().await.unwrap();
+            rest += 1;
+        }
+        drop(clients);
+        settle().await;
+    });
+});

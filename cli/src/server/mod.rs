@@ -65,7 +65,6 @@ pub use threads::{serve_threads, thread_count};
 
 use event::ConnCount;
 use proactor::net::{AcceptAction, AcceptPolicy};
-use proactor::op;
 use proactor::{DriverChoice, Handle, Proactor};
 use signal::StopSignals;
 use socket2::{Domain, Socket, Type};
@@ -359,30 +358,32 @@ impl Stopping {
         S: Accepted,
         F: FnMut(S, Conn),
     {
-        // Accept until the first signal. On the signal the accept in flight is cancelled and
-        // then awaited, not dropped: if the kernel completed it first, the connection it
-        // carries is served like any other instead of being closed under its client.
+        // Accept until the first signal, from one multishot accept (`Incoming`: a completion
+        // per connection, no submission per accept; one accept at a time where the kernel
+        // lacks it). On the signal it is cancelled and drained, not dropped: connections the
+        // kernel completed first are served like any other instead of closed under their
+        // clients.
         let mut policy = AcceptPolicy::new();
+        let mut incoming = proactor::net::Incoming::new(listener.clone());
         loop {
-            let mut accept = proactor::submit(op::Accept::new(listener.clone()));
-            let cancel = accept.cancel_token();
-            let (res, stopping) = match race(&mut accept, self.signals.nth(1)).await {
-                Either::Left(res) => (res, false),
+            let next = match race(incoming.next(), self.signals.nth(1)).await {
+                Either::Left(next) => next,
                 Either::Right(()) => {
-                    cancel.cancel();
-                    (accept.await, true)
+                    incoming.cancel();
+                    while let Some(res) = incoming.next().await {
+                        if let Ok(fd) = res {
+                            admit_accepted(&mut admission, fd, &mut on_conn);
+                        }
+                    }
+                    break;
                 }
             };
-            match res {
-                Ok((fd, addr)) => {
+            match next {
+                Some(Ok(fd)) => {
                     policy.on_success();
-                    let peer =
-                        addr.as_socket().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                    if let Some((stream, conn)) = admission.admit(TcpStream::from(fd), peer) {
-                        on_conn(stream, conn);
-                    }
+                    admit_accepted(&mut admission, fd, &mut on_conn);
                 }
-                Err(e) => match policy.on_error(&e, stopping) {
+                Some(Err(e)) => match policy.on_error(&e, false) {
                     AcceptAction::Retry | AcceptAction::Stop => {}
                     AcceptAction::Wait(delay) => {
                         let pause = proactor::time::sleep(delay);
@@ -394,9 +395,7 @@ impl Stopping {
                         return Err(io::Error::new(e.kind(), format!("accept: {e}")));
                     }
                 },
-            }
-            if stopping {
-                break;
+                None => break,
             }
         }
         // Connections the kernel already completed are waiting in the backlog: their clients may
@@ -427,6 +426,19 @@ impl Stopping {
             ),
         }
         Ok(())
+    }
+}
+
+/// Admits a connection the accept loop got (its peer's address asked of the socket).
+fn admit_accepted<S, F>(admission: &mut Admission, fd: std::os::fd::OwnedFd, on_conn: &mut F)
+where
+    S: Accepted,
+    F: FnMut(S, Conn),
+{
+    let stream = TcpStream::from(fd);
+    let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    if let Some((stream, conn)) = admission.admit(stream, peer) {
+        on_conn(stream, conn);
     }
 }
 

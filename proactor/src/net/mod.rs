@@ -26,6 +26,7 @@
 //! ```
 
 mod accept;
+mod incoming;
 mod resolve;
 mod split;
 mod stream;
@@ -35,6 +36,7 @@ mod unix;
 
 pub use crate::buf::{BufPool, PooledBuf};
 pub use accept::{AcceptAction, AcceptErrorClass, AcceptPolicy, AcceptStats};
+pub use incoming::Incoming;
 pub use resolve::ToSocketAddrs;
 pub use split::{ReadHalf, WriteHalf};
 pub use tcp::{TcpListener, TcpListenerBuilder, TcpStream};

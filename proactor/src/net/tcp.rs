@@ -119,6 +119,14 @@ impl TcpListener {
         Ok((TcpStream::from_owned(fd), inet_addr(&addr)?))
     }
 
+    /// Every connection, from one multishot accept (see [`Incoming`](super::Incoming)): for a
+    /// busy accept loop, no submission per connection. Errors come out as they happen, for the
+    /// loop's [`AcceptPolicy`](super::AcceptPolicy); peers' addresses are not recorded (each
+    /// connection's `peer_addr` tells).
+    pub fn incoming(&self) -> super::Incoming<Rc<OwnedFd>> {
+        super::Incoming::new(self.fd.clone())
+    }
+
     /// How often accepting hit resource exhaustion or skipped a failed connection.
     pub fn accept_stats(&self) -> AcceptStats {
         self.policy.borrow().stats()
