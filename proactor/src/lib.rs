@@ -37,6 +37,12 @@ pub mod faults;
 pub mod fd;
 pub mod fs;
 pub mod io;
+#[doc(hidden)]
+pub mod __macro_support {
+    //! Called by the code `#[proactor::main]` and `#[proactor::test]` expand to.
+    pub use crate::macro_support::*;
+}
+mod macro_support;
 pub mod net;
 pub mod offload;
 pub mod op;
@@ -48,9 +54,49 @@ pub mod threads;
 pub mod time;
 
 pub use buf::{IoBuf, IoBufMut};
+
+/// Runs `async fn main` on a proactor: builds one (options: `driver = "uring" | "epoll" |
+/// "auto"`, default auto; `entries = N`, the io_uring ring size) and `block_on`s the body. The
+/// function may return what `main` may (a `Result` included). A proactor runs on one thread, so
+/// there is no `threads` option: serve on several with [`threads`] from inside `main`.
+///
+/// ```
+/// #[proactor::main(entries = 64)]
+/// async fn main() -> std::io::Result<()> {
+///     let (a, b) = proactor::net::UnixStream::pair()?;
+///     let (res, _) = a.write_all(b"hi".as_slice()).await;
+///     res?;
+///     let (res, buf) = b.read_exact(Vec::with_capacity(2)).await;
+///     res?;
+///     assert_eq!(buf, b"hi");
+///     Ok(())
+/// }
+/// ```
+#[cfg(feature = "macros")]
+pub use proactor_macros::main;
+
 pub use driver::uring::RingConfig;
 pub use driver::{DriverChoice, DriverKind};
 pub use op::BufResult;
+/// Makes an `async fn` a test that runs once on io_uring and once on epoll, each on a fresh
+/// proactor; if either fails, the test fails with a message naming the driver (`… failed on
+/// epoll`), after both have run. The body may return `()` or a `Result` (an `Err` fails).
+/// Options: `driver = "uring" | "epoll" | "auto" | "both"` (default both), `entries = N`. Other
+/// attributes (`#[should_panic]`, `#[ignore]`) apply to the generated test.
+///
+/// ```no_run
+/// #[proactor::test]
+/// async fn echo() -> std::io::Result<()> {
+///     let (a, b) = proactor::net::UnixStream::pair()?;
+///     a.write_all(b"ping".as_slice()).await.0?;
+///     let (res, buf) = b.read_exact(Vec::with_capacity(4)).await;
+///     res?;
+///     assert_eq!(buf, b"ping");
+///     Ok(())
+/// }
+/// ```
+#[cfg(feature = "macros")]
+pub use proactor_macros::test;
 pub use runtime::{
     spawn, submit, submit_multi, Builder, CancelToken, Handle, InFlight, JoinError, JoinHandle, Op,
     OpId, Proactor,
