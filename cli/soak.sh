@@ -27,7 +27,7 @@ echo "soak: $rounds seeds in $minutes min (both drivers, echo/proxy/http/copy)"
 # Sum `kind=N` counts over every "injected" summary, and the bytes moved.
 grep -o 'injected [^,]*' "$log" | tr ' ' '\n' | grep '=' | \
   awk -F= '{s[$1]+=$2} END {printf "faults:"; for (k in s) printf " %s=%d", k, s[k]; print ""}'
-grep -o 'moved [0-9]* bytes' "$log" | awk '{b+=$2} END {printf "bytes moved: %d\n", b}'
+grep -o 'moved [0-9]* bytes' "$log" | awk '{b+=$2} END {printf "bytes moved: %.0f\n", b}'
 echo "mismatches: $mismatches${failed_seeds:+ (seeds:$failed_seeds)}"
 rm -f "$log"
 [ "$mismatches" -eq 0 ]

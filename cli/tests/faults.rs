@@ -33,6 +33,12 @@ fn seeds() -> Vec<u64> {
     }
 }
 
+/// True when the whole seed set runs (no `FAULT_SEED`): only then must every kind a test
+/// aims at have been injected at least once.
+fn all_seeds() -> bool {
+    std::env::var_os("FAULT_SEED").is_none()
+}
+
 /// Starts `cmd` under `faults` (with `seed=` prepended) and runs `body` against it; on a panic
 /// prints the plan that repeats it. Stops the server with SIGTERM and returns its fault summary.
 fn under_faults(
@@ -148,7 +154,7 @@ both_drivers!(echo_lossless_faults, |driver| {
         summaries.len(),
         take_moved()
     );
-    assert!(!totals.contains("short=0 "), "{totals}");
+    assert!(!all_seeds() || !totals.contains("short=0 "), "{totals}");
 });
 
 both_drivers!(echo_resets_and_emfile, |driver| {
@@ -181,7 +187,7 @@ both_drivers!(echo_resets_and_emfile, |driver| {
         "echo on {driver}: {} seeds, {cut} exchanges cut, injected {totals}",
         summaries.len()
     );
-    assert!(!totals.contains("reset=0"), "{totals}");
+    assert!(!all_seeds() || !totals.contains("reset=0"), "{totals}");
 });
 
 /// An echo upstream on std threads for the proxy; counts the connections it has open.
@@ -285,7 +291,7 @@ both_drivers!(proxy_resets_close_both_sides, |driver| {
         summaries.len(),
         take_moved()
     );
-    assert!(!totals.contains("reset=0"), "{totals}");
+    assert!(!all_seeds() || !totals.contains("reset=0"), "{totals}");
 });
 
 /// A small HTTP client: sends `requests` pipelined on one connection and reads the responses
