@@ -76,7 +76,7 @@ impl Wake for TaskWaker {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, proactor_loom))]
 mod loom_model;
 
 type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;

@@ -8,7 +8,7 @@
 //! leaves the loop blocked with the other thread finished, which `loom` reports as a deadlock;
 //! a wake whose data the next poll does not see fails the loop's exit condition the same way.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test -p proactor --release --lib loom`
+//! Run with `RUSTFLAGS="--cfg proactor_loom" cargo test -p proactor --release --lib loom`
 //! (`LOOM_MAX_PREEMPTIONS` bounds the search; 3 unless set, which takes well under a second;
 //! the unbounded search passes too, in about a minute).
 
