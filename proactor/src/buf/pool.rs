@@ -367,6 +367,27 @@ impl PoolInner {
         self.free.borrow_mut().pop()
     }
 
+    /// A non-blocking receive on `fd` into a free buffer (user-space mode, on the loop's
+    /// thread): the buffer's id and the bytes received, or the error with the buffer back on
+    /// the free list (`ENOBUFS` when none is free).
+    pub(crate) fn recv_into_free(&self, fd: std::os::fd::RawFd) -> io::Result<(u16, u32)> {
+        let Some(id) = self.take_free() else {
+            return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+        };
+        let (ptr, len) = (self.buf_ptr(id), self.size);
+        // SAFETY: buffer `id` was just taken off the free list, so nothing else uses its `len`
+        // bytes; the pool owns the memory for as long as `self` lives.
+        let res =
+            crate::op::cvt_size(unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) });
+        match res {
+            Ok(n) => Ok((id, n)),
+            Err(e) => {
+                self.put_free(id);
+                Err(e)
+            }
+        }
+    }
+
     /// Puts back a buffer that was taken but not handed out (nothing was received into it).
     pub(crate) fn put_free(&self, id: u16) {
         self.free.borrow_mut().push(id);

@@ -26,6 +26,7 @@ use crate::op::{raw_os_error, RecvMulti, RecvPooled};
 use crate::runtime::{Handle, MultiOp};
 use crate::Op;
 use futures_core::Stream;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -182,8 +183,6 @@ impl<F: IoFd + Clone> RecvStream<F> {
         }
     }
 }
-
-use std::future::Future;
 
 impl<F: IoFd + Clone> Unpin for RecvStream<F> {}
 

@@ -15,7 +15,7 @@
 
 use super::net::ACCEPT_FLAGS;
 use super::sealed::{Hooks, MultiHooks};
-use super::{cvt, cvt_size, name_error, BlockingCall, Emulation, Multishot, OpCode};
+use super::{cvt, name_error, BlockingCall, Emulation, Multishot, OpCode};
 use crate::buf::pool::PoolInner;
 use crate::buf::{BufPool, PooledBuf};
 use crate::fd::IoFd;
@@ -153,20 +153,10 @@ impl<F: IoFd> Hooks for RecvMulti<F> {
             // thread's, never a pool thread's.
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let Some(id) = self.pool.take_free() else {
-            return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
-        };
-        let (ptr, len) = (self.pool.buf_ptr(id), self.pool.buffer_size());
-        // SAFETY: buffer `id` was just taken off the free list, so nothing else uses its `len`
-        // bytes; the pool (kept alive by `self.pool`) owns the memory.
-        let res =
-            cvt_size(unsafe { libc::recv(self.fd.raw_fd(), ptr.cast(), len, libc::MSG_DONTWAIT) });
-        match res {
-            // The buffer is named in the flags, as the kernel names the one it picked.
-            Ok(_) => self.flags = CQE_BUFFER | (u32::from(id) << BUFFER_SHIFT),
-            Err(_) => self.pool.put_free(id),
-        }
-        res
+        let (id, n) = self.pool.recv_into_free(self.fd.raw_fd())?;
+        // The buffer is named in the flags, as the kernel names the one it picked.
+        self.flags = CQE_BUFFER | (u32::from(id) << BUFFER_SHIFT);
+        Ok(n)
     }
     fn blocking(&mut self) -> Option<BlockingCall> {
         // The free list belongs to the loop's thread.

@@ -12,7 +12,7 @@
 //! the socket; [`BufPool::recv`] waits for a buffer and retries.
 
 use super::sealed::Hooks;
-use super::{cvt_size, BlockingCall, Emulation, OpCode};
+use super::{BlockingCall, Emulation, OpCode};
 use crate::buf::pool::PoolInner;
 use crate::buf::{BufPool, PooledBuf};
 use crate::fd::IoFd;
@@ -74,20 +74,9 @@ impl<F: IoFd> RecvPooled<F> {
     /// A non-blocking receive into a free buffer (user-space pool). On success the buffer is
     /// recorded in `picked`; otherwise it is back on the free list.
     fn recv_now(&mut self) -> io::Result<u32> {
-        let Some(id) = self.pool.take_free() else {
-            return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
-        };
-        let ptr = self.pool.buf_ptr(id);
-        let len = self.pool.buffer_size();
-        // SAFETY: buffer `id` was just taken off the free list, so nothing else uses its `len`
-        // bytes; the pool (kept alive by `self.pool`) owns the memory.
-        let res =
-            cvt_size(unsafe { libc::recv(self.fd.raw_fd(), ptr.cast(), len, libc::MSG_DONTWAIT) });
-        match res {
-            Ok(_) => self.picked = Some(id),
-            Err(_) => self.pool.put_free(id),
-        }
-        res
+        let (id, n) = self.pool.recv_into_free(self.fd.raw_fd())?;
+        self.picked = Some(id);
+        Ok(n)
     }
 }
 

@@ -84,8 +84,7 @@ impl Core {
         receiver: Receiver,
     ) -> Token {
         let (op, kind) = (self.memory.store(op), T::KIND);
-        let generation = self.generation.get().wrapping_add(1);
-        self.generation.set(generation);
+        let generation = self.next_generation();
         // Past the cap, or behind others already waiting: operations are admitted in order.
         let admitted = self
             .max_in_flight
@@ -108,13 +107,20 @@ impl Core {
         token
     }
 
+    /// The generation of the next stored operation (tokens of reused keys never match).
+    #[inline(always)]
+    fn next_generation(&self) -> u32 {
+        let generation = self.generation.get().wrapping_add(1);
+        self.generation.set(generation);
+        generation
+    }
+
     /// Stores a multishot operation and hands it to the driver. It is admitted at once, past
     /// any in-flight cap: it is one request however many items it yields, and a stream held
     /// back behind one-shot operations would hold back everything it feeds.
     pub(crate) fn submit_multi<T: Stored>(&self, op: T, receiver: Receiver) -> Token {
         let (op, kind) = (self.memory.store(op), T::KIND);
-        let generation = self.generation.get().wrapping_add(1);
-        self.generation.set(generation);
+        let generation = self.next_generation();
         let started = self.now_ms.get();
         let state = Lifecycle::streaming(receiver);
         let key =
@@ -130,8 +136,7 @@ impl Core {
     #[cold]
     pub(crate) fn refuse<T: Stored>(&self, op: T, receiver: Receiver, errno: i32) -> Token {
         let (op, kind) = (self.memory.store(op), T::KIND);
-        let generation = self.generation.get().wrapping_add(1);
-        self.generation.set(generation);
+        let generation = self.next_generation();
         let state = match receiver {
             Receiver::Future(w) => Lifecycle::Cancelled(w),
             Receiver::Handler => Lifecycle::CancelledHandler,
