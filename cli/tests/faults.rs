@@ -136,17 +136,26 @@ fn sum_counts(lines: &[String]) -> String {
 both_drivers!(echo_lossless_faults, |driver| {
     let mut summaries = Vec::new();
     for seed in seeds() {
-        summaries.push(under_faults("echo", driver, &[], "rate=0.2,kinds=lossless", seed, |s| {
-            let addr = s.addr;
-            let clients: Vec<_> = (0..4u64)
-                .map(|i| std::thread::spawn(move || echo_exchange(addr, seed * 10 + i, 200_000)))
-                .collect();
-            for c in clients {
-                let (got, clean) = c.join().unwrap();
-                assert!(clean, "an exchange failed under lossless faults");
-                assert_eq!(got, 200_000);
-            }
-        }));
+        summaries.push(under_faults(
+            "echo",
+            driver,
+            &[],
+            "rate=0.2,kinds=lossless+enobufs",
+            seed,
+            |s| {
+                let addr = s.addr;
+                let clients: Vec<_> = (0..4u64)
+                    .map(|i| {
+                        std::thread::spawn(move || echo_exchange(addr, seed * 10 + i, 200_000))
+                    })
+                    .collect();
+                for c in clients {
+                    let (got, clean) = c.join().unwrap();
+                    assert!(clean, "an exchange failed under lossless faults");
+                    assert_eq!(got, 200_000);
+                }
+            },
+        ));
     }
     let totals = sum_counts(&summaries);
     eprintln!(
@@ -188,6 +197,37 @@ both_drivers!(echo_resets_and_emfile, |driver| {
         summaries.len()
     );
     assert!(!all_seeds() || !totals.contains("reset=0"), "{totals}");
+});
+
+// A dry buffer ring (`ENOBUFS`, injected on the pooled receives: the one-shot one of the handler
+// chain, and the multishot stream of the async front end, which the kernel ends with ENOBUFS)
+// loses nothing: each receive is submitted again, on both front ends of echo.
+both_drivers!(echo_through_enobufs, |driver| {
+    let mut summaries = Vec::new();
+    for seed in seeds() {
+        for style in ["handlers", "async"] {
+            let extra = ["--style", style, "--buf-size", "4096"];
+            let faults = "rate=0.2,kinds=enobufs";
+            summaries.push(under_faults("echo", driver, &extra, faults, seed, |s| {
+                let addr = s.addr;
+                let clients: Vec<_> = (0..4u64)
+                    .map(|i| {
+                        std::thread::spawn(move || echo_exchange(addr, seed * 10 + i, 200_000))
+                    })
+                    .collect();
+                for c in clients {
+                    assert_eq!(c.join().unwrap(), (200_000, true), "{style}: an exchange failed");
+                }
+            }));
+        }
+    }
+    let totals = sum_counts(&summaries);
+    eprintln!(
+        "echo on {driver}: {} runs, injected {totals}, moved {} bytes",
+        summaries.len(),
+        take_moved()
+    );
+    assert!(!all_seeds() || !totals.contains("enobufs=0"), "{totals}");
 });
 
 /// An echo upstream on std threads for the proxy; counts the connections it has open.
@@ -242,7 +282,7 @@ both_drivers!(proxy_lossless_faults, |driver| {
     let to = up.to_string();
     let mut summaries = Vec::new();
     for seed in seeds() {
-        let faults = "rate=0.2,kinds=lossless";
+        let faults = "rate=0.2,kinds=lossless+enobufs";
         summaries.push(under_faults("proxy", driver, &["--to", &to], faults, seed, |s| {
             let addr = s.addr;
             let clients: Vec<_> = (0..4u64)
@@ -390,7 +430,7 @@ both_drivers!(http_lossless_faults, |driver| {
             "http",
             driver,
             &extra,
-            "rate=0.2,kinds=lossless",
+            "rate=0.2,kinds=lossless+enobufs",
             seed,
             |s| {
                 for _ in 0..2 {

@@ -333,3 +333,85 @@ mod same_seed_same_faults {
         check(DriverChoice::Epoll);
     }
 }
+
+/// Sends `data` on one end of a socket pair in pieces of `chunk` bytes, then closes that end.
+fn send_then_close(
+    a: UnixStream,
+    data: Rc<Vec<u8>>,
+    chunk: usize,
+) -> proactor::task::JoinHandle<()> {
+    proactor::spawn(async move {
+        for piece in data.chunks(chunk) {
+            let (res, _) = write_all(&mut &a, piece.to_vec()).await;
+            res.expect("send to the receiving end");
+        }
+        drop(a);
+    })
+}
+
+/// The pools a receive is tried with: the default (a provided-buffer ring on io_uring) and one
+/// managed in user space.
+fn pools() -> [proactor::buf::BufPool; 2] {
+    let b = || proactor::buf::BufPool::builder().buffers(4).buffer_size(4096);
+    [b().build().unwrap(), b().user_space(true).build().unwrap()]
+}
+
+// An injected ENOBUFS while no buffer is out: nothing will come back to wake the receive, so it
+// must submit again (the pool is not dry) rather than wait for a buffer.
+fault_test!(pooled_recv_through_enobufs, FaultPlan::new(0).rate(0.3).kinds(&[FaultKind::Enobufs]), |p, seed| {
+    p.block_on(async {
+        for pool in pools() {
+            let data = Rc::new(pattern(seed, 64 * 1024 + seed as usize));
+            let (a, b) = UnixStream::pair().unwrap();
+            let sender = send_then_close(a, data.clone(), 3000);
+            let receive = async {
+                let mut got = Vec::new();
+                while let Some(buf) = b.read_pooled(&pool).await.expect("a pooled receive") {
+                    got.extend_from_slice(&buf);
+                    // Dropped here: every buffer is back in the pool before the next receive.
+                }
+                got
+            };
+            let got = proactor::time::timeout(Duration::from_secs(20), receive)
+                .await
+                .expect("a pooled receive waited for a buffer while every buffer was free");
+            assert_eq!(got.len(), data.len());
+            assert!(got == *data, "the bytes received differ from those sent");
+            assert_eq!(pool.available(), pool.capacity());
+            sender.await.unwrap();
+        }
+    });
+} => |counts| {
+    assert!(counts.get(FaultKind::Enobufs) > 0, "{counts}");
+});
+
+// A multishot receive ended by an injected ENOBUFS (when submitted, or after a chunk, as the
+// kernel ends one whose ring ran dry) is submitted again by the stream: every byte arrives, in
+// order. With a user-space pool on io_uring the stream receives one chunk at a time; it must
+// not wait on an injected ENOBUFS either.
+fault_test!(recv_stream_through_enobufs, FaultPlan::new(0).rate(0.2).kinds(&[FaultKind::Enobufs]), |p, seed| {
+    p.block_on(async {
+        for pool in pools() {
+            let data = Rc::new(pattern(seed, 256 * 1024 + seed as usize));
+            let (a, b) = UnixStream::pair().unwrap();
+            let sender = send_then_close(a, data.clone(), 5000);
+            let mut chunks = b.recv_stream(&pool);
+            let multishot = chunks.is_multishot();
+            let receive = async {
+                let mut got = Vec::new();
+                while let Some(buf) = chunks.next().await {
+                    got.extend_from_slice(&buf.expect("a chunk, not an error"));
+                }
+                got
+            };
+            let got = proactor::time::timeout(Duration::from_secs(20), receive)
+                .await
+                .unwrap_or_else(|_| panic!("the stream (multishot: {multishot}) stalled"));
+            assert_eq!(got.len(), data.len(), "multishot: {multishot}");
+            assert!(got == *data, "the bytes received differ from those sent");
+            sender.await.unwrap();
+        }
+    });
+} => |counts| {
+    assert!(counts.get(FaultKind::Enobufs) > 0, "{counts}");
+});

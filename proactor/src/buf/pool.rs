@@ -11,7 +11,7 @@
 //!
 //! When every buffer is in use the kernel (or the free list) reports `ENOBUFS`; the data stays in
 //! the socket, and [`BufPool::recv`] waits until a buffer comes back and receives again — nothing
-//! is lost. A [`PooledBuf`] returns its buffer to the pool when dropped.
+//! is lost. (An `ENOBUFS` while a buffer is free is retried at once.) A [`PooledBuf`] returns its buffer to the pool when dropped.
 
 use crate::fd::IoFd;
 use crate::op::{raw_os_error, RecvPooled};
@@ -172,8 +172,10 @@ impl BufPool {
             match crate::submit(RecvPooled::new(fd.clone(), self)).await {
                 Ok(got) => return Ok(got),
                 Err(e) if raw_os_error(&e) == Some(libc::ENOBUFS) => {
-                    self.inner.exhausted.set(self.inner.exhausted.get() + 1);
-                    BufferReturned { pool: &self.inner, seen }.await;
+                    self.inner.note_exhausted();
+                    if self.inner.dry_since(seen) {
+                        BufferReturned { pool: &self.inner, seen }.await;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
@@ -430,6 +432,16 @@ impl PoolInner {
     /// or on the free list).
     pub(crate) fn has_free(&self) -> bool {
         self.outstanding.get() < self.count as usize
+    }
+
+    /// After a receive submitted when [`returned_count`](Self::returned_count) was `seen`
+    /// reported `ENOBUFS`: true if it must wait for a buffer to come back, that is none came
+    /// back since and every buffer is lent out. With a buffer free the pool was not dry for
+    /// long (an `ENOBUFS` injected by `proactor::faults`, or the kernel's ring between picking
+    /// a buffer and its completion being handed out): the receive is submitted again, since no
+    /// buffer might ever come back to wake it.
+    pub(crate) fn dry_since(&self, seen: u64) -> bool {
+        self.returned.get() == seen && !self.has_free()
     }
 
     /// How many buffers have come back so far.

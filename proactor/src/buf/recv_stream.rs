@@ -157,7 +157,7 @@ impl<F: IoFd + Clone> RecvStream<F> {
     ) -> Poll<Option<io::Result<PooledBuf>>> {
         loop {
             if let Some(seen) = *dry {
-                if pool.returned_count() == seen {
+                if pool.dry_since(seen) {
                     pool.wait_for_buffer(cx.waker());
                     return Poll::Pending;
                 }

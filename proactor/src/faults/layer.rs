@@ -40,6 +40,12 @@ pub(crate) struct FaultDriver {
     late_cancels: Vec<Token>,
     /// Completions held back from a batch, delivered first at the next reap.
     overflow: Vec<Completion>,
+    /// Multishot receives handed to the inner driver and not yet ended: any of them may find
+    /// the buffer ring dry while it runs.
+    streams: Vec<Token>,
+    /// Multishot receives this layer cancelled so that they end with `ENOBUFS`, as the kernel
+    /// ends one whose buffer ring ran dry: their final `ECANCELED` is delivered as `ENOBUFS`.
+    drying: Vec<Token>,
 }
 
 impl FaultDriver {
@@ -58,6 +64,8 @@ impl FaultDriver {
             resubmit: Vec::new(),
             late_cancels: Vec::new(),
             overflow: Vec::new(),
+            streams: Vec::new(),
+            drying: Vec::new(),
         }
     }
 
@@ -104,7 +112,7 @@ impl FaultDriver {
         }
         let receive = matches!(name, "recv" | "read" | "readv" | "recv_pooled");
         let send = matches!(name, "send" | "write" | "writev");
-        if plan.injects(FaultKind::Enobufs) && name == "recv_pooled" {
+        if plan.injects(FaultKind::Enobufs) && matches!(name, "recv_pooled" | RECV_MULTI) {
             offer(Inject::Fail(FaultKind::Enobufs, libc::ENOBUFS));
         }
         if plan.injects(FaultKind::Reset) && (receive || send) && fd.is_some_and(is_stream_socket) {
@@ -141,7 +149,52 @@ impl FaultDriver {
             *slot = c;
         }
     }
+
+    /// Hands `op` to the inner driver, noting a multishot receive (it may run dry later).
+    ///
+    /// # Safety
+    /// The [`Driver::push`] contract for `op`.
+    unsafe fn forward(&mut self, token: Token, op: OpPtr, deadline: Option<Duration>) {
+        // SAFETY: the caller hands us the operation until its completion; it is not submitted
+        // yet, so reading its name races with nothing.
+        if unsafe { op.0.as_ref() }.name() == RECV_MULTI {
+            self.streams.push(token);
+        }
+        // SAFETY: forwarded with the caller's guarantee.
+        unsafe { self.inner.push(token, op, deadline) }
+    }
+
+    /// Runs the multishot receives of a freshly reaped batch dry, as the kernel does when the
+    /// buffer ring is empty: after a chunk, the request is cancelled, and its last completion
+    /// (`ECANCELED`, without `MORE`) is delivered as `ENOBUFS` — the request ends with no item
+    /// and the data stays in the socket, for the runtime to submit the receive again. A
+    /// request that ends otherwise meanwhile (end of stream, an error) keeps its own end.
+    fn dry_streams(&mut self, batch: &mut [Completion]) {
+        if self.streams.is_empty() {
+            return;
+        }
+        for c in batch.iter_mut() {
+            let Some(i) = self.streams.iter().position(|&t| t == c.token) else { continue };
+            if c.flags & MORE == 0 {
+                self.streams.swap_remove(i);
+                if let Some(j) = self.drying.iter().position(|&t| t == c.token) {
+                    self.drying.swap_remove(j);
+                    if c.result == -libc::ECANCELED {
+                        self.counts.bump(FaultKind::Enobufs);
+                        c.result = -libc::ENOBUFS;
+                        c.flags = 0;
+                    }
+                }
+            } else if !self.drying.contains(&c.token) && self.roll(FaultKind::Enobufs) {
+                self.drying.push(c.token);
+                self.inner.cancel(c.token);
+            }
+        }
+    }
 }
+
+/// The name of the multishot receive into a buffer pool (`op::RecvMulti`).
+const RECV_MULTI: &str = "recv_multi";
 
 impl Driver for FaultDriver {
     unsafe fn push(&mut self, token: Token, op: OpPtr, deadline: Option<Duration>) {
@@ -168,7 +221,7 @@ impl Driver for FaultDriver {
             }
         }
         // SAFETY: forwarded with the caller's guarantee.
-        unsafe { self.inner.push(token, op, deadline) }
+        unsafe { self.forward(token, op, deadline) }
     }
 
     fn cancel(&mut self, token: Token) {
@@ -180,6 +233,11 @@ impl Driver for FaultDriver {
         }
         if self.ready.iter().any(|c| c.token == token) {
             return; // Already complete: the injected error is its real result.
+        }
+        if let Some(i) = self.drying.iter().position(|&t| t == token) {
+            // Its owner cancels it too: the cancel is the truth of its end.
+            self.drying.swap_remove(i);
+            return;
         }
         if self.roll(FaultKind::CancelRace) {
             self.counts.bump(FaultKind::CancelRace);
@@ -198,7 +256,7 @@ impl Driver for FaultDriver {
         let start = out.len();
         for (token, op, deadline) in std::mem::take(&mut self.resubmit) {
             // SAFETY: pushed to us under the `push` contract and not handed on until now.
-            unsafe { self.inner.push(token, op, deadline) };
+            unsafe { self.forward(token, op, deadline) };
         }
         if !self.late_cancels.is_empty() {
             // Reap first: what completed meanwhile wins the race against its cancel.
@@ -212,6 +270,7 @@ impl Driver for FaultDriver {
         }
         let at_hand = !self.ready.is_empty() || !self.overflow.is_empty() || out.len() > start;
         self.inner.wait(block && !at_hand, timeout, out)?;
+        self.dry_streams(&mut out[start..]);
         if !self.overflow.is_empty() {
             // Held back from an earlier batch: older than anything reaped since.
             let held = std::mem::take(&mut self.overflow);
