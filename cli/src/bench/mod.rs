@@ -14,6 +14,7 @@ pub mod blocking;
 pub mod hyper;
 pub mod idle;
 pub mod loadgen;
+pub mod monoio_peer;
 pub mod plot;
 pub mod proc;
 pub mod report;

@@ -416,17 +416,20 @@ impl Report {
         self.agreement = super::agree::check(self);
     }
 
-    /// The reference server's run at the same point (and load generator) as `r`.
-    pub fn reference_for(&self, r: &RunResult) -> Option<&RunResult> {
-        self.runs
-            .iter()
-            .find(|x| x.server == self.reference && x.point() == r.point() && x.error_count == 0)
+    /// The clean run of server `peer` at the same point (and load generator) as `r`.
+    pub fn peer_for(&self, r: &RunResult, peer: &str) -> Option<&RunResult> {
+        self.runs.iter().find(|x| x.server == peer && x.point() == r.point() && x.error_count == 0)
     }
 
     /// The ratio of `r`'s figure to the reference's at the same point, with its spread and
     /// whether it is settled; `None` without a reference run or a figure to divide by.
     pub fn ratio(&self, r: &RunResult, f: Figure) -> Option<settle::Ratio> {
-        let b = self.reference_for(r)?;
+        self.ratio_to(r, &self.reference, f)
+    }
+
+    /// The ratio of `r`'s figure to server `peer`'s at the same point, as [`Report::ratio`].
+    pub fn ratio_to(&self, r: &RunResult, peer: &str, f: Figure) -> Option<settle::Ratio> {
+        let b = self.peer_for(r, peer)?;
         let (bv, _, _) = b.figure(f);
         (bv > 0.0).then(|| settle::ratio(r.figure(f), b.figure(f), self.config.max_spread))
     }

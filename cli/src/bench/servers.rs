@@ -1,6 +1,6 @@
 //! The baseline echo servers the proactor is compared with, each run as its own process by the
 //! hidden `proactor bench serve --kind K`: thread-per-connection blocking std I/O (the seed's
-//! "simpler alternative") and tokio, current-thread and multi-thread.
+//! "simpler alternative"), tokio, current-thread and multi-thread, and monoio (`monoio_peer`).
 
 use proactor::net::{AcceptAction, AcceptPolicy};
 use socket2::{Domain, Socket, Type};
@@ -21,6 +21,8 @@ pub enum Baseline {
     TokioCt,
     /// tokio's multi-thread runtime with one worker thread.
     TokioMt,
+    /// monoio on io_uring with DEFER_TASKRUN + SINGLE_ISSUER (cli feature `monoio-peer`).
+    Monoio,
     /// A broken echo that flips a bit in every 50th chunk it echoes: proves the byte check.
     #[value(hide = true)]
     Corrupt,
@@ -45,6 +47,7 @@ pub fn serve(kind: Baseline, addr: SocketAddr) -> io::Result<()> {
                 .build()?;
             rt.block_on(serve_tokio(listener))
         }
+        Baseline::Monoio => super::monoio_peer::serve(listener),
     }
 }
 
@@ -142,7 +145,7 @@ async fn echo_tokio(mut stream: tokio::net::TcpStream) -> io::Result<()> {
 /// returns after retrying is due, or the error if the listener is unusable. The wait blocks the
 /// thread (the tokio baselines run no timer), which only stalls the acceptor while it is out of
 /// descriptors anyway.
-fn accept_failed(policy: &mut AcceptPolicy, e: io::Error) -> io::Result<()> {
+pub(super) fn accept_failed(policy: &mut AcceptPolicy, e: io::Error) -> io::Result<()> {
     match policy.on_error(&e, false) {
         AcceptAction::Retry => Ok(()),
         AcceptAction::Wait(delay) => {

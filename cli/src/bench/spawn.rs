@@ -68,6 +68,7 @@ impl ServerKind {
                     Baseline::Threads => "threads",
                     Baseline::TokioCt => "tokio-ct",
                     Baseline::TokioMt => "tokio-mt",
+                    Baseline::Monoio => "monoio",
                     Baseline::Corrupt => "corrupt",
                 };
                 cmd.args(["bench", "serve", "--kind", kind, "--listen", &listen.to_string()]);
@@ -93,6 +94,7 @@ impl fmt::Display for ServerKind {
             ServerKind::Baseline(Baseline::Threads) => f.write_str("threads"),
             ServerKind::Baseline(Baseline::TokioCt) => f.write_str("tokio-ct"),
             ServerKind::Baseline(Baseline::TokioMt) => f.write_str("tokio-mt"),
+            ServerKind::Baseline(Baseline::Monoio) => f.write_str("monoio"),
             ServerKind::Baseline(Baseline::Corrupt) => f.write_str("corrupt"),
         }
     }
@@ -101,7 +103,7 @@ impl fmt::Display for ServerKind {
 impl FromStr for ServerKind {
     type Err = String;
     /// `proactor-uring`, `proactor-epoll`, `proactor-uring-async`, `proactor-epoll-async` (each
-    /// optionally `@N` for `--threads N`), `threads`, `tokio-ct`, `tokio-mt`.
+    /// optionally `@N` for `--threads N`), `threads`, `tokio-ct`, `tokio-mt`, `monoio`.
     fn from_str(s: &str) -> Result<Self, String> {
         let (name, threads) = match s.split_once('@') {
             Some((n, t)) => {
@@ -129,12 +131,13 @@ impl FromStr for ServerKind {
             "threads" => ServerKind::Baseline(Baseline::Threads),
             "tokio-ct" => ServerKind::Baseline(Baseline::TokioCt),
             "tokio-mt" => ServerKind::Baseline(Baseline::TokioMt),
+            "monoio" => ServerKind::Baseline(Baseline::Monoio),
             // Not in the help: a broken echo for testing the bench's byte check.
             "corrupt" => ServerKind::Baseline(Baseline::Corrupt),
             _ => {
                 return Err(format!(
                     "unknown server {s:?} (proactor-uring[-async][@N], proactor-epoll[-async][@N], \
-                     threads, tokio-ct, tokio-mt)"
+                     threads, tokio-ct, tokio-mt, monoio)"
                 ))
             }
         };

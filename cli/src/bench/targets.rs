@@ -7,6 +7,10 @@ use super::settle::{self, Verdict};
 
 /// Server CPU per message of proactor (io_uring) relative to the reference, at most.
 const URING_CPU_RATIO: f64 = 0.8;
+/// Server CPU per message of proactor (io_uring) relative to monoio (DEFER_TASKRUN), at most.
+const MONOIO_CPU_RATIO: f64 = 0.85;
+/// The monoio peer's server name in a report.
+const MONOIO: &str = "monoio";
 /// Messages/s of proactor (epoll) relative to the reference, at least.
 const EPOLL_RATE_RATIO: f64 = 0.8;
 /// Memory per idle connection of proactor (io_uring), bytes, at most.
@@ -20,11 +24,11 @@ pub fn check(report: &Report) -> Vec<Target> {
     for r in report.runs.iter().filter(|r| !r.same_core && r.error_count == 0) {
         let at = super::report::point_label(r.conns, r.size, false);
         let at = if several { format!("{at}, {} load", r.loadgen) } else { at };
-        let mut ratio_target = |name: &str, f: Figure, bound: f64, at_most: bool| {
-            if let Some(x) = report.ratio(r, f) {
+        let mut ratio_target = |name: &str, peer: &str, f: Figure, bound: f64, at_most: bool| {
+            if let Some(x) = report.ratio_to(r, peer, f) {
                 let within = if at_most { x.ratio <= bound } else { x.ratio >= bound };
                 out.push(target(
-                    format!("{name} vs {reference}, {at}"),
+                    format!("{name} vs {peer}, {at}"),
                     x.ratio,
                     bound,
                     x.spread,
@@ -32,13 +36,17 @@ pub fn check(report: &Report) -> Vec<Target> {
                 ));
             }
         };
-        if r.server == "proactor-uring" && r.conns >= 100 {
-            ratio_target("proactor-uring CPU/msg", Figure::Cpu, URING_CPU_RATIO, true);
-            ratio_target("proactor-uring msg/s", Figure::Msgs, 1.0, false);
-            ratio_target("proactor-uring p99", Figure::P99, 1.0, true);
+        // Both io_uring front ends (handlers and async) are held to the same targets.
+        if (r.server == "proactor-uring" || r.server == "proactor-uring-async") && r.conns >= 100 {
+            let s = r.server.as_str();
+            ratio_target(&format!("{s} CPU/msg"), reference, Figure::Cpu, URING_CPU_RATIO, true);
+            ratio_target(&format!("{s} msg/s"), reference, Figure::Msgs, 1.0, false);
+            ratio_target(&format!("{s} p99"), reference, Figure::P99, 1.0, true);
+            ratio_target(&format!("{s} CPU/msg"), MONOIO, Figure::Cpu, MONOIO_CPU_RATIO, true);
+            ratio_target(&format!("{s} msg/s"), MONOIO, Figure::Msgs, 1.0, false);
         }
         if r.server == "proactor-epoll" {
-            ratio_target("proactor-epoll msg/s", Figure::Msgs, EPOLL_RATE_RATIO, false);
+            ratio_target("proactor-epoll msg/s", reference, Figure::Msgs, EPOLL_RATE_RATIO, false);
         }
     }
     // Memory is one run per server: resident memory is not timing noise, so these are judged on
@@ -167,5 +175,20 @@ mod tests {
         ]);
         assert_eq!(verdict_of(&r, "proactor-uring CPU/msg").verdict, Verdict::Missed);
         assert_eq!(verdict_of(&r, "proactor-uring msg/s").verdict, Verdict::Missed);
+    }
+
+    #[test]
+    fn monoio_is_a_second_peer_with_its_own_bound() {
+        let r = report(vec![
+            run("proactor-uring", &[(110.0, 7.0), (111.0, 7.1), (109.0, 6.9)]),
+            run("tokio-ct", &[(100.0, 10.0), (101.0, 10.1), (99.0, 9.9)]),
+            run("monoio", &[(120.0, 7.8), (121.0, 7.9), (119.0, 7.7)]),
+        ]);
+        let cpu = verdict_of(&r, "proactor-uring CPU/msg vs monoio");
+        assert!((cpu.measured - 7.0 / 7.8).abs() < 1e-9);
+        assert_eq!(cpu.bound, MONOIO_CPU_RATIO);
+        assert_eq!(cpu.verdict, Verdict::Missed, "0.90 is above 0.85");
+        assert_eq!(verdict_of(&r, "proactor-uring msg/s vs monoio").verdict, Verdict::Missed);
+        assert_eq!(verdict_of(&r, "proactor-uring CPU/msg vs tokio-ct").verdict, Verdict::Met);
     }
 }

@@ -50,11 +50,13 @@ pub struct Args {
     sizes: Vec<usize>,
     /// Servers to compare: proactor-uring, proactor-epoll (the echo's completion handlers),
     /// proactor-uring-async, proactor-epoll-async (its async front end), each optionally @THREADS
-    /// for `--threads N`; threads, tokio-ct, tokio-mt (tokio-ct is the reference for ratios).
+    /// for `--threads N`; threads, tokio-ct, tokio-mt (tokio-ct is the reference for ratios),
+    /// monoio (io_uring with DEFER_TASKRUN; skipped with a message unless the binary was built
+    /// with the feature `monoio-peer`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "proactor-uring,proactor-uring-async,proactor-epoll,threads,tokio-ct"
+        default_value = "proactor-uring,proactor-uring-async,proactor-epoll,threads,tokio-ct,monoio"
     )]
     servers: Vec<ServerKind>,
     /// Idle connections to hold for the memory test (default 10000, or 4000 with --quick; 0
@@ -322,9 +324,16 @@ fn config(args: &Args) -> Result<Config, String> {
     }
     let mut servers: Vec<ServerKind> = Vec::new();
     for s in &args.servers {
-        if !servers.contains(s) {
+        let monoio = *s == ServerKind::Baseline(Baseline::Monoio);
+        if monoio && !bench::monoio_peer::BUILT {
+            // A peer that is not there is skipped, loudly, not replaced.
+            eprintln!("skipping monoio: {}", bench::monoio_peer::NOT_BUILT);
+        } else if !servers.contains(s) {
             servers.push(*s);
         }
+    }
+    if servers.is_empty() {
+        return Err("--servers: none of the servers asked for can run in this build".into());
     }
     Ok(Config {
         servers,
