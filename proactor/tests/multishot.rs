@@ -137,12 +137,33 @@ driver_test!(submit_and_start_refuse_a_multishot_operation, |p| {
 });
 
 /// Every connection sends its own pattern in pieces; the server echoes each chunk it receives
-/// from a shared pool of `buffers` buffers; the client checks every byte, in order.
-fn echo_through_a_small_pool(p: &Proactor, conns: usize, buffers: u16, per_conn: usize) {
+/// from a shared pool of `buffers` buffers (consumed in part with `incremental`, several per
+/// completion with `bundles`, where the kernel offers them); the client checks every byte, in
+/// order.
+fn echo_through_a_small_pool(
+    p: &Proactor,
+    conns: usize,
+    buffers: u16,
+    per_conn: usize,
+    (incremental, bundles): (bool, bool),
+) {
     let _serial = counting_fds();
     let fds_before = open_sockets();
     let exhausted = p.block_on(async move {
-        let pool = BufPool::builder().buffers(buffers).buffer_size(1024).build().unwrap();
+        let pool = BufPool::builder()
+            .buffers(buffers)
+            .buffer_size(1024)
+            .incremental(incremental)
+            .bundles(bundles)
+            .build()
+            .unwrap();
+        if pool.is_kernel_ring() {
+            // Where the kernel has them, the options must not be lost on the way.
+            let probe = proactor::driver::probe_kernel().unwrap();
+            let cap = |name: &str| probe.capabilities.iter().any(|(n, ok)| *n == name && *ok);
+            let expected = (incremental && cap("buffer ring INC"), bundles && cap("recv bundles"));
+            assert_eq!((pool.is_incremental(), pool.has_bundles()), expected);
+        }
         let listener = TcpListener::builder().backlog(conns as u32).bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let clients: Vec<_> = (0..4)
@@ -204,7 +225,19 @@ fn echo_through_a_small_pool(p: &Proactor, conns: usize, buffers: u16, per_conn:
 }
 
 driver_test!(multishot_receive_on_1000_connections_with_a_ring_of_16, |p| {
-    echo_through_a_small_pool(p, 1000, 16, 4096);
+    echo_through_a_small_pool(p, 1000, 16, 4096, (false, false));
+});
+
+driver_test!(multishot_receive_on_1000_connections_with_a_ring_of_16_incremental, |p| {
+    echo_through_a_small_pool(p, 1000, 16, 4096, (true, false));
+});
+
+driver_test!(multishot_receive_on_1000_connections_with_a_ring_of_16_with_bundles, |p| {
+    echo_through_a_small_pool(p, 1000, 16, 4096, (false, true));
+});
+
+driver_test!(multishot_receive_on_1000_connections_with_a_ring_of_16_inc_and_bundles, |p| {
+    echo_through_a_small_pool(p, 1000, 16, 4096, (true, true));
 });
 
 driver_test!(a_dropped_receive_stream_gives_every_queued_buffer_back, |p| {
@@ -253,7 +286,7 @@ driver_test!(a_cancelled_receive_stream_yields_what_completed_and_loses_nothing,
         let mut cancelled = false;
         while let Some(item) = next(&mut ops).await {
             match item {
-                Ok(buf) => got.extend_from_slice(&buf),
+                Ok(bufs) => got.extend_from_slice(&bufs.to_vec()),
                 Err(e) => panic!("{e}"),
             }
             if got.len() >= 900 && !cancelled {
@@ -355,7 +388,7 @@ fn the_kernel_probe_agrees_with_what_the_driver_can_do() {
         let (res, _) = a.write(b"x".as_slice()).await;
         res.unwrap();
         let mut recv = submit_multi(RecvMulti::new(b.as_raw_fd(), &pool));
-        let received = matches!(recv.next().await, Some(Ok(buf)) if &buf[..] == b"x")
+        let received = matches!(recv.next().await, Some(Ok(buf)) if buf.to_vec() == b"x")
             && !recv.is_ended()
             && pool.is_kernel_ring();
         (accepted, received, pool.is_kernel_ring())

@@ -8,10 +8,13 @@
 //! bytes, because the kernel holds a raw pointer to them.
 
 pub(crate) mod pool;
+mod pooled_buf;
 mod recv_stream;
+mod ring;
 mod slice;
 
-pub use pool::{BufPool, BufPoolBuilder, PooledBuf};
+pub use pool::{BufPool, BufPoolBuilder};
+pub use pooled_buf::{PooledBuf, Received};
 pub use recv_stream::RecvStream;
 pub use slice::Slice;
 

@@ -11,13 +11,34 @@
 //!
 //! When every buffer is in use the kernel (or the free list) reports `ENOBUFS`; the data stays in
 //! the socket, and [`BufPool::recv`] waits until a buffer comes back and receives again — nothing
-//! is lost. (An `ENOBUFS` while a buffer is free is retried at once.) A [`PooledBuf`] returns its buffer to the pool when dropped.
+//! is lost. (An `ENOBUFS` while a buffer is free is retried at once.) A [`PooledBuf`] returns its
+//! buffer to the pool when dropped.
+//!
+//! Two kernel options change how a ring's buffers are used, not what a receive yields:
+//! - **Incremental consumption** ([`BufPoolBuilder::incremental`], `IOU_PBUF_RING_INC`, 6.12):
+//!   a receive takes only the bytes it needs from a buffer and the next receive — of any
+//!   connection of the pool — continues in the same buffer (the completion says so with
+//!   `IORING_CQE_F_BUF_MORE`). Many small messages then share one large buffer. Each
+//!   [`PooledBuf`] is one such piece; the buffer goes back to the ring once the kernel has moved
+//!   past it *and* every piece of it was dropped.
+//! - **Receive bundles** ([`BufPoolBuilder::bundles`], `IORING_RECVSEND_BUNDLE`, 6.10): one
+//!   multishot receive completion fills several buffers in a row (a burst larger than a buffer
+//!   costs one completion, not one per buffer). [`RecvStream`](super::RecvStream) yields them as
+//!   consecutive [`PooledBuf`]s, each given back on its own; a handler of
+//!   [`RecvMulti`](crate::op::RecvMulti) gets them together as one [`Received`].
+//!
+//! Either is used only where the kernel has it (probed when the pool is built;
+//! [`BufPool::is_incremental`], [`BufPool::has_bundles`]); elsewhere, and on epoll, the pool
+//! takes a whole buffer per receive. The bytes, and their order, are the same either way.
+//! `PROACTOR_BUFRING=plain|inc|bundles|inc+bundles` overrides the builder's choice for every pool
+//! of the process (for measuring one against the other without rebuilding a server).
 
+use super::pooled_buf::{PooledBuf, Received};
+use super::ring::RingState;
 use crate::fd::IoFd;
 use crate::op::{raw_os_error, RecvPooled};
 use crate::runtime::Handle;
-use crate::IoBuf;
-use io_uring::types::BufRingEntry;
+use io_uring::cqueue;
 use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -25,12 +46,7 @@ use std::io;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::{Context, Poll, Waker};
-
-/// Buffer group ids handed out to rings, process-wide (each ring has its own namespace, so this
-/// only needs to be unique per ring).
-static NEXT_GROUP: AtomicU16 = AtomicU16::new(0x7000);
 
 /// The most buffers one ring may hold.
 const MAX_BUFFERS: u16 = 1 << 15;
@@ -42,11 +58,19 @@ pub struct BufPoolBuilder {
     buffers: u16,
     buffer_size: usize,
     user_space: bool,
+    incremental: bool,
+    bundles: bool,
 }
 
 impl Default for BufPoolBuilder {
     fn default() -> Self {
-        BufPoolBuilder { buffers: 256, buffer_size: 16 * 1024, user_space: false }
+        BufPoolBuilder {
+            buffers: 256,
+            buffer_size: 16 * 1024,
+            user_space: false,
+            incremental: false,
+            bundles: false,
+        }
     }
 }
 
@@ -69,6 +93,22 @@ impl BufPoolBuilder {
         self
     }
 
+    /// Let the kernel consume a buffer in part (`IOU_PBUF_RING_INC`), so small receives share
+    /// a large buffer (see the module docs). Off by default; ignored where the kernel lacks it,
+    /// on epoll and in user space.
+    pub fn incremental(mut self, on: bool) -> Self {
+        self.incremental = on;
+        self
+    }
+
+    /// Let one multishot receive completion fill several buffers (`IORING_RECVSEND_BUNDLE`; see
+    /// the module docs). Off by default; ignored where the kernel lacks it, on epoll and in user
+    /// space, and by one-shot receives.
+    pub fn bundles(mut self, on: bool) -> Self {
+        self.bundles = on;
+        self
+    }
+
     /// Builds the pool for the proactor running on this thread.
     pub fn build(self) -> io::Result<BufPool> {
         let handle = Handle::try_current().ok_or_else(|| {
@@ -79,6 +119,7 @@ impl BufPoolBuilder {
 
     /// Builds the pool for the proactor of `handle`.
     pub fn build_on(self, handle: &Handle) -> io::Result<BufPool> {
+        let (incremental, bundles) = forced_options().unwrap_or((self.incremental, self.bundles));
         let count = self.buffers.clamp(1, MAX_BUFFERS);
         let size = self.buffer_size;
         let total = size.checked_mul(count as usize).filter(|&t| t <= isize::MAX as usize / 2);
@@ -94,21 +135,28 @@ impl BufPoolBuilder {
             size,
             count,
             ring: None,
+            bundles: false,
+            state: (0..count).map(|_| Cell::new(BufState::default())).collect(),
             free: RefCell::new((0..count).rev().collect()),
             outstanding: Cell::new(0),
             returned: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             stream_waiters: RefCell::new(std::collections::VecDeque::new()),
             exhausted: Cell::new(0),
+            bundled: Cell::new(0),
+            partial: Cell::new(0),
         };
         if !self.user_space {
-            match RingState::register(handle, count) {
+            match RingState::register(handle, count, incremental) {
                 Ok(Some(ring)) => {
+                    inner.bundles = bundles
+                        && handle.core.driver.borrow().uring().is_some_and(|u| u.recv_bundles());
                     inner.ring = Some(ring);
                     inner.free.borrow_mut().clear();
                     for id in 0..count {
-                        inner.ring_push(id);
+                        inner.make_available(id);
                     }
+                    inner.returned.set(0);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -120,6 +168,24 @@ impl BufPoolBuilder {
         }
         Ok(BufPool { inner: Rc::new(inner) })
     }
+}
+
+/// `PROACTOR_BUFRING`: `(incremental, bundles)` for every pool, if set (see the module docs).
+fn forced_options() -> Option<(bool, bool)> {
+    let value = std::env::var("PROACTOR_BUFRING").ok()?;
+    let mut forced = (false, false);
+    for word in value.split(['+', ',']).map(str::trim) {
+        match word {
+            "inc" | "incremental" => forced.0 = true,
+            "bundles" | "bundle" => forced.1 = true,
+            "plain" | "" => {}
+            other => {
+                tracing::warn!("PROACTOR_BUFRING: unknown option {other:?} (plain, inc, bundles)");
+                return None;
+            }
+        }
+    }
+    Some(forced)
 }
 
 /// A pool of receive buffers shared by many connections of one proactor (see the module docs).
@@ -193,8 +259,10 @@ impl BufPool {
         self.inner.count as usize
     }
 
-    /// Buffers not held by a [`PooledBuf`] (on io_uring this includes buffers the kernel has just
-    /// filled whose completions are not processed yet).
+    /// Buffers a receive can still fill: not held by [`PooledBuf`]s (on io_uring this includes
+    /// buffers the kernel has just filled whose completions are not processed yet, and, with
+    /// incremental consumption, a buffer whose rest the kernel still fills while pieces of it
+    /// are lent out).
     pub fn available(&self) -> usize {
         self.inner.count as usize - self.inner.outstanding.get()
     }
@@ -204,9 +272,32 @@ impl BufPool {
         self.inner.exhausted.get()
     }
 
+    /// How many receive completions filled several buffers (receive bundles).
+    pub fn bundle_count(&self) -> u64 {
+        self.inner.bundled.get()
+    }
+
+    /// How many pieces were taken from a buffer the kernel went on filling (incremental
+    /// consumption: the buffer served the next receive too).
+    pub fn partial_count(&self) -> u64 {
+        self.inner.partial.get()
+    }
+
     /// True when the kernel picks the buffers (an io_uring provided-buffer ring).
     pub fn is_kernel_ring(&self) -> bool {
         self.inner.ring.is_some()
+    }
+
+    /// True when the kernel consumes this pool's buffers in part (asked for with
+    /// [`BufPoolBuilder::incremental`], and the kernel has `IOU_PBUF_RING_INC`).
+    pub fn is_incremental(&self) -> bool {
+        self.inner.ring.as_ref().is_some_and(|r| r.incremental)
+    }
+
+    /// True when a multishot receive on this pool takes several buffers per completion (asked
+    /// for with [`BufPoolBuilder::bundles`], and the kernel has `IORING_RECVSEND_BUNDLE`).
+    pub fn has_bundles(&self) -> bool {
+        self.inner.bundles
     }
 
     pub(crate) fn inner(&self) -> &Rc<PoolInner> {
@@ -225,6 +316,8 @@ impl std::fmt::Debug for BufPool {
             .field("buffer_size", &self.buffer_size())
             .field("available", &self.available())
             .field("kernel_ring", &self.is_kernel_ring())
+            .field("incremental", &self.is_incremental())
+            .field("bundles", &self.has_bundles())
             .finish()
     }
 }
@@ -249,83 +342,34 @@ impl Future for BufferReturned<'_> {
     }
 }
 
-/// A provided-buffer ring registered with one io_uring.
-struct RingState {
-    entries: NonNull<BufRingEntry>,
-    layout: Layout,
-    mask: u16,
-    /// Our copy of the tail; published to the kernel with a release store after each entry.
-    tail: Cell<u16>,
-    group: u16,
-    /// Keeps the proactor (and so its ring) alive until the buffer ring is unregistered.
-    handle: Handle,
-}
-
-impl RingState {
-    /// Registers a ring for `count` buffers; `Ok(None)` on a driver other than io_uring.
-    fn register(handle: &Handle, count: u16) -> io::Result<Option<RingState>> {
-        let driver = handle.core.driver.borrow();
-        let Some(uring) = driver.uring() else { return Ok(None) };
-        let slots = count.next_power_of_two();
-        let size = slots as usize * std::mem::size_of::<BufRingEntry>();
-        let layout = Layout::from_size_align(size.max(PAGE), PAGE)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ring too large"))?;
-        // SAFETY: the layout has a non-zero size; zeroed memory is an empty ring (tail 0).
-        let entries = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
-            .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?
-            .cast::<BufRingEntry>();
-        let mut last = None;
-        for _ in 0..16 {
-            let group = NEXT_GROUP.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the ring memory is page-aligned, `slots` entries long, and stays allocated
-            // (and unmoved) until it is unregistered in `Drop` or leaked.
-            let res = unsafe {
-                uring.submitter().register_buf_ring_with_flags(
-                    entries.as_ptr() as u64,
-                    slots,
-                    group,
-                    0,
-                )
-            };
-            match res {
-                Ok(()) => {
-                    let handle = handle.clone();
-                    let mask = slots - 1;
-                    return Ok(Some(RingState {
-                        entries,
-                        layout,
-                        mask,
-                        tail: Cell::new(0),
-                        group,
-                        handle,
-                    }));
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => last = Some(e),
-                Err(e) => {
-                    last = Some(e);
-                    break;
-                }
-            }
-        }
-        // SAFETY: registration failed, so the kernel never saw this memory.
-        unsafe { std::alloc::dealloc(entries.as_ptr().cast(), layout) };
-        Err(last.unwrap_or_else(|| io::Error::other("no free buffer group id")))
-    }
+/// Where one buffer of the pool is.
+#[derive(Debug, Clone, Copy, Default)]
+struct BufState {
+    /// Out of the ring and off the free list: the kernel is done with it (or a user-space
+    /// receive took it), and pieces of it are lent out. Only a lent buffer can be given back.
+    lent: bool,
+    /// `PooledBuf`s of this buffer alive.
+    pieces: u32,
+    /// Bytes of it the kernel has consumed so far (incremental rings; 0 otherwise).
+    consumed: u32,
 }
 
 /// The pool's memory and bookkeeping, shared by the pool handles, the buffers handed out and
 /// the receive operations in flight (so it outlives every one of them).
 pub(crate) struct PoolInner {
-    /// `count` buffers of `size` bytes, one block. The kernel (or a receive) writes into a buffer
-    /// only while it is neither in a `PooledBuf` nor on the free list being read.
+    /// `count` buffers of `size` bytes, one block. The kernel (or a receive) writes into a
+    /// buffer only while it is not lent (see `BufState`), and only past what it consumed.
     mem: NonNull<u8>,
     layout: Layout,
     size: usize,
     count: u16,
     ring: Option<RingState>,
+    /// Multishot receives on the ring ask for bundles.
+    bundles: bool,
+    state: Box<[Cell<BufState>]>,
     /// Free buffer ids (user-space mode only).
     free: RefCell<Vec<u16>>,
-    /// Buffers held by `PooledBuf`s.
+    /// Buffers lent out (`BufState::lent`).
     outstanding: Cell<usize>,
     /// Counts buffers given back, so a waiter can tell whether one came back since it looked.
     returned: Cell<u64>,
@@ -333,6 +377,16 @@ pub(crate) struct PoolInner {
     /// Receive streams waiting for a buffer, oldest first: each returned buffer wakes one.
     stream_waiters: RefCell<std::collections::VecDeque<Waker>>,
     exhausted: Cell<u64>,
+    /// Completions that filled several buffers.
+    bundled: Cell<u64>,
+    /// Pieces of a buffer the kernel went on filling.
+    partial: Cell<u64>,
+}
+
+/// `IORING_CQE_F_BUFFER` and the shift of the buffer id in a completion's flags: how the epoll
+/// emulation and a user-space pool name the buffer they received into, as the kernel does.
+pub(crate) fn buffer_flags(id: u16) -> u32 {
+    1 | (u32::from(id) << 16)
 }
 
 impl PoolInner {
@@ -343,6 +397,11 @@ impl PoolInner {
     /// The buffer group of the provided-buffer ring, if the kernel picks buffers.
     pub(crate) fn ring_group(&self) -> Option<u16> {
         self.ring.as_ref().map(|r| r.group)
+    }
+
+    /// True if multishot receives on this pool's ring ask for bundles.
+    pub(crate) fn bundles(&self) -> bool {
+        self.bundles
     }
 
     /// True if this pool's ring belongs to the proactor running on this thread.
@@ -364,16 +423,12 @@ impl PoolInner {
         self.exhausted.set(self.exhausted.get() + 1);
     }
 
-    /// Takes a free buffer (user-space mode).
-    pub(crate) fn take_free(&self) -> Option<u16> {
-        self.free.borrow_mut().pop()
-    }
-
     /// A non-blocking receive on `fd` into a free buffer (user-space mode, on the loop's
     /// thread): the buffer's id and the bytes received, or the error with the buffer back on
-    /// the free list (`ENOBUFS` when none is free).
+    /// the free list (`ENOBUFS` when none is free). Hand the buffer out with
+    /// [`PoolInner::take_completion`] and [`buffer_flags`].
     pub(crate) fn recv_into_free(&self, fd: std::os::fd::RawFd) -> io::Result<(u16, u32)> {
-        let Some(id) = self.take_free() else {
+        let Some(id) = self.free.borrow_mut().pop() else {
             return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
         };
         let (ptr, len) = (self.buf_ptr(id), self.size);
@@ -384,25 +439,118 @@ impl PoolInner {
         match res {
             Ok(n) => Ok((id, n)),
             Err(e) => {
-                self.put_free(id);
+                self.free.borrow_mut().push(id);
                 Err(e)
             }
         }
     }
 
-    /// Puts back a buffer that was taken but not handed out (nothing was received into it).
-    pub(crate) fn put_free(&self, id: u16) {
-        self.free.borrow_mut().push(id);
+    /// Turns one receive completion (`res`, and the `flags` that name its buffer) into the
+    /// buffers it filled, lent out as pieces: one buffer, or, for a completion of a receive
+    /// submitted as a bundle (`bundle`), the ring's buffers that followed the one named. With
+    /// an incremental ring each piece starts where the kernel's last use of that buffer ended,
+    /// and a buffer the kernel goes on filling (`IORING_CQE_F_BUF_MORE`) stays in the ring.
+    ///
+    /// `Ok(None)` when no bytes came (end of stream, an error): a whole buffer named then was
+    /// consumed for nothing and goes straight back. An error when the completion names a buffer
+    /// the pool does not consider in the ring — never handed out twice.
+    pub(crate) fn take_completion(
+        self: &Rc<Self>,
+        res: i32,
+        flags: u32,
+        bundle: bool,
+    ) -> io::Result<Option<Received>> {
+        let Some(first) = cqueue::buffer_select(flags) else {
+            if res > 0 {
+                return Err(io::Error::other("a receive completion without its buffer"));
+            }
+            return Ok(None);
+        };
+        let incremental = self.ring.as_ref().is_some_and(|r| r.incremental);
+        let out_of_step = || io::Error::other("a completion names a buffer not in the ring");
+        if first >= self.count || self.state[first as usize].get().lent {
+            return Err(out_of_step());
+        }
+        if res <= 0 {
+            // The kernel names no buffer for these (6.18 recycles it into the ring itself). If
+            // one were named, an incremental ring would not have moved past it: leave it there
+            // — handing it to the ring twice could let the kernel write into a lent buffer.
+            if !incremental {
+                self.make_available(first);
+            }
+            return Ok(None);
+        }
+        let more = incremental && cqueue::buffer_more(flags);
+        let mut left = res as usize;
+        let mut id = first;
+        let mut bufs: Option<Received> = None;
+        loop {
+            let mut st = self.state[id as usize].get();
+            if st.lent {
+                // Already lent: the ring and the pool disagree. Keep what was taken.
+                tracing::error!("buffer pool: a bundle runs into lent buffer {id}");
+                break;
+            }
+            let start = st.consumed as usize;
+            let take = left.min(self.size - start);
+            left -= take;
+            let last = left == 0 || !bundle;
+            if incremental && last && more {
+                // The kernel goes on filling this buffer after these bytes.
+                st.consumed += take as u32;
+                self.partial.set(self.partial.get() + 1);
+            } else {
+                st.lent = true;
+                st.consumed = 0;
+                self.outstanding.set(self.outstanding.get() + 1);
+            }
+            st.pieces += 1;
+            self.state[id as usize].set(st);
+            let piece = PooledBuf::new(self.clone(), id, start, take);
+            match &mut bufs {
+                None => bufs = Some(Received::one(piece)),
+                Some(r) => r.push(piece),
+            }
+            if last {
+                break;
+            }
+            match &self.ring {
+                Some(ring) => id = ring.after(id),
+                None => break,
+            }
+            if id >= self.count {
+                break;
+            }
+        }
+        if left > 0 && !bundle {
+            tracing::error!("buffer pool: a receive reported more bytes than its buffer holds");
+        }
+        if bufs.as_ref().is_some_and(|b| b.buffers() > 1) {
+            self.bundled.set(self.bundled.get() + 1);
+        }
+        Ok(bufs)
     }
 
-    /// Makes a buffer available again — one the user gave back, or one a receive picked but
-    /// did not hand out (end of stream, an error) — and wakes the receives that found the pool
-    /// dry meanwhile: a buffer picked and then recycled may be exactly what they missed.
-    pub(crate) fn recycle(&self, id: u16) {
-        if self.ring.is_some() {
-            self.ring_push(id);
-        } else {
-            self.put_free(id);
+    /// A piece of buffer `id` was dropped: once the last piece of a lent buffer is gone, the
+    /// buffer goes back to the ring (or the free list).
+    pub(crate) fn give_back(&self, id: u16) {
+        let mut st = self.state[id as usize].get();
+        st.pieces -= 1;
+        self.state[id as usize].set(st);
+        if st.pieces == 0 && st.lent {
+            self.outstanding.set(self.outstanding.get() - 1);
+            self.make_available(id);
+        }
+    }
+
+    /// Makes buffer `id` available to receives again — one given back, or one a receive
+    /// consumed for no bytes — and wakes the receives that found the pool dry meanwhile: a
+    /// buffer made available may be exactly what they missed.
+    fn make_available(&self, id: u16) {
+        self.state[id as usize].set(BufState::default());
+        match &self.ring {
+            Some(ring) => ring.push(id, self.buf_ptr(id), self.size as u32),
+            None => self.free.borrow_mut().push(id),
         }
         self.returned.set(self.returned.get() + 1);
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
@@ -428,8 +576,7 @@ impl PoolInner {
         }
     }
 
-    /// True if some buffer is neither lent out nor known to be in use (it may be in the ring,
-    /// or on the free list).
+    /// True if some buffer is not lent out (it may be in the ring, or on the free list).
     pub(crate) fn has_free(&self) -> bool {
         self.outstanding.get() < self.count as usize
     }
@@ -448,125 +595,20 @@ impl PoolInner {
     pub(crate) fn returned_count(&self) -> u64 {
         self.returned.get()
     }
-
-    /// Wraps a buffer holding `len` received bytes for the user.
-    pub(crate) fn hand_out(self: &Rc<Self>, id: u16, len: usize) -> PooledBuf {
-        self.outstanding.set(self.outstanding.get() + 1);
-        PooledBuf { pool: self.clone(), id, len: len.min(self.size) }
-    }
-
-    /// A buffer came back from the user.
-    fn give_back(&self, id: u16) {
-        self.outstanding.set(self.outstanding.get() - 1);
-        self.recycle(id);
-    }
-
-    /// Appends buffer `id` to the provided-buffer ring and publishes it to the kernel.
-    fn ring_push(&self, id: u16) {
-        let Some(ring) = &self.ring else { return };
-        let tail = ring.tail.get();
-        let slot = (tail & ring.mask) as usize;
-        // SAFETY: `slot <= mask`, inside the ring; the kernel reads only entries before the
-        // published tail, so this one is ours until the release store below. The entry's
-        // address/length/id fields do not overlap the tail field (which sits in entry 0's
-        // reserved bytes).
-        unsafe {
-            let entry = &mut *ring.entries.as_ptr().add(slot);
-            entry.set_addr(self.buf_ptr(id) as u64);
-            entry.set_len(self.size as u32);
-            entry.set_bid(id);
-        }
-        let tail = tail.wrapping_add(1);
-        ring.tail.set(tail);
-        // SAFETY: the tail is a naturally aligned u16 inside the ring memory that the kernel
-        // reads with acquire semantics; the release store makes the entry visible first.
-        unsafe {
-            let tail_ptr = BufRingEntry::tail(ring.entries.as_ptr()) as *const AtomicU16;
-            (*tail_ptr).store(tail, Ordering::Release);
-        }
-    }
 }
 
 impl Drop for PoolInner {
     fn drop(&mut self) {
+        // No receive is in flight (each holds an Rc to this), so the kernel will not pick
+        // another buffer; unregistering makes it forget the ring's memory.
         if let Some(ring) = &self.ring {
-            // No receive is in flight (each holds an Rc to this), so the kernel will not pick
-            // another buffer; unregistering makes it forget the ring's memory.
-            let unregistered = match ring.handle.core.driver.try_borrow() {
-                Ok(driver) => match driver.uring() {
-                    Some(u) => u.submitter().unregister_buf_ring(ring.group).is_ok(),
-                    None => false,
-                },
-                Err(_) => false,
-            };
-            if !unregistered {
+            if !ring.free() {
                 tracing::error!("could not unregister a provided-buffer ring; leaking its memory");
                 return;
             }
-            // SAFETY: allocated in `register` with this layout; the kernel no longer uses it.
-            unsafe { std::alloc::dealloc(ring.entries.as_ptr().cast(), ring.layout) };
         }
         // SAFETY: allocated in `build_on` with this layout; no buffer is lent out (each
         // `PooledBuf` and receive holds an Rc) and the kernel can no longer pick one.
         unsafe { std::alloc::dealloc(self.mem.as_ptr(), self.layout) };
-    }
-}
-
-/// Received bytes in a buffer borrowed from a [`BufPool`]; dropping it gives the buffer back.
-///
-/// It dereferences to the bytes received, and can be written out directly (it is an
-/// [`IoBuf`]): `stream.write(pooled_buf)`.
-pub struct PooledBuf {
-    pool: Rc<PoolInner>,
-    id: u16,
-    len: usize,
-}
-
-impl PooledBuf {
-    /// Shortens the content to `len` bytes (no effect if it is shorter already).
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-}
-
-impl std::ops::Deref for PooledBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the first `len` bytes of this buffer were written by the receive; while this
-        // value lives, the buffer is neither in the ring nor on the free list, so nothing else
-        // writes to it.
-        unsafe { std::slice::from_raw_parts(self.pool.buf_ptr(self.id), self.len) }
-    }
-}
-
-impl AsRef<[u8]> for PooledBuf {
-    fn as_ref(&self) -> &[u8] {
-        self
-    }
-}
-
-impl Drop for PooledBuf {
-    fn drop(&mut self) {
-        self.pool.give_back(self.id);
-    }
-}
-
-impl std::fmt::Debug for PooledBuf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledBuf").field("id", &self.id).field("len", &self.len).finish()
-    }
-}
-
-// SAFETY: the pointer is into the pool's block, which the `Rc` keeps allocated and which never
-// moves; the first `len` bytes are initialised, and nothing writes them while this value lives.
-unsafe impl IoBuf for PooledBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.pool.buf_ptr(self.id)
-    }
-    fn bytes_init(&self) -> usize {
-        self.len
-    }
-    fn bytes_total(&self) -> usize {
-        self.len
     }
 }

@@ -17,6 +17,12 @@
 //! stream then waits until a buffer comes back and submits again: nothing is lost. Waiting
 //! streams are woken one per returned buffer, oldest first, so a thousand connections
 //! sharing sixteen buffers do not all rush at each one that comes back.
+//!
+//! On a pool that takes receive bundles ([`BufPool::has_bundles`]) one completion may fill
+//! several buffers; the stream yields them one by one, in order (the cheapest form: no copy,
+//! and each buffer goes back to the ring as soon as its own item is dropped). The items then
+//! differ from a pool without bundles only in where the chunks are cut, as they do between
+//! runs anyway: the bytes and their order are the same.
 
 use super::pool::PoolInner;
 use super::{BufPool, PooledBuf};
@@ -37,6 +43,8 @@ use std::task::{Context, Poll};
 pub struct RecvStream<F: IoFd + Clone> {
     pool: Rc<PoolInner>,
     how: How<F>,
+    /// The buffers of a bundle after the one yielded, in order.
+    rest: std::collections::VecDeque<PooledBuf>,
 }
 
 /// Chunks that may wait in a multishot receive's stream before it is paused (see the module
@@ -103,7 +111,7 @@ impl BufPool {
         } else {
             How::OneShot { fd, op: None, dry: None }
         };
-        RecvStream { pool: inner, how }
+        RecvStream { pool: inner, how, rest: Default::default() }
     }
 }
 
@@ -143,7 +151,14 @@ impl<F: IoFd + Clone> RecvStream<F> {
             }
             match Pin::new(&mut *op).poll_next(cx) {
                 Poll::Ready(None) if op.last_result() == Some(-libc::ENOBUFS) => *waiting = true,
-                other => return other,
+                Poll::Ready(Some(Ok(bufs))) => {
+                    let (first, rest) = bufs.into_parts();
+                    self.rest.extend(rest);
+                    return Poll::Ready(Some(Ok(first)));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
@@ -191,6 +206,9 @@ impl<F: IoFd + Clone> Stream for RecvStream<F> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some(buf) = this.rest.pop_front() {
+            return Poll::Ready(Some(Ok(buf)));
+        }
         let poll = match &mut this.how {
             How::Multi { .. } => this.poll_multi(cx),
             How::OneShot { fd, op, dry } => Self::poll_one_shot(&this.pool, fd, op, dry, cx),

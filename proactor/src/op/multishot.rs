@@ -16,17 +16,13 @@
 use super::net::ACCEPT_FLAGS;
 use super::sealed::{Hooks, MultiHooks};
 use super::{cvt, name_error, BlockingCall, Emulation, Multishot, OpCode};
-use crate::buf::pool::PoolInner;
-use crate::buf::{BufPool, PooledBuf};
+use crate::buf::pool::{buffer_flags, PoolInner};
+use crate::buf::{BufPool, Received};
 use crate::fd::IoFd;
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::{opcode, squeue, types};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
-
-/// `IORING_CQE_F_BUFFER` and the shift of the buffer id in a completion's flags.
-const CQE_BUFFER: u32 = 1;
-const BUFFER_SHIFT: u32 = 16;
 
 /// The error of a multishot completion, or `None` for the ones that only end the request.
 fn item_error(name: &'static str, res: i32, silent: &[i32]) -> Option<io::Error> {
@@ -110,6 +106,10 @@ impl<F: IoFd> MultiHooks for AcceptMulti<F> {
 /// data has arrived: one completion per chunk. On io_uring the pool must be a provided-buffer
 /// ring of this proactor (see [`BufPool::is_kernel_ring`]); on epoll any pool serves.
 ///
+/// Each item is the buffers one completion filled ([`Received`]): one, or several in ring
+/// order when the pool takes bundles ([`BufPool::has_bundles`]: the request is submitted with
+/// `IORING_RECVSEND_BUNDLE`). The epoll emulation fills one buffer per item.
+///
 /// The request ends at end of stream (no item), on an error, or with `ENOBUFS` when every
 /// buffer is out (no item; the data waits in the socket — [`BufPool::recv_stream`] waits for a
 /// buffer and submits again).
@@ -118,12 +118,14 @@ pub struct RecvMulti<F> {
     pool: Rc<PoolInner>,
     /// The completion flags not yet turned into an item: the kernel's, or the emulation's.
     flags: u32,
+    /// Submitted as a bundle: a completion may cover several buffers.
+    bundle: bool,
 }
 
 impl<F: IoFd> RecvMulti<F> {
     /// Receives on `fd` into buffers of `pool`.
     pub fn new(fd: F, pool: &BufPool) -> Self {
-        RecvMulti { fd, pool: pool.inner().clone(), flags: 0 }
+        RecvMulti { fd, pool: pool.inner().clone(), flags: 0, bundle: false }
     }
 }
 
@@ -133,7 +135,7 @@ impl<F: IoFd> OpCode for RecvMulti<F> {
 }
 
 impl<F: IoFd> Multishot for RecvMulti<F> {
-    type Item = PooledBuf;
+    type Item = Received;
 }
 
 impl<F: IoFd> Hooks for RecvMulti<F> {
@@ -142,7 +144,14 @@ impl<F: IoFd> Hooks for RecvMulti<F> {
     fn uring_entry(&mut self) -> squeue::Entry {
         // Only submitted with a ring of this proactor (`refuse` says so before submission).
         let group = self.pool.ring_group().unwrap_or(u16::MAX);
-        opcode::RecvMulti::new(types::Fd(self.fd.raw_fd()), group).build()
+        let fd = types::Fd(self.fd.raw_fd());
+        self.bundle = self.pool.bundles();
+        if self.bundle {
+            // `IORING_RECV_MULTISHOT | IORING_RECVSEND_BUNDLE` in the entry's ioprio.
+            opcode::RecvMultiBundle::new(fd, group).build()
+        } else {
+            opcode::RecvMulti::new(fd, group).build()
+        }
     }
     fn emulation(&self) -> Emulation {
         Emulation::Readable(self.fd.raw_fd())
@@ -155,7 +164,7 @@ impl<F: IoFd> Hooks for RecvMulti<F> {
         }
         let (id, n) = self.pool.recv_into_free(self.fd.raw_fd())?;
         // The buffer is named in the flags, as the kernel names the one it picked.
-        self.flags = CQE_BUFFER | (u32::from(id) << BUFFER_SHIFT);
+        self.flags = buffer_flags(id);
         Ok(n)
     }
     fn blocking(&mut self) -> Option<BlockingCall> {
@@ -180,16 +189,11 @@ impl<F: IoFd> Hooks for RecvMulti<F> {
 impl<F: IoFd> MultiHooks for RecvMulti<F> {
     fn item(&mut self, res: i32, flags: u32) -> Option<io::Result<<Self as Multishot>::Item>> {
         self.flags = 0;
-        let picked = cqueue::buffer_select(flags);
-        if res > 0 {
-            return Some(match picked {
-                Some(id) => Ok(self.pool.hand_out(id, res as usize)),
-                None => Err(name_error(Self::NAME, io::Error::other("no buffer in a completion"))),
-            });
-        }
-        // End of stream or an error: a buffer picked for it goes straight back.
-        if let Some(id) = picked {
-            self.pool.recycle(id);
+        // End of stream or an error: a buffer named for it goes straight back.
+        match self.pool.take_completion(res, flags, self.bundle) {
+            Ok(Some(bufs)) => return Some(Ok(bufs)),
+            Ok(None) => {}
+            Err(e) => return Some(Err(name_error(Self::NAME, e))),
         }
         if res == 0 {
             return None;

@@ -13,10 +13,10 @@
 
 use super::sealed::Hooks;
 use super::{BlockingCall, Emulation, OpCode};
-use crate::buf::pool::PoolInner;
+use crate::buf::pool::{buffer_flags, PoolInner};
 use crate::buf::{BufPool, PooledBuf};
 use crate::fd::IoFd;
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::{opcode, squeue, types};
 use std::io;
 use std::rc::Rc;
 
@@ -44,8 +44,8 @@ pub struct RecvPooled<F> {
     fd: F,
     pool: Rc<PoolInner>,
     via: Via,
-    /// The buffer the kernel or `perform` received into.
-    picked: Option<u16>,
+    /// The completion's flags, naming the buffer the kernel or `perform` received into.
+    flags: u32,
     /// Wait for readability before the first receive attempt (io_uring buffer ring only).
     poll_first: bool,
 }
@@ -57,7 +57,7 @@ impl<F: IoFd> RecvPooled<F> {
             fd,
             pool: pool.inner().clone(),
             via: Via::NotSubmitted,
-            picked: None,
+            flags: 0,
             poll_first: false,
         }
     }
@@ -72,10 +72,10 @@ impl<F: IoFd> RecvPooled<F> {
     }
 
     /// A non-blocking receive into a free buffer (user-space pool). On success the buffer is
-    /// recorded in `picked`; otherwise it is back on the free list.
+    /// named in `flags`; otherwise it is back on the free list.
     fn recv_now(&mut self) -> io::Result<u32> {
         let (id, n) = self.pool.recv_into_free(self.fd.raw_fd())?;
-        self.picked = Some(id);
+        self.flags = buffer_flags(id);
         Ok(n)
     }
 }
@@ -127,9 +127,7 @@ impl<F: IoFd> Hooks for RecvPooled<F> {
     }
 
     fn set_cqe_flags(&mut self, flags: u32) {
-        if let Some(id) = cqueue::buffer_select(flags) {
-            self.picked = Some(id);
-        }
+        self.flags = flags;
     }
 
     fn blocking(&mut self) -> Option<BlockingCall> {
@@ -138,32 +136,19 @@ impl<F: IoFd> Hooks for RecvPooled<F> {
         None
     }
     fn complete(mut self, res: io::Result<u32>) -> <Self as OpCode>::Output {
-        if self.via == Via::Poll {
-            res?;
+        let res = if self.via == Via::Poll {
             // Readable (or hung up): receive now, into a buffer taken only now.
-            let n = self.recv_now()?;
-            return Ok(self.finish(n));
-        }
-        match res {
-            Ok(n) => Ok(self.finish(n)),
-            Err(e) => {
-                if let Some(id) = self.picked.take() {
-                    self.pool.recycle(id);
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-impl<F: IoFd> RecvPooled<F> {
-    /// Turns `n` received bytes in the picked buffer into the output.
-    fn finish(&mut self, n: u32) -> Option<PooledBuf> {
-        let id = self.picked.take()?;
-        if n == 0 {
-            self.pool.recycle(id);
-            return None;
-        }
-        Some(self.pool.hand_out(id, n as usize))
+            res.and_then(|_| self.recv_now())
+        } else {
+            res
+        };
+        let n = match &res {
+            Ok(n) => (*n).min(i32::MAX as u32) as i32,
+            Err(_) => -1,
+        };
+        // A one-shot receive is never a bundle: one buffer, or a piece of one.
+        let got = self.pool.take_completion(n, self.flags, false)?;
+        res?;
+        Ok(got.map(|r| r.into_parts().0))
     }
 }

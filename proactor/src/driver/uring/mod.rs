@@ -82,6 +82,12 @@ impl UringDriver {
         }
     }
 
+    /// True if the kernel takes several provided buffers in one receive completion
+    /// (`IORING_FEAT_RECVSEND_BUNDLE`, since 6.10).
+    pub(crate) fn recv_bundles(&self) -> bool {
+        self.ring.params().is_feature_recvsend_bundle()
+    }
+
     /// The ring's register interface (provided-buffer rings are registered through it).
     pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
         self.ring.submitter()

@@ -92,10 +92,10 @@ pub fn probe_kernel() -> io::Result<KernelProbe> {
     let send_zc = probe.is_supported(opcode::SendZc::CODE);
     let capabilities = vec![
         ("multishot accept", try_multishot_accept().unwrap_or(false)),
-        ("multishot recv", try_multishot_recv().unwrap_or(false)),
+        ("multishot recv", try_multishot_recv(false).unwrap_or(false)),
         ("buffer ring", try_buf_ring(0).unwrap_or(false)),
         ("buffer ring INC", try_buf_ring(IOU_PBUF_RING_INC).unwrap_or(false)),
-        ("recv bundles", bundles),
+        ("recv bundles", bundles && try_multishot_recv(true).unwrap_or(false)),
         ("send zero-copy", send_zc),
     ];
     Ok(KernelProbe { opcodes, features, capabilities })
@@ -178,28 +178,38 @@ fn try_multishot_accept() -> io::Result<bool> {
     Ok(res >= 0 && io_uring::cqueue::more(flags))
 }
 
-/// A multishot receive of one byte into a one-buffer ring: its completion carries `MORE`.
-fn try_multishot_recv() -> io::Result<bool> {
+/// A multishot receive of 100 bytes into a ring of two 64-byte buffers: its first completion
+/// carries `MORE` and fills one buffer, or both when submitted as a bundle (`bundle`).
+fn try_multishot_recv(bundle: bool) -> io::Result<bool> {
     use std::io::Write;
     let (mut a, b) = std::os::unix::net::UnixStream::pair()?;
     let mut ring = IoUring::new(4)?;
     let mem = BufRingMem::new()?;
     // SAFETY: as in `try_buf_ring`; the ring (and its requests) are gone before `mem`.
-    unsafe { ring.submitter().register_buf_ring_with_flags(mem.addr(), 1, PROBE_GROUP, 0)? };
-    // One buffer: the second half of the page, published by a tail of 1.
-    // SAFETY: entry 0 and the tail lie in the page, which only this thread touches.
+    unsafe { ring.submitter().register_buf_ring_with_flags(mem.addr(), 2, PROBE_GROUP, 0)? };
+    // Two buffers in the second half of the page, published by a tail of 2.
+    // SAFETY: entries 0 and 1 and the tail lie in the page, which only this thread touches.
     unsafe {
-        let entry = &mut *mem.0.as_ptr().cast::<io_uring::types::BufRingEntry>();
-        entry.set_addr(mem.addr() + 2048);
-        entry.set_len(64);
-        entry.set_bid(0);
-        let tail = io_uring::types::BufRingEntry::tail(mem.0.as_ptr().cast()) as *mut u16;
-        std::ptr::write_volatile(tail, 1);
+        let entries = mem.0.as_ptr().cast::<io_uring::types::BufRingEntry>();
+        for i in 0..2u16 {
+            let entry = &mut *entries.add(i as usize);
+            entry.set_addr(mem.addr() + 2048 + 64 * u64::from(i));
+            entry.set_len(64);
+            entry.set_bid(i);
+        }
+        let tail = io_uring::types::BufRingEntry::tail(entries) as *mut u16;
+        std::ptr::write_volatile(tail, 2);
     }
-    a.write_all(b"x")?;
+    a.write_all(&[b'x'; 100])?;
     let fd = io_uring::types::Fd(std::os::fd::AsRawFd::as_raw_fd(&b));
-    let outcome = first_completion(&mut ring, opcode::RecvMulti::new(fd, PROBE_GROUP).build());
+    let entry = if bundle {
+        opcode::RecvMultiBundle::new(fd, PROBE_GROUP).build()
+    } else {
+        opcode::RecvMulti::new(fd, PROBE_GROUP).build()
+    };
+    let outcome = first_completion(&mut ring, entry);
     drop(ring);
     let (res, flags) = outcome?;
-    Ok(res == 1 && io_uring::cqueue::more(flags))
+    let expected = if bundle { 100 } else { 64 };
+    Ok(res == expected && io_uring::cqueue::more(flags))
 }

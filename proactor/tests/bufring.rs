@@ -1,0 +1,264 @@
+//! Provided-buffer ring options on both drivers, over real sockets: receive bundles and
+//! incremental consumption on or off yield the same bytes in the same order, and every buffer
+//! goes back to its pool exactly once — after a drop or a cancel with completions queued too.
+
+mod common;
+
+use proactor::buf::{BufPool, PooledBuf};
+use proactor::net::{TcpListener, UnixStream};
+use proactor::op::RecvMulti;
+use proactor::{submit_multi, DriverChoice};
+use proptest::prelude::*;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::time::Duration;
+
+/// `(incremental, bundles)`: every combination.
+const CONFIGS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+fn pool(buffers: u16, size: usize, (incremental, bundles): (bool, bool)) -> BufPool {
+    BufPool::builder()
+        .buffers(buffers)
+        .buffer_size(size)
+        .incremental(incremental)
+        .bundles(bundles)
+        .build()
+        .unwrap()
+}
+
+/// Turns the loop until no operation is in flight (a dropped stream's receive ends with the
+/// kernel's last completion).
+async fn settle() {
+    let h = proactor::Handle::current();
+    for _ in 0..500 {
+        if h.in_flight().in_flight == 0 {
+            return;
+        }
+        proactor::time::sleep(Duration::from_millis(2)).await.unwrap();
+    }
+    panic!("operations still in flight: {:?}", h.in_flight().by_kind);
+}
+
+/// Proves the pool whole and unaliased: holds every buffer at once, each filled with its own
+/// bytes. A buffer given back twice would sit in the ring twice, and two held buffers would
+/// share memory — the later receive overwriting the earlier one's bytes.
+async fn every_buffer_once(pool: &BufPool) {
+    assert_eq!(pool.available(), pool.capacity(), "every buffer back");
+    let (a, b) = UnixStream::pair().unwrap();
+    // All but one buffer's worth: with incremental consumption one buffer (the ring's head)
+    // may be partly used already, and the receive must not run dry while every piece is held.
+    let total = (pool.capacity() - 1).max(1) * pool.buffer_size();
+    let sent: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+    let mut chunks = b.recv_stream(pool).max_queued(pool.capacity());
+    let mut held: Vec<PooledBuf> = Vec::new();
+    let mut offset = 0;
+    while offset < total {
+        // One buffer's worth at a time, so that each lands in a buffer of its own.
+        let piece = sent[offset..offset + pool.buffer_size()].to_vec();
+        let (res, _) = a.write_all(piece).await;
+        res.unwrap();
+        while held.iter().map(|b| b.len()).sum::<usize>() < offset + pool.buffer_size() {
+            held.push(chunks.next().await.unwrap().unwrap());
+        }
+        offset += pool.buffer_size();
+    }
+    let got: Vec<u8> = held.iter().flat_map(|b| b.iter().copied()).collect();
+    assert!(got == sent, "a buffer lent twice: held bytes were overwritten");
+    drop(held);
+    drop(chunks);
+    settle().await;
+    assert_eq!(pool.available(), pool.capacity(), "every buffer back after the check");
+}
+
+/// Sends `messages` (sizes) over a TCP connection from a plain thread, pausing now and then so
+/// that the receiver sees both single messages and bursts; returns what the receiving stream
+/// yielded, holding up to `hold` buffers at a time (so the pool runs dry now and then).
+fn stream_through(
+    p: &proactor::Proactor,
+    messages: &[usize],
+    buffers: u16,
+    size: usize,
+    config: (bool, bool),
+    hold: usize,
+) -> Vec<u8> {
+    let messages = messages.to_vec();
+    p.block_on(async move {
+        let pool = pool(buffers, size, config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut n = 0usize;
+            for (i, len) in messages.iter().enumerate() {
+                let msg: Vec<u8> = (0..*len).map(|j| ((n + j) % 253) as u8).collect();
+                n += len;
+                s.write_all(&msg).unwrap();
+                if i % 4 == 3 {
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            }
+        });
+        let (conn, _) = listener.accept().await.unwrap();
+        let mut chunks = conn.recv_stream(&pool);
+        let mut held = VecDeque::new();
+        let mut got = Vec::new();
+        while let Some(buf) = chunks.next().await {
+            let buf = buf.unwrap();
+            assert!(!buf.is_empty() && buf.len() <= size, "a chunk of {} bytes", buf.len());
+            got.extend_from_slice(&buf);
+            held.push_back(buf);
+            while held.len() > hold {
+                held.pop_front();
+            }
+            if got.len() % 7 == 0 {
+                // Let the receive run ahead while we keep buffers.
+                proactor::time::sleep(Duration::from_micros(200)).await.unwrap();
+            }
+        }
+        client.join().unwrap();
+        drop(held);
+        drop(chunks);
+        settle().await;
+        every_buffer_once(&pool).await;
+        got
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bundles_and_incremental_on_or_off_give_byte_identical_streams(
+        messages in prop::collection::vec(1usize..5000, 1..30),
+        size in prop::sample::select(vec![64usize, 300, 1024, 4096]),
+        buffers in 2u16..10,
+    ) {
+        let expected: Vec<u8> = {
+            let total: usize = messages.iter().sum();
+            (0..total).map(|i| (i % 253) as u8).collect()
+        };
+        for driver in [DriverChoice::Uring, DriverChoice::Epoll] {
+            let p = common::proactor(driver);
+            for config in CONFIGS {
+                let hold = (buffers as usize - 1).min(3);
+                let got = stream_through(&p, &messages, buffers, size, config, hold);
+                prop_assert!(
+                    got == expected,
+                    "{driver:?} {config:?}: {} of {} bytes, or out of order",
+                    got.len(),
+                    expected.len()
+                );
+            }
+        }
+    }
+}
+
+/// The options take effect on io_uring: a burst fills several buffers per completion with
+/// bundles, small messages share a buffer with incremental consumption.
+#[test]
+fn bundles_and_incremental_consumption_happen_where_the_kernel_has_them() {
+    let probe = proactor::driver::probe_kernel().unwrap();
+    let cap = |name: &str| probe.capabilities.iter().any(|(n, ok)| *n == name && *ok);
+    let p = common::proactor(DriverChoice::Uring);
+    p.block_on(async {
+        for (config, burst) in [((false, true), 8 * 256), ((true, false), 16)] {
+            let pool = pool(16, 256, config);
+            let (a, b) = UnixStream::pair().unwrap();
+            let mut chunks = b.recv_stream(&pool);
+            let mut got = Vec::new();
+            for round in 0..20u8 {
+                let (res, _) = a.write_all(vec![round; burst]).await;
+                res.unwrap();
+                while got.len() < (round as usize + 1) * burst {
+                    got.extend_from_slice(&chunks.next().await.unwrap().unwrap());
+                }
+            }
+            if config.1 && cap("recv bundles") {
+                assert!(pool.bundle_count() > 0, "no completion filled several buffers");
+            }
+            if config.0 && cap("buffer ring INC") {
+                assert!(pool.partial_count() > 0, "no buffer was consumed in part");
+            }
+        }
+    });
+}
+
+#[proactor::test]
+async fn a_dropped_stream_with_completions_queued_gives_each_buffer_back_once() {
+    for config in CONFIGS {
+        let pool = pool(8, 128, config);
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut chunks = b.recv_stream(&pool).max_queued(64);
+        for i in 0..6u8 {
+            // Bursts of one and a half buffers: bundles span two, INC leaves a rest.
+            let (res, _) = a.write(vec![i; 192]).await;
+            res.unwrap();
+            proactor::time::sleep(Duration::from_millis(2)).await.unwrap();
+        }
+        let first = chunks.next().await.unwrap().unwrap();
+        assert_eq!(first[0], 0);
+        // Completions are queued in the operation's block (and the bundle's rest in the
+        // stream): drop them all, one of them still held.
+        drop(chunks);
+        settle().await;
+        assert!(pool.available() < pool.capacity(), "{config:?}: the held buffer is lent");
+        drop(first);
+        every_buffer_once(&pool).await;
+    }
+}
+
+#[proactor::test]
+async fn a_cancelled_receive_with_completions_queued_loses_nothing() {
+    for config in CONFIGS {
+        let pool = pool(8, 100, config);
+        let (a, b) = UnixStream::pair().unwrap();
+        let sent: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let sent = sent.clone();
+            proactor::spawn(async move {
+                for piece in sent.chunks(250) {
+                    let (res, _) = a.write(piece.to_vec()).await;
+                    res.unwrap();
+                    proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
+                }
+                a
+            })
+        };
+        let mut ops = submit_multi(RecvMulti::new(b.as_raw_fd(), &pool));
+        let mut got = Vec::new();
+        let mut cancelled = false;
+        while let Some(item) = ops.next().await {
+            let bufs = item.unwrap();
+            assert!(bufs.buffers() >= 1 && bufs.bytes() == bufs.to_vec().len());
+            got.extend_from_slice(&bufs.to_vec());
+            if got.len() >= 900 && !cancelled {
+                // Let completions pile up behind the cancel.
+                proactor::time::sleep(Duration::from_millis(3)).await.unwrap();
+                ops.cancel();
+                cancelled = true;
+            }
+        }
+        assert!(cancelled, "{config:?}: the stream must not end before the cancel");
+        drop(ops);
+        let a = writer.await.unwrap();
+        drop(a);
+        // The rest is still in the socket: read it, and the whole stream is intact.
+        loop {
+            let (res, buf) = b.read(vec![0u8; 4096]).await;
+            let n = res.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got == sent,
+            "{config:?}: got {} of {} bytes, or out of order",
+            got.len(),
+            sent.len()
+        );
+        settle().await;
+        every_buffer_once(&pool).await;
+    }
+}
