@@ -3,7 +3,6 @@
 
 use crate::{DriverChoice, Proactor};
 use std::fmt::Debug;
-use std::future::Future;
 
 /// A proactor on `driver` with `entries` ring entries; panics, saying why, if it cannot start
 /// (`main` has nothing better to do, and a test must fail).
@@ -45,30 +44,52 @@ impl<E: Debug> TestOutput for Result<(), E> {
     }
 }
 
-/// Runs `body` once per driver in `drivers`, each on a fresh proactor, and fails (panics) after
-/// all have run if any failed, naming each driver that failed and what it said.
-pub fn run_test<F, Fut>(name: &str, drivers: &[DriverChoice], entries: Option<u32>, body: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future,
-    Fut::Output: TestOutput,
-{
+/// One run of a test: on a driver, or skipped there, with the reason printed.
+#[derive(Debug, Clone, Copy)]
+pub enum Run {
+    /// Run the body on this driver.
+    On(DriverChoice),
+    /// Do not run it here; say `SKIPPED on <driver>: <why>`.
+    Skip(DriverChoice, &'static str),
+}
+
+/// The name `--driver` and `PROACTOR_DRIVER` take for a driver (`uring`, `epoll`), what a
+/// `fn(driver: &str)` test is given.
+pub fn driver_arg(driver: DriverChoice) -> &'static str {
+    match driver {
+        DriverChoice::Uring => "uring",
+        DriverChoice::Epoll => "epoll",
+        _ => "auto",
+    }
+}
+
+/// Calls `body` once per [`Run::On`] in `runs`, in order, and fails (panics) after all have run
+/// if any failed (a panic, or an output that [`TestOutput::check`]s as failure), naming each
+/// driver that failed and what it said. A [`Run::Skip`] prints its reason and passes.
+pub fn run_test<R: TestOutput>(name: &str, runs: &[Run], mut body: impl FnMut(DriverChoice) -> R) {
     let mut failed = Vec::new();
-    for &driver in drivers {
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            build(driver, entries).block_on(body()).check()
-        }));
-        let why = match run {
+    for &run in runs {
+        let driver = match run {
+            Run::On(driver) => driver,
+            Run::Skip(driver, why) => {
+                eprintln!("{name}: SKIPPED on {}: {why}", driver_name(driver));
+                continue;
+            }
+        };
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(driver).check()));
+        let why = match outcome {
             Ok(Ok(())) => continue,
             Ok(Err(why)) => why,
             Err(payload) => panic_message(payload.as_ref()),
         };
         eprintln!("{name}: FAILED on {}: {why}", driver_name(driver));
-        failed.push(format!("{}: {why}", driver_name(driver)));
+        failed.push((driver_name(driver), why));
     }
     if !failed.is_empty() {
-        let on: Vec<&str> = failed.iter().map(|f| f.split(':').next().unwrap_or("")).collect();
-        panic!("{name} failed on {}\n{}", on.join(" and "), failed.join("\n"));
+        let on: Vec<&str> = failed.iter().map(|(d, _)| *d).collect();
+        let what: Vec<String> = failed.iter().map(|(d, why)| format!("{d}: {why}")).collect();
+        panic!("{name} failed on {}\n{}", on.join(" and "), what.join("\n"));
     }
 }
 
