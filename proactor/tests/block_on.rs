@@ -1,7 +1,9 @@
 //! `block_on` and `run` refuse to nest (a nested loop would stall the outer one).
 mod common;
+use proactor::Proactor;
 
-driver_test!(nested_block_on_and_run_are_refused_with_a_clear_error, |p| {
+#[proactor::test]
+fn nested_block_on_and_run_are_refused_with_a_clear_error(p: &Proactor) {
     let (inner, ran) = p.block_on(async {
         let q = common::proactor(proactor::DriverChoice::Auto);
         let nested = q.try_block_on(async { 42 }).unwrap_err();
@@ -17,4 +19,4 @@ driver_test!(nested_block_on_and_run_are_refused_with_a_clear_error, |p| {
     // Once the outer call returned, the thread may drive a loop again.
     assert_eq!(p.try_block_on(async { 7 }).unwrap(), 7);
     p.run().unwrap();
-});
+}

@@ -3,6 +3,8 @@
 //! HTTP/1.1 keep-alive and h2c, a hyper client on proactor fetches from a tokio server, the axum
 //! example's routes, the TLS echo example, and the timer.
 #![cfg(all(feature = "hyper", feature = "tokio-io"))]
+// The hyper and axum examples each load the support file they share (examples/support/).
+#![allow(clippy::duplicate_mod)]
 mod common;
 
 #[allow(dead_code)]
@@ -22,6 +24,7 @@ use proactor::compat::hyper::{HyperExecutor, HyperTimer};
 use proactor::compat::Compat;
 use proactor::net::{TcpListener, TcpStream};
 use proactor::time;
+use proactor::Proactor;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -58,7 +61,8 @@ fn start_hyper_example() -> SocketAddr {
 }
 
 // 1,000 requests over one HTTP/1.1 keep-alive connection from hyper's client on tokio.
-driver_test!(hyper_server_http1_keep_alive_1000_requests, |p| {
+#[proactor::test]
+fn hyper_server_http1_keep_alive_1000_requests(p: &Proactor) {
     p.block_on(async {
         let addr = start_hyper_example();
         let answered = on_tokio_thread(move || async move {
@@ -85,10 +89,11 @@ driver_test!(hyper_server_http1_keep_alive_1000_requests, |p| {
         .await;
         assert_eq!(answered, 1000);
     });
-});
+}
 
 // 1,000 requests over one h2c connection (prior knowledge), 50 streams at a time.
-driver_test!(hyper_server_h2c_1000_requests, |p| {
+#[proactor::test]
+fn hyper_server_h2c_1000_requests(p: &Proactor) {
     p.block_on(async {
         let addr = start_hyper_example();
         let answered = on_tokio_thread(move || async move {
@@ -121,7 +126,7 @@ driver_test!(hyper_server_h2c_1000_requests, |p| {
         .await;
         assert_eq!(answered, 1000);
     });
-});
+}
 
 /// Deterministic bytes for bodies.
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -138,7 +143,8 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 // A hyper client on proactor, HTTP/1.1 and h2c, fetches a 1 MiB body from a hyper server on
 // tokio in another thread and checks its hash.
-driver_test!(hyper_client_fetches_from_a_tokio_server, |p| {
+#[proactor::test]
+fn hyper_client_fetches_from_a_tokio_server(p: &Proactor) {
     const LEN: usize = 1 << 20;
     let body = Bytes::from(pattern(LEN, 7));
     let want = Sha256::digest(&body);
@@ -205,7 +211,7 @@ driver_test!(hyper_client_fetches_from_a_tokio_server, |p| {
         };
         let (_, ()) = futures_util::future::join(server, client).await;
     });
-});
+}
 
 /// A hyper HTTP/1.1 or h2c client on this proactor.
 async fn get(addr: SocketAddr, path: &str, h2: bool) -> (Response<()>, Bytes) {
@@ -226,7 +232,8 @@ async fn get(addr: SocketAddr, path: &str, h2: bool) -> (Response<()>, Bytes) {
 }
 
 // The axum example: status, content type and body of each route, over HTTP/1.1 and h2c.
-driver_test!(axum_example_routes, |p| {
+#[proactor::test]
+fn axum_example_routes(p: &Proactor) {
     p.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -261,11 +268,12 @@ driver_test!(axum_example_routes, |p| {
             assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         }
     });
-});
+}
 
 // The TLS echo example: 1 MiB through a TLS client on this proactor (tokio-rustls over the
 // adapter on both ends), back byte-exact.
-driver_test!(tls_echo_round_trips_1_mib, |p| {
+#[proactor::test]
+fn tls_echo_round_trips_1_mib(p: &Proactor) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_rustls::rustls::{self, pki_types::ServerName, ClientConfig, RootCertStore};
     p.block_on(async {
@@ -303,10 +311,11 @@ driver_test!(tls_echo_round_trips_1_mib, |p| {
         assert_eq!(back.len(), LEN);
         assert!(back == data, "the echo differs");
     });
-});
+}
 
 // The timer: a sleep lasts at least its duration; dropped sleeps cancel their timers.
-driver_test!(hyper_timer_sleeps_and_cancels, |p| {
+#[proactor::test]
+fn hyper_timer_sleeps_and_cancels(p: &Proactor) {
     use hyper::rt::Timer;
     p.block_on(async {
         let t = Instant::now();
@@ -333,4 +342,4 @@ driver_test!(hyper_timer_sleeps_and_cancels, |p| {
             time::sleep(Duration::from_millis(1)).await.unwrap();
         }
     });
-});
+}

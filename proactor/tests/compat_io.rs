@@ -7,6 +7,7 @@ mod common;
 use proactor::compat::Compat;
 use proactor::net::{TcpListener, TcpStream, UnixStream};
 use proactor::time;
+use proactor::Proactor;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::pin::pin;
@@ -52,7 +53,8 @@ const COPY_LEN: usize = 64 << 20;
 
 // 64 MiB: writer → socket pair 1 → `tokio::io::copy` → socket pair 2 → reader, hashed at both
 // ends, all over the adapter.
-driver_test!(tokio_copy_64_mib_between_sockets, |p| {
+#[proactor::test]
+fn tokio_copy_64_mib_between_sockets(p: &Proactor) {
     p.block_on(async {
         let (src_w, src_r) = tcp_pair().await;
         let (dst_w, dst_r) = tcp_pair().await;
@@ -95,12 +97,13 @@ driver_test!(tokio_copy_64_mib_between_sockets, |p| {
         assert_eq!(copier.await.unwrap(), COPY_LEN as u64);
         assert_eq!(writer.await.unwrap(), hash.finalize(), "the bytes differ");
     });
-});
+}
 
 // Reads raced against a short timer that wins often, both while the receive waits for data and
 // when the data has just arrived: the dropped read future leaves the receive in the adapter,
 // and the bytes of the stream arrive complete and in order.
-driver_test!(dropped_read_future_loses_no_byte, |p| {
+#[proactor::test]
+fn dropped_read_future_loses_no_byte(p: &Proactor) {
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         const LEN: usize = 300_000;
@@ -165,11 +168,12 @@ driver_test!(dropped_read_future_loses_no_byte, |p| {
         assert_eq!(got.len(), sent.len());
         assert!(got == sent, "the stream was reordered or corrupted");
     });
-});
+}
 
 // A dropped read future, then the adapter itself dropped with its receive in flight: the
 // receive is cancelled and the socket stays usable by a new adapter.
-driver_test!(adapter_dropped_with_read_in_flight, |p| {
+#[proactor::test]
+fn adapter_dropped_with_read_in_flight(p: &Proactor) {
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         let b = std::rc::Rc::new(b);
@@ -188,10 +192,11 @@ driver_test!(adapter_dropped_with_read_in_flight, |p| {
         r.read_exact(&mut buf[..5]).await.unwrap();
         assert_eq!(&buf[..5], b"after");
     });
-});
+}
 
 // `futures::io`: buffered line reads (`AsyncBufRead`), vectored writes, close.
-driver_test!(futures_io_lines_and_close, |p| {
+#[proactor::test]
+fn futures_io_lines_and_close(p: &Proactor) {
     // Called by path: the tokio traits imported above have methods of the same names.
     use futures_util::io::{AsyncBufReadExt, AsyncReadExt as FRead, AsyncWriteExt as FWrite};
     p.block_on(async {
@@ -221,11 +226,12 @@ driver_test!(futures_io_lines_and_close, |p| {
         assert_eq!(FRead::read_to_end(&mut r, &mut rest).await.unwrap(), 0, "end of stream");
         writer.await.unwrap();
     });
-});
+}
 
 // Write errors reach the caller: once the peer is gone, a write or the flush after it fails
 // (EPIPE or ECONNRESET), within a bounded number of tries.
-driver_test!(write_error_after_peer_closed, |p| {
+#[proactor::test]
+fn write_error_after_peer_closed(p: &Proactor) {
     p.block_on(async {
         let (a, b) = tcp_pair().await;
         drop(b);
@@ -251,11 +257,12 @@ driver_test!(write_error_after_peer_closed, |p| {
             "unexpected error {e:?}"
         );
     });
-});
+}
 
 // Flush waits for the send in flight; shutdown sends end of stream after the bytes; a second
 // shutdown is Ok.
-driver_test!(flush_and_shutdown_order, |p| {
+#[proactor::test]
+fn flush_and_shutdown_order(p: &Proactor) {
     p.block_on(async {
         let (a, b) = tcp_pair().await;
         let mut w = Compat::with_capacity(a, 1024, 100);
@@ -276,4 +283,4 @@ driver_test!(flush_and_shutdown_order, |p| {
         r.read_to_end(&mut got).await.unwrap();
         assert!(got == data);
     });
-});
+}

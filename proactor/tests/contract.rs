@@ -9,6 +9,7 @@ use core_util::{run_op, FRONTS};
 use proactor::buf::{IoBuf, IoBufMut};
 use proactor::fd::IoFd;
 use proactor::op::{self, uring, BlockingCall, Custom, CustomOp, Emulation};
+use proactor::Proactor;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Seek, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
@@ -71,7 +72,8 @@ unsafe impl IoBufMut for NotingBuf {
     }
 }
 
-driver_test!(user_fd_and_buffer_code_runs_on_the_loop_thread_only, |p| {
+#[proactor::test]
+fn user_fd_and_buffer_code_runs_on_the_loop_thread_only(p: &Proactor) {
     // A regular file: epoll cannot watch it, so the epoll driver runs the read and the write on
     // its blocking pool. Neither the descriptor's nor the buffer's code may run there.
     let mut file = tempfile::tempfile().unwrap();
@@ -99,7 +101,7 @@ driver_test!(user_fd_and_buffer_code_runs_on_the_loop_thread_only, |p| {
     let calls = calls.borrow();
     assert!(!calls.is_empty());
     assert!(calls.iter().all(|&t| t == me), "user trait code ran on another thread");
-});
+}
 
 /// `fstat` of a raw descriptor through the extension trait: the user's own operation, on both
 /// drivers, through both front ends. Its `statx` record is owned by the operation (boxed).
@@ -158,7 +160,8 @@ unsafe impl CustomOp for MyStatx {
     }
 }
 
-driver_test!(a_custom_operation_runs_on_both_front_ends, |p| {
+#[proactor::test]
+fn a_custom_operation_runs_on_both_front_ends(p: &Proactor) {
     let mut file = tempfile::tempfile().unwrap();
     file.write_all(&[7u8; 4321]).unwrap();
     for front in FRONTS {
@@ -169,7 +172,7 @@ driver_test!(a_custom_operation_runs_on_both_front_ends, |p| {
     let err = run_op(p, FRONTS[0], Custom(MyStatx::new(-1))).unwrap_err();
     assert_eq!(op::raw_os_error(&err), Some(libc::EBADF));
     assert!(err.to_string().contains("my_statx"), "{err}");
-});
+}
 
 /// A custom operation with no blocking form sent where epoll needs one: a clear error, not a
 /// call on the wrong thread and not a hang.
@@ -193,7 +196,8 @@ unsafe impl CustomOp for NoPool {
     }
 }
 
-driver_test!(a_custom_operation_without_a_blocking_form, |p| {
+#[proactor::test]
+fn a_custom_operation_without_a_blocking_form(p: &Proactor) {
     let file = tempfile::tempfile().unwrap();
     for front in FRONTS {
         let res = run_op(p, front, Custom(NoPool(file.as_raw_fd())));
@@ -202,4 +206,4 @@ driver_test!(a_custom_operation_without_a_blocking_form, |p| {
             _ => assert_eq!(op::raw_os_error(&res.unwrap_err()), Some(libc::EOPNOTSUPP)),
         }
     }
-});
+}

@@ -6,6 +6,7 @@ mod common;
 mod core_util;
 
 use core_util::{errno, pipe};
+use proactor::Proactor;
 use proactor::{op, submit};
 use std::cell::RefCell;
 use std::io::{Read as _, Write as _};
@@ -39,7 +40,8 @@ fn is_nonblocking(fd: i32) -> bool {
     flags & libc::O_NONBLOCK != 0
 }
 
-driver_test!(a_receive_and_a_send_wait_on_one_socket_at_once, |p| {
+#[proactor::test]
+fn a_receive_and_a_send_wait_on_one_socket_at_once(p: &Proactor) {
     let (a, b) = UnixStream::pair().unwrap();
     let queued = fill(&a);
     let a = Rc::new(a);
@@ -67,9 +69,10 @@ driver_test!(a_receive_and_a_send_wait_on_one_socket_at_once, |p| {
     });
     assert_eq!(sent, 1000);
     assert_eq!(received, b"pong");
-});
+}
 
-driver_test!(several_readers_on_one_pipe_each_get_their_own_bytes, |p| {
+#[proactor::test]
+fn several_readers_on_one_pipe_each_get_their_own_bytes(p: &Proactor) {
     let (r, w) = pipe();
     let r = Rc::new(r);
     let got = Rc::new(RefCell::new(Vec::new()));
@@ -92,9 +95,10 @@ driver_test!(several_readers_on_one_pipe_each_get_their_own_bytes, |p| {
     let mut got = got.borrow().clone();
     got.sort_unstable();
     assert_eq!(got, b"abcd", "every byte read exactly once");
-});
+}
 
-driver_test!(blocking_mode_descriptors_never_block_the_loop, |p| {
+#[proactor::test]
+fn blocking_mode_descriptors_never_block_the_loop(p: &Proactor) {
     // A pipe and a socket pair in blocking mode, a blocking listener, a blocking socket to
     // connect: each waits while a timer keeps firing, so the loop itself never blocks.
     let (r, w) = pipe();
@@ -140,9 +144,10 @@ driver_test!(blocking_mode_descriptors_never_block_the_loop, |p| {
         assert_eq!((res.unwrap(), &buf[..]), (2, &b"hi"[..]));
     });
     assert_eq!(*ticks.borrow(), 3, "timers fired while the operations waited");
-});
+}
 
-driver_test!(a_descriptor_number_closed_and_reused_is_watched_afresh, |p| {
+#[proactor::test]
+fn a_descriptor_number_closed_and_reused_is_watched_afresh(p: &Proactor) {
     for round in 0..20 {
         let (a, b) = UnixStream::pair().unwrap();
         let a = Rc::new(a);
@@ -168,9 +173,10 @@ driver_test!(a_descriptor_number_closed_and_reused_is_watched_afresh, |p| {
         assert_eq!(buf, b"new");
         writer.join().unwrap();
     }
-});
+}
 
-driver_test!(timers_fire_in_deadline_order, |p| {
+#[proactor::test]
+fn timers_fire_in_deadline_order(p: &Proactor) {
     let order = Rc::new(RefCell::new(Vec::new()));
     let started = Instant::now();
     let delays = [30u64, 5, 20, 0, 15, 25, 10, 5];
@@ -198,9 +204,10 @@ driver_test!(timers_fire_in_deadline_order, |p| {
     for (i, at) in order.iter() {
         assert!(*at >= Duration::from_millis(delays[*i]), "timer {i} fired early at {at:?}");
     }
-});
+}
 
-driver_test!(operations_on_a_bad_descriptor_fail_like_the_kernel_says, |p| {
+#[proactor::test]
+fn operations_on_a_bad_descriptor_fail_like_the_kernel_says(p: &Proactor) {
     // A number no file can have (beyond the descriptor limit). A closed pipe's number was
     // used before, but other tests of this process could reopen it meanwhile.
     let bad: std::os::fd::RawFd = 1 << 24;
@@ -213,7 +220,7 @@ driver_test!(operations_on_a_bad_descriptor_fail_like_the_kernel_says, |p| {
     let f: OwnedFd = tempfile::tempfile().unwrap().into();
     let (res, _) = p.block_on(submit(op::Recv::new(f, Vec::with_capacity(4))));
     assert_eq!(errno(&res.unwrap_err()), Some(libc::ENOTSOCK));
-});
+}
 
 /// The mode of descriptors the user passes in: the epoll driver may only switch accept and
 /// connect sockets to non-blocking mode (they have no per-call flag); reads, writes, receives

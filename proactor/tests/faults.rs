@@ -58,22 +58,15 @@ fn each_seed(
     total
 }
 
-/// `fault_test!(name, plan, |p, seed| body)`: `name::uring` and `name::epoll`, each running
-/// `body` under `plan` for every seed; the block after `=>` checks the summed counts.
+/// `fault_test!(name, plan, |p, seed| body)`: the test `name`, on both drivers, running `body`
+/// under `plan` for every seed; the block after `=>` checks the summed counts.
 macro_rules! fault_test {
     ($name:ident, $plan:expr, |$p:ident, $seed:ident| $body:block => |$counts:ident| $check:block) => {
-        mod $name {
-            use super::*;
+        #[proactor::test]
+        fn $name(driver: DriverChoice) {
             fn body($p: &Proactor, $seed: u64) $body
             fn check($counts: FaultCounts) $check
-            #[test]
-            fn uring() {
-                check(each_seed(stringify!($name), DriverChoice::Uring, $plan, body));
-            }
-            #[test]
-            fn epoll() {
-                check(each_seed(stringify!($name), DriverChoice::Epoll, $plan, body));
-            }
+            check(each_seed(stringify!($name), driver, $plan, body));
         }
     };
 }

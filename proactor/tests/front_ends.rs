@@ -4,6 +4,7 @@
 mod common;
 mod core_util;
 
+use proactor::Proactor;
 use proactor::{op, submit, Handle};
 use std::cell::{Cell, RefCell};
 use std::net::{TcpListener, TcpStream};
@@ -78,7 +79,8 @@ fn set_timeouts(s: &UnixStream) {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
 }
 
-driver_test!(echo_socketpair_handlers, |p| {
+#[proactor::test]
+fn echo_socketpair_handlers(p: &Proactor) {
     let (server, peer) = UnixStream::pair().unwrap();
     set_timeouts(&peer);
     let echoed = Rc::new(Cell::new(0));
@@ -93,7 +95,7 @@ driver_test!(echo_socketpair_handlers, |p| {
     let sent = c.join().unwrap();
     assert_eq!(echoed.get(), sent);
     assert_eq!(p.in_flight().in_flight, 0);
-});
+}
 
 /// The echo loop as a future.
 async fn echo_task(socket: Rc<OwnedFd>) -> usize {
@@ -119,15 +121,17 @@ async fn echo_task(socket: Rc<OwnedFd>) -> usize {
     }
 }
 
-driver_test!(echo_socketpair_futures, |p| {
+#[proactor::test]
+fn echo_socketpair_futures(p: &Proactor) {
     let (server, peer) = UnixStream::pair().unwrap();
     set_timeouts(&peer);
     let c = client(peer, 500);
     let echoed = p.block_on(echo_task(Rc::new(OwnedFd::from(server))));
     assert_eq!(echoed, c.join().unwrap());
-});
+}
 
-driver_test!(echo_loopback_handlers_with_rearmed_accept, |p| {
+#[proactor::test]
+fn echo_loopback_handlers_with_rearmed_accept(p: &Proactor) {
     let listener = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     let addr = listener.local_addr().unwrap();
     const CLIENTS: usize = 8;
@@ -161,9 +165,10 @@ driver_test!(echo_loopback_handlers_with_rearmed_accept, |p| {
     let sent: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
     assert_eq!(accepted.get(), CLIENTS);
     assert_eq!(echoed.get(), sent);
-});
+}
 
-driver_test!(echo_loopback_futures, |p| {
+#[proactor::test]
+fn echo_loopback_futures(p: &Proactor) {
     let listener = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     let addr = listener.local_addr().unwrap();
     const CLIENTS: usize = 8;
@@ -182,9 +187,10 @@ driver_test!(echo_loopback_futures, |p| {
     });
     let sent: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
     assert_eq!(echoed, sent);
-});
+}
 
-driver_test!(both_front_ends_at_once, |p| {
+#[proactor::test]
+fn both_front_ends_at_once(p: &Proactor) {
     // A task and a handler chain share the loop; each sees its own completions only.
     let (a, b) = UnixStream::pair().unwrap();
     let (a, b) = (Rc::new(a), Rc::new(b));
@@ -208,7 +214,7 @@ driver_test!(both_front_ends_at_once, |p| {
     assert_eq!(&*handler_got.borrow(), b"hello");
     assert_eq!(p.block_on(task).unwrap(), 5);
     drop(b);
-});
+}
 
 /// `n` echo clients connected to `addr`, each sending 200 messages (see `client`).
 fn connect_clients(addr: std::net::SocketAddr, n: usize) -> Vec<std::thread::JoinHandle<usize>> {

@@ -3,12 +3,14 @@
 mod common;
 
 use proactor::fs::{self, File, OpenOptions};
+use proactor::Proactor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::io::ErrorKind;
 
 const SIZE: usize = 64 << 20;
 
-driver_test!(write_then_read_back_64mib_at_random_offsets, |p| {
+#[proactor::test]
+fn write_then_read_back_64mib_at_random_offsets(p: &Proactor) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big");
     let mut rng = StdRng::seed_from_u64(0x5eed);
@@ -72,9 +74,10 @@ driver_test!(write_then_read_back_64mib_at_random_offsets, |p| {
         }
         assert!(whole == *data);
     });
-});
+}
 
-driver_test!(read_past_eof, |p| {
+#[proactor::test]
+fn read_past_eof(p: &Proactor) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("small");
     std::fs::write(&path, b"0123456789").unwrap();
@@ -94,9 +97,10 @@ driver_test!(read_past_eof, |p| {
         assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
         assert_eq!(buf, b"56789", "what did arrive is handed back");
     });
-});
+}
 
-driver_test!(missing_file_is_a_clear_error, |p| {
+#[proactor::test]
+fn missing_file_is_a_clear_error(p: &Proactor) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("no-such-file.txt");
     p.block_on(async {
@@ -114,9 +118,10 @@ driver_test!(missing_file_is_a_clear_error, |p| {
         let err = File::open("bad\0path").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
     });
-});
+}
 
-driver_test!(open_options_and_path_operations, |p| {
+#[proactor::test]
+fn open_options_and_path_operations(p: &Proactor) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     p.block_on(async {
@@ -169,11 +174,12 @@ driver_test!(open_options_and_path_operations, |p| {
         assert!(fs::symlink_metadata(d.join("link")).await.unwrap().is_symlink());
         assert!(fs::metadata(d.join("link")).await.unwrap().is_file());
     });
-});
+}
 
 // Times before 1970 with a fraction of a second: the nanoseconds count forward from the
 // (negative) second, as std reads them — they were once subtracted. Far-off times do not panic.
-driver_test!(times_before_the_epoch, |p| {
+#[proactor::test]
+fn times_before_the_epoch(p: &Proactor) {
     use std::os::unix::ffi::OsStrExt;
     use std::time::{Duration, SystemTime};
     let dir = tempfile::tempdir().unwrap();
@@ -200,7 +206,7 @@ driver_test!(times_before_the_epoch, |p| {
         let meta = fs::metadata(&path).await.unwrap();
         let _ = (meta.modified(), meta.accessed(), format!("{meta:?}"));
     });
-});
+}
 
 /// The (device, inode) that descriptor `fd` refers to now, or `None` if it is closed.
 fn fd_identity(fd: i32) -> Option<(u64, u64)> {
@@ -213,7 +219,8 @@ fn fd_identity(fd: i32) -> Option<(u64, u64)> {
 // A metadata call whose future is dropped mid-flight keeps the descriptor open until the
 // operation completes, even when the File is dropped too: the number cannot be closed (and
 // reused for another file) under the running statx. It once kept it only as long as the future.
-driver_test!(dropped_metadata_call_keeps_its_fd_until_done, |p| {
+#[proactor::test]
+fn dropped_metadata_call_keeps_its_fd_until_done(p: &Proactor) {
     use std::future::Future;
     use std::task::{Context, Waker};
     let dir = tempfile::tempdir().unwrap();
@@ -236,4 +243,4 @@ driver_test!(dropped_metadata_call_keeps_its_fd_until_done, |p| {
             proactor::time::sleep(std::time::Duration::from_millis(1)).await.unwrap();
         }
     });
-});
+}

@@ -5,11 +5,13 @@ mod common;
 
 use futures::FutureExt;
 use proactor::net::UnixStream;
+use proactor::Proactor;
 use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
-driver_test!(futures_select_and_join, |p| {
+#[proactor::test]
+fn futures_select_and_join(p: &Proactor) {
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         // select!: the timer wins against a read with nothing to read; the read is dropped
@@ -40,9 +42,10 @@ driver_test!(futures_select_and_join, |p| {
         };
         assert_eq!(got, 1);
     });
-});
+}
 
-driver_test!(tokio_sync_on_proactor_tasks, |p| {
+#[proactor::test]
+fn tokio_sync_on_proactor_tasks(p: &Proactor) {
     p.block_on(async {
         // oneshot and mpsc between local tasks.
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -95,12 +98,13 @@ driver_test!(tokio_sync_on_proactor_tasks, |p| {
         }
         watcher.await.unwrap();
     });
-});
+}
 
 const THREADS: u64 = 8;
 const PER_THREAD: u64 = 10_000;
 
-driver_test!(tokio_mpsc_from_8_threads_exactly_once, |p| {
+#[proactor::test]
+fn tokio_mpsc_from_8_threads_exactly_once(p: &Proactor) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(64);
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -133,9 +137,10 @@ driver_test!(tokio_mpsc_from_8_threads_exactly_once, |p| {
         t.join().unwrap();
     }
     assert_eq!(seen.len() as u64, THREADS * PER_THREAD, "every message exactly once");
-});
+}
 
-driver_test!(async_channel_across_threads_and_tasks, |p| {
+#[proactor::test]
+fn async_channel_across_threads_and_tasks(p: &Proactor) {
     let (tx, rx) = async_channel::bounded::<u64>(16);
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
@@ -173,4 +178,4 @@ driver_test!(async_channel_across_threads_and_tasks, |p| {
         t.join().unwrap();
     }
     assert_eq!(total, (0..4000).collect::<Vec<_>>());
-});
+}

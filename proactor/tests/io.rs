@@ -6,6 +6,7 @@ use proactor::io::{
     self, read_exact, write_all, AsyncReadOwned, AsyncWriteOwned, BufReader, LineTooLong,
 };
 use proactor::net::UnixStream;
+use proactor::Proactor;
 use proactor::{BufResult, IoBuf, IoBufMut};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::io::ErrorKind;
@@ -53,7 +54,8 @@ impl AsyncWriteOwned for ChunkySink {
     }
 }
 
-driver_test!(composed_ops_survive_random_short_transfers, |p| {
+#[proactor::test]
+fn composed_ops_survive_random_short_transfers(p: &Proactor) {
     p.block_on(async {
         let mut rng = StdRng::seed_from_u64(7);
         for round in 0..200 {
@@ -93,9 +95,10 @@ driver_test!(composed_ops_survive_random_short_transfers, |p| {
             assert_eq!(joined, text);
         }
     });
-});
+}
 
-driver_test!(read_exact_on_early_close_is_unexpected_eof, |p| {
+#[proactor::test]
+fn read_exact_on_early_close_is_unexpected_eof(p: &Proactor) {
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         let (res, _) = a.write(b"only ten!!".as_slice()).await;
@@ -107,9 +110,10 @@ driver_test!(read_exact_on_early_close_is_unexpected_eof, |p| {
         assert!(err.to_string().contains("10 of 100"), "{err}");
         assert_eq!(buf, b"only ten!!", "the bytes that did arrive are kept");
     });
-});
+}
 
-driver_test!(write_all_to_a_slow_reader, |p| {
+#[proactor::test]
+fn write_all_to_a_slow_reader(p: &Proactor) {
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         // Small socket buffers force many partial writes.
@@ -159,9 +163,10 @@ driver_test!(write_all_to_a_slow_reader, |p| {
         a.shutdown(Shutdown::Write).await.unwrap();
         reader.await.unwrap();
     });
-});
+}
 
-driver_test!(read_until_bounds_an_over_long_line, |p| {
+#[proactor::test]
+fn read_until_bounds_an_over_long_line(p: &Proactor) {
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         let writer = proactor::spawn(async move {
@@ -193,9 +198,10 @@ driver_test!(read_until_bounds_an_over_long_line, |p| {
         line.clear();
         assert_eq!(reader.read_until(b'\n', &mut line, 4096).await.unwrap(), 0, "end of stream");
     });
-});
+}
 
-driver_test!(copy_file_to_socket, |p| {
+#[proactor::test]
+fn copy_file_to_socket(p: &Proactor) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("src");
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 % 256) as u8).collect();
@@ -216,7 +222,7 @@ driver_test!(copy_file_to_socket, |p| {
         assert_eq!(m, n);
         assert!(out == data);
     });
-});
+}
 
 /// A writer into a `Vec` that takes everything.
 struct ChunkySinkAll<'a>(&'a mut Vec<u8>);
@@ -232,7 +238,8 @@ impl AsyncWriteOwned for ChunkySinkAll<'_> {
 
 // A read into a buffer with no room returns 0 at once, as a socket's does: it neither waits for
 // the peer nor swallows what arrives next (it once blocked until data came, then buffered it).
-driver_test!(buf_reader_zero_capacity_read_returns_at_once, |p| {
+#[proactor::test]
+fn buf_reader_zero_capacity_read_returns_at_once(p: &Proactor) {
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         let mut reader = BufReader::new(b);
@@ -246,4 +253,4 @@ driver_test!(buf_reader_zero_capacity_read_returns_at_once, |p| {
         reader.read_until(b'\n', &mut line, 64).await.unwrap();
         assert_eq!(line, b"next\n");
     });
-});
+}

@@ -6,6 +6,7 @@ mod common;
 use proactor::io::{AsyncReadOwned, AsyncReadOwnedExt, AsyncWriteOwned, AsyncWriteOwnedExt};
 use proactor::net::{TcpListener, TcpStream, UnixStream};
 use proactor::op::raw_os_error;
+use proactor::Proactor;
 use std::io::ErrorKind;
 use std::net::Shutdown;
 use std::time::Duration;
@@ -73,21 +74,24 @@ macro_rules! inherent_round_trip {
     }};
 }
 
-driver_test!(tcp_inherent_methods, |p| {
+#[proactor::test]
+fn tcp_inherent_methods(p: &Proactor) {
     p.block_on(async {
         let (a, b) = tcp_pair().await;
         inherent_round_trip!(a, b);
     });
-});
+}
 
-driver_test!(unix_inherent_methods, |p| {
+#[proactor::test]
+fn unix_inherent_methods(p: &Proactor) {
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         inherent_round_trip!(a, b);
     });
-});
+}
 
-driver_test!(split_halves_inherent_methods, |p| {
+#[proactor::test]
+fn split_halves_inherent_methods(p: &Proactor) {
     p.block_on(async {
         let (a, b) = tcp_pair().await;
         let ((_ar, aw), (br, _bw)) = (a.into_split(), b.into_split());
@@ -96,7 +100,7 @@ driver_test!(split_halves_inherent_methods, |p| {
         let ((_ar, aw), (br, _bw)) = (a.into_split(), b.into_split());
         inherent_round_trip!(aw, br);
     });
-});
+}
 
 /// The same through the traits only, as generic code sees a stream: `write_all`, then
 /// `shutdown`, on `w`; `read_exact`, then `read_to_end`, on `r`.
@@ -126,7 +130,8 @@ where
     drop(writer.await.unwrap());
 }
 
-driver_test!(trait_methods_on_every_stream, |p| {
+#[proactor::test]
+fn trait_methods_on_every_stream(p: &Proactor) {
     p.block_on(async {
         let (a, b) = tcp_pair().await;
         shrink(&a);
@@ -143,9 +148,10 @@ driver_test!(trait_methods_on_every_stream, |p| {
         let a: &'static UnixStream = Box::leak(Box::new(a));
         via_traits(a, &b).await;
     });
-});
+}
 
-driver_test!(copy_to_between_sockets_and_files, |p| {
+#[proactor::test]
+fn copy_to_between_sockets_and_files(p: &Proactor) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("copied");
     p.block_on(async {
@@ -194,9 +200,10 @@ driver_test!(copy_to_between_sockets_and_files, |p| {
         assert_eq!(res.unwrap(), data.len() - 1000);
         assert!(got == data[1000..]);
     });
-});
+}
 
-driver_test!(file_methods_at_the_position, |p| {
+#[proactor::test]
+fn file_methods_at_the_position(p: &Proactor) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
     p.block_on(async {
@@ -235,9 +242,10 @@ driver_test!(file_methods_at_the_position, |p| {
         assert_eq!(res.unwrap_err().kind(), ErrorKind::UnexpectedEof);
         assert_eq!(buf, b"abc");
     });
-});
+}
 
-driver_test!(write_all_to_a_closed_peer_returns_the_buffer, |p| {
+#[proactor::test]
+fn write_all_to_a_closed_peer_returns_the_buffer(p: &Proactor) {
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         drop(b);
@@ -253,4 +261,4 @@ driver_test!(write_all_to_a_closed_peer_returns_the_buffer, |p| {
         let (res, _) = c.write_all(b"late".as_slice()).await;
         assert_eq!(raw_os_error(&res.unwrap_err()), Some(libc::EPIPE));
     });
-});
+}

@@ -4,7 +4,8 @@
 mod common;
 mod core_util;
 
-use core_util::{errno, CountingBuf, DropLedger};
+use common::{CountingBuf, DropLedger};
+use core_util::errno;
 use proactor::{op, submit, DriverChoice, JoinError, Proactor, RingConfig};
 use std::cell::{Cell, RefCell};
 use std::io::Write as _;
@@ -37,7 +38,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-driver_test!(dropped_futures_free_each_buffer_once_after_completion, |p| {
+#[proactor::test]
+fn dropped_futures_free_each_buffer_once_after_completion(p: &Proactor) {
     let _serial = serial();
     let fds_before = core_util::open_sockets();
     let ledger = DropLedger::new(READS);
@@ -70,9 +72,10 @@ driver_test!(dropped_futures_free_each_buffer_once_after_completion, |p| {
         ledger.assert_each_dropped_once();
     }
     assert_eq!(core_util::open_sockets(), fds_before, "no descriptor leaked");
-});
+}
 
-driver_test!(dropped_futures_racing_data_lose_nothing, |p| {
+#[proactor::test]
+fn dropped_futures_racing_data_lose_nothing(p: &Proactor) {
     let _serial = serial();
     // Data arrives while the dropped reads are being cancelled: each read either got data (then
     // its buffer is dropped with the data) or was cancelled (the data stays in the socket).
@@ -108,10 +111,11 @@ driver_test!(dropped_futures_racing_data_lose_nothing, |p| {
             Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
         }
     }
-});
+}
 use std::io::Read as _;
 
-driver_test!(future_dropped_after_its_result_arrived, |p| {
+#[proactor::test]
+fn future_dropped_after_its_result_arrived(p: &Proactor) {
     let _serial = serial();
     let ledger = DropLedger::new(1);
     let (a, b) = UnixStream::pair().unwrap();
@@ -127,9 +131,10 @@ driver_test!(future_dropped_after_its_result_arrived, |p| {
         assert_eq!(ledger.total(), 1, "dropping the future frees the finished output at once");
     });
     ledger.assert_each_dropped_once();
-});
+}
 
-driver_test!(cancelled_accepts_leak_no_fd, |p| {
+#[proactor::test]
+fn cancelled_accepts_leak_no_fd(p: &Proactor) {
     let _serial = serial();
     let fds_before = core_util::open_sockets();
     {
@@ -188,9 +193,10 @@ driver_test!(cancelled_accepts_leak_no_fd, |p| {
         drop(clients);
     }
     assert_eq!(core_util::open_sockets(), fds_before, "a cancelled accept leaked a descriptor");
-});
+}
 
-driver_test!(tiny_ring_completes_ten_thousand_queued_ops, |p| {
+#[proactor::test]
+fn tiny_ring_completes_ten_thousand_queued_ops(p: &Proactor) {
     let _serial = serial();
     let q = like(p, Proactor::builder().entries(8));
     if let Some(cfg) = q.ring_config() {
@@ -215,12 +221,13 @@ driver_test!(tiny_ring_completes_ten_thousand_queued_ops, |p| {
         common::join_count(futs).await
     });
     assert_eq!(n, 10_000);
-});
+}
 
 // An 8-entry ring, 10,000 tasks, every 100th awaiting a receive with a deadline (a linked pair
 // of entries). This once hung on io_uring: arming the wake-up poll flushed the full ring and
 // reaped the last completions into the backlog just before a blocking wait.
-driver_test!(tiny_ring_with_deadlines, |p| {
+#[proactor::test]
+fn tiny_ring_with_deadlines(p: &Proactor) {
     let _serial = serial();
     let q = like(p, Proactor::builder().entries(8));
     let (_a, b) = UnixStream::pair().unwrap();
@@ -244,9 +251,10 @@ driver_test!(tiny_ring_with_deadlines, |p| {
         common::join_count(futs).await
     });
     assert_eq!(n, 10_000);
-});
+}
 
-driver_test!(completion_queue_overflow_loses_nothing, |p| {
+#[proactor::test]
+fn completion_queue_overflow_loses_nothing(p: &Proactor) {
     let _serial = serial();
     // An 8-entry submission ring and an 8-entry completion ring; 512 timers that all expire
     // together, and 4096 no-ops: far more completions at once than the completion ring holds.
@@ -279,9 +287,10 @@ driver_test!(completion_queue_overflow_loses_nothing, |p| {
         common::join_count(futs).await
     });
     assert_eq!(n, 512);
-});
+}
 
-driver_test!(admission_cap_is_never_exceeded_and_nothing_is_lost, |p| {
+#[proactor::test]
+fn admission_cap_is_never_exceeded_and_nothing_is_lost(p: &Proactor) {
     let _serial = serial();
     const CAP: usize = 16;
     let q = like(p, Proactor::builder().max_in_flight(CAP));
@@ -343,9 +352,10 @@ driver_test!(admission_cap_is_never_exceeded_and_nothing_is_lost, |p| {
     });
     assert_eq!(n, 1000);
     assert!(max_seen.get() <= CAP);
-});
+}
 
-driver_test!(admission_queue_and_cancel, |p| {
+#[proactor::test]
+fn admission_queue_and_cancel(p: &Proactor) {
     let _serial = serial();
     let q = like(p, Proactor::builder().max_in_flight(1));
     let (_a, b) = UnixStream::pair().unwrap();
@@ -393,9 +403,10 @@ driver_test!(admission_queue_and_cancel, |p| {
     });
     q.run().unwrap();
     assert_eq!(q.in_flight(), proactor::InFlight::default());
-});
+}
 
-driver_test!(panicking_handler_does_not_stop_the_others, |p| {
+#[proactor::test]
+fn panicking_handler_does_not_stop_the_others(p: &Proactor) {
     let _serial = serial();
     let reports = Rc::new(RefCell::new(Vec::new()));
     let r = reports.clone();
@@ -425,9 +436,10 @@ driver_test!(panicking_handler_does_not_stop_the_others, |p| {
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].origin, "completion handler");
     assert!(reports[0].message.contains("handler 500 fails on purpose"));
-});
+}
 
-driver_test!(panicking_task_gives_join_error, |p| {
+#[proactor::test]
+fn panicking_task_gives_join_error(p: &Proactor) {
     let _serial = serial();
     let hits = Rc::new(RefCell::new(Vec::new()));
     let h = hits.clone();
@@ -448,7 +460,7 @@ driver_test!(panicking_task_gives_join_error, |p| {
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].origin, "task");
     assert!(hits[0].message.contains("task fails on purpose"));
-});
+}
 
 #[test]
 fn abort_on_panic_aborts_the_process() {
@@ -471,7 +483,8 @@ fn abort_on_panic_aborts_the_process() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("aborting as configured"));
 }
 
-driver_test!(dropping_the_proactor_with_ops_in_flight, |p| {
+#[proactor::test]
+fn dropping_the_proactor_with_ops_in_flight(p: &Proactor) {
     let _serial = serial();
     let fds_before = core_util::open_sockets();
     let ledger = DropLedger::new(2000);
@@ -507,9 +520,10 @@ driver_test!(dropping_the_proactor_with_ops_in_flight, |p| {
         assert!(!task_ended.get(), "shutdown drops tasks, it does not resume them");
     }
     assert_eq!(core_util::open_sockets(), fds_before);
-});
+}
 
-driver_test!(run_waits_for_tasks_and_stop_returns_early, |p| {
+#[proactor::test]
+fn run_waits_for_tasks_and_stop_returns_early(p: &Proactor) {
     let _serial = serial();
     let finished = Rc::new(Cell::new(false));
     let f = finished.clone();
@@ -532,9 +546,10 @@ driver_test!(run_waits_for_tasks_and_stop_returns_early, |p| {
     p.cancel(id);
     p.run().unwrap();
     assert_eq!(p.in_flight().in_flight, 0);
-});
+}
 
-driver_test!(handlers_start_operations_from_inside_dispatch, |p| {
+#[proactor::test]
+fn handlers_start_operations_from_inside_dispatch(p: &Proactor) {
     let _serial = serial();
     // A chain of 10,000 no-ops, each started by the previous one's handler, and a fan-out.
     fn chain(h: proactor::Handle, left: usize, count: Rc<Cell<usize>>) {
@@ -560,9 +575,10 @@ driver_test!(handlers_start_operations_from_inside_dispatch, |p| {
     p.run().unwrap();
     assert_eq!(count.get(), 10_000);
     assert_eq!(fan.get(), 100);
-});
+}
 
-driver_test!(in_flight_reports_kinds_and_age, |p| {
+#[proactor::test]
+fn in_flight_reports_kinds_and_age(p: &Proactor) {
     let _serial = serial();
     let (_a, b) = UnixStream::pair().unwrap();
     let b = Rc::new(b);
@@ -580,9 +596,10 @@ driver_test!(in_flight_reports_kinds_and_age, |p| {
     p.cancel(t);
     p.run().unwrap();
     assert_eq!(p.in_flight(), proactor::InFlight::default());
-});
+}
 
-driver_test!(completions_reaped_together_share_a_batch_number, |p| {
+#[proactor::test]
+fn completions_reaped_together_share_a_batch_number(p: &Proactor) {
     let h = p.handle();
     let seen = Rc::new(RefCell::new(Vec::new()));
     for _ in 0..3 {
@@ -603,4 +620,4 @@ driver_test!(completions_reaped_together_share_a_batch_number, |p| {
     assert_eq!(seen.len(), 6);
     assert!(seen[..3].iter().all(|&b| b == seen[0]), "one batch: {seen:?}");
     assert!(seen[3..].iter().all(|&b| b > seen[0]), "a later batch: {seen:?}");
-});
+}

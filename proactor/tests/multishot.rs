@@ -56,7 +56,8 @@ fn pattern(conn: usize, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i.wrapping_mul(31) ^ conn.wrapping_mul(7)) as u8).collect()
 }
 
-driver_test!(multishot_accept_of_1000_connections, |p| {
+#[proactor::test]
+fn multishot_accept_of_1000_connections(p: &Proactor) {
     const N: usize = 1000;
     let _serial = counting_fds();
     let fds_before = open_sockets();
@@ -91,9 +92,10 @@ driver_test!(multishot_accept_of_1000_connections, |p| {
         settle().await;
     });
     assert_eq!(open_sockets(), fds_before, "every accepted descriptor closed");
-});
+}
 
-driver_test!(a_handler_is_called_per_accepted_connection_then_once_at_the_end, |p| {
+#[proactor::test]
+fn a_handler_is_called_per_accepted_connection_then_once_at_the_end(p: &Proactor) {
     let _serial = counting_fds();
     let h = p.handle();
     let listener = p.block_on(async { TcpListener::bind("127.0.0.1:0") }).unwrap();
@@ -120,9 +122,10 @@ driver_test!(a_handler_is_called_per_accepted_connection_then_once_at_the_end, |
     p.run().unwrap();
     assert_eq!((items.get(), ends.get()), (5, 1));
     drop(clients);
-});
+}
 
-driver_test!(submit_and_start_refuse_a_multishot_operation, |p| {
+#[proactor::test]
+fn submit_and_start_refuse_a_multishot_operation(p: &Proactor) {
     let _serial = counting_fds();
     let listener = p.block_on(async { TcpListener::bind("127.0.0.1:0") }).unwrap();
     let err = p.block_on(submit(AcceptMulti::new(listener.as_raw_fd()))).unwrap_err();
@@ -134,7 +137,7 @@ driver_test!(submit_and_start_refuse_a_multishot_operation, |p| {
     });
     p.run().unwrap();
     assert_eq!(*got.borrow(), Some(Some(libc::EINVAL)));
-});
+}
 
 /// Every connection sends its own pattern in pieces; the server echoes each chunk it receives
 /// from a shared pool of `buffers` buffers (consumed in part with `incremental`, several per
@@ -224,23 +227,28 @@ fn echo_through_a_small_pool(
     assert_eq!(open_sockets(), fds_before);
 }
 
-driver_test!(multishot_receive_on_1000_connections_with_a_ring_of_16, |p| {
+#[proactor::test]
+fn multishot_receive_on_1000_connections_with_a_ring_of_16(p: &Proactor) {
     echo_through_a_small_pool(p, 1000, 16, 4096, (false, false));
-});
+}
 
-driver_test!(multishot_receive_on_1000_connections_with_a_ring_of_16_incremental, |p| {
+#[proactor::test]
+fn multishot_receive_on_1000_connections_with_a_ring_of_16_incremental(p: &Proactor) {
     echo_through_a_small_pool(p, 1000, 16, 4096, (true, false));
-});
+}
 
-driver_test!(multishot_receive_on_1000_connections_with_a_ring_of_16_with_bundles, |p| {
+#[proactor::test]
+fn multishot_receive_on_1000_connections_with_a_ring_of_16_with_bundles(p: &Proactor) {
     echo_through_a_small_pool(p, 1000, 16, 4096, (false, true));
-});
+}
 
-driver_test!(multishot_receive_on_1000_connections_with_a_ring_of_16_inc_and_bundles, |p| {
+#[proactor::test]
+fn multishot_receive_on_1000_connections_with_a_ring_of_16_inc_and_bundles(p: &Proactor) {
     echo_through_a_small_pool(p, 1000, 16, 4096, (true, true));
-});
+}
 
-driver_test!(a_dropped_receive_stream_gives_every_queued_buffer_back, |p| {
+#[proactor::test]
+fn a_dropped_receive_stream_gives_every_queued_buffer_back(p: &Proactor) {
     let _serial = counting_fds();
     p.block_on(async {
         let pool = BufPool::new(8, 64).unwrap();
@@ -262,9 +270,10 @@ driver_test!(a_dropped_receive_stream_gives_every_queued_buffer_back, |p| {
         }
         assert_eq!(pool.available(), pool.capacity(), "each buffer back exactly once");
     });
-});
+}
 
-driver_test!(a_cancelled_receive_stream_yields_what_completed_and_loses_nothing, |p| {
+#[proactor::test]
+fn a_cancelled_receive_stream_yields_what_completed_and_loses_nothing(p: &Proactor) {
     let _serial = counting_fds();
     p.block_on(async {
         let pool = BufPool::new(8, 100).unwrap();
@@ -312,7 +321,7 @@ driver_test!(a_cancelled_receive_stream_yields_what_completed_and_loses_nothing,
         assert!(got == sent, "got {} of {} bytes, or out of order", got.len(), sent.len());
         assert_eq!(pool.available(), pool.capacity());
     });
-});
+}
 
 #[test]
 fn a_user_space_pool_on_io_uring_falls_back_to_one_receive_at_a_time() {
@@ -338,7 +347,8 @@ fn a_user_space_pool_on_io_uring_falls_back_to_one_receive_at_a_time() {
     });
 }
 
-driver_test!(a_stream_nobody_reads_holds_few_buffers_and_loses_no_byte, |p| {
+#[proactor::test]
+fn a_stream_nobody_reads_holds_few_buffers_and_loses_no_byte(p: &Proactor) {
     let _serial = counting_fds();
     p.block_on(async {
         let pool = BufPool::new(64, 256).unwrap();
@@ -370,7 +380,7 @@ driver_test!(a_stream_nobody_reads_holds_few_buffers_and_loses_no_byte, |p| {
         drop(chunks);
         assert_eq!(pool.available(), pool.capacity());
     });
-});
+}
 
 #[test]
 fn the_kernel_probe_agrees_with_what_the_driver_can_do() {
@@ -398,7 +408,8 @@ fn the_kernel_probe_agrees_with_what_the_driver_can_do() {
     assert_eq!(cap("buffer ring"), ring, "probe vs the pool's own registration");
 }
 
-driver_test!(a_listener_s_incoming_connections_then_a_cancel_hands_over_the_rest, |p| {
+#[proactor::test]
+fn a_listener_s_incoming_connections_then_a_cancel_hands_over_the_rest(p: &Proactor) {
     let _serial = counting_fds();
     p.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -429,4 +440,4 @@ driver_test!(a_listener_s_incoming_connections_then_a_cancel_hands_over_the_rest
         drop(clients);
         settle().await;
     });
-});
+}

@@ -3,11 +3,13 @@
 mod common;
 
 use proactor::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+use proactor::Proactor;
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Duration;
 
-driver_test!(tcp_round_trip, |p| {
+#[proactor::test]
+fn tcp_round_trip(p: &Proactor) {
     p.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -34,9 +36,10 @@ driver_test!(tcp_round_trip, |p| {
         assert_eq!(res.unwrap(), 3);
         assert_eq!(buf, b"bye");
     });
-});
+}
 
-driver_test!(tcp_options, |p| {
+#[proactor::test]
+fn tcp_options(p: &Proactor) {
     p.block_on(async {
         let listener =
             TcpListener::builder().backlog(16).reuse_port(true).bind("127.0.0.1:0").unwrap();
@@ -58,9 +61,10 @@ driver_test!(tcp_options, |p| {
         assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     });
-});
+}
 
-driver_test!(connect_refused_is_clear, |p| {
+#[proactor::test]
+fn connect_refused_is_clear(p: &Proactor) {
     p.block_on(async {
         let addr = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -70,9 +74,10 @@ driver_test!(connect_refused_is_clear, |p| {
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     });
-});
+}
 
-driver_test!(split_halves_work_concurrently, |p| {
+#[proactor::test]
+fn split_halves_work_concurrently(p: &Proactor) {
     p.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -96,9 +101,10 @@ driver_test!(split_halves_work_concurrently, |p| {
         cwr.shutdown(Shutdown::Write).await.unwrap();
         assert_eq!(echo.await.unwrap(), 1 << 20);
     });
-});
+}
 
-driver_test!(udp_round_trip, |p| {
+#[proactor::test]
+fn udp_round_trip(p: &Proactor) {
     p.block_on(async {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -129,9 +135,10 @@ driver_test!(udp_round_trip, |p| {
         assert_eq!(res.unwrap(), 9);
         assert_eq!(buf, b"connected");
     });
-});
+}
 
-driver_test!(unix_round_trip, |p| {
+#[proactor::test]
+fn unix_round_trip(p: &Proactor) {
     p.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sock");
@@ -168,9 +175,10 @@ driver_test!(unix_round_trip, |p| {
         assert_eq!(res.unwrap(), 4);
         assert_eq!(buf, b"pair");
     });
-});
+}
 
-driver_test!(connect_timeout_when_the_backlog_is_full, |p| {
+#[proactor::test]
+fn connect_timeout_when_the_backlog_is_full(p: &Proactor) {
     p.block_on(async {
         // A listener with backlog 0 that never accepts: once its queue holds one connection the
         // kernel drops further SYNs, so a connect can only time out.
@@ -193,7 +201,7 @@ driver_test!(connect_timeout_when_the_backlog_is_full, |p| {
         assert_eq!(p.in_flight().in_flight, 0, "the timed-out connect was cleaned up");
         drop(listener);
     });
-});
+}
 
 /// Set in the environment of the re-executed test binary: run the EMFILE scenario on this driver.
 const EMFILE_CHILD: &str = "PROACTOR_TEST_EMFILE_CHILD";
@@ -213,17 +221,12 @@ fn run_emfile_child(driver: &str) {
     }
 }
 
-#[test]
-fn accept_recovers_from_emfile_uring() {
-    run_emfile_child("uring");
+#[proactor::test]
+fn accept_recovers_from_emfile(driver: &str) {
+    run_emfile_child(driver);
 }
 
-#[test]
-fn accept_recovers_from_emfile_epoll() {
-    run_emfile_child("epoll");
-}
-
-/// The EMFILE scenario; does nothing unless run as the child of the two tests above (it lowers
+/// The EMFILE scenario; does nothing unless run as the child of the test above (it lowers
 /// RLIMIT_NOFILE, which must not affect the other tests of this binary).
 #[test]
 fn emfile_child() {
@@ -292,7 +295,8 @@ fn emfile_child() {
     });
 }
 
-driver_test!(vectored_io_and_peek, |p| {
+#[proactor::test]
+fn vectored_io_and_peek(p: &Proactor) {
     p.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
@@ -319,11 +323,12 @@ driver_test!(vectored_io_and_peek, |p| {
         assert_eq!(res.unwrap(), 2);
         assert_eq!(buf, b"12");
     });
-});
+}
 
 // MSG_WAITALL waits for the whole buffer on both drivers (the epoll emulation once returned the
 // first chunk), and at end of stream returns what did arrive.
-driver_test!(recv_waitall_waits_for_all, |p| {
+#[proactor::test]
+fn recv_waitall_waits_for_all(p: &Proactor) {
     p.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
@@ -345,11 +350,12 @@ driver_test!(recv_waitall_waits_for_all, |p| {
         assert_eq!(buf, b"mn");
         writer.await.unwrap();
     });
-});
+}
 
 // On a datagram socket MSG_WAITALL does not merge datagrams: each receive is one datagram, on
 // both drivers (the epoll emulation's wait-for-the-rest applies to byte streams only).
-driver_test!(recv_waitall_on_udp_is_one_datagram, |p| {
+#[proactor::test]
+fn recv_waitall_on_udp_is_one_datagram(p: &Proactor) {
     p.block_on(async {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -369,4 +375,4 @@ driver_test!(recv_waitall_on_udp_is_one_datagram, |p| {
             assert_eq!(buf, want);
         }
     });
-});
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+use proactor::Proactor;
 use proactor::{op, submit};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,7 +18,8 @@ fn pattern<const N: usize>(seed: u8) -> [u8; N] {
     std::array::from_fn(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
 }
 
-driver_test!(handlers_of_every_size_get_their_captures_back, |p| {
+#[proactor::test]
+fn handlers_of_every_size_get_their_captures_back(p: &Proactor) {
     let seen = Rc::new(RefCell::new(Vec::new()));
     for round in 0..4u8 {
         for i in 0..200u8 {
@@ -55,9 +57,10 @@ driver_test!(handlers_of_every_size_get_their_captures_back, |p| {
     let seen = seen.borrow();
     assert_eq!(seen.len(), 800);
     assert!(seen.iter().all(|&(ok, intact)| ok && intact), "a handler lost its captures");
-});
+}
 
-driver_test!(futures_and_dropped_futures_reuse_memory_safely, |p| {
+#[proactor::test]
+fn futures_and_dropped_futures_reuse_memory_safely(p: &Proactor) {
     p.block_on(async {
         for round in 0..50u32 {
             // A pipe read that is dropped in flight (parked, then freed at its completion)
@@ -84,6 +87,6 @@ driver_test!(futures_and_dropped_futures_reuse_memory_safely, |p| {
             assert!(got.is_empty() || got == msg.as_bytes(), "round {round}: got {got:?}");
         }
     });
-});
+}
 
 use std::future::Future;

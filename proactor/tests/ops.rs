@@ -12,13 +12,15 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-driver_test!(nop, |p| {
+#[proactor::test]
+fn nop(p: &Proactor) {
     for front in FRONTS {
         run_op(p, front, op::Nop).unwrap();
     }
-});
+}
 
-driver_test!(pipe_read_write_short_read_and_eof, |p| {
+#[proactor::test]
+fn pipe_read_write_short_read_and_eof(p: &Proactor) {
     for front in FRONTS {
         let (r, w) = pipe();
         let (r, w) = (Rc::new(r), Rc::new(w));
@@ -49,9 +51,10 @@ driver_test!(pipe_read_write_short_read_and_eof, |p| {
         assert_eq!(res.unwrap(), 0, "EOF is Ok(0)");
         assert!(buf.is_empty());
     }
-});
+}
 
-driver_test!(empty_write_and_zero_length_buffers_match_the_kernel, |p| {
+#[proactor::test]
+fn empty_write_and_zero_length_buffers_match_the_kernel(p: &Proactor) {
     for front in FRONTS {
         let (r, w) = pipe();
         // The oracle: what the plain system calls return.
@@ -79,9 +82,10 @@ driver_test!(empty_write_and_zero_length_buffers_match_the_kernel, |p| {
         assert_eq!((res.unwrap(), &buf[..]), (3, &b"abc"[..]), "the data is still there");
         drop((r, a));
     }
-});
+}
 
-driver_test!(file_read_write_at_offsets_and_at_position, |p| {
+#[proactor::test]
+fn file_read_write_at_offsets_and_at_position(p: &Proactor) {
     for front in FRONTS {
         let file = Rc::new(tempfile::tempfile().unwrap());
         let (res, _) = run_op(p, front, op::Write::at(file.clone(), b"abcdefgh".as_slice(), 0));
@@ -118,9 +122,10 @@ driver_test!(file_read_write_at_offsets_and_at_position, |p| {
             .unwrap();
         assert_eq!(all, "abcXYfghij");
     }
-});
+}
 
-driver_test!(readv_writev, |p| {
+#[proactor::test]
+fn readv_writev(p: &Proactor) {
     for front in FRONTS {
         let file = Rc::new(tempfile::tempfile().unwrap());
         let bufs = vec![b"ab".to_vec(), Vec::new(), b"cde".to_vec()];
@@ -148,9 +153,10 @@ driver_test!(readv_writev, |p| {
         assert_eq!(res.unwrap(), 5);
         assert_eq!((&bufs[0][..], &bufs[1][..]), (&b"123"[..], &b"45"[..]));
     }
-});
+}
 
-driver_test!(send_recv_short_and_eof, |p| {
+#[proactor::test]
+fn send_recv_short_and_eof(p: &Proactor) {
     for front in FRONTS {
         let (a, b) = UnixStream::pair().unwrap();
         let (a, b) = (Rc::new(a), Rc::new(b));
@@ -182,9 +188,10 @@ driver_test!(send_recv_short_and_eof, |p| {
         let (res, _) = run_op(p, front, op::Send::new(c, b"x".as_slice()));
         assert_eq!(errno(&res.unwrap_err()), Some(libc::EPIPE));
     }
-});
+}
 
-driver_test!(recv_waits_for_data, |p| {
+#[proactor::test]
+fn recv_waits_for_data(p: &Proactor) {
     // The receive is issued before the data exists: it must wait, not fail with EAGAIN.
     let (a, b) = UnixStream::pair().unwrap();
     b.set_nonblocking(true).unwrap();
@@ -210,7 +217,7 @@ driver_test!(recv_waits_for_data, |p| {
     };
     assert_eq!((res.unwrap(), &buf[..]), (5, &b"later"[..]));
     drop(a);
-});
+}
 
 /// A listener on 127.0.0.1 and an unconnected TCP socket for the client side.
 fn tcp_pair_parts() -> (Rc<TcpListener>, socket2::Socket, socket2::SockAddr) {
@@ -221,7 +228,8 @@ fn tcp_pair_parts() -> (Rc<TcpListener>, socket2::Socket, socket2::SockAddr) {
     (Rc::new(listener), client, addr)
 }
 
-driver_test!(accept_connect_loopback_futures, |p| {
+#[proactor::test]
+fn accept_connect_loopback_futures(p: &Proactor) {
     let (listener, client, addr) = tcp_pair_parts();
     let client = Rc::new(client);
     p.block_on(async {
@@ -250,9 +258,10 @@ driver_test!(accept_connect_loopback_futures, |p| {
         assert!(fdflags & libc::FD_CLOEXEC != 0);
         assert!(flflags & libc::O_NONBLOCK != 0);
     });
-});
+}
 
-driver_test!(accept_connect_loopback_handlers, |p| {
+#[proactor::test]
+fn accept_connect_loopback_handlers(p: &Proactor) {
     let (listener, client, addr) = tcp_pair_parts();
     let client = Rc::new(client);
     let accepted: Rc<std::cell::RefCell<Option<OwnedFd>>> = Rc::default();
@@ -272,9 +281,10 @@ driver_test!(accept_connect_loopback_handlers, |p| {
     assert_eq!(res.unwrap(), 2);
     let (res, buf) = run_op(p, Front::Handler, op::Recv::new(server, Vec::with_capacity(4)));
     assert_eq!((res.unwrap(), &buf[..]), (2, &b"hi"[..]));
-});
+}
 
-driver_test!(connect_refused_names_the_operation, |p| {
+#[proactor::test]
+fn connect_refused_names_the_operation(p: &Proactor) {
     for front in FRONTS {
         // A port nothing listens on: bind a listener, note the port, close it.
         let addr = {
@@ -287,9 +297,10 @@ driver_test!(connect_refused_names_the_operation, |p| {
         assert_eq!(errno(&err), Some(libc::ECONNREFUSED), "{front:?}: {err}");
         assert!(err.to_string().contains("connect"), "the error names the operation: {err}");
     }
-});
+}
 
-driver_test!(shutdown_ops, |p| {
+#[proactor::test]
+fn shutdown_ops(p: &Proactor) {
     for front in FRONTS {
         let (a, b) = UnixStream::pair().unwrap();
         run_op(p, front, op::Shutdown::new(Rc::new(a.try_clone().unwrap()), Shutdown::Write))
@@ -305,9 +316,10 @@ driver_test!(shutdown_ops, |p| {
         let err = run_op(p, front, op::Shutdown::new(s, Shutdown::Both)).unwrap_err();
         assert_eq!(errno(&err), Some(libc::ENOTCONN));
     }
-});
+}
 
-driver_test!(close_op_closes_the_descriptor, |p| {
+#[proactor::test]
+fn close_op_closes_the_descriptor(p: &Proactor) {
     for front in FRONTS {
         let (r, w) = pipe();
         run_op(p, front, op::Close::new(w)).unwrap();
@@ -315,9 +327,10 @@ driver_test!(close_op_closes_the_descriptor, |p| {
         let (res, _) = run_op(p, front, op::Read::new(r, Vec::with_capacity(4)));
         assert_eq!(res.unwrap(), 0, "{front:?}");
     }
-});
+}
 
-driver_test!(openat_fsync_statx, |p| {
+#[proactor::test]
+fn openat_fsync_statx(p: &Proactor) {
     for front in FRONTS {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.txt");
@@ -379,9 +392,10 @@ driver_test!(openat_fsync_statx, |p| {
             std::io::ErrorKind::InvalidInput
         );
     }
-});
+}
 
-driver_test!(timeout_op, |p| {
+#[proactor::test]
+fn timeout_op(p: &Proactor) {
     for front in FRONTS {
         let start = Instant::now();
         run_op(p, front, op::Timeout::new(Duration::from_millis(20))).unwrap();
@@ -389,9 +403,10 @@ driver_test!(timeout_op, |p| {
         // A zero timeout completes.
         run_op(p, front, op::Timeout::new(Duration::ZERO)).unwrap();
     }
-});
+}
 
-driver_test!(cancel_returns_the_buffer, |p| {
+#[proactor::test]
+fn cancel_returns_the_buffer(p: &Proactor) {
     // Futures: a cancel token.
     let (_a, b) = UnixStream::pair().unwrap();
     let b = Rc::new(b);
@@ -423,9 +438,10 @@ driver_test!(cancel_returns_the_buffer, |p| {
     p.cancel(id);
     p.run().unwrap();
     assert_eq!(p.in_flight().in_flight, 0);
-});
+}
 
-driver_test!(cancel_after_completion_keeps_the_result, |p| {
+#[proactor::test]
+fn cancel_after_completion_keeps_the_result(p: &Proactor) {
     // The data is there before the cancel: the receive either finished first (its real result)
     // or was cancelled (the data stays in the socket). No byte is lost either way.
     for front in FRONTS {
@@ -465,9 +481,10 @@ driver_test!(cancel_after_completion_keeps_the_result, |p| {
             }
         }
     }
-});
+}
 
-driver_test!(deadline_on_handlers, |p| {
+#[proactor::test]
+fn deadline_on_handlers(p: &Proactor) {
     let (_a, b) = UnixStream::pair().unwrap();
     let got = Rc::new(std::cell::RefCell::new(None));
     let g = got.clone();
@@ -486,7 +503,7 @@ driver_test!(deadline_on_handlers, |p| {
     let (res, buf) = p
         .block_on(submit(op::Recv::new(d, Vec::with_capacity(4))).deadline(Duration::from_secs(5)));
     assert_eq!((res.unwrap(), &buf[..]), (1, &b"x"[..]));
-});
+}
 
 #[test]
 fn ops_outside_a_proactor_fail_cleanly() {
@@ -506,7 +523,8 @@ fn ops_outside_a_proactor_fail_cleanly() {
 }
 use std::future::Future as _;
 
-driver_test!(read_on_a_nonblocking_pipe_waits, |p| {
+#[proactor::test]
+fn read_on_a_nonblocking_pipe_waits(p: &Proactor) {
     // EAGAIN from a descriptor in O_NONBLOCK mode is a transient condition: the read must wait
     // for data, not fail.
     for front in FRONTS {
@@ -521,4 +539,4 @@ driver_test!(read_on_a_nonblocking_pipe_waits, |p| {
         writer.join().unwrap();
         assert_eq!((res.unwrap(), &buf[..]), (4, &b"slow"[..]), "{front:?}");
     }
-});
+}

@@ -76,15 +76,18 @@ fn many_connections_through_a_tiny_pool(p: &Proactor, user_space: bool) {
     });
 }
 
-driver_test!(tiny_pool_many_connections_loses_no_data, |p| {
+#[proactor::test]
+fn tiny_pool_many_connections_loses_no_data(p: &Proactor) {
     many_connections_through_a_tiny_pool(p, false);
-});
+}
 
-driver_test!(tiny_user_space_pool_many_connections_loses_no_data, |p| {
+#[proactor::test]
+fn tiny_user_space_pool_many_connections_loses_no_data(p: &Proactor) {
     many_connections_through_a_tiny_pool(p, true);
-});
+}
 
-driver_test!(idle_connections_hold_no_buffer, |p| {
+#[proactor::test]
+fn idle_connections_hold_no_buffer(p: &Proactor) {
     p.block_on(async {
         let pool = BufPool::new(4, 1024).unwrap();
         let mut pairs = Vec::new();
@@ -118,9 +121,10 @@ driver_test!(idle_connections_hold_no_buffer, |p| {
         assert_eq!(*received.borrow(), 100);
         assert_eq!(pool.available(), 4);
     });
-});
+}
 
-driver_test!(end_of_stream_and_echo_from_the_pool, |p| {
+#[proactor::test]
+fn end_of_stream_and_echo_from_the_pool(p: &Proactor) {
     p.block_on(async {
         let pool = BufPool::builder().buffers(3).buffer_size(8).build().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
@@ -144,7 +148,7 @@ driver_test!(end_of_stream_and_echo_from_the_pool, |p| {
         res.unwrap();
         assert_eq!(buf, b"0123456789abcdef-");
     });
-});
+}
 
 #[test]
 fn pool_needs_a_proactor() {
@@ -152,7 +156,8 @@ fn pool_needs_a_proactor() {
     assert!(err.to_string().contains("proactor"), "{err}");
 }
 
-driver_test!(cancelled_pooled_receive_keeps_no_buffer, |p| {
+#[proactor::test]
+fn cancelled_pooled_receive_keeps_no_buffer(p: &Proactor) {
     let (pool, buf, _keep) = p.block_on(async {
         let pool = BufPool::new(2, 64).unwrap();
         let (a, b) = UnixStream::pair().unwrap();
@@ -171,7 +176,7 @@ driver_test!(cancelled_pooled_receive_keeps_no_buffer, |p| {
     drop(buf);
     assert_eq!(pool.available(), 2);
     drop(pool);
-});
+}
 
 /// The pool (a kernel ring) and a buffer handed out may outlive the proactor itself.
 #[test]

@@ -4,13 +4,15 @@ mod common;
 
 use proactor::net::{TcpListener, TcpStream};
 use proactor::offload::BlockingPool;
+use proactor::Proactor;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const HOLD: Duration = Duration::from_millis(300);
 
-driver_test!(connect_by_name_does_not_block_the_loop, |p| {
+#[proactor::test]
+fn connect_by_name_does_not_block_the_loop(p: &Proactor) {
     p.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -63,4 +65,4 @@ driver_test!(connect_by_name_does_not_block_the_loop, |p| {
         let err = TcpStream::connect("no-such-host.invalid:80").await.unwrap_err();
         assert!(!err.to_string().is_empty());
     });
-});
+}

@@ -3,40 +3,17 @@
 
 mod common;
 
+use common::{CountingBuf, DropLedger};
 use proactor::net::{TcpListener, TcpStream};
-use proactor::IoBuf;
-use std::cell::RefCell;
+use proactor::{IoBuf, Proactor};
 use std::io::Read;
-use std::rc::Rc;
 
-/// A buffer that records, when dropped, how many zero-copy sends are still in the run loop's
-/// table: a buffer handed back at the first of its send's two completions would count its own.
-struct Recorder {
-    data: Vec<u8>,
-    log: Rc<RefCell<Vec<usize>>>,
-}
-
-// SAFETY: the bytes live in the Vec's heap block, which neither moves nor changes while the
-// value lives (nothing here touches `data` after construction).
-unsafe impl IoBuf for Recorder {
-    fn stable_ptr(&self) -> *const u8 {
-        self.data.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.data.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.data.len()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let in_flight = proactor::Handle::try_current().map_or(usize::MAX, |h| {
-            h.in_flight().by_kind.iter().find(|(k, _)| *k == "send_zc").map_or(0, |(_, n)| *n)
-        });
-        self.log.borrow_mut().push(in_flight);
-    }
+/// How many zero-copy sends are still in the run loop's table (at a buffer's drop: a buffer
+/// handed back at the first of its send's two completions would count its own).
+fn sends_in_flight() -> usize {
+    proactor::Handle::try_current().map_or(usize::MAX, |h| {
+        h.in_flight().by_kind.iter().find(|(k, _)| *k == "send_zc").map_or(0, |(_, n)| *n)
+    })
 }
 
 fn connected_pair() -> (TcpStream, std::net::TcpStream) {
@@ -46,12 +23,13 @@ fn connected_pair() -> (TcpStream, std::net::TcpStream) {
     (TcpStream::from_std(server).unwrap(), client)
 }
 
-driver_test!(a_dropped_zero_copy_send_frees_its_buffer_only_after_the_notification, |p| {
+#[proactor::test]
+fn a_dropped_zero_copy_send_frees_its_buffer_only_after_the_notification(p: &Proactor) {
     p.block_on(async {
         let (tx, mut rx) = connected_pair();
-        let log = Rc::new(RefCell::new(Vec::new()));
-        for _ in 0..20 {
-            let buf = Recorder { data: vec![9u8; 256 * 1024], log: log.clone() };
+        let drops = DropLedger::observing(20, sends_in_flight);
+        for id in 0..20 {
+            let buf = CountingBuf::from_vec(&drops, id, vec![9u8; 256 * 1024]);
             let mut send = tx.send_zc(buf);
             // Submitted, then dropped with the send in flight: the buffer is parked.
             let waker = std::task::Waker::noop();
@@ -70,7 +48,7 @@ driver_test!(a_dropped_zero_copy_send_frees_its_buffer_only_after_the_notificati
             total
         });
         for _ in 0..200 {
-            if log.borrow().len() == 20 {
+            if drops.total() == 20 {
                 break;
             }
             proactor::time::sleep(std::time::Duration::from_millis(5)).await.unwrap();
@@ -78,13 +56,14 @@ driver_test!(a_dropped_zero_copy_send_frees_its_buffer_only_after_the_notificati
         // Dropped sends are cancelled: some bytes may never leave. The socket closes now.
         drop(tx);
         assert!(reader.join().unwrap() <= 20 * 256 * 1024);
-        let log = log.borrow();
-        assert_eq!(log.len(), 20, "every buffer dropped exactly once: {log:?}");
+        let log = drops.observed();
+        assert_eq!(log.len(), 20, "every buffer dropped: {log:?}");
+        drops.assert_each_dropped_once();
         // Each drop follows its own send's removal: 19 left at the first, none at the last.
         let expected: Vec<usize> = (0..20).rev().collect();
         assert_eq!(*log, expected, "sends still in flight at each buffer's drop");
     });
-});
+}
 
 use std::future::Future;
 
@@ -100,7 +79,8 @@ fn mix(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-driver_test!(one_gib_through_zero_copy_sends_arrives_intact, |p| {
+#[proactor::test]
+fn one_gib_through_zero_copy_sends_arrives_intact(p: &Proactor) {
     const CHUNK: usize = 4 << 20;
     const ROUNDS: usize = 256; // 1 GiB
     p.block_on(async {
@@ -144,4 +124,4 @@ driver_test!(one_gib_through_zero_copy_sends_arrives_intact, |p| {
         assert_eq!(total, CHUNK * ROUNDS);
         assert_eq!(got, expect, "the bytes that arrived differ from those sent");
     });
-});
+}

@@ -5,6 +5,7 @@ mod common;
 mod core_util;
 
 use core_util::{run_op, FRONTS};
+use proactor::Proactor;
 use proactor::{op, IoBuf};
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
@@ -40,7 +41,8 @@ fn a_slice_starting_past_the_initialised_bytes_is_refused() {
     assert_eq!((s.bytes_init(), s.bytes_total()), (2, 99));
 }
 
-driver_test!(file_reads_into_slices_set_the_length_exactly, |p| {
+#[proactor::test]
+fn file_reads_into_slices_set_the_length_exactly(p: &Proactor) {
     for front in FRONTS {
         let (file, bytes) = pattern_file(300);
         // Into an empty Vec from its start: the length becomes the count read.
@@ -80,9 +82,10 @@ driver_test!(file_reads_into_slices_set_the_length_exactly, |p| {
         assert_eq!(buf[10..20], bytes[290..]);
         assert_eq!(buf[20..], [9; 20]);
     }
-});
+}
 
-driver_test!(socket_receives_into_slices_set_the_length_exactly, |p| {
+#[proactor::test]
+fn socket_receives_into_slices_set_the_length_exactly(p: &Proactor) {
     for front in FRONTS {
         let (a, mut b) = UnixStream::pair().unwrap();
         let a = Rc::new(a);
@@ -105,4 +108,4 @@ driver_test!(socket_receives_into_slices_set_the_length_exactly, |p| {
         assert_eq!(res.unwrap(), 2);
         assert_eq!(&buf[..], b"ZW");
     }
-});
+}

@@ -5,7 +5,8 @@ use proactor::{op, submit, Proactor};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-driver_test!(nop_send_recv_sleep, |p| {
+#[proactor::test]
+fn nop_send_recv_sleep(p: &Proactor) {
     p.block_on(async {
         submit(op::Nop).await.unwrap();
         let (a, b) = UnixStream::pair().unwrap();
@@ -16,9 +17,10 @@ driver_test!(nop_send_recv_sleep, |p| {
         assert_eq!(buf, b"ping");
         proactor::time::sleep(Duration::from_millis(10)).await.unwrap();
     });
-});
+}
 
-driver_test!(handler_chain, |p| {
+#[proactor::test]
+fn handler_chain(p: &Proactor) {
     let (a, b) = UnixStream::pair().unwrap();
     let h = p.handle();
     let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
@@ -32,9 +34,10 @@ driver_test!(handler_chain, |p| {
     });
     p.run().unwrap();
     assert_eq!(&*got.borrow(), b"hi");
-});
+}
 
-driver_test!(deadline_and_timeout, |p| {
+#[proactor::test]
+fn deadline_and_timeout(p: &Proactor) {
     let (_a, b) = UnixStream::pair().unwrap();
     let b = std::rc::Rc::new(b);
     p.block_on(async {
@@ -51,7 +54,7 @@ driver_test!(deadline_and_timeout, |p| {
         assert_eq!(buf.capacity(), 16);
     });
     assert_eq!(p.in_flight().in_flight, 0);
-});
+}
 
 #[test]
 fn default_builder_works() {
@@ -64,12 +67,8 @@ fn default_builder_works() {
 // the middle of pushing op + linked-timeout pairs here; the driver once freed the pair's timespec
 // in that flush (the allocator's reuse of the same block usually hid it, so this guards the path
 // rather than proving the fix).
-driver_test!(many_deadlines_on_a_small_ring, |_p| {
-    let p = Proactor::builder()
-        .driver(_p.driver_kind().to_string().parse().unwrap())
-        .entries(8)
-        .build()
-        .unwrap();
+#[proactor::test(entries = 8)]
+fn many_deadlines_on_a_small_ring(p: &Proactor) {
     let (_a, b) = UnixStream::pair().unwrap();
     let b = std::rc::Rc::new(b);
     let started = std::time::Instant::now();
@@ -96,11 +95,12 @@ driver_test!(many_deadlines_on_a_small_ring, |_p| {
         assert_eq!(proactor::op::raw_os_error(&r.unwrap_err()), Some(libc::ETIMEDOUT));
     }
     assert!(elapsed >= Duration::from_millis(250), "deadlines fired early: {elapsed:?}");
-});
+}
 
 // A deadline that passes is a timeout (`TimedOut`, `ETIMEDOUT`); a cancel of the same kind of
 // operation is `ECANCELED`; both hand the buffer back; a result that came in time is kept.
-driver_test!(deadline_is_told_apart_from_cancel, |p| {
+#[proactor::test]
+fn deadline_is_told_apart_from_cancel(p: &Proactor) {
     let (a, b) = UnixStream::pair().unwrap();
     let b = std::rc::Rc::new(b);
     p.block_on(async {
@@ -132,4 +132,4 @@ driver_test!(deadline_is_told_apart_from_cancel, |p| {
             proactor::time::timeout(Duration::from_millis(5), recv()).await.unwrap_err().into();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
     });
-});
+}

@@ -8,15 +8,9 @@ use proactor::net::UnixStream;
 use proactor::{DriverChoice, DriverKind, Proactor};
 use std::time::Duration;
 
-fn choice(p: &Proactor) -> DriverChoice {
-    match p.driver_kind() {
-        DriverKind::Uring => DriverChoice::Uring,
-        _ => DriverChoice::Epoll,
-    }
-}
-
-driver_test!(latency_per_kind, |p| {
-    let p = Proactor::builder().driver(choice(p)).latency_stats(true).build().unwrap();
+#[proactor::test]
+fn latency_per_kind(driver: DriverChoice) {
+    let p = Proactor::builder().driver(driver).latency_stats(true).build().unwrap();
     p.block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
         for i in 0..100u8 {
@@ -39,16 +33,18 @@ driver_test!(latency_per_kind, |p| {
     assert!(line.starts_with("stats: driver=") && line.contains("recv n="), "{line}");
     assert_eq!(stats.ring.is_some(), p.driver_kind() == DriverKind::Uring);
     assert!(stats.faults.is_none());
-});
+}
 
-driver_test!(off_by_default, |p| {
+#[proactor::test]
+fn off_by_default(p: &Proactor) {
     p.block_on(proactor::submit(proactor::op::Nop)).unwrap();
     assert!(p.stats().latency.is_empty());
-});
+}
 
-driver_test!(in_flight_ages_and_faults, |p| {
+#[proactor::test]
+fn in_flight_ages_and_faults(driver: DriverChoice) {
     let plan = FaultPlan::new(5).rate(0.5).kinds(&[FaultKind::Eintr]);
-    let p = Proactor::builder().driver(choice(p)).faults(plan).build().unwrap();
+    let p = Proactor::builder().driver(driver).faults(plan).build().unwrap();
     p.block_on(async {
         let (_a, b) = UnixStream::pair().unwrap();
         let h = proactor::Handle::current();
@@ -60,13 +56,12 @@ driver_test!(in_flight_ages_and_faults, |p| {
         assert!(stats.faults.unwrap().counts.get(FaultKind::Eintr) > 0, "{stats}");
         drop(idle);
     });
-});
+}
 
-#[test]
-fn completion_queue_overflow_is_counted_and_loses_nothing() {
-    // A ring of 4 entries (8 completions) and 400 timers that all expire together: their
-    // completions outrun the queue and wait in the kernel's overflow list.
-    let p = Proactor::builder().driver(DriverChoice::Uring).entries(4).build().unwrap();
+// A ring of 4 entries (8 completions) and 400 timers that all expire together: their
+// completions outrun the queue and wait in the kernel's overflow list.
+#[proactor::test(uring_only = "epoll has no completion queue to overflow", entries = 4)]
+fn completion_queue_overflow_is_counted_and_loses_nothing(p: &Proactor) {
     let done = p.block_on(async {
         let tasks: Vec<_> = (0..400)
             .map(|_| proactor::spawn(proactor::time::sleep(Duration::from_millis(20))))

@@ -3,50 +3,14 @@
 //! `JoinHandle::detach`, `yield_now`, `sleep_until`, `interval` and its missed-tick behaviours.
 mod common;
 
+use common::{CountingBuf, DropLedger};
 use proactor::net::UnixStream;
 use proactor::time::{self, MissedTickBehavior};
-use proactor::{IoBuf, IoBufMut, JoinError};
+use proactor::JoinError;
+use proactor::Proactor;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-/// A receive buffer that records its drop (by id) in a shared log.
-struct Counted {
-    id: usize,
-    data: Vec<u8>,
-    drops: Rc<RefCell<BTreeMap<usize, usize>>>,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        *self.drops.borrow_mut().entry(self.id).or_default() += 1;
-    }
-}
-
-// SAFETY (test): delegates to the `Vec`, whose heap block does not move while it is owned here.
-unsafe impl IoBuf for Counted {
-    fn stable_ptr(&self) -> *const u8 {
-        self.data.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.data.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.data.bytes_total()
-    }
-}
-
-// SAFETY (test): as above.
-unsafe impl IoBufMut for Counted {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.data.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, n: usize) {
-        // SAFETY: the caller's promise, passed on.
-        unsafe { self.data.set_init(n) }
-    }
-}
 
 const READS: usize = 1000;
 
@@ -66,8 +30,9 @@ fn open_targets() -> std::collections::HashSet<String> {
         .collect()
 }
 
-driver_test!(abort_a_task_with_1000_reads_in_flight, |p| {
-    let drops = Rc::new(RefCell::new(BTreeMap::new()));
+#[proactor::test]
+fn abort_a_task_with_1000_reads_in_flight(p: &Proactor) {
+    let drops = DropLedger::new(READS);
     let mut ours = Vec::new();
     p.block_on(async {
         let pairs: Vec<(UnixStream, UnixStream)> =
@@ -81,7 +46,7 @@ driver_test!(abort_a_task_with_1000_reads_in_flight, |p| {
         // the operations keep them open once the task is gone.
         let task = proactor::spawn(async move {
             let reads = readers.iter().enumerate().map(|(id, r)| {
-                let buf = Counted { id, data: Vec::with_capacity(64), drops: d.clone() };
+                let buf = CountingBuf::new(&d, id, 64);
                 r.read(buf)
             });
             let all = futures::future::join_all(reads);
@@ -92,7 +57,7 @@ driver_test!(abort_a_task_with_1000_reads_in_flight, |p| {
             time::sleep(Duration::from_millis(1)).await.unwrap();
         }
         assert!(started.get());
-        assert!(drops.borrow().is_empty(), "no buffer dropped while its read is in flight");
+        assert_eq!(drops.total(), 0, "no buffer dropped while its read is in flight");
         task.abort();
         assert!(matches!(task.await, Err(JoinError::Cancelled)));
         // The cancellations complete in the loop's next turns; then every buffer is freed.
@@ -103,11 +68,8 @@ driver_test!(abort_a_task_with_1000_reads_in_flight, |p| {
         }
         // Give a stray late completion a chance to show up as a second drop.
         time::sleep(Duration::from_millis(20)).await.unwrap();
-        {
-            let drops = drops.borrow();
-            assert_eq!(drops.len(), READS, "every buffer was dropped");
-            assert!(drops.values().all(|&n| n == 1), "no buffer was dropped twice");
-        }
+        // Every buffer was dropped, none twice.
+        drops.assert_each_dropped_once();
         // The peers still work: nothing written reaches a cancelled read.
         let (res, _) = writers[0].write(b"late".as_slice()).await;
         assert!(res.is_err(), "the reader socket was closed with the task");
@@ -116,9 +78,10 @@ driver_test!(abort_a_task_with_1000_reads_in_flight, |p| {
     let open = open_targets();
     let leaked = ours.iter().filter(|t| open.contains(*t)).count();
     assert_eq!(leaked, 0, "no descriptor leaked: {leaked} of the reader sockets are still open");
-});
+}
 
-driver_test!(abort_before_first_poll_and_after_finish, |p| {
+#[proactor::test]
+fn abort_before_first_poll_and_after_finish(p: &Proactor) {
     p.block_on(async {
         let ran = Rc::new(Cell::new(false));
         let r = ran.clone();
@@ -154,9 +117,10 @@ driver_test!(abort_before_first_poll_and_after_finish, |p| {
         let me = slot.borrow_mut().take().unwrap();
         assert_eq!(me.await.unwrap_err(), JoinError::Cancelled);
     });
-});
+}
 
-driver_test!(detached_task_runs_to_completion, |p| {
+#[proactor::test]
+fn detached_task_runs_to_completion(p: &Proactor) {
     p.block_on(async {
         let done = Rc::new(Cell::new(false));
         let d = done.clone();
@@ -168,9 +132,10 @@ driver_test!(detached_task_runs_to_completion, |p| {
         time::sleep(Duration::from_millis(50)).await.unwrap();
         assert!(done.get());
     });
-});
+}
 
-driver_test!(yield_now_interleaves_tasks, |p| {
+#[proactor::test]
+fn yield_now_interleaves_tasks(p: &Proactor) {
     p.block_on(async {
         let log = Rc::new(RefCell::new(Vec::new()));
         let tasks: Vec<_> = (0..2)
@@ -190,9 +155,10 @@ driver_test!(yield_now_interleaves_tasks, |p| {
         let expect = vec![(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)];
         assert_eq!(*log.borrow(), expect);
     });
-});
+}
 
-driver_test!(sleep_until_a_deadline, |p| {
+#[proactor::test]
+fn sleep_until_a_deadline(p: &Proactor) {
     p.block_on(async {
         let start = Instant::now();
         time::sleep_until(start + Duration::from_millis(30)).await.unwrap();
@@ -202,7 +168,7 @@ driver_test!(sleep_until_a_deadline, |p| {
         time::sleep_until(start).await.unwrap();
         assert!(t.elapsed() < Duration::from_millis(100));
     });
-});
+}
 
 /// Takes `n` ticks, returning each scheduled instant and when it completed.
 async fn ticks(iv: &mut time::Interval, n: usize) -> Vec<(Instant, Instant)> {
@@ -217,7 +183,8 @@ async fn ticks(iv: &mut time::Interval, n: usize) -> Vec<(Instant, Instant)> {
 /// Long enough that a loaded machine (2 cores, several builds) keeps the timing assertions.
 const PERIOD: Duration = Duration::from_millis(50);
 
-driver_test!(interval_ticks_on_schedule_and_bursts_after_a_stall, |p| {
+#[proactor::test]
+fn interval_ticks_on_schedule_and_bursts_after_a_stall(p: &Proactor) {
     p.block_on(async {
         let start = Instant::now();
         let mut iv = time::interval(PERIOD);
@@ -237,9 +204,10 @@ driver_test!(interval_ticks_on_schedule_and_bursts_after_a_stall, |p| {
             assert_eq!(*due, first[0].0 + PERIOD * (3 + k as u32), "the schedule is kept");
         }
     });
-});
+}
 
-driver_test!(interval_delay_and_skip_after_a_stall, |p| {
+#[proactor::test]
+fn interval_delay_and_skip_after_a_stall(p: &Proactor) {
     p.block_on(async {
         let mut iv = time::interval(PERIOD);
         iv.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -258,9 +226,10 @@ driver_test!(interval_delay_and_skip_after_a_stall, |p| {
         assert_eq!(late[1].0, t0 + PERIOD * 3, "ticks 2 was skipped; the grid is kept");
         assert!(late[1].1 >= late[1].0);
     });
-});
+}
 
-driver_test!(interval_tick_dropped_loses_nothing, |p| {
+#[proactor::test]
+fn interval_tick_dropped_loses_nothing(p: &Proactor) {
     p.block_on(async {
         let mut iv = time::interval_at(Instant::now() + PERIOD, PERIOD);
         let due = iv.tick();
@@ -271,4 +240,4 @@ driver_test!(interval_tick_dropped_loses_nothing, |p| {
         let b = iv.tick().await;
         assert_eq!(b - a, PERIOD);
     });
-});
+}

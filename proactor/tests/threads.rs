@@ -13,26 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-/// Defines `name::uring` and `name::epoll`, each calling `body(driver)`, for tests that start
-/// their own proactor threads.
-macro_rules! threads_test {
-    ($name:ident, |$d:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($d: proactor::DriverChoice) $body
-            #[test]
-            fn uring() {
-                body(proactor::DriverChoice::Uring);
-            }
-            #[test]
-            fn epoll() {
-                body(proactor::DriverChoice::Epoll);
-            }
-        }
-    };
-}
-
 fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -45,7 +25,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 // Remote handles
 // ---------------------------------------------------------------------------------------------
 
-driver_test!(remote_posts_from_8_threads_run_once_in_order, |p| {
+#[proactor::test]
+fn remote_posts_from_8_threads_run_once_in_order(p: &Proactor) {
     const POSTERS: usize = 8;
     const PER: usize = 5_000;
     let runs: Arc<Vec<AtomicU32>> =
@@ -117,9 +98,10 @@ driver_test!(remote_posts_from_8_threads_run_once_in_order, |p| {
         lat[lat.len() - 1]
     );
     assert!(lat[lat.len() - 1] < Duration::from_secs(1), "wake-ups are prompt: {lat:?}");
-});
+}
 
-driver_test!(remote_post_after_drop_fails_and_run_waits_for_handles, |p| {
+#[proactor::test]
+fn remote_post_after_drop_fails_and_run_waits_for_handles(p: &Proactor) {
     // run() with a live remote handle keeps running until stopped from another thread.
     let remote = p.remote();
     let done = Arc::new(AtomicBool::new(false));
@@ -142,7 +124,7 @@ driver_test!(remote_post_after_drop_fails_and_run_waits_for_handles, |p| {
     remote.stop().unwrap();
     p.run().unwrap();
     assert!(ok.load(Ordering::SeqCst));
-});
+}
 
 #[test]
 fn remote_post_to_a_dropped_proactor_is_an_error() {
@@ -157,7 +139,8 @@ fn remote_post_to_a_dropped_proactor_is_an_error() {
 // Strands
 // ---------------------------------------------------------------------------------------------
 
-threads_test!(strand_serialises_100k_increments_from_several_threads, |d| {
+#[proactor::test]
+fn strand_serialises_100k_increments_from_several_threads(d: DriverChoice) {
     const POSTERS: usize = 4;
     const PER: usize = 25_000;
     let pool = Threads::new().threads(2).driver(d).start().unwrap();
@@ -239,9 +222,10 @@ threads_test!(strand_serialises_100k_increments_from_several_threads, |d| {
     assert_eq!(count.load(Ordering::SeqCst), (POSTERS * PER) as u64, "final count");
     eprintln!("{d:?}: strand drains ran on threads {:?}", threads_used.lock().unwrap());
     pool.shutdown().unwrap();
-});
+}
 
-threads_test!(strand_task_awaits_offload_and_stays_serialised, |d| {
+#[proactor::test]
+fn strand_task_awaits_offload_and_stays_serialised(d: DriverChoice) {
     let pool = Threads::new().threads(2).driver(d).start().unwrap();
     let strand = Strand::on_workers(pool.workers());
     let busy = Arc::new(AtomicBool::new(false));
@@ -281,13 +265,14 @@ threads_test!(strand_task_awaits_offload_and_stays_serialised, |d| {
     assert_eq!(got, (0..50u64).map(|i| i * i).collect::<Vec<_>>());
     assert_eq!(overlaps.load(Ordering::SeqCst), 0);
     pool.shutdown().unwrap();
-});
+}
 
 // ---------------------------------------------------------------------------------------------
 // Offload
 // ---------------------------------------------------------------------------------------------
 
-driver_test!(offload_result_and_panic_come_back_on_the_loop_thread, |p| {
+#[proactor::test]
+fn offload_result_and_panic_come_back_on_the_loop_thread(p: &Proactor) {
     let me = std::thread::current().id();
     p.block_on(async {
         let (v, ran_on) = offload(|| (21 * 2, std::thread::current().id())).await.unwrap();
@@ -297,9 +282,10 @@ driver_test!(offload_result_and_panic_come_back_on_the_loop_thread, |p| {
         let err = offload(|| -> u32 { panic!("offloaded boom") }).await;
         assert_eq!(err, Err(proactor::JoinError::Panicked));
     });
-});
+}
 
-driver_test!(offload_queue_full_makes_the_caller_wait, |p| {
+#[proactor::test]
+fn offload_queue_full_makes_the_caller_wait(p: &Proactor) {
     // One thread, a queue of two: ten jobs at once must all finish, and never more than two
     // wait in the queue.
     let pool = proactor::offload::BlockingPool::new(1, 2).unwrap();
@@ -325,7 +311,7 @@ driver_test!(offload_queue_full_makes_the_caller_wait, |p| {
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
     });
     assert!(max_queued.load(Ordering::SeqCst) <= 2, "the queue stayed bounded");
-});
+}
 
 /// The bytes the hashing request hashes: `size` bytes of a fixed pattern, in 1 MiB chunks.
 fn hash_pattern(size: u64) -> [u8; 32] {
@@ -390,7 +376,8 @@ fn echo_latencies(conns: &mut [std::net::TcpStream], rounds: usize) -> Vec<Durat
     lat
 }
 
-threads_test!(offloaded_hash_does_not_delay_other_connections, |d| {
+#[proactor::test]
+fn offloaded_hash_does_not_delay_other_connections(d: DriverChoice) {
     // 1 GiB as the issue asks in optimised builds; debug builds hash far slower, so 16 MiB.
     let size: u64 = if cfg!(debug_assertions) { 16 << 20 } else { 1 << 30 };
     let pool = Threads::new().threads(1).driver(d).start().unwrap();
@@ -443,7 +430,7 @@ threads_test!(offloaded_hash_does_not_delay_other_connections, |d| {
     assert!(b99 < Duration::from_millis(100), "p99 echo latency while hashing: {b99:?}");
     server.stop().unwrap();
     pool.shutdown().unwrap();
-});
+}
 
 // ---------------------------------------------------------------------------------------------
 // Servers on several threads
@@ -517,13 +504,15 @@ fn thousand_clients(d: DriverChoice, dist: Distribution) {
     pool.shutdown().unwrap();
 }
 
-threads_test!(echo_on_2_threads_1000_clients_acceptor, |d| {
+#[proactor::test]
+fn echo_on_2_threads_1000_clients_acceptor(d: DriverChoice) {
     thousand_clients(d, Distribution::Acceptor);
-});
+}
 
-threads_test!(echo_on_2_threads_1000_clients_reuseport, |d| {
+#[proactor::test]
+fn echo_on_2_threads_1000_clients_reuseport(d: DriverChoice) {
     thousand_clients(d, Distribution::ReusePort);
-});
+}
 
 /// A chat connection: joins the room, says which thread serves it, then relays lines.
 async fn chat(stream: std::net::TcpStream, conn: Conn, room: Room<Arc<[u8]>>) {
@@ -573,7 +562,8 @@ fn read_line(c: &mut std::net::TcpStream) -> String {
     String::from_utf8(out).unwrap()
 }
 
-threads_test!(chat_room_spans_threads, |d| {
+#[proactor::test]
+fn chat_room_spans_threads(d: DriverChoice) {
     let pool = Threads::new().threads(2).driver(d).start().unwrap();
     let room: Room<Arc<[u8]>> = Room::new(1024);
     let r = room.clone();
@@ -607,9 +597,10 @@ threads_test!(chat_room_spans_threads, |d| {
     }
     server.stop().unwrap();
     pool.shutdown().unwrap();
-});
+}
 
-threads_test!(a_busy_thread_gets_fewer_new_connections, |d| {
+#[proactor::test]
+fn a_busy_thread_gets_fewer_new_connections(d: DriverChoice) {
     let pool = Threads::new().threads(2).driver(d).start().unwrap();
     let server = pool.serve(local(), Distribution::Acceptor, echo).unwrap();
     // Thread 0 burns CPU (a handler that blocks its loop: exactly what connection code must not
@@ -644,4 +635,4 @@ threads_test!(a_busy_thread_gets_fewer_new_connections, |d| {
     drop(clients);
     server.stop().unwrap();
     pool.shutdown().unwrap();
-});
+}

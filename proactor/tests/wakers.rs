@@ -6,6 +6,7 @@ mod common;
 mod core_util;
 
 use core_util::pipe;
+use proactor::Proactor;
 use proactor::{op, spawn, submit, Op};
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
@@ -28,7 +29,8 @@ fn write_later(w: std::os::fd::OwnedFd, delay: Duration, data: &'static [u8]) {
     });
 }
 
-driver_test!(an_operation_handed_to_another_task_wakes_that_task, |p| {
+#[proactor::test]
+fn an_operation_handed_to_another_task_wakes_that_task(p: &Proactor) {
     let (r, w) = pipe();
     let r = Rc::new(r);
     let out = p.block_on(async move {
@@ -61,7 +63,7 @@ driver_test!(an_operation_handed_to_another_task_wakes_that_task, |p| {
     let (res, buf) = out.expect("task B was woken by the completion").expect("task B");
     assert_eq!(res.expect("read"), 11);
     assert_eq!(buf, b"handed over");
-});
+}
 
 /// A waker that counts its wakes and passes them on.
 struct Counting {
@@ -79,7 +81,8 @@ impl Wake for Counting {
     }
 }
 
-driver_test!(an_operation_polled_with_a_combinators_waker_wakes_that_waker, |p| {
+#[proactor::test]
+fn an_operation_polled_with_a_combinators_waker_wakes_that_waker(p: &Proactor) {
     let (r, w) = pipe();
     let (wakes, res, buf) = p.block_on(async move {
         let mut read = submit(op::Read::new(r, Vec::with_capacity(16)));
@@ -101,9 +104,10 @@ driver_test!(an_operation_polled_with_a_combinators_waker_wakes_that_waker, |p| 
     assert_eq!(res.expect("read"), 10);
     assert_eq!(buf, b"combinator");
     assert_eq!(wakes, 1, "the completion woke the combinator's waker, once");
-});
+}
 
-driver_test!(many_operations_of_one_task_complete_with_one_wake_each_turn, |p| {
+#[proactor::test]
+fn many_operations_of_one_task_complete_with_one_wake_each_turn(p: &Proactor) {
     // 300 reads on 300 pipes, all awaited by one task; the data arrives in one burst.
     let pipes: Vec<_> = (0..300).map(|_| pipe()).collect();
     let (readers, writers): (Vec<_>, Vec<_>) = pipes.into_iter().unzip();
@@ -125,7 +129,7 @@ driver_test!(many_operations_of_one_task_complete_with_one_wake_each_turn, |p| {
         total
     });
     assert_eq!(got, 300 * 5);
-});
+}
 
 /// Ready once another thread has set its flag; until then it leaves its waker where that thread
 /// can take it.
@@ -177,7 +181,8 @@ async fn before_timer<F: Future + Unpin>(mut fut: F, limit: Duration) -> Result<
     .await
 }
 
-driver_test!(a_task_woken_from_another_thread_runs_while_the_loop_waits, |p| {
+#[proactor::test]
+fn a_task_woken_from_another_thread_runs_while_the_loop_waits(p: &Proactor) {
     // The loop has nothing else to do, so it is blocked in the driver (or about to be) when the
     // wake arrives; a lost wake would leave it there until the timer. The delays vary so that
     // wakes land before, during and after the loop parks.
@@ -186,15 +191,16 @@ driver_test!(a_task_woken_from_another_thread_runs_while_the_loop_waits, |p| {
         let res = p.block_on(before_timer(task, Duration::from_secs(5)));
         assert!(matches!(res, Ok(Ok(()))), "round {i}: the task's wake was lost");
     }
-});
+}
 
-driver_test!(the_block_on_future_woken_from_another_thread_completes, |p| {
+#[proactor::test]
+fn the_block_on_future_woken_from_another_thread_completes(p: &Proactor) {
     for i in 0..200u64 {
         let fut = woken_from_afar(Duration::from_micros(i % 7 * 150));
         let res = p.block_on(before_timer(fut, Duration::from_secs(5)));
         assert!(res.is_ok(), "round {i}: the main future's wake was lost");
     }
-});
+}
 
 /// One side of a ping-pong between two tasks on the loop's thread: whose turn it is, and the
 /// waker of the side that waits.
@@ -226,7 +232,8 @@ async fn play(court: Rc<Court>, me: u32, rounds: u32) -> u32 {
     strokes
 }
 
-driver_test!(tasks_waking_each_other_on_the_loop_thread_take_turns, |p| {
+#[proactor::test]
+fn tasks_waking_each_other_on_the_loop_thread_take_turns(p: &Proactor) {
     // Each wake comes from a task the loop is polling: the waker's own-thread path.
     let court = Rc::new(Court::default());
     let a = p.spawn(play(court.clone(), 0, 1000));
@@ -237,4 +244,4 @@ driver_test!(tasks_waking_each_other_on_the_loop_thread_take_turns, |p| {
     ));
     assert_eq!(res, Ok((1000, 1000)), "a wake between tasks was lost");
     assert_eq!(court.turn.get(), 2000);
-});
+}

@@ -1,6 +1,11 @@
-//! Shared test helpers. Every test runs once per driver through [`driver_test!`].
+//! Shared test helpers. Every test runs once per driver: `#[proactor::test] fn name(p: &Proactor)`
+//! (or another form of the attribute, see its docs).
 #![allow(dead_code)]
 
+mod drops;
+
+#[allow(unused_imports)] // not every test file uses them
+pub use drops::{CountingBuf, DropLedger};
 use proactor::{DriverChoice, Proactor};
 
 /// A proactor on the given driver, built strictly (no fallback).
@@ -13,6 +18,9 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
+/// Old form, being removed: write `#[proactor::test] fn name(p: &Proactor) { ... }` (and
+/// `#[proactor::test(uring_only = "why")]`) instead.
+///
 /// Defines a test that runs once per driver: `driver_test!(name, |p: &Proactor| { ... });`
 /// generates `name::uring` and `name::epoll`.
 ///

@@ -1,13 +1,12 @@
 //! Helpers shared by the core's tests (`ops.rs`, `lifecycle.rs`, `front_ends.rs`): running one
-//! operation through either front end, and a buffer that counts its own destruction.
+//! operation through either front end. (The buffer that counts its own destruction is
+//! `common::CountingBuf`.)
 #![allow(dead_code)]
 
 use proactor::op::OpCode;
-use proactor::{IoBuf, IoBufMut, Proactor};
+use proactor::Proactor;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 /// The two front ends of the proactor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,86 +38,6 @@ pub fn run_op<O: OpCode>(p: &Proactor, front: Front, op: O) -> O::Output {
 /// The errno of an operation's error.
 pub fn errno(err: &std::io::Error) -> Option<i32> {
     proactor::op::raw_os_error(err)
-}
-
-/// Shared record of which [`CountingBuf`]s were dropped, and how often.
-pub struct DropLedger {
-    drops: Vec<AtomicU8>,
-    total: AtomicUsize,
-}
-
-impl DropLedger {
-    /// A ledger for `n` buffers, numbered `0..n`.
-    pub fn new(n: usize) -> Arc<DropLedger> {
-        Arc::new(DropLedger {
-            drops: (0..n).map(|_| AtomicU8::new(0)).collect(),
-            total: AtomicUsize::new(0),
-        })
-    }
-    /// Buffers dropped so far.
-    pub fn total(&self) -> usize {
-        self.total.load(Ordering::SeqCst)
-    }
-    /// Panics unless every buffer was dropped exactly once.
-    pub fn assert_each_dropped_once(&self) {
-        for (i, d) in self.drops.iter().enumerate() {
-            assert_eq!(
-                d.load(Ordering::SeqCst),
-                1,
-                "buffer {i} dropped {} times",
-                d.load(Ordering::SeqCst)
-            );
-        }
-    }
-}
-
-/// A heap buffer that records its destruction in a [`DropLedger`].
-pub struct CountingBuf {
-    data: Vec<u8>,
-    id: usize,
-    ledger: Arc<DropLedger>,
-}
-
-impl CountingBuf {
-    /// Buffer number `id` with `cap` bytes of capacity, empty.
-    pub fn new(ledger: &Arc<DropLedger>, id: usize, cap: usize) -> CountingBuf {
-        CountingBuf { data: Vec::with_capacity(cap), id, ledger: ledger.clone() }
-    }
-    /// The bytes read into it.
-    pub fn bytes(&self) -> &[u8] {
-        &self.data
-    }
-}
-
-impl Drop for CountingBuf {
-    fn drop(&mut self) {
-        self.ledger.drops[self.id].fetch_add(1, Ordering::SeqCst);
-        self.ledger.total.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-// SAFETY: delegates to the inner Vec, whose heap block does not move with the value.
-unsafe impl IoBuf for CountingBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.data.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.data.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.data.bytes_total()
-    }
-}
-
-// SAFETY: delegates to the inner Vec.
-unsafe impl IoBufMut for CountingBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.data.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, n: usize) {
-        // SAFETY: forwarded with the caller's guarantee.
-        unsafe { self.data.set_init(n) }
-    }
 }
 
 /// Polls `fut` once with the current context; true if it finished.
