@@ -9,12 +9,12 @@
 //!
 //! `PROACTOR_DRIVER=epoll` runs it on the epoll driver. It serves until stopped.
 
+#[path = "support/hyper_serve.rs"]
+mod support;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
-use hyper_util::server::conn::auto;
-use proactor::compat::hyper::{HyperExecutor, HyperTimer};
-use proactor::compat::Compat;
 use proactor::net::TcpListener;
 use std::convert::Infallible;
 
@@ -25,39 +25,10 @@ async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
 
 /// Accepts connections on `listener` and serves each as a local task, until the listener fails.
 pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
-    loop {
-        let (stream, _peer) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        // Dropping the join handle detaches the task.
-        drop(proactor::spawn(async move {
-            let mut builder = auto::Builder::new(HyperExecutor);
-            builder.http1().timer(HyperTimer);
-            builder.http2().timer(HyperTimer);
-            let service = hyper::service::service_fn(hello);
-            if let Err(e) = builder.serve_connection(Compat::new(stream), service).await {
-                eprintln!("connection: {e}");
-            }
-        }));
-    }
+    support::serve(listener, || hyper::service::service_fn(hello)).await
 }
 
 #[allow(dead_code)]
 fn main() -> std::io::Result<()> {
-    let mut listen = String::from("127.0.0.1:3000");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--listen" => listen = args.next().unwrap_or(listen),
-            _ => {
-                eprintln!("usage: hyper_server [--listen ADDR]");
-                std::process::exit(2);
-            }
-        }
-    }
-    let p = proactor::Proactor::new()?;
-    p.block_on(async {
-        let listener = TcpListener::bind(listen.as_str())?;
-        println!("listening on {}", listener.local_addr()?);
-        serve(listener).await
-    })
+    support::main("hyper_server", serve)
 }

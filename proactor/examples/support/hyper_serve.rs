@@ -1,0 +1,70 @@
+//! What the hyper and axum examples share (copy it with them): `--listen ADDR` and the
+//! `listening on` line, and the accept loop that serves each connection as a local task through
+//! hyper-util's `auto::Builder` (HTTP/1.1 and h2c on one port, proactor's timer on both).
+
+use hyper::body::{Body, Incoming};
+use hyper::service::Service;
+use hyper::{Request, Response};
+use hyper_util::server::conn::auto::{self, HttpServerConnExec};
+use proactor::compat::hyper::{HyperExecutor, HyperTimer};
+use proactor::compat::Compat;
+use proactor::net::TcpListener;
+use std::error::Error;
+use std::future::Future;
+
+/// Accepts connections on `listener` and serves each with a service from `make_service`, as a
+/// local task, until the listener fails.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    mut make_service: impl FnMut() -> S,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn Error + Send + Sync>>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+    HyperExecutor: HttpServerConnExec<S::Future, B>,
+{
+    loop {
+        let (stream, _peer) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let service = make_service();
+        // Dropping the join handle detaches the task.
+        drop(proactor::spawn(async move {
+            let mut builder = auto::Builder::new(HyperExecutor);
+            builder.http1().timer(HyperTimer);
+            builder.http2().timer(HyperTimer);
+            if let Err(e) = builder.serve_connection(Compat::new(stream), service).await {
+                eprintln!("connection: {e}");
+            }
+        }));
+    }
+}
+
+/// The examples' `main`: binds `--listen ADDR` (default `127.0.0.1:3000`) on a proactor (the
+/// driver from `PROACTOR_DRIVER`, else the best the kernel offers), prints `listening on ADDR`
+/// and runs `serve` on the listener until it fails. `example` names the program in the usage.
+pub fn main<F, Fut>(example: &str, serve: F) -> std::io::Result<()>
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: Future<Output = std::io::Result<()>>,
+{
+    let mut listen = String::from("127.0.0.1:3000");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => listen = args.next().unwrap_or(listen),
+            _ => {
+                eprintln!("usage: {example} [--listen ADDR]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let p = proactor::Proactor::new()?;
+    p.block_on(async {
+        let listener = TcpListener::bind(listen.as_str())?;
+        println!("listening on {}", listener.local_addr()?);
+        serve(listener).await
+    })
+}
