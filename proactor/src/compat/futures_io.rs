@@ -32,7 +32,7 @@ impl<S: CompatStream> AsyncWrite for Compat<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_from(cx, &[io::IoSlice::new(buf)])
+        self.get_mut().poll_write_one(cx, buf)
     }
 
     fn poll_write_vectored(

@@ -220,14 +220,35 @@ impl<S: CompatStream> Compat<S> {
         cx: &mut Context<'_>,
         dst: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        if dst.is_empty() {
+        self.poll_read_with(cx, dst.len(), |src| dst[..src.len()].copy_from_slice(src))
+    }
+
+    /// The one read every trait's `poll_read` is: waits for received bytes (unless `room` is 0),
+    /// hands at most `room` of them to `put`, which copies them out, and marks those read.
+    /// `Ok(0)` at end of stream or when `room` is 0 (then `put` is not called).
+    pub(crate) fn poll_read_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        room: usize,
+        put: impl FnOnce(&[u8]),
+    ) -> Poll<io::Result<usize>> {
+        if room == 0 {
             return Poll::Ready(Ok(0));
         }
         let src = ready!(self.poll_fill_buf(cx))?;
-        let n = src.len().min(dst.len());
-        dst[..n].copy_from_slice(&src[..n]);
+        let n = src.len().min(room);
+        put(&src[..n]);
         self.consume(n);
         Poll::Ready(Ok(n))
+    }
+
+    /// [`Compat::poll_write_from`] with one slice: every trait's `poll_write`.
+    pub(crate) fn poll_write_one(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_from(cx, &[io::IoSlice::new(buf)])
     }
 
     /// Accepts bytes from `bufs` into the write buffer, in order, as far as it has room, and

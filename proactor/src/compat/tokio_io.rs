@@ -3,7 +3,7 @@
 use super::{Compat, CompatStream};
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
 impl<S: CompatStream> AsyncRead for Compat<S> {
@@ -12,15 +12,8 @@ impl<S: CompatStream> AsyncRead for Compat<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        let src = ready!(this.poll_fill_buf(cx))?;
-        let n = src.len().min(buf.remaining());
-        buf.put_slice(&src[..n]);
-        this.consume(n);
-        Poll::Ready(Ok(()))
+        let room = buf.remaining();
+        self.get_mut().poll_read_with(cx, room, |src| buf.put_slice(src)).map_ok(|_| ())
     }
 }
 
@@ -40,7 +33,7 @@ impl<S: CompatStream> AsyncWrite for Compat<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_from(cx, &[io::IoSlice::new(buf)])
+        self.get_mut().poll_write_one(cx, buf)
     }
 
     fn poll_write_vectored(
