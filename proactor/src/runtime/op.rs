@@ -93,11 +93,12 @@ impl<O: OpCode> Future for Op<O> {
 }
 
 impl<O: OpCode> Op<O> {
-    /// The first poll: hands the operation to the current proactor. Out of line, so that the
-    /// later polls — a lookup — stay small enough to inline into whatever awaits the future.
-    /// An operation with a deadline or a cancel token takes a path of its own, so that the
-    /// common one checks for neither.
-    #[inline(never)]
+    /// The first poll: hands the operation to the current proactor. An operation with a
+    /// deadline or a cancel token takes a path of its own, so that the common one checks for
+    /// neither. Inlined into the poll: out of line, its call, frame and the state's round trip
+    /// through the stack were 19 of the ~315 user-side instructions of a NOP future's round
+    /// trip (callgrind on `nop_ratio`'s `f` loop).
+    #[inline]
     fn submit(&mut self, cx: &mut Context<'_>) -> Poll<O::Output> {
         if self.extras.is_some() {
             return self.submit_with_extras(cx);
