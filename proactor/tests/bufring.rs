@@ -4,7 +4,7 @@
 
 mod common;
 
-use proactor::buf::{BufPool, PooledBuf};
+use proactor::buf::{BufPool, BufPoolSet, PooledBuf};
 use proactor::net::{TcpListener, UnixStream};
 use proactor::op::RecvMulti;
 use proactor::{submit_multi, DriverChoice};
@@ -261,4 +261,163 @@ async fn a_cancelled_receive_with_completions_queued_loses_nothing() {
         settle().await;
         every_buffer_once(&pool).await;
     }
+}
+
+/// The next `len` bytes of a counting pattern, appended to `sent`.
+fn send(sent: &mut Vec<u8>, len: usize) -> Vec<u8> {
+    let piece: Vec<u8> = (sent.len()..sent.len() + len).map(|i| (i % 249) as u8).collect();
+    sent.extend_from_slice(&piece);
+    piece
+}
+
+/// A set of 64-byte and 4 KiB buffers, four of each.
+fn small_and_large(config: (bool, bool)) -> BufPoolSet {
+    BufPoolSet::new([pool(4, 4096, config), pool(4, 64, config)]).unwrap()
+}
+
+#[proactor::test]
+async fn a_pool_set_picks_by_expected_size() {
+    let set = small_and_large((false, false));
+    assert_eq!(set.pools().iter().map(|p| p.buffer_size()).collect::<Vec<_>>(), [64, 4096]);
+    assert_eq!(set.pick(1).buffer_size(), 64);
+    assert_eq!(set.pick(64).buffer_size(), 64);
+    assert_eq!(set.pick(65).buffer_size(), 4096);
+    assert_eq!(set.pick(1 << 20).buffer_size(), 4096, "the largest when none holds it");
+    assert!(BufPoolSet::new([]).is_err());
+}
+
+#[proactor::test]
+async fn a_set_stream_borrows_large_buffers_while_the_small_pool_is_dry_then_comes_back() {
+    for config in CONFIGS {
+        let set = small_and_large(config);
+        let (small, large) = (set.pools()[0].clone(), set.pools()[1].clone());
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut chunks = set.recv_stream(b.as_raw_fd(), 32);
+        assert_eq!(chunks.pool().buffer_size(), 64);
+        let mut sent = Vec::new();
+        let mut got = Vec::new();
+        // Fill every small buffer and keep them.
+        let mut held = Vec::new();
+        while small.available() > 0 {
+            a.write_all(send(&mut sent, 64)).await.0.unwrap();
+            let buf = chunks.next().await.unwrap().unwrap();
+            got.extend_from_slice(&buf);
+            held.push(buf);
+        }
+        // The small pool is dry: the next chunks come in large buffers.
+        a.write_all(send(&mut sent, 1000)).await.0.unwrap();
+        let mut borrowed = 0;
+        while got.len() < sent.len() {
+            let buf = chunks.next().await.unwrap().unwrap();
+            borrowed += usize::from(buf.len() > 64);
+            got.extend_from_slice(&buf);
+        }
+        assert!(borrowed > 0 && large.available() <= large.capacity(), "{config:?}");
+        assert_eq!(chunks.pool().buffer_size(), 4096, "{config:?}: on the large pool");
+        // Small buffers back: the stream returns to its own pool (after what the large
+        // pool's receive had completed).
+        drop(held);
+        for _ in 0..20 {
+            a.write_all(send(&mut sent, 40)).await.0.unwrap();
+            while got.len() < sent.len() {
+                got.extend_from_slice(&chunks.next().await.unwrap().unwrap());
+            }
+            if chunks.pool().buffer_size() == 64 {
+                break;
+            }
+        }
+        assert_eq!(chunks.pool().buffer_size(), 64, "{config:?}: back on the small pool");
+        drop(a);
+        while let Some(buf) = chunks.next().await {
+            got.extend_from_slice(&buf.unwrap());
+        }
+        assert!(got == sent, "{config:?}: every byte, in order");
+        drop(chunks);
+        settle().await;
+        every_buffer_once(&small).await;
+        every_buffer_once(&large).await;
+    }
+}
+
+#[proactor::test]
+async fn a_set_receive_takes_a_larger_buffer_when_the_chosen_pool_is_dry() {
+    let set = small_and_large((false, false));
+    let small = set.pools()[0].clone();
+    let (a, b) = UnixStream::pair().unwrap();
+    let mut held = Vec::new();
+    for i in 0..4u8 {
+        a.write_all(vec![i; 64]).await.0.unwrap();
+        let buf = set.recv(b.as_raw_fd(), 10).await.unwrap().unwrap();
+        assert_eq!(&buf[..], &[i; 64][..]);
+        held.push(buf);
+    }
+    assert_eq!(small.available(), 0);
+    a.write_all(vec![9u8; 300]).await.0.unwrap();
+    let buf = set.recv(b.as_raw_fd(), 10).await.unwrap().unwrap();
+    assert_eq!(&buf[..], &[9u8; 300][..], "in one large buffer");
+    drop(a);
+    assert!(set.recv(b.as_raw_fd(), 10).await.unwrap().is_none(), "then the end");
+}
+
+/// 200 connections echo through a set of 8 small and 4 large buffers: the small pool runs dry
+/// all the time, streams move between the pools, and every byte comes back in order.
+#[proactor::test]
+async fn echo_through_a_tiny_pool_set_loses_nothing() {
+    const CONNS: usize = 200;
+    const PER_CONN: usize = 3000;
+    let set = BufPoolSet::new([pool(8, 256, (true, true)), pool(4, 4096, (false, true))]).unwrap();
+    let listener = TcpListener::builder().backlog(CONNS as u32).bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let pattern = |c: usize| -> Vec<u8> { (0..PER_CONN).map(|i| (i * 7 + c) as u8).collect() };
+    let clients: Vec<_> = (0..2)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mine: Vec<usize> = (0..CONNS).filter(|c| c % 2 == t).collect();
+                let mut socks: Vec<_> = mine
+                    .iter()
+                    .map(|_| {
+                        let s = std::net::TcpStream::connect(addr).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                        s
+                    })
+                    .collect();
+                for (s, c) in socks.iter_mut().zip(&mine) {
+                    for piece in pattern(*c).chunks(500) {
+                        s.write_all(piece).unwrap();
+                    }
+                }
+                for (s, c) in socks.iter_mut().zip(&mine) {
+                    let mut back = vec![0u8; PER_CONN];
+                    std::io::Read::read_exact(s, &mut back).unwrap();
+                    assert!(back == pattern(*c), "connection {c}: bytes differ");
+                }
+            })
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for _ in 0..CONNS {
+        let (conn, _) = listener.accept().await.unwrap();
+        let set = set.clone();
+        tasks.push(proactor::spawn(async move {
+            let mut chunks = set.recv_stream(conn.as_raw_fd(), 100);
+            let mut echoed = 0;
+            while echoed < PER_CONN {
+                let buf = chunks.next().await.expect("data before the end").unwrap();
+                echoed += buf.len();
+                let (res, _) = proactor::io::write_all(&mut &conn, buf).await;
+                res.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for c in clients {
+        c.join().unwrap();
+    }
+    settle().await;
+    for pool in set.pools() {
+        assert_eq!(pool.available(), pool.capacity());
+    }
+    assert!(set.pools()[0].exhausted_count() > 0, "the small pool ran dry");
 }

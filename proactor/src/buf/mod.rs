@@ -11,11 +11,13 @@ pub(crate) mod pool;
 mod pooled_buf;
 mod recv_stream;
 mod ring;
+mod set;
 mod slice;
 
 pub use pool::{BufPool, BufPoolBuilder};
 pub use pooled_buf::{PooledBuf, Received};
 pub use recv_stream::RecvStream;
+pub use set::BufPoolSet;
 pub use slice::Slice;
 
 /// A buffer the kernel may read from (the source of a write or send).

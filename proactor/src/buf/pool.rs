@@ -334,10 +334,7 @@ impl Future for BufferReturned<'_> {
         if self.pool.returned.get() != self.seen {
             return Poll::Ready(());
         }
-        let mut waiters = self.pool.waiters.borrow_mut();
-        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
+        self.pool.wait_for_return(cx.waker());
         Poll::Pending
     }
 }
@@ -565,6 +562,15 @@ impl PoolInner {
         let next = self.stream_waiters.borrow_mut().pop_front();
         if let Some(w) = next {
             w.wake();
+        }
+    }
+
+    /// Wakes `waker` when the next buffer comes back (with every other waiter of a one-shot
+    /// receive: each then tries again).
+    pub(crate) fn wait_for_return(&self, waker: &Waker) {
+        let mut waiters = self.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
         }
     }
 

@@ -23,15 +23,23 @@
 //! and each buffer goes back to the ring as soon as its own item is dropped). The items then
 //! differ from a pool without bundles only in where the chunks are cut, as they do between
 //! runs anyway: the bytes and their order are the same.
+//!
+//! A stream made by [`BufPoolSet::recv_stream`] starts in the pool its expected size picks.
+//! When that pool runs dry it goes on in the next larger pool that has a buffer (the multishot
+//! receive ended with `ENOBUFS`, so the data is still in the socket: nothing is lost or
+//! reordered), and it comes back to its own pool once a buffer is back there — by cancelling
+//! the fallback receive and taking what it had completed first. It waits only when every
+//! pool from its own up is dry.
 
 use super::pool::PoolInner;
-use super::{BufPool, PooledBuf};
+use super::{BufPool, BufPoolSet, PooledBuf};
 use crate::driver::DriverKind;
 use crate::fd::IoFd;
 use crate::op::{raw_os_error, RecvMulti, RecvPooled};
 use crate::runtime::{Handle, MultiOp};
 use crate::Op;
 use futures_core::Stream;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -39,12 +47,22 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 /// The chunks received on one connection, each in a buffer of a [`BufPool`]; ends at end of
-/// stream (after an error, that error is the last item). Made by [`BufPool::recv_stream`].
+/// stream (after an error, that error is the last item). Made by [`BufPool::recv_stream`] or
+/// [`BufPoolSet::recv_stream`].
 pub struct RecvStream<F: IoFd + Clone> {
-    pool: Rc<PoolInner>,
+    fd: F,
+    /// The pools it may receive into, smallest first (one for a plain pool).
+    pools: Rc<[BufPool]>,
+    /// Its own pool, and the one `how` receives into now (`current >= preferred`).
+    preferred: usize,
+    current: usize,
     how: How<F>,
     /// The buffers of a bundle after the one yielded, in order.
-    rest: std::collections::VecDeque<PooledBuf>,
+    rest: VecDeque<PooledBuf>,
+    /// The limit asked for with [`RecvStream::max_queued`].
+    max_queued: usize,
+    /// The fallback receive was cancelled to go back to `preferred`.
+    returning: bool,
 }
 
 /// Chunks that may wait in a multishot receive's stream before it is paused (see the module
@@ -61,11 +79,18 @@ enum How<F: IoFd + Clone> {
     /// One pooled receive at a time; `dry`: the last found the pool dry when the pool's count
     /// of returned buffers was this.
     OneShot {
-        fd: F,
         op: Option<(Op<RecvPooled<F>>, u64)>,
         dry: Option<u64>,
     },
     Ended,
+}
+
+/// What one poll of the receive in `How` came to.
+enum Step {
+    Ready(Option<io::Result<PooledBuf>>),
+    /// The pool is dry: the receive waits for a buffer (or the stream moves to another pool).
+    Dry,
+    Pending,
 }
 
 impl BufPool {
@@ -96,26 +121,51 @@ impl BufPool {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn recv_stream<F: IoFd + Clone>(&self, fd: F) -> RecvStream<F> {
-        let inner = self.inner().clone();
-        let kind = Handle::try_current().map(|h| h.core.kind);
-        let multishot = match kind {
-            Some(DriverKind::Uring) => inner.ring_group().is_some() && inner.ring_is_current(),
-            Some(_) => inner.ring_group().is_none(),
-            None => false,
-        };
-        let how = if multishot {
-            How::Multi {
-                op: crate::submit_multi(RecvMulti::new(fd, self)).max_queued(DEFAULT_MAX_QUEUED),
-                waiting: false,
-            }
-        } else {
-            How::OneShot { fd, op: None, dry: None }
-        };
-        RecvStream { pool: inner, how, rest: Default::default() }
+        RecvStream::new(fd, Rc::from([self.clone()]), 0)
+    }
+}
+
+impl BufPoolSet {
+    /// Receives every chunk that arrives on `fd`, starting in the pool that
+    /// [`BufPoolSet::pick`] chooses for `expected` bytes and falling back to larger pools while
+    /// that one is dry (see [`RecvStream`]).
+    pub fn recv_stream<F: IoFd + Clone>(&self, fd: F, expected: usize) -> RecvStream<F> {
+        RecvStream::new(fd, self.shared(), self.pick_index(expected))
+    }
+}
+
+/// How a receive into `pool` runs on this thread's proactor.
+fn how_for<F: IoFd + Clone>(fd: &F, pool: &BufPool, max_queued: usize) -> How<F> {
+    let inner = pool.inner();
+    let kind = Handle::try_current().map(|h| h.core.kind);
+    let multishot = match kind {
+        Some(DriverKind::Uring) => inner.ring_group().is_some() && inner.ring_is_current(),
+        Some(_) => inner.ring_group().is_none(),
+        None => false,
+    };
+    if multishot {
+        let op = crate::submit_multi(RecvMulti::new(fd.clone(), pool)).max_queued(max_queued);
+        How::Multi { op, waiting: false }
+    } else {
+        How::OneShot { op: None, dry: None }
     }
 }
 
 impl<F: IoFd + Clone> RecvStream<F> {
+    fn new(fd: F, pools: Rc<[BufPool]>, preferred: usize) -> Self {
+        let how = how_for(&fd, &pools[preferred], DEFAULT_MAX_QUEUED);
+        RecvStream {
+            fd,
+            pools,
+            preferred,
+            current: preferred,
+            how,
+            rest: VecDeque::new(),
+            max_queued: DEFAULT_MAX_QUEUED,
+            returning: false,
+        }
+    }
+
     /// The next chunk: `None` at end of stream. (The same as `StreamExt::next`, without
     /// needing the trait.)
     pub async fn next(&mut self) -> Option<io::Result<PooledBuf>> {
@@ -127,74 +177,130 @@ impl<F: IoFd + Clone> RecvStream<F> {
         matches!(self.how, How::Multi { .. })
     }
 
+    /// The pool the stream receives into now (its own, or a larger one of its
+    /// [`BufPoolSet`] while its own is dry).
+    pub fn pool(&self) -> &BufPool {
+        &self.pools[self.current]
+    }
+
     /// At most `n` received chunks wait in a multishot stream before its receive is paused
     /// (at least 1; default 8). No effect on a stream that receives one chunk at a time.
     pub fn max_queued(mut self, n: usize) -> Self {
+        self.max_queued = n.max(1);
         if let How::Multi { op, .. } = &mut self.how {
             op.set_max_queued(n);
         }
         self
     }
 
-    fn poll_multi(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<PooledBuf>>> {
+    fn inner(&self) -> &Rc<PoolInner> {
+        self.pools[self.current].inner()
+    }
+
+    /// Receives from now on into pool `index`.
+    fn switch_to(&mut self, index: usize) {
+        self.current = index;
+        self.how = how_for(&self.fd, &self.pools[index], self.max_queued);
+    }
+
+    /// Waits for a buffer in any pool from the stream's own up. When one of them has a free
+    /// buffer, moves the stream there (its own pool first) and returns true.
+    fn wait_or_move(&mut self, cx: &mut Context<'_>) -> bool {
+        let free = (self.preferred..self.pools.len()).find(|&i| self.pools[i].inner().has_free());
+        let Some(index) = free else {
+            for pool in &self.pools[self.preferred..] {
+                pool.inner().wait_for_buffer(cx.waker());
+            }
+            return false;
+        };
+        // A wake-up from one of the other pools may have been meant for another stream.
+        for (i, pool) in self.pools.iter().enumerate().skip(self.preferred) {
+            if i != index && pool.inner().has_free() {
+                pool.inner().wake_next_waiter();
+            }
+        }
+        if index != self.current {
+            self.switch_to(index);
+        }
+        true
+    }
+
+    fn poll_multi(&mut self, cx: &mut Context<'_>) -> Step {
         let How::Multi { op, waiting } = &mut self.how else {
             unreachable!("called on a multishot stream")
         };
-        loop {
-            if *waiting {
-                if !self.pool.has_free() {
-                    self.pool.wait_for_buffer(cx.waker());
-                    return Poll::Pending;
-                }
-                *waiting = false;
-                op.restart();
+        if *waiting {
+            if !self.pools[self.current].inner().has_free() {
+                return Step::Dry;
             }
-            match Pin::new(&mut *op).poll_next(cx) {
-                Poll::Ready(None) if op.last_result() == Some(-libc::ENOBUFS) => *waiting = true,
-                Poll::Ready(Some(Ok(bufs))) => {
-                    let (first, rest) = bufs.into_parts();
-                    self.rest.extend(rest);
-                    return Poll::Ready(Some(Ok(first)));
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
+            *waiting = false;
+            op.restart();
+        }
+        match Pin::new(&mut *op).poll_next(cx) {
+            Poll::Ready(None) if op.last_result() == Some(-libc::ENOBUFS) => {
+                *waiting = true;
+                Step::Dry
             }
+            Poll::Ready(Some(Ok(bufs))) => {
+                let (first, rest) = bufs.into_parts();
+                self.rest.extend(rest);
+                Step::Ready(Some(Ok(first)))
+            }
+            Poll::Ready(Some(Err(e))) => Step::Ready(Some(Err(e))),
+            Poll::Ready(None) => Step::Ready(None),
+            Poll::Pending => Step::Pending,
         }
     }
 
-    fn poll_one_shot(
-        pool: &Rc<PoolInner>,
-        fd: &F,
-        slot: &mut Option<(Op<RecvPooled<F>>, u64)>,
-        dry: &mut Option<u64>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<io::Result<PooledBuf>>> {
+    fn poll_one_shot(&mut self, cx: &mut Context<'_>) -> Step {
+        let pool = self.inner().clone();
+        let How::OneShot { op: slot, dry } = &mut self.how else {
+            unreachable!("called on a one-shot stream")
+        };
         loop {
             if let Some(seen) = *dry {
                 if pool.dry_since(seen) {
-                    pool.wait_for_buffer(cx.waker());
-                    return Poll::Pending;
+                    return Step::Dry;
                 }
                 *dry = None;
             }
             let (op, seen) = slot.get_or_insert_with(|| {
-                let op = crate::submit(RecvPooled::new(fd.clone(), &BufPool::from_inner(pool)));
-                (op, pool.returned_count())
+                let pooled = BufPool::from_inner(&pool);
+                (crate::submit(RecvPooled::new(self.fd.clone(), &pooled)), pool.returned_count())
             });
-            let res = std::task::ready!(Pin::new(op).poll(cx));
+            let Poll::Ready(res) = Pin::new(op).poll(cx) else { return Step::Pending };
             let seen = *seen;
             *slot = None;
             match res {
-                Ok(Some(buf)) => return Poll::Ready(Some(Ok(buf))),
-                Ok(None) => return Poll::Ready(None),
+                Ok(Some(buf)) => return Step::Ready(Some(Ok(buf))),
+                Ok(None) => return Step::Ready(None),
                 Err(e) if raw_os_error(&e) == Some(libc::ENOBUFS) => {
                     pool.note_exhausted();
                     *dry = Some(seen);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Some(Err(e))),
+                Err(e) => return Step::Ready(Some(Err(e))),
             }
+        }
+    }
+
+    /// After an item from a fallback pool: once the stream's own pool has a buffer again,
+    /// cancel the fallback receive; what it completed still comes first, then its end moves the
+    /// stream back.
+    fn maybe_return(&mut self) {
+        if self.current == self.preferred || !self.pools[self.preferred].inner().has_free() {
+            return;
+        }
+        match &mut self.how {
+            How::Multi { op, .. } if !self.returning => {
+                op.cancel();
+                self.returning = true;
+            }
+            How::OneShot { op: None, .. } => {
+                let preferred = self.preferred;
+                self.switch_to(preferred);
+            }
+            _ => {}
         }
     }
 }
@@ -209,15 +315,37 @@ impl<F: IoFd + Clone> Stream for RecvStream<F> {
         if let Some(buf) = this.rest.pop_front() {
             return Poll::Ready(Some(Ok(buf)));
         }
-        let poll = match &mut this.how {
-            How::Multi { .. } => this.poll_multi(cx),
-            How::OneShot { fd, op, dry } => Self::poll_one_shot(&this.pool, fd, op, dry, cx),
-            How::Ended => return Poll::Ready(None),
-        };
-        if let Poll::Ready(None | Some(Err(_))) = poll {
-            this.how = How::Ended;
+        loop {
+            let step = match &this.how {
+                How::Multi { .. } => this.poll_multi(cx),
+                How::OneShot { .. } => this.poll_one_shot(cx),
+                How::Ended => return Poll::Ready(None),
+            };
+            match step {
+                Step::Pending => return Poll::Pending,
+                Step::Ready(None) if this.returning => {
+                    // The fallback receive's cancel took effect: back to the stream's own pool.
+                    this.returning = false;
+                    let preferred = this.preferred;
+                    this.switch_to(preferred);
+                }
+                Step::Ready(item) => {
+                    if let Some(Ok(_)) = item {
+                        this.maybe_return();
+                    } else {
+                        this.how = How::Ended;
+                    }
+                    return Poll::Ready(item);
+                }
+                Step::Dry => {
+                    // Its own pool if it has a buffer, else the next larger one that has.
+                    this.returning = false;
+                    if !this.wait_or_move(cx) {
+                        return Poll::Pending;
+                    }
+                }
+            }
         }
-        poll
     }
 }
 
@@ -227,7 +355,9 @@ impl<F: IoFd + Clone> Drop for RecvStream<F> {
         // next waiter: pass it on.
         if matches!(self.how, How::Multi { waiting: true, .. } | How::OneShot { dry: Some(_), .. })
         {
-            self.pool.wake_next_waiter();
+            for pool in &self.pools[self.preferred..] {
+                pool.inner().wake_next_waiter();
+            }
         }
     }
 }
