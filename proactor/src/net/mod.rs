@@ -37,7 +37,7 @@ mod unix;
 pub use crate::buf::{BufPool, PooledBuf};
 pub use accept::{AcceptAction, AcceptErrorClass, AcceptPolicy, AcceptStats};
 pub use incoming::Incoming;
-pub use resolve::ToSocketAddrs;
+pub use resolve::{lookup_host, ToSocketAddrs};
 pub use split::{ReadHalf, WriteHalf};
 pub use tcp::{TcpListener, TcpListenerBuilder, TcpStream};
 pub use udp::UdpSocket;
@@ -56,7 +56,10 @@ pub(crate) fn new_socket(domain: Domain, ty: Type, proto: Option<Protocol>) -> i
 /// Resolves `addr` to a list of socket addresses; an empty list is an error naming the input.
 ///
 /// Name lookup (anything but a literal address) blocks the thread, as `std` does: for `bind`,
-/// whose address is nearly always literal. `connect` resolves off the loop (`resolve.rs`).
+/// which is synchronous (as `std`'s, and as every caller uses it — an async `bind` would change
+/// them all for a look-up nearly no one makes: a listener's address is nearly always literal,
+/// and a name there is resolved once, at start). `connect` resolves off the loop, and
+/// [`lookup_host`] does for a `bind` that must not block a running loop (`resolve.rs`).
 pub(crate) fn resolve(addr: impl std::net::ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
     if addrs.is_empty() {

@@ -115,6 +115,28 @@ impl Resolve for (String, u16) {
 }
 impl ToSocketAddrs for (String, u16) {}
 
+/// Resolves `addr` to its socket addresses without blocking the loop: a literal address at
+/// once, a name on the offload pool (the calling task waits; the loop serves the others). An
+/// empty result is an error.
+///
+/// The listeners' and sockets' `bind` are synchronous, like `std`'s: a literal address needs no
+/// look-up, and a name given to `bind` is looked up on the calling thread. To bind to a name
+/// from a running loop without blocking it, look it up here first and bind the addresses:
+///
+/// ```
+/// let p = proactor::Proactor::new()?;
+/// p.block_on(async {
+///     let addrs = proactor::net::lookup_host("localhost:0").await?;
+///     let listener = proactor::net::TcpListener::bind(&addrs[..])?;
+///     assert!(listener.local_addr()?.ip().is_loopback());
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub async fn lookup_host(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
+    resolve(addr).await
+}
+
 /// Resolves `addr`: at once for a literal address, on the offload pool for a name (the calling
 /// task waits; the loop does not). An empty result is an error naming the input.
 pub(crate) async fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {

@@ -64,7 +64,9 @@ impl TcpListenerBuilder {
         self
     }
 
-    /// Binds to the first of `addr`'s addresses that works, and listens.
+    /// Binds to the first of `addr`'s addresses that works, and listens. A literal address is
+    /// parsed on the spot; a host name is looked up on this thread, as `std` does (see
+    /// [`crate::net::lookup_host`] to resolve it off the loop first).
     pub fn bind(self, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         first_ok(addr, |addr| self.bind_one(addr))
     }
@@ -83,6 +85,7 @@ impl TcpListenerBuilder {
 
 impl TcpListener {
     /// Binds and listens on `addr` with the default options (backlog 1024, `SO_REUSEADDR`).
+    /// A host name is looked up on this thread (see [`TcpListenerBuilder::bind`]).
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         TcpListenerBuilder::default().bind(addr)
     }

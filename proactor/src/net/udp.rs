@@ -32,7 +32,9 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
-    /// Binds to the first of `addr`'s addresses that works (port 0: any free port).
+    /// Binds to the first of `addr`'s addresses that works (port 0: any free port). A host name
+    /// is looked up on this thread, as `std` does (see [`crate::net::lookup_host`] to resolve
+    /// it off the loop first).
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         first_ok(addr, |addr| {
             let sock = new_socket(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
