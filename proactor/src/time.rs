@@ -1,26 +1,140 @@
 //! Timers: `sleep`, `sleep_until`, `interval`, `timeout` around any future, and (on
 //! operations) `Op::deadline`.
 //!
-//! A timer is an operation like any other — the kernel completes it — so it costs no thread and
-//! shows up in the in-flight count.
+//! Every sleep of a thread — [`sleep`], [`sleep_until`], [`Interval::tick`], [`timeout`] and
+//! hyper's timer (`compat::hyper::HyperTimer`) — is an entry in its loop's timer set, not a
+//! kernel operation: the loop bounds each wait by the earliest deadline and wakes the sleeps
+//! that are due after it, so arming, resetting or dropping a sleep costs no system call. They
+//! are counted in [`Stats::timers`](crate::runtime::Stats::timers), not in the operations in
+//! flight. A timer as a kernel operation is still there for completion handlers
+//! ([`crate::op::Timeout`] with `Handle::start`), and an operation's own deadline
+//! ([`crate::Op::deadline`], `Handle::start_with_deadline`) is the driver's (a linked timeout on
+//! io_uring).
 
-use crate::op::Timeout;
-use crate::runtime::{submit, Op};
+use crate::runtime::Handle;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// Completes after `duration`.
-pub fn sleep(duration: Duration) -> Op<Timeout> {
-    submit(Timeout::new(duration))
+/// Completes `duration` after the call (see [`Sleep`]).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let p = proactor::Proactor::new()?;
+/// p.block_on(async {
+///     let start = Instant::now();
+///     proactor::time::sleep(Duration::from_millis(10)).await?;
+///     assert!(start.elapsed() >= Duration::from_millis(10));
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn sleep(duration: Duration) -> Sleep {
+    let now = Instant::now();
+    // A duration past the clock's range sleeps for as long as one can (about 30 years).
+    let deadline = now.checked_add(duration).unwrap_or_else(|| far_future(now));
+    sleep_until(deadline)
 }
 
-/// Completes at `deadline` (at once if it has passed). The timer is relative to the moment the
-/// call is made, on the monotonic clock `Instant` reads.
-pub fn sleep_until(deadline: Instant) -> Op<Timeout> {
-    sleep(deadline.saturating_duration_since(Instant::now()))
+/// Completes at `deadline` (at its first poll, if that has passed), on the monotonic clock
+/// `Instant` reads.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep { deadline, timer: None }
+}
+
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// A sleep until an instant: the future [`sleep`] and [`sleep_until`] return.
+///
+/// The deadline is fixed when the sleep is made; the timer is armed in the current proactor's
+/// timer set at the first poll (a sleep never polled costs nothing) and leaves it when the
+/// sleep completes, is dropped or is [reset](Sleep::reset) — none of which is a system call.
+/// It completes with `Ok(())` at the deadline, or with an error if no proactor runs on the
+/// thread that polls it.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    deadline: Instant,
+    /// The loop it is armed in, and its entry there.
+    timer: Option<(Rc<crate::runtime::Core>, crate::runtime::TimerKey)>,
+}
+
+impl Sleep {
+    /// The instant it completes at.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// True once the deadline has passed.
+    pub fn is_elapsed(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Moves the deadline (earlier or later, and again after it completed: it then completes
+    /// once more at the new deadline). An armed timer moves in its loop's timer set; nothing
+    /// reaches the kernel.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        if let Some((core, key)) = &self.timer {
+            if core.move_timer(*key, deadline) {
+                return;
+            }
+        }
+        // Fired (or never armed): the next poll arms a new timer if the deadline is ahead.
+        if let Some((core, key)) = self.timer.take() {
+            core.cancel_timer(key);
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some((core, key)) = &this.timer {
+            if !core.poll_timer(*key, cx.waker()) {
+                return Poll::Pending;
+            }
+            if let Some((core, key)) = this.timer.take() {
+                core.cancel_timer(key);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if Instant::now() >= this.deadline {
+            return Poll::Ready(Ok(()));
+        }
+        let Some(handle) = Handle::try_current() else {
+            return Poll::Ready(Err(io::Error::other(
+                "no proactor is running on this thread (use block_on or run)",
+            )));
+        };
+        let core = handle.core;
+        let key = core.arm_timer(this.deadline, cx.waker());
+        this.timer = Some((core, key));
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((core, key)) = self.timer.take() {
+            core.cancel_timer(key);
+        }
+    }
+}
+
+impl std::fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .field("armed", &self.timer.is_some())
+            .finish()
+    }
 }
 
 /// What an [`Interval`] does when ticks were missed: a tick was taken (its [`Interval::tick`]
@@ -162,11 +276,16 @@ pub fn timeout<F: Future>(duration: Duration, future: F) -> WithTimeout<F> {
     WithTimeout { future: Box::pin(future), timer: sleep(duration) }
 }
 
+/// Runs `future` until `deadline` at most (see [`timeout`]).
+pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> WithTimeout<F> {
+    WithTimeout { future: Box::pin(future), timer: sleep_until(deadline) }
+}
+
 /// The future returned by [`timeout`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct WithTimeout<F> {
     future: Pin<Box<F>>,
-    timer: Op<Timeout>,
+    timer: Sleep,
 }
 
 impl<F: Future> Future for WithTimeout<F> {

@@ -46,8 +46,7 @@
 //! ```
 
 use super::{Compat, CompatStream};
-use crate::op::Timeout;
-use crate::Op;
+use crate::time::Sleep;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -117,8 +116,9 @@ where
     }
 }
 
-/// `hyper::rt::Timer` on proactor timers: each sleep is a timer operation on the current
-/// proactor ([`crate::time::sleep`]), cancelled when hyper drops or resets it.
+/// `hyper::rt::Timer` on proactor timers: each sleep is a [`crate::time::Sleep`] in the current
+/// proactor's timer set — armed, reset (in place: hyper's `reset` moves the same timer) and
+/// dropped without a system call, however many requests arm and drop a header-read timeout.
 ///
 /// hyper asks for `Send + Sync` sleeps although a connection served on one thread creates,
 /// polls and drops them there. [`HyperSleep`] records the thread it was made on and touches its
@@ -128,35 +128,59 @@ pub struct HyperTimer;
 
 impl ::hyper::rt::Timer for HyperTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn ::hyper::rt::Sleep>> {
-        Box::pin(HyperSleep::new(duration))
+        Box::pin(HyperSleep::new(crate::time::sleep(duration)))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn ::hyper::rt::Sleep>> {
-        Box::pin(HyperSleep::new(deadline.saturating_duration_since(Instant::now())))
+        Box::pin(HyperSleep::new(crate::time::sleep_until(deadline)))
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn ::hyper::rt::Sleep>>, new_deadline: Instant) {
+        match sleep.as_mut().downcast_mut_pin::<HyperSleep>() {
+            Some(ours) => ours.get_mut().reset(new_deadline),
+            None => *sleep = self.sleep_until(new_deadline),
+        }
     }
 }
 
-/// A sleep made by [`HyperTimer`]: a proactor timer operation, and the thread that owns it.
+/// A sleep made by [`HyperTimer`]: a proactor [`Sleep`], and the thread that owns it.
 ///
-/// It completes when the timer does (a timer that failed to start — no proactor on the thread —
-/// counts as expired, so a timeout fires rather than never). Polled on another thread, it
-/// panics: the timer belongs to the loop it was started on. Dropped on another thread, its
-/// timer is left to expire on its own loop (the operation is leaked rather than touched).
+/// It completes when the sleep does (a sleep that cannot be armed — no proactor on the thread —
+/// counts as expired, so a timeout fires rather than never). Polled or reset on another thread,
+/// it panics: the timer belongs to the loop it was armed in. Dropped on another thread, its
+/// timer is left in its own loop (leaked rather than touched; it fires there, waking nobody).
 pub struct HyperSleep {
-    timer: Option<Op<Timeout>>,
+    timer: Option<Sleep>,
     owner: ThreadId,
 }
 
 impl HyperSleep {
-    fn new(duration: Duration) -> Self {
-        HyperSleep { timer: Some(crate::time::sleep(duration)), owner: thread::current().id() }
+    fn new(sleep: Sleep) -> Self {
+        HyperSleep { timer: Some(sleep), owner: thread::current().id() }
+    }
+
+    fn check_thread(&self) {
+        assert!(
+            thread::current().id() == self.owner,
+            "a proactor HyperSleep was used on a thread other than its proactor's"
+        );
+    }
+
+    /// Moves the deadline (hyper's `Timer::reset`): the same timer moves in its loop's set.
+    fn reset(&mut self, deadline: Instant) {
+        self.check_thread();
+        match &mut self.timer {
+            Some(sleep) => sleep.reset(deadline),
+            None => self.timer = Some(crate::time::sleep_until(deadline)),
+        }
     }
 }
 
-// SAFETY: the only non-thread-safe field is the timer operation (it holds an `Rc` to its
-// proactor). It is used — polled or dropped — only on the thread that made it, which `poll`
-// and `drop` check against `owner`; on any other thread `poll` panics before touching it and
-// `drop` forgets it. `&HyperSleep` exposes nothing, so sharing references is harmless too.
+// SAFETY: the only non-thread-safe field is the sleep (it holds an `Rc` to its proactor once
+// armed). It is used — polled, reset or dropped — only on the thread that made it, which
+// `poll`, `reset` and `drop` check against `owner`; on any other thread `poll` and `reset` panic
+// before touching it and `drop` forgets it. `&HyperSleep` exposes nothing, so sharing
+// references is harmless too.
 unsafe impl Send for HyperSleep {}
 // SAFETY: see the `Send` impl: no method takes `&self`.
 unsafe impl Sync for HyperSleep {}
@@ -166,12 +190,9 @@ impl Future for HyperSleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        assert!(
-            thread::current().id() == this.owner,
-            "a proactor HyperSleep was polled on a thread other than its proactor's"
-        );
+        this.check_thread();
         let Some(timer) = this.timer.as_mut() else { return Poll::Ready(()) };
-        // Expired, cancelled or refused: the sleep is over in every case.
+        // Expired or refused: the sleep is over in either case.
         let _ = ready!(Pin::new(timer).poll(cx));
         this.timer = None;
         Poll::Ready(())

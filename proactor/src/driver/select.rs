@@ -116,6 +116,15 @@ fn missing_opcodes() -> Result<&'static [&'static str], String> {
 /// Sets up io_uring and checks every opcode the proactor uses; `Err` is why not, in plain words.
 pub(crate) fn open_uring(config: &RingConfig) -> Result<UringDriver, String> {
     let driver = UringDriver::new(config).map_err(|e| explain_setup_error(&e))?;
+    if !driver.waits_with_timeout() {
+        // Every required opcode dates from 5.11 or earlier, SHUTDOWN from 5.11 itself, so this
+        // only refuses a kernel that would fail the opcode check anyway.
+        return Err(
+            "the kernel's io_uring cannot bound a wait by a timeout (IORING_FEAT_EXT_ARG, \
+                    Linux 5.11), which the loop's timers use"
+                .into(),
+        );
+    }
     let missing = missing_opcodes()?;
     if !missing.is_empty() {
         return Err(format!("the kernel lacks io_uring opcode(s) {}", missing.join(", ")));

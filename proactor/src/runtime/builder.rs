@@ -139,6 +139,7 @@ impl Builder {
             fallback_reason,
             latency: latency.then(|| Box::new(super::latency::Latency::new())),
             log_stats,
+            timers: RefCell::new(super::timers::Timers::new()),
             kind,
         };
         Ok(Proactor { handle: Handle { core: Rc::new(core) } })

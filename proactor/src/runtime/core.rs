@@ -71,6 +71,8 @@ pub(crate) struct Core {
     pub(crate) latency: Option<Box<super::latency::Latency>>,
     /// Log a `stats:` line when the proactor is dropped (`PROACTOR_STATS=1`).
     pub(crate) log_stats: bool,
+    /// Every sleep of this loop (see `timers.rs`): the earliest bounds each wait.
+    pub(crate) timers: RefCell<super::timers::Timers>,
     pub(crate) kind: DriverKind,
 }
 
@@ -139,7 +141,7 @@ impl Core {
         let generation = self.next_generation();
         let state = match receiver {
             Receiver::Future(w) => Lifecycle::Cancelled(w),
-            Receiver::Handler => Lifecycle::CancelledHandler,
+            Receiver::Handler | Receiver::TimedHandler => Lifecycle::CancelledHandler,
         };
         let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
         let token = Token::new(self.ops.borrow_mut().insert(slot), generation);
@@ -334,7 +336,7 @@ impl Core {
     /// delivers completions, so waking the same task again (a task awaiting many operations)
     /// would only repeat the first wake.
     #[inline(always)]
-    fn wake(&self, waiter: Waiter) {
+    pub(super) fn wake(&self, waiter: Waiter) {
         match waiter {
             Waiter::Task(key) => self.executor.wake_task(key),
             Waiter::Waker(w) => self.wake_foreign(w),
@@ -419,6 +421,13 @@ impl Core {
                 ops.vacate(key);
                 drop(ops);
                 self.deliver(op, kind, c.result);
+            }
+            Completed::DeliverAs(res) => {
+                let (op, kind) = (slot.op, slot.kind);
+                ops.vacate(key);
+                drop(ops);
+                self.count_out(op, c.flags);
+                self.deliver(op, kind, res);
             }
             Completed::WakeCancelled(waiter) => {
                 drop(ops);
@@ -521,8 +530,11 @@ impl Core {
     /// One turn: submit what is queued, wait if asked, dispatch every completion.
     pub(crate) fn turn(&self, block: bool, timeout: Option<Duration>) -> io::Result<()> {
         let mut batch = std::mem::take(&mut *self.completions.borrow_mut());
-        // Completions already at hand (the loop's own) are dispatched without blocking.
-        let block = block && batch.is_empty() && self.executor.park();
+        let timeout = self.wait_timeout(timeout);
+        // Completions already at hand (the loop's own), or a timer due, are dispatched without
+        // blocking.
+        let block =
+            block && batch.is_empty() && timeout != Some(Duration::ZERO) && self.executor.park();
         let res = self.driver.borrow_mut().wait(block, timeout, &mut batch);
         self.executor.unpark();
         let now = Instant::now();
@@ -539,6 +551,7 @@ impl Core {
                 self.admit();
             }
         }
+        self.fire_timers(now);
         drop(self.last_woken.take());
         self.executor.end_wakes();
         // Give the vector back for the next batch, keeping what was queued during this turn

@@ -17,6 +17,7 @@ mod remote;
 mod slot;
 mod stats;
 mod table;
+mod timers;
 
 pub use builder::Builder;
 pub use executor::{JoinError, JoinHandle};
@@ -26,10 +27,12 @@ pub use op::{submit, CancelToken, Op, OpId};
 pub use panic::{PanicHook, PanicReport};
 pub use remote::{Closed, RemoteHandle};
 pub use stats::{InFlight, RingStats, Stats};
+pub use timers::TimerStats;
 
-use self::core::Core;
+pub(crate) use self::core::Core;
 use self::executor::{CancelOnDrop, JoinState};
 use self::slot::{Receiver, WithHandler};
+pub(crate) use self::timers::TimerKey;
 use crate::driver::{DriverKind, Notifier};
 use crate::op::OpCode;
 use std::cell::Cell;
@@ -309,7 +312,23 @@ impl Handle {
         self.start_with(op, None, handler)
     }
 
-    /// Like [`Handle::start`], completing with `ECANCELED` if not done within `deadline`.
+    /// Like [`Handle::start`], giving up on the operation if it has not finished within
+    /// `deadline`: the handler then gets an error of kind `ErrorKind::TimedOut` (raw error
+    /// `ETIMEDOUT`) with its buffer. An explicit [`Handle::cancel`] is still `ECANCELED`, so the
+    /// two are told apart; an operation that finished in time keeps its real result.
+    ///
+    /// ```
+    /// use std::{io::ErrorKind, time::Duration};
+    /// let p = proactor::Proactor::new()?;
+    /// let (_a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let recv = proactor::op::Recv::new(b, Vec::with_capacity(8));
+    /// p.start_with_deadline(recv, Duration::from_millis(5), |(res, buf)| {
+    ///     assert_eq!(res.unwrap_err().kind(), ErrorKind::TimedOut);
+    ///     assert_eq!(buf.capacity(), 8);
+    /// });
+    /// p.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn start_with_deadline<O, H>(&self, op: O, deadline: Duration, handler: H) -> OpId
     where
         O: OpCode,
@@ -331,7 +350,8 @@ impl Handle {
                 libc::EINVAL,
             ));
         }
-        OpId(self.core.submit(WithHandler { op, handler }, deadline, Receiver::Handler))
+        let receiver = if deadline.is_some() { Receiver::TimedHandler } else { Receiver::Handler };
+        OpId(self.core.submit(WithHandler { op, handler }, deadline, receiver))
     }
 
     /// Cancels an operation started with a handler. Its handler then runs with `ECANCELED` (or
@@ -397,6 +417,7 @@ impl Handle {
             latency: self.core.latency.as_ref().map(|l| l.snapshot()).unwrap_or_default(),
             ring,
             faults,
+            timers: self.core.timer_stats(),
         }
     }
 

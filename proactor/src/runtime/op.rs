@@ -3,7 +3,7 @@
 //! kernel's completion arrives, then frees it (see `slot.rs`).
 
 use super::core::Core;
-use super::slot::{convert, Plain, Receiver};
+use super::slot::{convert, expired_or_cancelled, Plain, Receiver};
 use super::Handle;
 use crate::driver::Token;
 use crate::op::OpCode;
@@ -180,11 +180,7 @@ impl<O: OpCode> Op<O> {
     fn why_cancelled(&self) -> i32 {
         let Some(extras) = self.extras.as_deref() else { return -libc::ECANCELED };
         let cancelled = extras.cancel.as_ref().is_some_and(|c| c.cancelled.get());
-        if extras.deadline.is_some() && !cancelled {
-            -libc::ETIMEDOUT
-        } else {
-            -libc::ECANCELED
-        }
+        expired_or_cancelled(-libc::ECANCELED, extras.deadline.is_some(), cancelled)
     }
 }
 

@@ -21,10 +21,13 @@
 //! ```
 //!
 //! Each state before completion comes in a future's form (carrying its [`Waiter`]) and a
-//! handler's form (the handler rides in the operation's own block). The driver holds the
-//! operation's memory exactly in `Awaited`, `Handler` and `Detached`: those are the states a
-//! completion from the driver finds, the ones counted in flight, and the ones shutdown must wait
-//! for (or leak).
+//! handler's form (the handler rides in the operation's own block); a handler's operation
+//! with a deadline has forms of its own (`QueuedTimedHandler`, `TimedHandler`), which record
+//! whether a cancel was asked, so that a deadline's `ECANCELED` reaches the handler as
+//! `ETIMEDOUT`. The driver holds the operation's memory exactly in `Awaited`, `Handler`,
+//! `TimedHandler` and `Detached` (and the streaming states): those are the states a completion
+//! from the driver finds, the ones counted in flight, and the ones shutdown must wait for (or
+//! leak).
 
 use super::executor::NO_TASK;
 use super::memory::OpMemory;
@@ -48,6 +51,11 @@ pub(crate) enum Lifecycle {
     Awaited(Waiter),
     /// In flight, carrying a completion handler inside the operation's block.
     Handler,
+    /// In flight with a handler and a deadline (`Handle::start_with_deadline`). The driver
+    /// reports a passed deadline as `ECANCELED`, like a cancel; `cancel_asked` records whether
+    /// a cancel was asked for, so the handler gets `ETIMEDOUT` for an expiry (see
+    /// [`expired_or_cancelled`]).
+    TimedHandler { cancel_asked: bool },
     /// Its future was dropped while the driver owned the memory: parked, untouched, until the
     /// completion arrives; then the output is dropped (closing any fd it carries).
     Detached,
@@ -56,6 +64,8 @@ pub(crate) enum Lifecycle {
     Queued(Waiter),
     /// Waiting for admission, carrying a handler.
     QueuedHandler,
+    /// Waiting for admission, carrying a handler and a deadline (which starts at admission).
+    QueuedTimedHandler,
     /// Cancelled before admission, awaited by a future: the driver never saw it; `ECANCELED`
     /// is delivered by the loop's next turn, like a completion (never from inside `cancel`).
     Cancelled(Waiter),
@@ -76,6 +86,8 @@ pub(crate) enum Receiver {
     Future(Waiter),
     /// A completion handler, carried inside the operation's block.
     Handler,
+    /// A completion handler, for an operation with a deadline.
+    TimedHandler,
 }
 
 /// What a completion does, decided by [`Lifecycle::complete`]. The first two come from the
@@ -91,6 +103,9 @@ pub(crate) enum Completed {
     WakeCancelled(Waiter),
     /// As `Deliver`, for an operation cancelled before admission.
     DeliverCancelled,
+    /// As `Deliver`, with this result in place of the driver's (a handler's deadline passed:
+    /// `-ETIMEDOUT` instead of `-ECANCELED`).
+    DeliverAs(i32),
     /// Not a completion this operation can take (still queued, or already done): ignored.
     Stale,
 }
@@ -141,6 +156,7 @@ impl Lifecycle {
         match receiver {
             Receiver::Future(w) => Lifecycle::Awaited(w),
             Receiver::Handler => Lifecycle::Handler,
+            Receiver::TimedHandler => Lifecycle::TimedHandler { cancel_asked: false },
         }
     }
 
@@ -148,7 +164,8 @@ impl Lifecycle {
     pub(crate) fn streaming(receiver: Receiver) -> Lifecycle {
         match receiver {
             Receiver::Future(w) => Lifecycle::Streaming(w),
-            Receiver::Handler => Lifecycle::StreamingHandler,
+            // A multishot operation has no deadline.
+            Receiver::Handler | Receiver::TimedHandler => Lifecycle::StreamingHandler,
         }
     }
 
@@ -157,6 +174,7 @@ impl Lifecycle {
         match receiver {
             Receiver::Future(w) => Lifecycle::Queued(w),
             Receiver::Handler => Lifecycle::QueuedHandler,
+            Receiver::TimedHandler => Lifecycle::QueuedTimedHandler,
         }
     }
 
@@ -167,6 +185,7 @@ impl Lifecycle {
             self,
             Lifecycle::Awaited(_)
                 | Lifecycle::Handler
+                | Lifecycle::TimedHandler { .. }
                 | Lifecycle::Detached
                 | Lifecycle::Streaming(_)
                 | Lifecycle::StreamingHandler
@@ -175,7 +194,10 @@ impl Lifecycle {
 
     /// True while queued for admission.
     pub(crate) fn is_queued(&self) -> bool {
-        matches!(self, Lifecycle::Queued(_) | Lifecycle::QueuedHandler)
+        matches!(
+            self,
+            Lifecycle::Queued(_) | Lifecycle::QueuedHandler | Lifecycle::QueuedTimedHandler
+        )
     }
 
     /// Admission: queued → in flight. False (and unchanged) in any other state: the queue's
@@ -187,6 +209,7 @@ impl Lifecycle {
         *self = match std::mem::replace(self, Lifecycle::Detached) {
             Lifecycle::Queued(w) => Lifecycle::Awaited(w),
             Lifecycle::QueuedHandler => Lifecycle::Handler,
+            Lifecycle::QueuedTimedHandler => Lifecycle::TimedHandler { cancel_asked: false },
             _ => unreachable!("checked queued just above"),
         };
         true
@@ -230,6 +253,11 @@ impl Lifecycle {
                 *self = Lifecycle::Detached;
                 Completed::DeliverCancelled
             }
+            Lifecycle::TimedHandler { cancel_asked } => {
+                let res = expired_or_cancelled(res, true, *cancel_asked);
+                *self = Lifecycle::Detached;
+                Completed::DeliverAs(res)
+            }
             // A multishot operation's last completion: as a one-shot operation's only one.
             Lifecycle::Streaming(_) => match std::mem::replace(self, Lifecycle::Done(res)) {
                 Lifecycle::Streaming(w) => Completed::Wake(w),
@@ -239,9 +267,10 @@ impl Lifecycle {
             Lifecycle::Awaited(_) | Lifecycle::Handler | Lifecycle::Detached => {
                 unreachable!("handled by `complete`")
             }
-            Lifecycle::Queued(_) | Lifecycle::QueuedHandler | Lifecycle::Done(_) => {
-                Completed::Stale
-            }
+            Lifecycle::Queued(_)
+            | Lifecycle::QueuedHandler
+            | Lifecycle::QueuedTimedHandler
+            | Lifecycle::Done(_) => Completed::Stale,
         }
     }
 
@@ -276,7 +305,9 @@ impl Lifecycle {
             Lifecycle::Done(res) => Detach::Free(*res),
             Lifecycle::Queued(_) | Lifecycle::Cancelled(_) => Detach::Free(-libc::ECANCELED),
             Lifecycle::Handler
+            | Lifecycle::TimedHandler { .. }
             | Lifecycle::QueuedHandler
+            | Lifecycle::QueuedTimedHandler
             | Lifecycle::CancelledHandler
             | Lifecycle::StreamingHandler
             | Lifecycle::Detached => Detach::Nothing,
@@ -286,12 +317,16 @@ impl Lifecycle {
     /// Someone asked for early completion.
     pub(crate) fn cancel(&mut self) -> Cancel {
         match self {
+            Lifecycle::TimedHandler { cancel_asked } => {
+                *cancel_asked = true;
+                Cancel::AskDriver
+            }
             Lifecycle::Awaited(_)
             | Lifecycle::Handler
             | Lifecycle::Detached
             | Lifecycle::Streaming(_)
             | Lifecycle::StreamingHandler => Cancel::AskDriver,
-            Lifecycle::Queued(_) | Lifecycle::QueuedHandler => {
+            Lifecycle::Queued(_) | Lifecycle::QueuedHandler | Lifecycle::QueuedTimedHandler => {
                 *self = match std::mem::replace(self, Lifecycle::Detached) {
                     Lifecycle::Queued(w) => Lifecycle::Cancelled(w),
                     _ => Lifecycle::CancelledHandler,
@@ -342,14 +377,29 @@ impl Lifecycle {
             Lifecycle::Done(res) => Some(*res),
             Lifecycle::Queued(_)
             | Lifecycle::QueuedHandler
+            | Lifecycle::QueuedTimedHandler
             | Lifecycle::Cancelled(_)
             | Lifecycle::CancelledHandler => Some(-libc::ECANCELED),
             Lifecycle::Awaited(_)
             | Lifecycle::Handler
+            | Lifecycle::TimedHandler { .. }
             | Lifecycle::Detached
             | Lifecycle::Streaming(_)
             | Lifecycle::StreamingHandler => None,
         }
+    }
+}
+
+/// The result an operation with a deadline reports: the driver completes it with `ECANCELED`
+/// both when its deadline passes and when it is cancelled, so an `ECANCELED` of a `timed`
+/// operation nobody asked to cancel is its deadline's: `ETIMEDOUT`. Any other result is kept.
+/// One rule for both front ends (a handler's slot, a future's `Op`).
+#[inline]
+pub(crate) fn expired_or_cancelled(res: i32, timed: bool, cancel_asked: bool) -> i32 {
+    if res == -libc::ECANCELED && timed && !cancel_asked {
+        -libc::ETIMEDOUT
+    } else {
+        res
     }
 }
 
@@ -726,6 +776,8 @@ mod tests {
         match s {
             Lifecycle::Queued(_) => "queued future",
             Lifecycle::QueuedHandler => "queued handler",
+            Lifecycle::QueuedTimedHandler => "queued handler with a deadline",
+            Lifecycle::TimedHandler { .. } => "in flight handler with a deadline",
             Lifecycle::Awaited(_) => "in flight future",
             Lifecycle::Handler => "in flight handler",
             Lifecycle::Cancelled(_) => "cancelled future",
@@ -801,6 +853,40 @@ mod tests {
         assert!(matches!(s.detach(), Detach::Nothing));
         assert!(s.waiter_mut().is_none());
         assert!(matches!(s.complete(0), Completed::Deliver));
+    }
+
+    #[test]
+    fn a_handler_with_a_deadline_tells_expiry_from_cancel() {
+        let delivered = |s: &mut Lifecycle, res| match s.complete(res) {
+            Completed::DeliverAs(r) => r,
+            _ => panic!("a timed handler's completion is delivered with its own result"),
+        };
+        // Expired: the driver's ECANCELED, nobody asked.
+        let mut s = Lifecycle::in_flight(Receiver::TimedHandler);
+        assert!(s.in_driver());
+        assert_eq!(s.result_at_shutdown(), None);
+        assert_eq!(delivered(&mut s, -libc::ECANCELED), -libc::ETIMEDOUT);
+        assert_eq!(name(&s), "detached", "owns nothing, to be vacated");
+        // Cancelled explicitly: ECANCELED stays.
+        let mut s = Lifecycle::in_flight(Receiver::TimedHandler);
+        assert_eq!(s.cancel(), Cancel::AskDriver);
+        assert_eq!(s.cancel(), Cancel::AskDriver, "asking twice is harmless");
+        assert_eq!(delivered(&mut s, -libc::ECANCELED), -libc::ECANCELED);
+        // Finished in time, or failed otherwise: the real result.
+        let mut s = Lifecycle::in_flight(Receiver::TimedHandler);
+        assert_eq!(delivered(&mut s, 7), 7);
+        let mut s = Lifecycle::in_flight(Receiver::TimedHandler);
+        assert_eq!(delivered(&mut s, -libc::ECONNRESET), -libc::ECONNRESET);
+        // Queued, it keeps its deadline through admission; cancelled there, it never had one.
+        let mut s = Lifecycle::queued(Receiver::TimedHandler);
+        assert!(s.is_queued());
+        assert!(matches!(s.detach(), Detach::Nothing));
+        assert!(s.admit());
+        assert_eq!(name(&s), "in flight handler with a deadline");
+        assert_eq!(delivered(&mut s, -libc::ECANCELED), -libc::ETIMEDOUT);
+        let mut s = Lifecycle::queued(Receiver::TimedHandler);
+        assert_eq!(s.cancel(), Cancel::DeliverNextTurn);
+        assert!(matches!(s.complete(-libc::ECANCELED), Completed::DeliverCancelled));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Stats {
     pub ring: Option<RingStats>,
     /// What fault injection did, when it is on.
     pub faults: Option<FaultReport>,
+    /// The loop's timers (sleeps, intervals, timeouts): none of them is an operation.
+    pub timers: super::TimerStats,
 }
 
 /// The io_uring queues: their sizes and what the completion queue went through.
@@ -93,6 +95,14 @@ impl fmt::Display for Stats {
                     l.kind, l.count, l.mean, l.p50, l.p99, l.max
                 )?;
             }
+        }
+        let t = &self.timers;
+        if t.started > 0 {
+            write!(
+                f,
+                " | timers armed={} started={} fired={} cancelled={}",
+                t.armed, t.started, t.fired, t.cancelled
+            )?;
         }
         if let Some(faults) = &self.faults {
             write!(f, " | faults {}", faults.counts)?;

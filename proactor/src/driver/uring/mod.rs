@@ -63,6 +63,13 @@ impl UringDriver {
         })
     }
 
+    /// True if `io_uring_enter` takes a timeout with its wait (`IORING_FEAT_EXT_ARG`): `wait`
+    /// with a timeout relies on it, and the loop's timers bound every wait that way, with no
+    /// entry in the ring.
+    pub(crate) fn waits_with_timeout(&self) -> bool {
+        self.ring.params().is_feature_ext_arg()
+    }
+
     /// The setup the ring really got.
     pub(crate) fn config(&self) -> &RingConfig {
         &self.effective

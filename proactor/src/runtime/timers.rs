@@ -1,0 +1,433 @@
+//! The loop's timers: every sleep of this thread in one min-heap ordered by deadline.
+//!
+//! The driver learns only the earliest deadline, as the timeout of its wait (io_uring: the
+//! `io_uring_enter` timeout argument; epoll: `epoll_wait`'s), so arming, resetting and dropping a
+//! sleep are heap operations on this thread and cost no kernel operation. After each wait the
+//! loop fires every timer whose deadline has passed, in deadline order (equal deadlines in the
+//! order they were armed), and wakes the futures awaiting them.
+//!
+//! Entries live in a vector addressed by [`TimerKey`] (index and generation, so a stale key
+//! never reaches a reused entry); the heap holds `(deadline, sequence, index)` and each armed
+//! entry knows its place in it, so a timer leaves the heap at once when dropped or reset — no
+//! dead entries pile up behind a stream of short-lived sleeps.
+
+use super::core::Core;
+use super::slot::Waiter;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+/// Names one timer of a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimerKey {
+    index: u32,
+    generation: u32,
+}
+
+/// Where one entry stands.
+enum State {
+    /// In the heap at `pos`, until its deadline; `waiter` is whoever polled it last.
+    Armed { pos: u32, waiter: Waiter },
+    /// Its deadline passed; its future has not seen that yet.
+    Fired,
+    /// Not in use: the next vacant entry (`NONE` ends the list).
+    Vacant { next: u32 },
+}
+
+struct Entry {
+    generation: u32,
+    state: State,
+}
+
+/// One heap node: the deadline and tie-breaking sequence of the entry at `index`.
+#[derive(Clone, Copy)]
+struct Node {
+    deadline: Instant,
+    seq: u64,
+    index: u32,
+}
+
+impl Node {
+    fn before(&self, other: &Node) -> bool {
+        (self.deadline, self.seq) < (other.deadline, other.seq)
+    }
+}
+
+/// No vacant entry.
+const NONE: u32 = u32::MAX;
+
+/// What the loop's timers have done, for [`crate::runtime::Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TimerStats {
+    /// Timers armed now (sleeps polled and not yet fired or dropped).
+    pub armed: usize,
+    /// Timers armed so far.
+    pub started: u64,
+    /// Timers that reached their deadline so far.
+    pub fired: u64,
+    /// Timers dropped or reset before their deadline so far (none of them cost a kernel
+    /// operation).
+    pub cancelled: u64,
+}
+
+/// Every timer of one loop.
+pub(crate) struct Timers {
+    entries: Vec<Entry>,
+    heap: Vec<Node>,
+    free: u32,
+    seq: u64,
+    stats: TimerStats,
+    /// Waiters of fired timers, between taking them out of the heap and waking them (kept to
+    /// reuse its allocation).
+    due: Vec<Waiter>,
+}
+
+impl Timers {
+    pub(crate) fn new() -> Timers {
+        Timers {
+            entries: Vec::new(),
+            heap: Vec::new(),
+            free: NONE,
+            seq: 0,
+            stats: TimerStats::default(),
+            due: Vec::new(),
+        }
+    }
+
+    /// The earliest deadline of an armed timer.
+    #[inline]
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.heap.first().map(|n| n.deadline)
+    }
+
+    pub(crate) fn stats(&self) -> TimerStats {
+        TimerStats { armed: self.heap.len(), ..self.stats }
+    }
+
+    /// Arms a new timer for `deadline`, to wake `waiter`.
+    fn arm(&mut self, deadline: Instant, waiter: Waiter) -> TimerKey {
+        let index = if self.free != NONE {
+            let index = self.free;
+            let entry = &mut self.entries[index as usize];
+            let State::Vacant { next } = entry.state else {
+                unreachable!("the free list holds vacant entries only")
+            };
+            self.free = next;
+            entry.generation = entry.generation.wrapping_add(1);
+            index
+        } else {
+            let index = u32::try_from(self.entries.len()).expect("fewer than 2^32 timers");
+            self.entries.push(Entry { generation: 0, state: State::Fired });
+            index
+        };
+        let entry = &mut self.entries[index as usize];
+        entry.state = State::Armed { pos: 0, waiter };
+        let generation = entry.generation;
+        self.push_node(deadline, index);
+        self.stats.started += 1;
+        TimerKey { index, generation }
+    }
+
+    fn push_node(&mut self, deadline: Instant, index: u32) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.heap.push(Node { deadline, seq, index });
+        self.sift_up(self.heap.len() - 1);
+    }
+
+    fn entry_mut(&mut self, key: TimerKey) -> Option<&mut Entry> {
+        self.entries
+            .get_mut(key.index as usize)
+            .filter(|e| e.generation == key.generation && !matches!(e.state, State::Vacant { .. }))
+    }
+
+    /// Takes the node at `pos` out of the heap.
+    fn remove_node(&mut self, pos: usize) {
+        let last = self.heap.len() - 1;
+        self.heap.swap(pos, last);
+        self.heap.pop();
+        if pos < self.heap.len() {
+            self.place(pos);
+            // Moved in from the end: it may belong higher or lower.
+            let pos = self.sift_up(pos);
+            self.sift_down(pos);
+        }
+    }
+
+    /// Frees the entry of `key` (dropped sleep); its waiter is handed back to be dropped
+    /// outside the loop's borrow (a foreign waker's drop is user code).
+    fn remove(&mut self, key: TimerKey) -> Option<Waiter> {
+        let free = self.free;
+        let entry = self.entry_mut(key)?;
+        let old = std::mem::replace(&mut entry.state, State::Vacant { next: free });
+        self.free = key.index;
+        match old {
+            State::Armed { pos, waiter } => {
+                self.remove_node(pos as usize);
+                self.stats.cancelled += 1;
+                Some(waiter)
+            }
+            _ => None,
+        }
+    }
+
+    /// Moves the armed timer of `key` to `deadline`. False if it is not armed (it fired, or the
+    /// key is stale).
+    fn reset(&mut self, key: TimerKey, deadline: Instant) -> bool {
+        let Some(entry) = self.entry_mut(key) else { return false };
+        let State::Armed { pos, .. } = entry.state else { return false };
+        let pos = pos as usize;
+        let seq = self.seq;
+        self.seq += 1;
+        self.heap[pos].deadline = deadline;
+        self.heap[pos].seq = seq;
+        let pos = self.sift_up(pos);
+        self.sift_down(pos);
+        self.stats.cancelled += 1;
+        self.stats.started += 1;
+        true
+    }
+
+    /// Writes the position of the node at `pos` into its entry.
+    fn place(&mut self, pos: usize) {
+        let index = self.heap[pos].index as usize;
+        if let State::Armed { pos: p, .. } = &mut self.entries[index].state {
+            *p = pos as u32;
+        }
+    }
+
+    fn sift_up(&mut self, mut pos: usize) -> usize {
+        while pos > 0 {
+            let parent = (pos - 1) / 2;
+            if !self.heap[pos].before(&self.heap[parent]) {
+                break;
+            }
+            self.heap.swap(pos, parent);
+            self.place(pos);
+            pos = parent;
+        }
+        self.place(pos);
+        pos
+    }
+
+    fn sift_down(&mut self, mut pos: usize) {
+        loop {
+            let (l, r) = (2 * pos + 1, 2 * pos + 2);
+            let mut least = pos;
+            if l < self.heap.len() && self.heap[l].before(&self.heap[least]) {
+                least = l;
+            }
+            if r < self.heap.len() && self.heap[r].before(&self.heap[least]) {
+                least = r;
+            }
+            if least == pos {
+                break;
+            }
+            self.heap.swap(pos, least);
+            self.place(pos);
+            pos = least;
+        }
+        self.place(pos);
+    }
+
+    /// Moves every timer due by `now` to `Fired`, earliest first, and their waiters to `due`.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&first) = self.heap.first() {
+            if first.deadline > now {
+                break;
+            }
+            self.remove_node(0);
+            let entry = &mut self.entries[first.index as usize];
+            if let State::Armed { waiter, .. } = std::mem::replace(&mut entry.state, State::Fired) {
+                self.due.push(waiter);
+            }
+            self.stats.fired += 1;
+        }
+    }
+}
+
+/// The timer operations of the loop, used by [`crate::time::Sleep`]. None of them reaches the
+/// driver: the loop folds the earliest deadline into its wait ([`Core::wait_timeout`]) and fires
+/// what is due after it ([`Core::fire_timers`]).
+impl Core {
+    /// Arms a timer for `deadline`, waking the task polling with `waker`.
+    pub(crate) fn arm_timer(&self, deadline: Instant, waker: &Waker) -> TimerKey {
+        let waiter = self.executor.waiter(waker);
+        self.timers.borrow_mut().arm(deadline, waiter)
+    }
+
+    /// True once the timer of `key` has fired (a stale key counts as fired); otherwise the
+    /// waker polling now becomes its waiter.
+    pub(crate) fn poll_timer(&self, key: TimerKey, waker: &Waker) -> bool {
+        {
+            let mut timers = self.timers.borrow_mut();
+            let Some(entry) = timers.entry_mut(key) else { return true };
+            match &mut entry.state {
+                State::Armed { waiter, .. } => {
+                    if self.executor.is_waiter(waiter, waker) {
+                        return false;
+                    }
+                }
+                _ => return true,
+            }
+        }
+        // A new waiter: cloned, and the old one dropped, outside the borrow (user code).
+        let mut waiter = self.executor.waiter(waker);
+        if let Some(entry) = self.timers.borrow_mut().entry_mut(key) {
+            if let State::Armed { waiter: w, .. } = &mut entry.state {
+                std::mem::swap(w, &mut waiter);
+            }
+        }
+        // The old waiter (or the unused new one), dropped after the borrow.
+        drop(waiter);
+        false
+    }
+
+    /// Moves the armed timer of `key` to `deadline`, keeping its waiter. False if it is not
+    /// armed (it fired, or the key is stale).
+    pub(crate) fn move_timer(&self, key: TimerKey, deadline: Instant) -> bool {
+        self.timers.borrow_mut().reset(key, deadline)
+    }
+
+    /// Drops the timer of `key`, fired or not.
+    pub(crate) fn cancel_timer(&self, key: TimerKey) {
+        let waiter = self.timers.borrow_mut().remove(key);
+        drop(waiter);
+    }
+
+    /// The wait's timeout: `timeout`, or less if a timer is due sooner (zero if one is due).
+    #[inline]
+    pub(crate) fn wait_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
+        let Some(next) = self.timers.borrow().next_deadline() else { return timeout };
+        let until = next.saturating_duration_since(Instant::now());
+        Some(timeout.map_or(until, |t| t.min(until)))
+    }
+
+    /// Fires every timer due by `now` and wakes its waiter.
+    #[inline]
+    pub(crate) fn fire_timers(&self, now: Instant) {
+        let mut due = {
+            let mut timers = self.timers.borrow_mut();
+            match timers.next_deadline() {
+                Some(next) if next <= now => {}
+                _ => return,
+            }
+            timers.expire(now);
+            std::mem::take(&mut timers.due)
+        };
+        for waiter in due.drain(..) {
+            self.wake(waiter);
+        }
+        let mut timers = self.timers.borrow_mut();
+        if timers.due.capacity() < due.capacity() {
+            timers.due = due;
+        }
+    }
+
+    /// What the loop's timers have done.
+    pub(crate) fn timer_stats(&self) -> TimerStats {
+        self.timers.borrow().stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w() -> Waiter {
+        Waiter::Task(1)
+    }
+
+    #[test]
+    fn fires_in_deadline_order_then_arming_order() {
+        let mut t = Timers::new();
+        let base = Instant::now();
+        let ms = |n| base + Duration::from_millis(n);
+        let order = [5, 1, 9, 1, 3, 7, 2, 8];
+        let keys: Vec<_> = order.iter().map(|&n| t.arm(ms(n), Waiter::Task(n as usize))).collect();
+        assert_eq!(t.next_deadline(), Some(ms(1)));
+        // Drop one, move one later and one earlier.
+        assert!(t.remove(keys[2]).is_some());
+        assert!(t.reset(keys[0], ms(10)));
+        assert!(t.reset(keys[7], ms(0)));
+        t.expire(ms(100));
+        let fired: Vec<usize> = t
+            .due
+            .drain(..)
+            .map(|w| match w {
+                Waiter::Task(k) => k,
+                Waiter::Waker(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(fired, vec![8, 1, 1, 2, 3, 7, 5]);
+        assert_eq!(t.stats().armed, 0);
+        assert_eq!(t.stats().fired, 7);
+        assert_eq!(t.stats().cancelled, 3, "one dropped, two reset");
+    }
+
+    #[test]
+    fn stale_keys_miss_reused_entries_and_the_heap_stays_small() {
+        let mut t = Timers::new();
+        let far = Instant::now() + Duration::from_secs(30);
+        let old = t.arm(far, w());
+        assert!(t.remove(old).is_some());
+        let new = t.arm(far, w());
+        assert_eq!(new.index, old.index, "the entry is reused");
+        assert!(t.remove(old).is_none(), "a stale key reaches nothing");
+        assert!(!t.reset(old, far));
+        assert_eq!(t.stats().armed, 1);
+        for _ in 0..10_000 {
+            let k = t.arm(far, w());
+            t.remove(k);
+        }
+        assert_eq!(t.heap.len(), 1, "dropped timers leave the heap at once");
+        assert!(t.entries.len() <= 2);
+    }
+
+    #[test]
+    fn a_fired_timer_is_not_moved() {
+        let mut t = Timers::new();
+        let now = Instant::now();
+        let k = t.arm(now, w());
+        t.expire(now);
+        assert_eq!(t.due.len(), 1);
+        assert!(matches!(t.entry_mut(k).unwrap().state, State::Fired));
+        assert!(!t.reset(k, now + Duration::from_secs(1)), "its sleep arms a new one");
+        assert_eq!(t.next_deadline(), None);
+        assert!(t.remove(k).is_none());
+        assert_eq!(t.stats().cancelled, 0, "a fired timer freed is not a cancel");
+    }
+
+    #[test]
+    fn the_heap_keeps_its_order_under_random_removals() {
+        let mut t = Timers::new();
+        let base = Instant::now();
+        let mut x: u64 = 12345;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut live = Vec::new();
+        for _ in 0..2000 {
+            let d = base + Duration::from_micros(next() % 10_000);
+            live.push(t.arm(d, w()));
+            if next() % 3 == 0 {
+                let i = (next() as usize) % live.len();
+                t.remove(live.swap_remove(i));
+            }
+            if next() % 5 == 0 && !live.is_empty() {
+                let i = (next() as usize) % live.len();
+                t.reset(live[i], base + Duration::from_micros(next() % 10_000));
+            }
+        }
+        let mut last = base;
+        while let Some(first) = t.heap.first().copied() {
+            assert!(first.deadline >= last);
+            last = first.deadline;
+            t.expire(first.deadline);
+        }
+        assert_eq!(t.stats().fired as usize, live.len());
+    }
+}
