@@ -20,48 +20,46 @@ async fn poll_once<F: Future + Unpin>(f: &mut F) -> bool {
     poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx).is_ready())).await
 }
 
-fn both_drivers(test: impl Fn(Proactor)) {
-    for driver in [DriverChoice::Uring, DriverChoice::Epoll] {
-        test(Proactor::builder().driver(driver).latency_stats(true).build().unwrap());
-    }
+/// A proactor of `driver` that counts every operation it completes, by kind.
+fn counting(driver: DriverChoice) -> Proactor {
+    Proactor::builder().driver(driver).latency_stats(true).build().unwrap()
 }
 
-#[test]
-fn thousands_of_sleeps_armed_and_dropped_cost_no_operation() {
-    both_drivers(|p| {
-        let h = p.handle();
-        p.block_on(async {
-            let mut sleeps: Vec<Sleep> =
-                (0..5_000).map(|i| time::sleep(Duration::from_secs(30 + i))).collect();
-            for s in &mut sleeps {
-                assert!(!poll_once(s).await);
-            }
-            let stats = h.stats();
-            assert_eq!(stats.timers.armed, 5_000, "{stats}");
-            assert_eq!(stats.in_flight.in_flight, 0, "no operation for a sleep: {stats}");
-            // Reset every one (hyper's header timer does, per request), then drop them.
-            let soon = Instant::now() + Duration::from_secs(60);
-            for s in &mut sleeps {
-                s.reset(soon);
-            }
-            assert_eq!(h.stats().timers.armed, 5_000);
-            drop(sleeps);
-            // The same through `timeout` around futures that finish at once.
-            for i in 0..5_000u32 {
-                assert_eq!(time::timeout(Duration::from_secs(30), async { i }).await, Ok(i));
-            }
-            // And sleeps that do fire, in the same loop.
-            time::sleep(Duration::from_millis(5)).await.unwrap();
-            let stats = h.stats();
-            assert_eq!(stats.timers.armed, 0, "{stats}");
-            assert_eq!(stats.timers.fired, 1, "{stats}");
-            assert_eq!(stats.timers.cancelled, 10_000, "5,000 reset, 5,000 dropped: {stats}");
-        });
-        let stats = p.stats();
-        // Latency stats count every operation the loop completed, by kind: no timer among them.
-        assert!(stats.latency.iter().all(|l| l.kind != "timeout"), "{stats}");
-        assert!(stats.latency.iter().map(|l| l.count).sum::<u64>() < 10, "{stats}");
+#[proactor::test]
+fn thousands_of_sleeps_armed_and_dropped_cost_no_operation(driver: DriverChoice) {
+    let p = counting(driver);
+    let h = p.handle();
+    p.block_on(async {
+        let mut sleeps: Vec<Sleep> =
+            (0..5_000).map(|i| time::sleep(Duration::from_secs(30 + i))).collect();
+        for s in &mut sleeps {
+            assert!(!poll_once(s).await);
+        }
+        let stats = h.stats();
+        assert_eq!(stats.timers.armed, 5_000, "{stats}");
+        assert_eq!(stats.in_flight.in_flight, 0, "no operation for a sleep: {stats}");
+        // Reset every one (hyper's header timer does, per request), then drop them.
+        let soon = Instant::now() + Duration::from_secs(60);
+        for s in &mut sleeps {
+            s.reset(soon);
+        }
+        assert_eq!(h.stats().timers.armed, 5_000);
+        drop(sleeps);
+        // The same through `timeout` around futures that finish at once.
+        for i in 0..5_000u32 {
+            assert_eq!(time::timeout(Duration::from_secs(30), async { i }).await, Ok(i));
+        }
+        // And sleeps that do fire, in the same loop.
+        time::sleep(Duration::from_millis(5)).await.unwrap();
+        let stats = h.stats();
+        assert_eq!(stats.timers.armed, 0, "{stats}");
+        assert_eq!(stats.timers.fired, 1, "{stats}");
+        assert_eq!(stats.timers.cancelled, 10_000, "5,000 reset, 5,000 dropped: {stats}");
     });
+    let stats = p.stats();
+    // Latency stats count every operation the loop completed, by kind: no timer among them.
+    assert!(stats.latency.iter().all(|l| l.kind != "timeout"), "{stats}");
+    assert!(stats.latency.iter().map(|l| l.count).sum::<u64>() < 10, "{stats}");
 }
 
 #[proactor::test]
@@ -143,30 +141,27 @@ async fn an_interval_keeps_its_schedule() {
     assert_eq!(Handle::current().stats().in_flight.in_flight, 0);
 }
 
-#[test]
-fn sleeps_started_from_handlers_keep_run_going() {
-    for driver in [DriverChoice::Uring, DriverChoice::Epoll] {
-        let p = Proactor::builder().driver(driver).build().unwrap();
-        let woke = Rc::new(Cell::new(0));
-        let start = Instant::now();
-        for i in 0..50u64 {
-            let woke = woke.clone();
-            // A handler that spawns a sleeping task; `run` must wait for every sleep.
-            p.start(op::Nop, move |res| {
-                res.unwrap();
-                let at = Instant::now() + Duration::from_millis(5 + i % 10);
-                drop(proactor::spawn(async move {
-                    time::sleep_until(at).await.unwrap();
-                    assert!(Instant::now() >= at);
-                    woke.set(woke.get() + 1);
-                }));
-            });
-        }
-        p.run().unwrap();
-        assert_eq!(woke.get(), 50, "{driver:?}");
-        assert!(start.elapsed() >= Duration::from_millis(14));
-        assert_eq!(p.stats().timers.armed, 0);
+#[proactor::test]
+fn sleeps_started_from_handlers_keep_run_going(p: &Proactor) {
+    let woke = Rc::new(Cell::new(0));
+    let start = Instant::now();
+    for i in 0..50u64 {
+        let woke = woke.clone();
+        // A handler that spawns a sleeping task; `run` must wait for every sleep.
+        p.start(op::Nop, move |res| {
+            res.unwrap();
+            let at = Instant::now() + Duration::from_millis(5 + i % 10);
+            drop(proactor::spawn(async move {
+                time::sleep_until(at).await.unwrap();
+                assert!(Instant::now() >= at);
+                woke.set(woke.get() + 1);
+            }));
+        });
     }
+    p.run().unwrap();
+    assert_eq!(woke.get(), 50);
+    assert!(start.elapsed() >= Duration::from_millis(14));
+    assert_eq!(p.stats().timers.armed, 0);
 }
 
 #[proactor::test]
@@ -200,10 +195,11 @@ async fn a_timeout_racing_a_completion() {
     assert_eq!(buf, b"x");
 }
 
-#[test]
-fn hyper_timer_sleeps_are_timers_not_operations() {
+#[proactor::test]
+fn hyper_timer_sleeps_are_timers_not_operations(driver: DriverChoice) {
     use hyper::rt::Timer;
-    both_drivers(|p| {
+    {
+        let p = counting(driver);
         let h = p.handle();
         p.block_on(async {
             // As hyper's HTTP/1 header-read timeout: armed, polled, reset, dropped per request.
@@ -226,7 +222,7 @@ fn hyper_timer_sleeps_are_timers_not_operations() {
         });
         let stats = p.stats();
         assert!(stats.latency.iter().all(|l| l.kind != "timeout"), "{stats}");
-    });
+    }
 }
 
 /// What a handler got, by test step: bytes, or whether the error was `TimedOut` and its errno.
@@ -240,34 +236,32 @@ fn record(got: &Got, step: &'static str) -> impl FnOnce((std::io::Result<usize>,
     }
 }
 
-#[test]
-fn a_handler_deadline_is_timed_out_and_a_cancel_is_cancelled() {
-    for driver in [DriverChoice::Uring, DriverChoice::Epoll] {
-        // A cap of 2 in flight: the later operations wait for admission, the third one with
-        // its deadline (which starts when it is admitted).
-        let p = Proactor::builder().driver(driver).max_in_flight(2).build().unwrap();
-        let got: Got = Rc::default();
-        let idle = || std::os::unix::net::UnixStream::pair().unwrap();
-        let recv = |b| op::Recv::new(b, Vec::with_capacity(8));
-        let (short, long) = (Duration::from_millis(10), Duration::from_secs(30));
-        let ((_a1, b1), (_a2, b2), (_a3, b3), (a4, b4)) = (idle(), idle(), idle(), idle());
-        p.start_with_deadline(recv(b1), short, record(&got, "expired"));
-        let cancelled = p.start_with_deadline(recv(b2), long, record(&got, "cancelled"));
-        p.start_with_deadline(recv(b3), short, record(&got, "queued, then expired"));
-        (&a4).write_all(b"ok").unwrap();
-        p.start_with_deadline(recv(b4), long, record(&got, "in time"));
-        let h = p.handle();
-        p.start(op::Timeout::new(Duration::from_millis(2)), move |_| h.cancel(cancelled));
-        p.run().unwrap();
-        let mut got = got.borrow().clone();
-        got.sort_by_key(|(step, _)| *step);
-        let timed_out = Err((true, Some(libc::ETIMEDOUT)));
-        let want = vec![
-            ("cancelled", Err((false, Some(libc::ECANCELED)))),
-            ("expired", timed_out),
-            ("in time", Ok(2)),
-            ("queued, then expired", timed_out),
-        ];
-        assert_eq!(got, want, "{driver:?}");
-    }
+#[proactor::test]
+fn a_handler_deadline_is_timed_out_and_a_cancel_is_cancelled(driver: DriverChoice) {
+    // A cap of 2 in flight: the later operations wait for admission, the third one with
+    // its deadline (which starts when it is admitted).
+    let p = Proactor::builder().driver(driver).max_in_flight(2).build().unwrap();
+    let got: Got = Rc::default();
+    let idle = || std::os::unix::net::UnixStream::pair().unwrap();
+    let recv = |b| op::Recv::new(b, Vec::with_capacity(8));
+    let (short, long) = (Duration::from_millis(10), Duration::from_secs(30));
+    let ((_a1, b1), (_a2, b2), (_a3, b3), (a4, b4)) = (idle(), idle(), idle(), idle());
+    p.start_with_deadline(recv(b1), short, record(&got, "expired"));
+    let cancelled = p.start_with_deadline(recv(b2), long, record(&got, "cancelled"));
+    p.start_with_deadline(recv(b3), short, record(&got, "queued, then expired"));
+    (&a4).write_all(b"ok").unwrap();
+    p.start_with_deadline(recv(b4), long, record(&got, "in time"));
+    let h = p.handle();
+    p.start(op::Timeout::new(Duration::from_millis(2)), move |_| h.cancel(cancelled));
+    p.run().unwrap();
+    let mut got = got.borrow().clone();
+    got.sort_by_key(|(step, _)| *step);
+    let timed_out = Err((true, Some(libc::ETIMEDOUT)));
+    let want = vec![
+        ("cancelled", Err((false, Some(libc::ECANCELED)))),
+        ("expired", timed_out),
+        ("in time", Ok(2)),
+        ("queued, then expired", timed_out),
+    ];
+    assert_eq!(got, want, "{driver:?}");
 }
