@@ -6,6 +6,9 @@
 //! Built only with the cli feature `monoio-peer` (monoio brings its own io-uring 0.6 and is
 //! not needed by anything else); without it, `--kind monoio` says how to get it.
 
+// Without the feature only `serve`'s refusal and the constants below are built.
+#![cfg_attr(not(feature = "monoio-peer"), allow(dead_code, unused_imports))]
+
 use super::servers::accept_failed;
 use proactor::net::AcceptPolicy;
 use std::io;

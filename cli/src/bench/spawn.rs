@@ -26,6 +26,9 @@ pub enum ServerKind {
         epoll: bool,
         /// The async front end (`--style async`) instead of the default completion handlers.
         async_style: bool,
+        /// One receive request per message (`--recv oneshot`) instead of the default
+        /// multishot receive.
+        oneshot: bool,
         /// `--threads N`, or the echo's default when `None`.
         threads: Option<u32>,
     },
@@ -50,13 +53,16 @@ impl ServerKind {
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("proactor"));
         let mut cmd = Command::new(exe);
         match *self {
-            ServerKind::Proactor { epoll, async_style, threads } => {
+            ServerKind::Proactor { epoll, async_style, oneshot, threads } => {
                 let driver = if epoll { "epoll" } else { "uring" };
                 cmd.args(["echo", "--listen", &listen.to_string(), "--driver", driver]);
                 // Above the idle test's connection count.
                 cmd.args(["--max-conns", "20000"]);
                 if async_style {
                     cmd.args(["--style", "async"]);
+                }
+                if oneshot {
+                    cmd.args(["--recv", "oneshot"]);
                 }
                 cmd.env("PROACTOR_DRIVER", driver);
                 if let Some(n) = threads {
@@ -81,10 +87,13 @@ impl ServerKind {
 impl fmt::Display for ServerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            ServerKind::Proactor { epoll, async_style, threads } => {
+            ServerKind::Proactor { epoll, async_style, oneshot, threads } => {
                 f.write_str(if epoll { "proactor-epoll" } else { "proactor-uring" })?;
                 if async_style {
                     f.write_str("-async")?;
+                }
+                if oneshot {
+                    f.write_str("-oneshot")?;
                 }
                 match threads {
                     Some(n) => write!(f, "@{n}"),
@@ -103,7 +112,8 @@ impl fmt::Display for ServerKind {
 impl FromStr for ServerKind {
     type Err = String;
     /// `proactor-uring`, `proactor-epoll`, `proactor-uring-async`, `proactor-epoll-async` (each
-    /// optionally `@N` for `--threads N`), `threads`, `tokio-ct`, `tokio-mt`, `monoio`.
+    /// optionally `-oneshot` for `--recv oneshot` and `@N` for `--threads N`), `threads`,
+    /// `tokio-ct`, `tokio-mt`, `monoio`.
     fn from_str(s: &str) -> Result<Self, String> {
         let (name, threads) = match s.split_once('@') {
             Some((n, t)) => {
@@ -115,19 +125,31 @@ impl FromStr for ServerKind {
             }
             None => (s, None),
         };
+        let proactor = |rest: &str, epoll: bool| {
+            let (async_style, rest) = match rest.strip_prefix("-async") {
+                Some(r) => (true, r),
+                None => (false, rest),
+            };
+            let oneshot = match rest {
+                "" => false,
+                "-oneshot" => true,
+                _ => return None,
+            };
+            Some(ServerKind::Proactor { epoll, async_style, oneshot, threads })
+        };
+        let parsed = match name {
+            "uring" => proactor("", false),
+            "epoll" => proactor("", true),
+            _ => match (name.strip_prefix("proactor-uring"), name.strip_prefix("proactor-epoll")) {
+                (Some(rest), _) => proactor(rest, false),
+                (_, Some(rest)) => proactor(rest, true),
+                _ => None,
+            },
+        };
+        if let Some(kind) = parsed {
+            return Ok(kind);
+        }
         let kind = match name {
-            "proactor-uring" | "uring" => {
-                ServerKind::Proactor { epoll: false, async_style: false, threads }
-            }
-            "proactor-epoll" | "epoll" => {
-                ServerKind::Proactor { epoll: true, async_style: false, threads }
-            }
-            "proactor-uring-async" => {
-                ServerKind::Proactor { epoll: false, async_style: true, threads }
-            }
-            "proactor-epoll-async" => {
-                ServerKind::Proactor { epoll: true, async_style: true, threads }
-            }
             "threads" => ServerKind::Baseline(Baseline::Threads),
             "tokio-ct" => ServerKind::Baseline(Baseline::TokioCt),
             "tokio-mt" => ServerKind::Baseline(Baseline::TokioMt),
@@ -136,8 +158,8 @@ impl FromStr for ServerKind {
             "corrupt" => ServerKind::Baseline(Baseline::Corrupt),
             _ => {
                 return Err(format!(
-                    "unknown server {s:?} (proactor-uring[-async][@N], proactor-epoll[-async][@N], \
-                     threads, tokio-ct, tokio-mt, monoio)"
+                    "unknown server {s:?} (proactor-uring[-async][-oneshot][@N], \
+                     proactor-epoll[-async][-oneshot][@N], threads, tokio-ct, tokio-mt, monoio)"
                 ))
             }
         };
@@ -257,6 +279,8 @@ mod tests {
             "proactor-uring",
             "proactor-epoll@2",
             "proactor-uring-async",
+            "proactor-uring-oneshot",
+            "proactor-epoll-async-oneshot@2",
             "threads",
             "tokio-ct",
             "tokio-mt",

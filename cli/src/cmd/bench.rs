@@ -49,10 +49,11 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "64,4096")]
     sizes: Vec<usize>,
     /// Servers to compare: proactor-uring, proactor-epoll (the echo's completion handlers),
-    /// proactor-uring-async, proactor-epoll-async (its async front end), each optionally @THREADS
-    /// for `--threads N`; threads, tokio-ct, tokio-mt (tokio-ct is the reference for ratios),
-    /// monoio (io_uring with DEFER_TASKRUN; skipped with a message unless the binary was built
-    /// with the feature `monoio-peer`).
+    /// proactor-uring-async, proactor-epoll-async (its async front end), each optionally
+    /// `-oneshot` (`--recv oneshot`: a receive request per message instead of one multishot
+    /// receive) and @THREADS for `--threads N`; threads, tokio-ct, tokio-mt (tokio-ct is the
+    /// reference for ratios), monoio (io_uring with DEFER_TASKRUN; skipped with a message
+    /// unless the binary was built with the feature `monoio-peer`).
     #[arg(
         long,
         value_delimiter = ',',

@@ -57,7 +57,8 @@
 //! the queue full) is handed to the client's own reader through its `kicked` signal. Memory per client is thus bounded by about twice
 //! `--max-queue` (the queue, plus the batch being written).
 
-use crate::server::{race, serve_threads, Conn, Either, Event, ServerOpts};
+use crate::server::{race, serve_threads, Conn, Either, Event, RecvMode, ServerOpts};
+use proactor::buf::BufPool;
 use proactor::net::{ReadHalf, TcpStream, WriteHalf};
 use proactor::op::raw_os_error;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -77,8 +78,13 @@ const MAX_NICK: usize = 32;
 /// How long a departing client's writer may take to flush its last lines.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Receive buffer per connection.
+/// Receive buffer per connection (one receive at a time), or per pooled buffer (multishot).
 const RECV_BUF: usize = 8 * 1024;
+
+/// Buffers in each thread's receive pool when clients receive multishot (2 MiB of 8 KiB
+/// buffers). A line is handled as soon as it arrives, so a buffer is back in the pool within
+/// the turn that filled it: only connections with unhandled data in hand hold one.
+const POOL_BUFFERS: u16 = 256;
 
 const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 1235));
@@ -101,10 +107,23 @@ pub fn run(args: Args) -> ExitCode {
         max_queue: args.max_queue.max(MAX_LINE + 64),
     });
     // One room for every thread; each thread spawns its own connections' tasks.
+    // One receive at a time by default: with the multishot receive, the chatters of
+    // `slow_client_is_cut_off_others_keep_chatting` (cli/tests/chat.rs: 4 clients sending
+    // 1 KB lines every 2 ms, a 64 KiB queue limit) were cut off as too slow along with the slow
+    // client in 4 of 6 one-thread runs, both drivers (loaded 2-core machine; 0 of 4 one-shot): each
+    // turn a reader hands on everything the kernel queued for it, so broadcasts arrive in
+    // larger bursts than one 8 KiB receive per turn makes, and a writer's queue passes the
+    // limit. `--recv multishot` turns it on (an idle client then holds no buffer).
+    let recv = args.server.recv.unwrap_or(RecvMode::Oneshot);
     serve_threads("chat", &args.server, DEFAULT_LISTEN, move || {
         let room = room.clone();
+        // With `--recv multishot`: one receive request per connection instead of one per
+        // chunk, from this thread's pool.
+        let handle = proactor::Handle::current();
+        let pool = crate::server::multishot_pool("chat", &handle, recv, POOL_BUFFERS, RECV_BUF);
         move |stream: TcpStream, conn: Conn| {
-            drop(proactor::spawn(client_task(room.clone(), stream, conn)));
+            let task = client_task(room.clone(), stream, conn, pool.clone());
+            drop(proactor::spawn(task));
         }
     })
 }
@@ -451,7 +470,7 @@ enum End {
 }
 
 /// One connection: the reader loop here, the writer as a task of its own.
-async fn client_task(room: Arc<Room>, stream: TcpStream, conn: Conn) {
+async fn client_task(room: Arc<Room>, stream: TcpStream, conn: Conn, pool: Option<BufPool>) {
     let (rd, wr) = stream.into_split();
     let client = Arc::new(Client {
         id: conn.id(),
@@ -468,7 +487,7 @@ async fn client_task(room: Arc<Room>, stream: TcpStream, conn: Conn) {
     let writer = proactor::spawn(writer_task(wr, client.clone(), abort.clone()));
     client.notice("* welcome to proactor chat; send your nick");
 
-    let reading = read_lines(&room, &client, &rd);
+    let reading = read_lines(&room, &client, &rd, pool.as_ref());
     let end = match race(reading, race(client.kicked.wait(), conn.shutdown().wait())).await {
         Either::Left(()) => End::Left,
         Either::Right(Either::Left(())) if client.broken.load(Ordering::SeqCst) => End::Left,
@@ -492,9 +511,8 @@ async fn client_task(room: Arc<Room>, stream: TcpStream, conn: Conn) {
 }
 
 /// Reads and handles lines until EOF, an error or `/quit`.
-async fn read_lines(room: &Room, client: &Client, stream: &ReadHalf) {
+async fn read_lines(room: &Room, client: &Client, stream: &ReadHalf, pool: Option<&BufPool>) {
     let mut splitter = LineSplitter::default();
-    let mut buf = Vec::with_capacity(RECV_BUF);
     let on_line = |l: Option<&[u8]>| match l {
         Some(l) => handle_line(room, client, l),
         None => {
@@ -502,6 +520,24 @@ async fn read_lines(room: &Room, client: &Client, stream: &ReadHalf) {
             Flow::Continue
         }
     };
+    if let Some(pool) = pool {
+        // One multishot receive; each chunk's buffer goes back to the pool once its lines are
+        // handled.
+        let mut chunks = stream.recv_stream(pool);
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(buf) => {
+                    if let Flow::Quit = splitter.feed(&buf, on_line) {
+                        return;
+                    }
+                }
+                Err(e) => return recv_failed(client, &e),
+            }
+        }
+        splitter.finish(on_line);
+        return;
+    }
+    let mut buf = Vec::with_capacity(RECV_BUF);
     loop {
         buf.clear();
         let (res, b) = stream.read(buf).await;
@@ -516,13 +552,15 @@ async fn read_lines(room: &Room, client: &Client, stream: &ReadHalf) {
                     return;
                 }
             }
-            Err(e) => {
-                if raw_os_error(&e) != Some(libc::ECONNRESET) {
-                    tracing::debug!(client = client.id, "recv: {e}");
-                }
-                return;
-            }
+            Err(e) => return recv_failed(client, &e),
         }
+    }
+}
+
+/// Logs why a client's receive failed (a reset is the client's own doing: not logged).
+fn recv_failed(client: &Client, e: &std::io::Error) {
+    if raw_os_error(e) != Some(libc::ECONNRESET) {
+        tracing::debug!(client = client.id, "recv: {e}");
     }
 }
 

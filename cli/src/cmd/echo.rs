@@ -6,20 +6,27 @@
 //! connection waiting for its client holds no buffer at all — an idle connection costs its
 //! socket and a few hundred bytes of state. Each message is sent back straight from the pooled
 //! buffer (looping on partial sends), which then returns to the pool, and the next receive
-//! starts. The server never receives while a send is pending, so a client that never reads
-//! costs at most one buffer: its socket buffers fill, the send waits, and nothing more is read.
+//! starts. A client that never reads costs a bounded number of buffers: at most
+//! [`MAX_QUEUED`] received chunks wait behind a pending send (then the receive pauses), its
+//! socket buffers fill, and nothing more is read.
 //! When the pool is dry, a receive waits for a buffer to come back (the data waits in the
 //! socket). A client that half-closes (shuts down its write side) still gets every byte echoed
 //! before the server closes.
 //!
 //! Both of the proactor's front ends are here — completion handlers chained like the seed's
 //! `EchoSession`, and async/await — selectable with the hidden `--style` option; the default
-//! is the one that measured faster (see [`Style`]).
+//! is the one that measured faster (see [`Style`]). Each receives with one multishot receive
+//! per connection by default (see [`recv_multishot`]); the hidden `--recv oneshot` gives the
+//! handlers one receive request per message, for comparison.
 
-use crate::server::{Conn, Server, ServerOpts};
+use crate::server::{Conn, RecvMode, Server, ServerOpts};
 use proactor::buf::{BufPool, PooledBuf, Slice};
-use proactor::op::{self, raw_os_error};
+use proactor::op::{self, raw_os_error, RecvMulti};
+use proactor::runtime::{Multi, OpId};
 use proactor::{Handle, IoBuf};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
@@ -82,6 +89,7 @@ struct Settings {
     idle: Option<Duration>,
     buf_size: usize,
     pool_buffers: u16,
+    recv: RecvMode,
 }
 
 impl Settings {
@@ -96,6 +104,7 @@ pub fn run(args: Args) -> ExitCode {
         idle: args.idle_timeout.filter(|d| !d.is_zero()),
         buf_size: args.buf_size.max(1) as usize,
         pool_buffers: args.pool_buffers.max(1),
+        recv: args.server.recv.unwrap_or(RecvMode::Multishot),
     };
     if crate::server::thread_count(&args.server) > 1 {
         // `--threads N`: each thread builds its own connection function and buffer pool, on its
@@ -111,7 +120,7 @@ pub fn run(args: Args) -> ExitCode {
                     Err(e) => return tracing::error!("echo: buffer pool: {e}"),
                 };
                 match style {
-                    Style::Handlers => Session::start(handle.clone(), pool, stream, conn, settings),
+                    Style::Handlers => start_session(&handle, pool, stream, conn, settings),
                     Style::Async => drop(proactor::spawn(echo_task(pool, stream, conn, settings))),
                 }
             }
@@ -134,7 +143,7 @@ pub fn run(args: Args) -> ExitCode {
     };
     match args.style {
         Style::Handlers => server.run_handlers(move |stream, conn| {
-            Session::start(handle.clone(), pool.clone(), stream, conn, settings);
+            start_session(&handle, pool.clone(), stream, conn, settings);
         }),
         Style::Async => {
             server.run_tasks(move |stream, conn| echo_task(pool.clone(), stream, conn, settings))
@@ -154,6 +163,36 @@ fn log_end(conn: &Conn, what: &str, err: &std::io::Error) {
 }
 
 // ---- completion handlers -------------------------------------------------------------------
+
+/// Whether the handlers front end receives with one multishot receive per connection
+/// ([`MultiSession`]) rather than one receive per message ([`Session`]).
+///
+/// Multishot by default. Smoke figures, `proactor bench --secs 2 --rounds 5 --extra-rounds 0
+/// --conns 100,1000 --sizes 64,4096 --servers proactor-uring,proactor-uring-oneshot,tokio-ct
+/// --idle 0 --no-same-core` on 2 cores shared with other builds (load average 11–15, every
+/// point's spread 16–58%, so all UNRELIABLE), io_uring, multishot vs one-shot, msg/s and server
+/// CPU s per M messages: 100 × 64 B 14,953 vs 15,319 and 9.00 vs 9.80; 1,000 × 64 B 21,244 vs
+/// 19,992 and 10.13 vs 10.01; 100 × 4 KiB 13,197 vs 11,847 and 11.77 vs 10.60; 1,000 × 4 KiB
+/// 14,884 vs 14,351 and 10.49 vs 12.30 — level or ahead in msg/s at 3 of 4 points, within the
+/// noise. What decides it until a quiet rerun: a connection costs one submission instead of
+/// one per message, and the async front end on the same receive measured 5.61 s/M messages
+/// against the one-shot handlers' 11.69 at 64 B (noisy, the session before). With
+/// `--idle-timeout` the one-shot chain serves (a deadline per receive); `--recv oneshot` picks
+/// it for comparison.
+fn recv_multishot(handle: &Handle, pool: &BufPool, settings: &Settings) -> bool {
+    settings.recv == RecvMode::Multishot
+        && settings.idle.is_none()
+        && crate::server::multishot_runnable(handle, pool)
+}
+
+/// Starts serving one connection with the handlers front end.
+fn start_session(handle: &Handle, pool: BufPool, stream: TcpStream, conn: Conn, s: Settings) {
+    if recv_multishot(handle, &pool, &s) {
+        MultiSession::start(handle.clone(), pool, stream, conn);
+    } else {
+        Session::start(handle.clone(), pool, stream, conn, s);
+    }
+}
 
 /// One connection, moved from each completion handler into the next: whoever holds the session
 /// holds the socket and the connection's place, so nothing can be freed while an operation is in
@@ -254,6 +293,210 @@ fn retry_pooled(err: &std::io::Error) -> bool {
     raw_os_error(err) == Some(libc::ENOBUFS) || err.kind() == std::io::ErrorKind::WouldBlock
 }
 
+// ---- completion handlers on a multishot receive ----------------------------------------------
+
+/// Received chunks a connection holds — waiting behind the send in flight, that one included —
+/// before its multishot receive is paused (cancelled, and started again once they are echoed;
+/// the data waits in the socket meanwhile). The bound of `BufPool::recv_stream` too.
+pub const MAX_QUEUED: usize = 8;
+
+/// One connection on one multishot receive: its handler is called per received chunk, which
+/// is queued and echoed in order, one send at a time, while the kernel goes on receiving.
+///
+/// The session is shared (`Rc`) by the receive's handler and the send in flight; the socket
+/// closes when the last of them is done with it. The operations name the socket by its bare
+/// descriptor number, which is sound for the same reason as in [`Session`]: whoever holds an
+/// operation's handler holds the session, and so the `TcpStream`.
+struct MultiSession {
+    handle: Handle,
+    pool: BufPool,
+    stream: TcpStream,
+    conn: Conn,
+    /// Received chunks waiting for the send in flight, oldest first.
+    queue: RefCell<VecDeque<PooledBuf>>,
+    /// A send is in flight.
+    sending: Cell<bool>,
+    recv: RefCell<Receiving>,
+}
+
+/// Where a [`MultiSession`]'s receive stands.
+enum Receiving {
+    /// The multishot receive runs.
+    Running(OpId),
+    /// Cancelled because [`MAX_QUEUED`] chunks are held; its end has not come yet.
+    Pausing,
+    /// Paused; started again once the queue drains.
+    Paused(RecvMulti<RawFd>),
+    /// The pool ran dry (`ENOBUFS`, the data left in the socket): one pooled receive waits for
+    /// a buffer to come back, then the multishot receive starts again.
+    Refilling,
+    /// The client closed its side, or the connection failed: nothing more is received.
+    Over,
+}
+
+impl MultiSession {
+    fn start(handle: Handle, pool: BufPool, stream: TcpStream, conn: Conn) {
+        let op = RecvMulti::new(stream.as_raw_fd(), &pool);
+        let session = Rc::new(MultiSession {
+            handle,
+            pool,
+            stream,
+            conn,
+            queue: RefCell::new(VecDeque::new()),
+            sending: Cell::new(false),
+            recv: RefCell::new(Receiving::Over),
+        });
+        session.arm(op);
+    }
+
+    /// The socket's descriptor number (see the type's docs).
+    fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// Chunks held: queued, and the one being sent.
+    fn held(&self) -> usize {
+        self.queue.borrow().len() + usize::from(self.sending.get())
+    }
+
+    /// Starts (or starts again) the multishot receive.
+    fn arm(self: &Rc<Self>, op: RecvMulti<RawFd>) {
+        let me = self.clone();
+        let id = self.handle.start_multi(op, move |event| me.on_event(event));
+        *self.recv.borrow_mut() = Receiving::Running(id);
+    }
+
+    /// Starts the receive again, unless the chunks held already reach the bound.
+    fn resume(self: &Rc<Self>, op: RecvMulti<RawFd>) {
+        if self.held() >= MAX_QUEUED {
+            *self.recv.borrow_mut() = Receiving::Paused(op);
+        } else {
+            self.arm(op);
+        }
+    }
+
+    fn on_event(self: &Rc<Self>, event: Multi<RecvMulti<RawFd>>) {
+        match event {
+            // One buffer, or several when the receive was a bundle: each is a chunk.
+            Multi::Item(Ok(received)) => received.into_iter().for_each(|buf| self.on_chunk(buf)),
+            Multi::Item(Err(e)) => self.fail("recv", &e),
+            Multi::End { op, restartable, result } => self.on_end(op, restartable, result),
+            _ => {}
+        }
+    }
+
+    /// Queues a received chunk and sends it if nothing is being sent; pauses the receive at
+    /// the bound.
+    fn on_chunk(self: &Rc<Self>, buf: PooledBuf) {
+        if matches!(*self.recv.borrow(), Receiving::Over) {
+            return; // the connection failed: nothing more is echoed
+        }
+        self.queue.borrow_mut().push_back(buf);
+        if !self.sending.get() {
+            self.send_next();
+        }
+        if self.held() >= MAX_QUEUED {
+            let running = match *self.recv.borrow() {
+                Receiving::Running(id) => Some(id),
+                _ => None,
+            };
+            if let Some(id) = running {
+                *self.recv.borrow_mut() = Receiving::Pausing;
+                self.handle.cancel(id);
+            }
+        }
+    }
+
+    fn on_end(self: &Rc<Self>, op: RecvMulti<RawFd>, restartable: bool, result: io::Result<u32>) {
+        let state = std::mem::replace(&mut *self.recv.borrow_mut(), Receiving::Over);
+        let errno = result.as_ref().err().and_then(raw_os_error);
+        match (state, errno) {
+            (Receiving::Over, _) => {} // failed: stays over
+            // Our own pause.
+            (Receiving::Pausing, Some(libc::ECANCELED)) => self.resume(op),
+            // The kernel ended it for its own reasons: the sequence goes on.
+            _ if restartable => self.resume(op),
+            // The pool is dry (or an `ENOBUFS` was injected): wait for a buffer, then go on.
+            (_, Some(libc::ENOBUFS)) => self.refill(op),
+            // End of stream (`Ok(0)`): what is queued is still echoed, then the last holder
+            // of the session closes the socket. An error was the last item, already handled.
+            _ => {}
+        }
+    }
+
+    /// The slow path after `ENOBUFS`: [`BufPool::recv`] as a task (it waits for a buffer to
+    /// come back), then the multishot receive again.
+    fn refill(self: &Rc<Self>, op: RecvMulti<RawFd>) {
+        *self.recv.borrow_mut() = Receiving::Refilling;
+        let me = self.clone();
+        drop(self.handle.spawn(async move {
+            let res = me.pool.recv(me.fd()).await;
+            if !matches!(*me.recv.borrow(), Receiving::Refilling) {
+                return; // the connection failed meanwhile
+            }
+            match res {
+                Ok(Some(buf)) => {
+                    me.on_chunk(buf);
+                    me.resume(op);
+                }
+                Ok(None) => *me.recv.borrow_mut() = Receiving::Over,
+                Err(e) if retry_pooled(&e) => me.refill(op),
+                Err(e) => me.fail("recv", &e),
+            }
+        }));
+    }
+
+    /// Ends the connection after an error: nothing more is received or echoed.
+    fn fail(&self, what: &str, err: &io::Error) {
+        log_end(&self.conn, what, err);
+        let state = std::mem::replace(&mut *self.recv.borrow_mut(), Receiving::Over);
+        if let Receiving::Running(id) = state {
+            self.handle.cancel(id);
+        }
+        self.queue.borrow_mut().clear();
+    }
+
+    /// Sends the oldest queued chunk.
+    fn send_next(self: &Rc<Self>) {
+        let Some(buf) = self.queue.borrow_mut().pop_front() else { return };
+        let n = buf.len();
+        self.send(buf.slice(0..n));
+    }
+
+    fn send(self: &Rc<Self>, buf: Slice<PooledBuf>) {
+        self.sending.set(true);
+        let me = self.clone();
+        self.handle
+            .start(op::Send::new(self.fd(), buf), move |(res, slice)| me.on_sent(res, slice));
+    }
+
+    fn on_sent(self: &Rc<Self>, res: io::Result<usize>, slice: Slice<PooledBuf>) {
+        self.sending.set(false);
+        match res {
+            Ok(0) => {
+                let e = io::Error::new(io::ErrorKind::WriteZero, "send wrote nothing");
+                return self.fail("send", &e);
+            }
+            Ok(n) if n < slice.end() - slice.begin() => {
+                // Partial send: the rest, from the same buffer, before anything else.
+                let (begin, end) = (slice.begin() + n, slice.end());
+                return self.send(slice.into_inner().slice(begin..end));
+            }
+            Ok(_) => drop(slice), // the buffer goes back to the pool
+            Err(e) => return self.fail("send", &e),
+        }
+        self.send_next();
+        // Half the bound drained: start the paused receive again.
+        if self.held() <= MAX_QUEUED / 2 {
+            let state = std::mem::replace(&mut *self.recv.borrow_mut(), Receiving::Over);
+            match state {
+                Receiving::Paused(op) => self.arm(op),
+                other => *self.recv.borrow_mut() = other,
+            }
+        }
+    }
+}
+
 // ---- async/await ---------------------------------------------------------------------------
 
 /// One connection as a task: the same loop, written straight. The operations share the socket
@@ -270,12 +513,20 @@ async fn echo_task(pool: BufPool, stream: TcpStream, conn: Conn, settings: Setti
     }
     let fd = Rc::new(OwnedFd::from(stream));
     let mut chunks = pool.recv_stream(fd.clone());
+    // `--recv oneshot`: one pooled receive per message instead, for comparison.
+    let oneshot = settings.recv == RecvMode::Oneshot;
     loop {
+        let next = async {
+            match oneshot {
+                true => pool.recv(fd.clone()).await.transpose(),
+                false => chunks.next().await,
+            }
+        };
         let res = match settings.idle {
-            Some(d) => proactor::time::timeout(d, chunks.next())
-                .await
-                .unwrap_or_else(|e| Some(Err(e.into()))),
-            None => chunks.next().await,
+            Some(d) => {
+                proactor::time::timeout(d, next).await.unwrap_or_else(|e| Some(Err(e.into())))
+            }
+            None => next.await,
         };
         let mut buf = match res {
             None => return,

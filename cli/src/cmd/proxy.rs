@@ -47,7 +47,7 @@ pub fn run(args: Args) -> ExitCode {
     let default: SocketAddr = ([127, 0, 0, 1], 8081).into();
     if crate::server::thread_count(&args.server) > 1 {
         // `--threads N`: each thread checks splice on its own driver and keeps its own config.
-        let want_splice = args.splice;
+        let (want_splice, recv) = (args.splice, proxy::recv_mode(&args.server));
         let base = Config {
             upstream,
             upstream_name: args.to,
@@ -65,7 +65,10 @@ pub fn run(args: Args) -> ExitCode {
                 }
             }
             let cfg = Rc::new(cfg);
-            move |stream, conn| drop(proactor::spawn(proxy::handle(stream, conn, cfg.clone())))
+            let pool = proxy::recv_pool(&proactor::Handle::current(), recv);
+            move |stream, conn| {
+                drop(proactor::spawn(proxy::handle(stream, conn, cfg.clone(), pool.clone())))
+            }
         });
     }
     let server = match Server::bind("proxy", &args.server, default) {
@@ -92,5 +95,6 @@ pub fn run(args: Args) -> ExitCode {
         buffer: args.buffer as usize,
         splice,
     });
-    server.run_tasks(move |stream, conn| proxy::handle(stream, conn, cfg.clone()))
+    let pool = proxy::recv_pool(&server.handle(), proxy::recv_mode(&args.server));
+    server.run_tasks(move |stream, conn| proxy::handle(stream, conn, cfg.clone(), pool.clone()))
 }

@@ -7,7 +7,8 @@
 pub mod bench;
 pub mod relay;
 
-use crate::server::{race, Conn, Either};
+use crate::server::{race, Conn, Either, RecvMode};
+use proactor::buf::BufPool;
 use proactor::op::{self, Connect};
 use relay::{Pipe, Traffic};
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -85,8 +86,27 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-/// Serves one client: connect upstream, relay both ways, log the outcome.
-pub async fn handle(client: TcpStream, conn: Conn, cfg: Rc<Config>) {
+/// The receive pool of a proxy thread on the proactor of `handle`, when its directions relay
+/// from a multishot receive (see [`relay::streamed`]); `None` relays through two buffers per
+/// direction ([`relay::buffered`]).
+///
+/// Multishot by default where the driver can run it: a direction costs one receive request
+/// instead of one per chunk, the same receive path as the echo's default (`recv_multishot` in
+/// cmd/echo.rs, with its figures). Not settled here: compare with `proactor bench proxy` and
+/// `proactor bench proxy --proxy-arg=--recv --proxy-arg=oneshot` on a quiet machine.
+pub fn recv_pool(handle: &proactor::Handle, mode: RecvMode) -> Option<BufPool> {
+    let (buffers, size) = (relay::POOL_BUFFERS, relay::POOL_BUFFER_SIZE);
+    crate::server::multishot_pool("proxy", handle, mode, buffers, size)
+}
+
+/// How the proxy's directions receive: `--recv`, multishot by default (see [`recv_pool`]).
+pub fn recv_mode(opts: &crate::server::ServerOpts) -> RecvMode {
+    opts.recv.unwrap_or(RecvMode::Multishot)
+}
+
+/// Serves one client: connect upstream, relay both ways, log the outcome. With a `pool`, each
+/// direction relays from a multishot receive into it (unless `--splice`).
+pub async fn handle(client: TcpStream, conn: Conn, cfg: Rc<Config>, pool: Option<BufPool>) {
     let started = Instant::now();
     let id = conn.id();
     let peer = conn.peer();
@@ -107,6 +127,10 @@ pub async fn handle(client: TcpStream, conn: Conn, cfg: Rc<Config>) {
     let end = if cfg.splice {
         let relaying = relay_both(&cfg, &client, &upstream, &up, &down, id);
         watched(relaying, cfg.idle_timeout, activity).await
+    } else if let Some(pool) = &pool {
+        let a = relay::streamed(client.clone(), upstream.clone(), pool, &up);
+        let b = relay::streamed(upstream.clone(), client.clone(), pool, &down);
+        watched(relay::try_join(a, b), cfg.idle_timeout, activity).await
     } else {
         // The common case, with no layer between the task and the two directions.
         let a = relay::buffered(client.clone(), upstream.clone(), cfg.buffer, &up);

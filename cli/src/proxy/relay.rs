@@ -7,10 +7,15 @@
 //! TCP flow control, and the proxy never holds more than two buffers per direction, whatever
 //! the traffic.
 //!
+//! By default a direction receives with one multishot receive on the thread's buffer pool
+//! instead ([`streamed`]): the kernel goes on filling pooled buffers while the last chunk is
+//! sent, with no submission per receive, and at most [`STREAM_QUEUED`] chunks wait (then the
+//! receive pauses and TCP's flow control pushes back on the sender, as above).
+//!
 //! With `--splice`, the bytes go through a pipe inside the kernel instead (socket → pipe →
 //! socket), never through user memory; the pipe's size bounds what is in flight.
 
-use proactor::buf::Slice;
+use proactor::buf::{BufPool, PooledBuf, Slice};
 use proactor::op::{self, PollReady, Recv, Send, Shutdown, Splice};
 use proactor::IoBuf;
 use std::cell::Cell;
@@ -240,6 +245,54 @@ impl Future for Flow<'_> {
         }
         this.step(cx)
     }
+}
+
+/// Chunks a multishot direction may hold received and not yet sent on before its receive
+/// pauses (the data then waits in the socket): with the pool's 16 KiB buffers, 32 KiB plus
+/// the chunk being sent, under one of [`buffered`]'s two 64 KiB buffers.
+pub const STREAM_QUEUED: usize = 2;
+
+/// Buffers in each proxy thread's receive pool, and their size: 8 MiB per thread, whatever
+/// the number of connections, taken only by directions with data in hand (an idle connection
+/// holds none). The kernel takes a ring's buffers in turn, so a busy thread touches all of
+/// them: the pool is the thread's whole receive memory (`slow_reader_keeps_memory_flat` in
+/// `cli/tests/proxy.rs` bounds it at 16 MiB). While 170 directions each hold their three
+/// chunks — receivers that stopped reading — the others wait for a buffer (losing nothing);
+/// `--idle-timeout` ends the stalled ones.
+pub const POOL_BUFFERS: u16 = 512;
+/// See [`POOL_BUFFERS`].
+pub const POOL_BUFFER_SIZE: usize = 16 * 1024;
+
+/// Relays `from` → `to` from one multishot receive into buffers of `pool` (see the module
+/// docs) until `from` ends, then half-closes `to`. Each chunk is sent on in order, one send at
+/// a time, while the kernel receives the next ones.
+pub async fn streamed(
+    from: Rc<TcpStream>,
+    to: Rc<TcpStream>,
+    pool: &BufPool,
+    traffic: &Traffic,
+) -> io::Result<()> {
+    let mut chunks = pool.recv_stream(from).max_queued(STREAM_QUEUED);
+    while let Some(chunk) = chunks.next().await {
+        send_chunk(&to, chunk?, traffic).await?;
+    }
+    half_close(&to).await
+}
+
+/// Sends all of a received chunk.
+async fn send_chunk(to: &Rc<TcpStream>, chunk: PooledBuf, traffic: &Traffic) -> io::Result<()> {
+    let mut buf = chunk.slice(..);
+    while buf.begin() < buf.end() {
+        let (res, slice) = proactor::submit(Send::new(to.clone(), buf)).await;
+        let n = res?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        traffic.moved(n);
+        let (begin, end) = (slice.begin() + n, slice.end());
+        buf = slice.into_inner().slice(begin..end);
+    }
+    Ok(())
 }
 
 /// A pipe for splicing, both ends non-blocking and close-on-exec.

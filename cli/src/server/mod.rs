@@ -57,10 +57,12 @@
 //! to use with the operations directly.
 
 mod event;
+mod recv;
 mod signal;
 mod threads;
 
 pub use event::{race, Either, Event};
+pub use recv::{multishot_pool, multishot_runnable, RecvMode};
 pub use threads::{serve_threads, thread_count};
 
 use event::ConnCount;
@@ -122,6 +124,12 @@ pub struct ServerOpts {
     /// core). Used by servers started through `serve_threads`.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub threads: usize,
+
+    /// How connections receive: multishot (one request for the whole connection, a completion
+    /// per chunk) or oneshot (a request per receive), for comparing the two. Each server states
+    /// its default, and the figure behind it, where it picks the receive.
+    #[arg(long, value_enum, value_name = "HOW", hide = true)]
+    pub recv: Option<RecvMode>,
 }
 
 /// Parses a duration: `250ms`, `5s`, `2m`, `1h`, or a plain number of seconds (`1.5`).
