@@ -3,7 +3,8 @@
 //! that mangles bytes makes the bench fail loudly.
 
 use serde_json::Value;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, ExitStatus};
 
 const SERVERS: [&str; 5] =
     ["proactor-uring", "proactor-uring-async", "proactor-epoll", "threads", "tokio-ct"];
@@ -39,6 +40,48 @@ fn bench(args: &[&str]) -> std::process::Output {
         .expect("run proactor bench")
 }
 
+/// What a `proactor bench` run printed, and the JSON report it wrote.
+struct Bench {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    report: Value,
+}
+
+impl Bench {
+    /// Runs `proactor bench <args> --json <dir>/bench.json` and reads the report.
+    fn run(dir: &Path, args: &[&str]) -> Bench {
+        let json = dir.join("bench.json");
+        let args = [args, &["--json", json.to_str().unwrap()]].concat();
+        let out = bench(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report = std::fs::read(&json)
+            .unwrap_or_else(|e| panic!("no JSON report ({e}): {}\n{stdout}\n{stderr}", out.status));
+        let report = serde_json::from_slice(&report).unwrap();
+        Bench { status: out.status, stdout, stderr, report }
+    }
+
+    /// [`Bench::run`] on one short point: `--secs <secs>`, 0.1 s of warm-up, 64-byte messages,
+    /// no idle test, no same-core runs, and `args`.
+    fn short(dir: &Path, secs: &str, args: &[&str]) -> Bench {
+        let point =
+            ["--secs", secs, "--warmup", "0.1", "--sizes", "64", "--idle", "0", "--no-same-core"];
+        Bench::run(dir, &[args, &point].concat())
+    }
+
+    /// Panics, with what the bench printed, unless it exited successfully.
+    fn assert_success(&self) {
+        let (status, stdout, stderr) = (self.status, &self.stdout, &self.stderr);
+        assert!(status.success(), "bench failed: {status}\n{stdout}\n{stderr}");
+    }
+
+    /// The report's runs.
+    fn runs(&self) -> &[Value] {
+        self.report["runs"].as_array().unwrap()
+    }
+}
+
 fn num(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or_else(|| panic!("figure {key} missing or not a number in {v}"))
 }
@@ -46,30 +89,27 @@ fn num(v: &Value, key: &str) -> f64 {
 #[test]
 fn quick_bench_reports_every_server_and_figure() {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
     let svg = dir.path().join("bench.svg");
-    let out = bench(&[
-        "--quick",
-        "--secs",
-        "0.3",
-        "--warmup",
-        "0.1",
-        "--conns",
-        "1,10",
-        "--sizes",
-        "64",
-        "--idle",
-        "200",
-        "--json",
-        json.to_str().unwrap(),
-        "--plot",
-        svg.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed: {}\n{stdout}\n{stderr}", out.status);
-
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let b = Bench::run(
+        dir.path(),
+        &[
+            "--quick",
+            "--secs",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--conns",
+            "1,10",
+            "--sizes",
+            "64",
+            "--idle",
+            "200",
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+    );
+    b.assert_success();
+    let (report, stdout, stderr) = (&b.report, &b.stdout, &b.stderr);
     assert_eq!(report["ok"], Value::Bool(true));
     assert_eq!(report["errors"].as_u64(), Some(0));
     assert_eq!(report["reference"], "tokio-ct");
@@ -83,7 +123,7 @@ fn quick_bench_reports_every_server_and_figure() {
         assert!(stderr.contains("skipping monoio") && stderr.contains("monoio-peer"), "{stderr}");
     }
 
-    let runs = report["runs"].as_array().unwrap();
+    let runs = b.runs();
     let same_core = report["cpus"].as_u64().unwrap() >= 2;
     let mut points = vec![(1, false), (10, false)];
     if same_core {
@@ -138,30 +178,12 @@ fn quick_bench_reports_every_server_and_figure() {
 #[test]
 fn mangled_echo_fails_loudly() {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let out = bench(&[
-        "--servers",
-        "corrupt,tokio-ct",
-        "--secs",
-        "0.3",
-        "--warmup",
-        "0.1",
-        "--conns",
-        "4",
-        "--sizes",
-        "64",
-        "--idle",
-        "0",
-        "--no-same-core",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a mangled echo must fail the bench");
+    let b = Bench::short(dir.path(), "0.3", &["--servers", "corrupt,tokio-ct", "--conns", "4"]);
+    let stderr = &b.stderr;
+    assert!(!b.status.success(), "a mangled echo must fail the bench");
     assert!(stderr.contains("FAILED") && stderr.contains("echoed byte"), "{stderr}");
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(report["ok"], Value::Bool(false));
-    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(b.report["ok"], Value::Bool(false));
+    let runs = b.runs();
     let bad = runs.iter().find(|r| r["server"] == "corrupt").unwrap();
     assert!(num(bad, "mismatches") > 0.0);
     let good = runs.iter().find(|r| r["server"] == "tokio-ct").unwrap();
@@ -173,35 +195,24 @@ fn mangled_echo_fails_loudly() {
 #[test]
 fn unsettled_point_is_rerun_and_marked_unreliable() {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let out = bench(&[
-        "--servers",
-        "proactor-uring,tokio-ct",
-        "--secs",
+    let b = Bench::short(
+        dir.path(),
         "0.2",
-        "--warmup",
-        "0.1",
-        "--rounds",
-        "2",
-        "--extra-rounds",
-        "1",
-        "--max-spread",
-        "0.001",
-        "--conns",
-        "100",
-        "--sizes",
-        "64",
-        "--idle",
-        "0",
-        "--no-same-core",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed: {}\n{stdout}\n{stderr}", out.status);
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let runs = report["runs"].as_array().unwrap();
+        &[
+            "--servers",
+            "proactor-uring,tokio-ct",
+            "--rounds",
+            "2",
+            "--extra-rounds",
+            "1",
+            "--max-spread",
+            "0.001",
+            "--conns",
+            "100",
+        ],
+    );
+    b.assert_success();
+    let (report, stdout, runs) = (&b.report, &b.stdout, b.runs());
     assert_eq!(runs.len(), 2);
     for run in runs {
         let rounds = run["rounds"].as_array().unwrap();
@@ -227,33 +238,22 @@ fn unsettled_point_is_rerun_and_marked_unreliable() {
 #[test]
 fn both_load_generators_run_and_their_ratios_are_compared() {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let out = bench(&[
-        "--servers",
-        "proactor-uring,proactor-epoll,tokio-ct",
-        "--loadgen",
-        "epoll,threads",
-        "--secs",
+    let b = Bench::short(
+        dir.path(),
         "0.2",
-        "--warmup",
-        "0.1",
-        "--rounds",
-        "1",
-        "--conns",
-        "10",
-        "--sizes",
-        "64",
-        "--idle",
-        "0",
-        "--no-same-core",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed: {}\n{stdout}\n{stderr}", out.status);
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let runs = report["runs"].as_array().unwrap();
+        &[
+            "--servers",
+            "proactor-uring,proactor-epoll,tokio-ct",
+            "--loadgen",
+            "epoll,threads",
+            "--rounds",
+            "1",
+            "--conns",
+            "10",
+        ],
+    );
+    b.assert_success();
+    let (report, stdout, runs) = (&b.report, &b.stdout, b.runs());
     assert_eq!(runs.len(), 6, "3 servers under 2 load generators");
     for lg in ["epoll", "threads"] {
         for run in runs.iter().filter(|r| r["loadgen"] == lg) {

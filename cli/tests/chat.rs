@@ -106,20 +106,27 @@ fn assert_used_threads(server: &ServerProc, threads: usize) {
     }
 }
 
-/// Defines the scenario `$name` (a `fn(driver, threads)`) as tests on one thread and on two,
-/// each on both drivers.
+/// `scenario!(play => one, two)`: the scenario `play` (a `fn(driver, threads)`) as the tests
+/// `one` (a server on one thread) and `two` (on two), each on both drivers.
 macro_rules! scenario {
-    ($name:ident, $two:ident) => {
-        both_drivers!($name, |driver| { super::$name(driver, 1) });
-        both_drivers!($two, |driver| { super::$name(driver, 2) });
+    ($play:ident => $one:ident, $two:ident) => {
+        #[proactor::test]
+        fn $one(driver: &str) {
+            $play(driver, 1)
+        }
+        #[proactor::test]
+        fn $two(driver: &str) {
+            $play(driver, 2)
+        }
     };
 }
 
 scenario!(
+    play_fifty_clients_ordered_broadcast_join_leave =>
     fifty_clients_ordered_broadcast_join_leave,
     fifty_clients_ordered_broadcast_join_leave_threads2
 );
-fn fifty_clients_ordered_broadcast_join_leave(driver: &str, threads: usize) {
+fn play_fifty_clients_ordered_broadcast_join_leave(driver: &str, threads: usize) {
     const N: usize = 50;
     const MSGS: usize = 20;
     let server = start_chat(driver, threads, &[]);
@@ -179,8 +186,8 @@ fn fifty_clients_ordered_broadcast_join_leave(driver: &str, threads: usize) {
     assert_used_threads(&server, threads);
 }
 
-scenario!(slow_client_is_cut_off_others_keep_chatting, slow_client_is_cut_off_threads2);
-fn slow_client_is_cut_off_others_keep_chatting(driver: &str, threads: usize) {
+scenario!(play_slow_client_is_cut_off_others_keep_chatting => slow_client_is_cut_off_others_keep_chatting, slow_client_is_cut_off_threads2);
+fn play_slow_client_is_cut_off_others_keep_chatting(driver: &str, threads: usize) {
     const CHATTERS: usize = 4;
     // With two threads, a broadcast from one thread fills the queues of clients on the other
     // while that thread waits for a core (2 shared cores, 2 server threads, 8 client threads):
@@ -261,8 +268,8 @@ fn slow_client_is_cut_off_others_keep_chatting(driver: &str, threads: usize) {
     assert_used_threads(&server, threads);
 }
 
-scenario!(long_and_invalid_lines_rejected, long_and_invalid_lines_rejected_threads2);
-fn long_and_invalid_lines_rejected(driver: &str, threads: usize) {
+scenario!(play_long_and_invalid_lines_rejected => long_and_invalid_lines_rejected, long_and_invalid_lines_rejected_threads2);
+fn play_long_and_invalid_lines_rejected(driver: &str, threads: usize) {
     let server = start_chat(driver, threads, &[]);
     let mut a = Client::join(server.addr, "alice");
     let mut b = Client::join(server.addr, "bob");
@@ -292,8 +299,8 @@ fn long_and_invalid_lines_rejected(driver: &str, threads: usize) {
     assert_used_threads(&server, threads);
 }
 
-scenario!(duplicate_nick_refused, duplicate_nick_refused_threads2);
-fn duplicate_nick_refused(driver: &str, threads: usize) {
+scenario!(play_duplicate_nick_refused => duplicate_nick_refused, duplicate_nick_refused_threads2);
+fn play_duplicate_nick_refused(driver: &str, threads: usize) {
     let server = start_chat(driver, threads, &[]);
     let mut a = Client::join(server.addr, "alice");
     let mut b = Client::connect(server.addr);
@@ -322,8 +329,8 @@ fn duplicate_nick_refused(driver: &str, threads: usize) {
     assert_used_threads(&server, threads);
 }
 
-scenario!(sigterm_says_goodbye_and_exits_zero, sigterm_says_goodbye_threads2);
-fn sigterm_says_goodbye_and_exits_zero(driver: &str, threads: usize) {
+scenario!(play_sigterm_says_goodbye_and_exits_zero => sigterm_says_goodbye_and_exits_zero, sigterm_says_goodbye_threads2);
+fn play_sigterm_says_goodbye_and_exits_zero(driver: &str, threads: usize) {
     let mut server = start_chat(driver, threads, &[]);
     let mut a = Client::join(server.addr, "alice");
     let mut b = Client::join(server.addr, "bob");
@@ -336,7 +343,8 @@ fn sigterm_says_goodbye_and_exits_zero(driver: &str, threads: usize) {
     assert_used_threads(&server, threads);
 }
 
-both_drivers!(recovers_from_emfile, |driver| {
+#[proactor::test]
+fn recovers_from_emfile(driver: &str) {
     // Out of descriptors the server keeps running and backs off; afterwards two new clients
     // join and talk.
     let report = server_support::emfile_recovery("chat", driver, &[], |addr| {
@@ -348,4 +356,4 @@ both_drivers!(recovers_from_emfile, |driver| {
     });
     // One descriptor per connection: the accepts themselves run out.
     assert!(report.accept_backed_off, "accept never hit EMFILE: {report:?}");
-});
+}

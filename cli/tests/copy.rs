@@ -124,7 +124,8 @@ fn set_mtime(path: &Path, secs: i64, nsec: i64) {
     assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), t.as_ptr(), 0) }, 0);
 }
 
-both_drivers!(small_and_block_edge_sizes, |driver| {
+#[proactor::test]
+fn small_and_block_edge_sizes(driver: &str) {
     let dir = tempfile::tempdir().unwrap();
     let sizes = [0, 1, MIB - 1, MIB, MIB + 1, 5 * MIB + 123];
     for (i, &len) in sizes.iter().enumerate() {
@@ -147,9 +148,10 @@ both_drivers!(small_and_block_edge_sizes, |driver| {
     copy_ok(driver, &["--block", "4097", "--depth", "3"], &src, &into);
     assert_same(&src, &into.join("src5"));
     assert!(temp_files(dir.path()).is_empty() && temp_files(&into).is_empty());
-});
+}
 
-both_drivers!(one_gib_random, |driver| {
+#[proactor::test]
+fn one_gib_random(driver: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("big"), dir.path().join("big.copy"));
     random_file(&src, 1024 * MIB, 42);
@@ -161,9 +163,10 @@ both_drivers!(one_gib_random, |driver| {
     random_file(&odd, 64 * MIB + 12345, 7);
     copy_ok(driver, &["--direct", "--verify"], &odd, &dst);
     assert_same(&odd, &dst);
-});
+}
 
-both_drivers!(kernel_and_buffered_paths_agree, |driver| {
+#[proactor::test]
+fn kernel_and_buffered_paths_agree(driver: &str) {
     // 96 MiB and change: large enough for several read streams and the in-kernel copy.
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("big");
@@ -186,9 +189,10 @@ both_drivers!(kernel_and_buffered_paths_agree, |driver| {
         fs::remove_file(&dst).unwrap();
     }
     assert!(temp_files(dir.path()).is_empty());
-});
+}
 
-both_drivers!(no_space_in_kernel_copy, |driver| {
+#[proactor::test]
+fn no_space_in_kernel_copy(driver: &str) {
     // Source and copy on one small tmpfs, so copy_file_range works between them until the
     // space runs out.
     let Some(small) = SmallFs::mount_size("100m") else {
@@ -199,9 +203,10 @@ both_drivers!(no_space_in_kernel_copy, |driver| {
     random_file(&src, 70 * MIB, 8);
     let dst = small.dir.path().join("dst");
     copy_runs_out_of_space(driver, &src, &dst, small.dir.path(), 1, "only the source is left");
-});
+}
 
-both_drivers!(sparse_stays_sparse, |driver| {
+#[proactor::test]
+fn sparse_stays_sparse(driver: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("sparse"), dir.path().join("sparse.copy"));
     {
@@ -226,7 +231,7 @@ both_drivers!(sparse_stays_sparse, |driver| {
         ms.blocks()
     );
     assert_same(&src, &dst);
-});
+}
 
 /// Builds 100 directories of 100 files (random sizes up to 8 KiB), with varied permissions,
 /// a symlink and an empty directory.
@@ -280,7 +285,8 @@ fn assert_same_tree(a: &Path, b: &Path) -> usize {
     files
 }
 
-both_drivers!(tree_of_ten_thousand_files, |driver| {
+#[proactor::test]
+fn tree_of_ten_thousand_files(driver: &str) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("tree");
     build_tree(&src);
@@ -293,7 +299,7 @@ both_drivers!(tree_of_ten_thousand_files, |driver| {
     // A directory cannot be copied into itself.
     let err = copy_err(driver, &["-r"], &src, &src.join("d000"));
     assert!(err.contains("into itself"), "{err}");
-});
+}
 
 /// A 1 MiB tmpfs mounted on a fresh directory, unmounted on drop.
 struct SmallFs {
@@ -321,7 +327,8 @@ impl Drop for SmallFs {
     }
 }
 
-both_drivers!(no_space_leaves_nothing, |driver| {
+#[proactor::test]
+fn no_space_leaves_nothing(driver: &str) {
     let Some(small) = SmallFs::mount() else {
         eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
         return;
@@ -343,12 +350,13 @@ both_drivers!(no_space_leaves_nothing, |driver| {
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
-});
+}
 
 // Needs the binary's test hook: `cargo test --release -p proactor-cli --features test-hooks
 // --test copy verify_catches_corruption` (run by .ci/run).
 #[cfg(feature = "test-hooks")]
-both_drivers!(verify_catches_corruption, |driver| {
+#[proactor::test]
+fn verify_catches_corruption(driver: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
     random_file(&src, 3 * MIB + 5, 11);
@@ -370,9 +378,10 @@ both_drivers!(verify_catches_corruption, |driver| {
     // And with --verify and no fault, the copy succeeds.
     copy_ok(driver, &["--verify"], &src, &dst);
     assert_same(&src, &dst);
-});
+}
 
-both_drivers!(clear_errors, |driver| {
+#[proactor::test]
+fn clear_errors(driver: &str) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     fs::write(&src, b"data").unwrap();
@@ -388,10 +397,11 @@ both_drivers!(clear_errors, |driver| {
     let err = copy_err(driver, &[], dir.path(), &dir.path().join("y"));
     assert!(err.contains("use -r"), "{err}");
     assert_eq!(fs::read(&src).unwrap(), b"data");
-});
+}
 
 // Runs the copy as an unprivileged user (root bypasses permission checks).
-both_drivers!(permission_denied, |driver| {
+#[proactor::test]
+fn permission_denied(driver: &str) {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let secret = dir.path().join("secret");
@@ -430,4 +440,4 @@ both_drivers!(permission_denied, |driver| {
     let err = as_nobody(&public, &locked.join("x"));
     assert!(err.contains("permission denied"), "{err}");
     assert_eq!(fs::read_dir(&locked).unwrap().count(), 0);
-});
+}

@@ -47,7 +47,8 @@ fn read_and_check(mut stream: &TcpStream, seed: u64, max: usize) -> usize {
     }
 }
 
-both_drivers!(thousand_concurrent_clients, |driver| {
+#[proactor::test]
+fn thousand_concurrent_clients(driver: &str) {
     use tokio::io::AsyncWriteExt;
     const CLIENTS: usize = 1000;
     const SIZES: [usize; 4] = [0, 1, 4096, 1 << 20];
@@ -104,9 +105,10 @@ both_drivers!(thousand_concurrent_clients, |driver| {
     drop(rt);
     let mut server = server;
     assert!(server.alive(), "server died: {}", server.stderr());
-});
+}
 
-both_drivers!(half_close_gets_all_echo, |driver| {
+#[proactor::test]
+fn half_close_gets_all_echo(driver: &str) {
     let server = start("echo", driver, &[]);
     // Everything sent before the shutdown comes back, then EOF.
     let stream = TcpStream::connect(server.addr).unwrap();
@@ -128,9 +130,10 @@ both_drivers!(half_close_gets_all_echo, |driver| {
     s.shutdown(Shutdown::Write).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(read_and_check(&s, 8, 100), 100);
-});
+}
 
-both_drivers!(reset_mid_transfer_does_not_hurt_others, |driver| {
+#[proactor::test]
+fn reset_mid_transfer_does_not_hurt_others(driver: &str) {
     let mut server = start("echo", driver, &[]);
     for round in 0..20u64 {
         // A client that resets while the server is echoing to it.
@@ -151,9 +154,10 @@ both_drivers!(reset_mid_transfer_does_not_hurt_others, |driver| {
         echo_roundtrip(good, 100 + round, 64 * 1024);
     }
     assert!(server.alive(), "server died: {}", server.stderr());
-});
+}
 
-both_drivers!(client_that_never_reads_costs_bounded_memory, |driver| {
+#[proactor::test]
+fn client_that_never_reads_costs_bounded_memory(driver: &str) {
     const STALLED: usize = 16;
     const PUSH_EACH: usize = 200 << 20; // tries to push 200 MiB through each
     let server = start("echo", driver, &[]);
@@ -210,9 +214,10 @@ both_drivers!(client_that_never_reads_costs_bounded_memory, |driver| {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         assert_eq!(read_and_check(&s, seed, pushed), pushed);
     }
-});
+}
 
-both_drivers!(sigterm_lets_in_flight_echoes_finish, |driver| {
+#[proactor::test]
+fn sigterm_lets_in_flight_echoes_finish(driver: &str) {
     const CLIENTS: usize = 20;
     const LEN: usize = 8 << 20;
     let mut server = start("echo", driver, &["--grace", "30s"]);
@@ -262,9 +267,10 @@ both_drivers!(sigterm_lets_in_flight_echoes_finish, |driver| {
     let status =
         server.wait_timeout(Duration::from_secs(10)).expect("server exits after the drain");
     assert_eq!(status.code(), Some(0), "exit status; stderr: {}", server.stderr());
-});
+}
 
-both_drivers!(max_conns_closes_excess_at_once, |driver| {
+#[proactor::test]
+fn max_conns_closes_excess_at_once(driver: &str) {
     let server = start("echo", driver, &["--max-conns", "3"]);
     let mut held: Vec<TcpStream> = (0..3)
         .map(|_| {
@@ -303,9 +309,10 @@ both_drivers!(max_conns_closes_excess_at_once, |driver| {
         assert!(Instant::now() < deadline, "the freed place was never reused");
         std::thread::sleep(Duration::from_millis(50));
     }
-});
+}
 
-both_drivers!(idle_timeout_closes_silent_clients, |driver| {
+#[proactor::test]
+fn idle_timeout_closes_silent_clients(driver: &str) {
     let server = start("echo", driver, &["--idle-timeout", "300ms"]);
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.write_all(b"hello").unwrap();
@@ -317,12 +324,13 @@ both_drivers!(idle_timeout_closes_silent_clients, |driver| {
     let n = s.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "expected EOF after the idle timeout");
     assert!(t.elapsed() >= Duration::from_millis(250), "closed before the idle timeout");
-});
+}
 
 /// Both front ends of the echo (the hidden `--style`).
 const STYLES: [&str; 2] = ["handlers", "async"];
 
-both_drivers!(idle_connections_hold_no_buffer, |driver| {
+#[proactor::test]
+fn idle_connections_hold_no_buffer(driver: &str) {
     // Each idle connection used to own a 16 KiB buffer with its first page touched (~4.4 KB of
     // RSS); with pooled receive buffers it holds none. A small pool keeps the pool's own pages
     // (all touched during the warm-up, before the baseline) out of the figure.
@@ -353,9 +361,10 @@ both_drivers!(idle_connections_hold_no_buffer, |driver| {
         assert!(per_conn < BOUND, "{style}: {per_conn} B per idle connection (bound {BOUND})");
         assert!(server.alive(), "server died: {}", server.stderr());
     }
-});
+}
 
-both_drivers!(dry_pool_delays_but_loses_nothing, |driver| {
+#[proactor::test]
+fn dry_pool_delays_but_loses_nothing(driver: &str) {
     // Two 4 KiB buffers for 16 clients pushing 1 MiB each: receives keep finding the pool dry
     // and must wait for a buffer, with the data left in the socket.
     const CLIENTS: u64 = 16;
@@ -374,21 +383,23 @@ both_drivers!(dry_pool_delays_but_loses_nothing, |driver| {
         }
         assert!(server.alive(), "{style}: server died: {}", server.stderr());
     }
-});
+}
 
-both_drivers!(recovers_from_emfile, |driver| {
+#[proactor::test]
+fn recovers_from_emfile(driver: &str) {
     // Out of descriptors the server keeps running and backs off; afterwards it echoes again.
     let report = server_support::emfile_recovery("echo", driver, &[], |addr| {
         echo_roundtrip(TcpStream::connect(addr).expect("connect"), 14, 100_000);
     });
     // One descriptor per connection: the accepts themselves run out.
     assert!(report.accept_backed_off, "accept never hit EMFILE: {report:?}");
-});
+}
 
-both_drivers!(recovers_from_emfile_threads2, |driver| {
+#[proactor::test]
+fn recovers_from_emfile_threads2(driver: &str) {
     // The same through `--threads 2`, whose acceptor thread runs the library's accept loop.
     let report = server_support::emfile_recovery("echo", driver, &["--threads", "2"], |addr| {
         echo_roundtrip(TcpStream::connect(addr).expect("connect"), 15, 100_000);
     });
     assert!(report.accept_backed_off, "accept never hit EMFILE: {report:?}");
-});
+}

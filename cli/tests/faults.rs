@@ -133,7 +133,8 @@ fn sum_counts(lines: &[String]) -> String {
     sums.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
-both_drivers!(echo_lossless_faults, |driver| {
+#[proactor::test]
+fn echo_lossless_faults(driver: &str) {
     let mut summaries = Vec::new();
     for seed in seeds() {
         summaries.push(under_faults(
@@ -164,9 +165,10 @@ both_drivers!(echo_lossless_faults, |driver| {
         take_moved()
     );
     assert!(!all_seeds() || !totals.contains("short=0 "), "{totals}");
-});
+}
 
-both_drivers!(echo_resets_and_emfile, |driver| {
+#[proactor::test]
+fn echo_resets_and_emfile(driver: &str) {
     let mut summaries = Vec::new();
     let mut cut = 0;
     for seed in seeds() {
@@ -197,12 +199,13 @@ both_drivers!(echo_resets_and_emfile, |driver| {
         summaries.len()
     );
     assert!(!all_seeds() || !totals.contains("reset=0"), "{totals}");
-});
+}
 
 // A dry buffer ring (`ENOBUFS`, injected on the pooled receives: the one-shot one of the handler
 // chain, and the multishot stream of the async front end, which the kernel ends with ENOBUFS)
 // loses nothing: each receive is submitted again, on both front ends of echo.
-both_drivers!(echo_through_enobufs, |driver| {
+#[proactor::test]
+fn echo_through_enobufs(driver: &str) {
     let mut summaries = Vec::new();
     for seed in seeds() {
         for style in ["handlers", "async"] {
@@ -228,7 +231,7 @@ both_drivers!(echo_through_enobufs, |driver| {
         take_moved()
     );
     assert!(!all_seeds() || !totals.contains("enobufs=0"), "{totals}");
-});
+}
 
 /// An echo upstream on std threads for the proxy; counts the connections it has open.
 fn echo_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
@@ -277,7 +280,8 @@ fn upstream_drained(open: &std::sync::atomic::AtomicUsize) -> bool {
     false
 }
 
-both_drivers!(proxy_lossless_faults, |driver| {
+#[proactor::test]
+fn proxy_lossless_faults(driver: &str) {
     let (up, open) = echo_upstream();
     let to = up.to_string();
     let mut summaries = Vec::new();
@@ -301,9 +305,10 @@ both_drivers!(proxy_lossless_faults, |driver| {
         summaries.len(),
         take_moved()
     );
-});
+}
 
-both_drivers!(proxy_resets_close_both_sides, |driver| {
+#[proactor::test]
+fn proxy_resets_close_both_sides(driver: &str) {
     let (up, open) = echo_upstream();
     let to = up.to_string();
     let mut summaries = Vec::new();
@@ -332,7 +337,7 @@ both_drivers!(proxy_resets_close_both_sides, |driver| {
         take_moved()
     );
     assert!(!all_seeds() || !totals.contains("reset=0"), "{totals}");
-});
+}
 
 /// A small HTTP client: sends `requests` pipelined on one connection and reads the responses
 /// in order; returns each response's status and body as far as they arrived complete.
@@ -420,7 +425,8 @@ fn check_http(got: &[(u16, Vec<u8>)], data: &[u8]) {
     }
 }
 
-both_drivers!(http_lossless_faults, |driver| {
+#[proactor::test]
+fn http_lossless_faults(driver: &str) {
     let (root, data) = http_root();
     let root_arg = root.path().to_str().unwrap().to_string();
     let mut summaries = Vec::new();
@@ -451,9 +457,10 @@ both_drivers!(http_lossless_faults, |driver| {
         summaries.len(),
         take_moved()
     );
-});
+}
 
-both_drivers!(http_resets_and_emfile, |driver| {
+#[proactor::test]
+fn http_resets_and_emfile(driver: &str) {
     let (root, data) = http_root();
     let root_arg = root.path().to_str().unwrap().to_string();
     let mut summaries = Vec::new();
@@ -480,7 +487,7 @@ both_drivers!(http_resets_and_emfile, |driver| {
         summaries.len(),
         take_moved()
     );
-});
+}
 
 /// `proactor copy` under `faults` (with `seed=`): its output and whether it succeeded.
 fn copy_under(driver: &str, faults: &str, seed: u64, args: &[&std::ffi::OsStr]) -> (bool, String) {
@@ -502,7 +509,8 @@ fn others(dir: &std::path::Path, keep: &[&str]) -> Vec<String> {
         .collect()
 }
 
-both_drivers!(copy_verify_under_faults, |driver| {
+#[proactor::test]
+fn copy_verify_under_faults(driver: &str) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     let mut data = vec![0u8; 700_001];
@@ -547,4 +555,4 @@ both_drivers!(copy_verify_under_faults, |driver| {
         "copy on {driver}: {ok} exact and {failed} clean failures under ENOSPC/EMFILE, moved {} bytes",
         take_moved()
     );
-});
+}

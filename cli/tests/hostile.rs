@@ -59,7 +59,8 @@ fn http_root() -> tempfile::TempDir {
     dir
 }
 
-both_drivers!(http_slowloris_5000, |driver| {
+#[proactor::test]
+fn http_slowloris_5000(driver: &str) {
     const LORIS: usize = 5000;
     let _heavy = heavy();
     raise_nofile(20_000);
@@ -103,9 +104,10 @@ both_drivers!(http_slowloris_5000, |driver| {
     let (before, peak, after) = rss.report("http slowloris", &server);
     assert!(peak < before + 200 * 1024, "5,000 idle connections cost over 200 MiB");
     assert!(after < peak + 1024);
-});
+}
 
-both_drivers!(http_header_flood_and_long_line, |driver| {
+#[proactor::test]
+fn http_header_flood_and_long_line(driver: &str) {
     let root = http_root();
     let server = start("http", driver, &["--root", root.path().to_str().unwrap(), "--quiet"]);
     let mut rss = Rss::start(&server);
@@ -141,9 +143,10 @@ both_drivers!(http_header_flood_and_long_line, |driver| {
     }
     let (before, peak, _) = rss.report("http header flood", &server);
     assert!(peak < before + 64 * 1024);
-});
+}
 
-both_drivers!(chat_endless_line_and_flood, |driver| {
+#[proactor::test]
+fn chat_endless_line_and_flood(driver: &str) {
     let mut server = start("chat", driver, &[]);
     let mut rss = Rss::start(&server);
     let join = |nick: &str| {
@@ -187,9 +190,10 @@ both_drivers!(chat_endless_line_and_flood, |driver| {
     let (before, peak, _) = rss.report(&format!("chat: {} MiB line", sent >> 20), &server);
     assert!(peak < before + 64 * 1024, "an endless line grew the server by over 64 MiB");
     assert!(server.alive());
-});
+}
 
-both_drivers!(echo_15000_concurrent, |driver| {
+#[proactor::test]
+fn echo_15000_concurrent(driver: &str) {
     const CONNS: usize = 15_000;
     let _heavy = heavy();
     raise_nofile(20_000);
@@ -237,9 +241,10 @@ both_drivers!(echo_15000_concurrent, |driver| {
     std::thread::sleep(Duration::from_millis(500));
     let (before, peak, _) = rss.report("echo 15,000 connections", &server);
     assert!(peak < before + 512 * 1024);
-});
+}
 
-both_drivers!(proxy_1000_resets_mid_transfer, |driver| {
+#[proactor::test]
+fn proxy_1000_resets_mid_transfer(driver: &str) {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use std::sync::Arc;
     let _heavy = heavy();
@@ -302,4 +307,4 @@ both_drivers!(proxy_1000_resets_mid_transfer, |driver| {
     assert!(got.iter().all(|&b| b == 7));
     let (before, peak, _) = rss.report("proxy 1,000 resets", &server);
     assert!(peak < before + 256 * 1024);
-});
+}

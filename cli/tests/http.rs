@@ -13,7 +13,8 @@ fn get(srv: &Server, path: &str) -> http_support::Response {
     srv.raw(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
 }
 
-both_drivers!(get_with_ureq, |driver| {
+#[proactor::test]
+fn get_with_ureq(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let resp = ureq::get(&srv.url("/hello.txt")).call().expect("GET");
@@ -42,9 +43,10 @@ both_drivers!(get_with_ureq, |driver| {
         Err(ureq::Error::Status(404, _)) => {}
         other => panic!("expected 404, got {:?}", other.map(|r| r.status())),
     }
-});
+}
 
-both_drivers!(head_matches_get, |driver| {
+#[proactor::test]
+fn head_matches_get(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     for path in ["/hello.txt", "/data.bin", "/", "/missing", "/dir", "/empty.txt"] {
@@ -66,9 +68,10 @@ both_drivers!(head_matches_get, |driver| {
         c.response(true);
         assert_eq!(c.response(false).body, b"hello world\n");
     }
-});
+}
 
-both_drivers!(error_statuses, |driver| {
+#[proactor::test]
+fn error_statuses(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let cases: Vec<(String, u16)> = vec![
@@ -121,9 +124,10 @@ both_drivers!(error_statuses, |driver| {
     c.send(b"GET / HTTP/1.1\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.response(false).status, 400);
     assert!(c.closed());
-});
+}
 
-both_drivers!(request_timeout_408, |driver| {
+#[proactor::test]
+fn request_timeout_408(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(
         &fx.root(),
@@ -166,9 +170,10 @@ both_drivers!(request_timeout_408, |driver| {
     let idle = Instant::now();
     assert!(c.closed());
     assert!(idle.elapsed() >= Duration::from_millis(400), "closed too early: {:?}", idle.elapsed());
-});
+}
 
-both_drivers!(keep_alive_rules, |driver| {
+#[proactor::test]
+fn keep_alive_rules(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     // HTTP/1.1: one connection, several requests.
@@ -202,9 +207,10 @@ both_drivers!(keep_alive_rules, |driver| {
             "hello world\n"
         );
     }
-});
+}
 
-both_drivers!(pipelined_hundred, |driver| {
+#[proactor::test]
+fn pipelined_hundred(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let mut c = srv.connect();
@@ -228,9 +234,10 @@ both_drivers!(pipelined_hundred, |driver| {
     assert_eq!(c.response(false).status, 404);
     assert_eq!(c.response(false).body, b"hello");
     assert_eq!(c.response(false).body, b"file number 7\n");
-});
+}
 
-both_drivers!(trickled_byte_by_byte, |driver| {
+#[proactor::test]
+fn trickled_byte_by_byte(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let mut c = srv.connect();
@@ -245,9 +252,10 @@ both_drivers!(trickled_byte_by_byte, |driver| {
         c.send(&[*b]);
     }
     assert_eq!(c.response(false).text(), "file number 42\n");
-});
+}
 
-both_drivers!(ranges, |driver| {
+#[proactor::test]
+fn ranges(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let data = pattern(300_000);
@@ -285,9 +293,10 @@ both_drivers!(ranges, |driver| {
     let r = ureq::get(&srv.url("/hello.txt")).set("Range", "bytes=-6").call().unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.into_string().unwrap(), "world\n");
-});
+}
 
-both_drivers!(conditionals, |driver| {
+#[proactor::test]
+fn conditionals(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let first = get(&srv, "/hello.txt");
@@ -316,9 +325,10 @@ both_drivers!(conditionals, |driver| {
         .call()
         .unwrap();
     assert_eq!(r.status(), 304);
-});
+}
 
-both_drivers!(directories, |driver| {
+#[proactor::test]
+fn directories(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     assert_eq!(get(&srv, "/plain/").status, 404);
@@ -337,9 +347,10 @@ both_drivers!(directories, |driver| {
     assert_eq!(r.body, b"b\n");
     // A directory with index.html still serves the index.
     assert_eq!(get(&srv, "/dir/").body, b"<p>dir index</p>\n");
-});
+}
 
-both_drivers!(small_bodies_discarded, |driver| {
+#[proactor::test]
+fn small_bodies_discarded(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &[]);
     let mut c = srv.connect();
@@ -349,9 +360,10 @@ both_drivers!(small_bodies_discarded, |driver| {
     assert_eq!(c.response(false).body, b"hello world\n");
     assert_eq!(c.response(false).body, b"file number 1\n");
     assert_eq!(c.response(false).body, b"file number 2\n");
-});
+}
 
-both_drivers!(bodies_without_sendfile, |driver| {
+#[proactor::test]
+fn bodies_without_sendfile(driver: &str) {
     // The copy path (read into the buffer, then send) for every size, and sendfile for all.
     let fx = Fixture::new();
     for extra in [&["--no-sendfile", "--buffer-size", "65536"][..], &["--sendfile-from", "0"][..]] {
@@ -367,9 +379,10 @@ both_drivers!(bodies_without_sendfile, |driver| {
             assert_eq!(c.response(false).body.len(), 300_000);
         }
     }
-});
+}
 
-both_drivers!(stops_on_sigterm, |driver| {
+#[proactor::test]
+fn stops_on_sigterm(driver: &str) {
     let fx = Fixture::new();
     let mut srv = Server::start(&fx.root(), driver, &["--grace", "5s", "--max-conns", "3"]);
     // Past --max-conns a connection is closed at once.
@@ -389,9 +402,10 @@ both_drivers!(stops_on_sigterm, |driver| {
     for c in held.iter_mut() {
         assert!(c.closed());
     }
-});
+}
 
-both_drivers!(recovers_from_emfile, |driver| {
+#[proactor::test]
+fn recovers_from_emfile(driver: &str) {
     // Out of descriptors the server keeps running and backs off; afterwards it serves a file
     // (which takes a descriptor of its own) on a new connection.
     let fx = Fixture::new();
@@ -407,4 +421,4 @@ both_drivers!(recovers_from_emfile, |driver| {
     });
     // One descriptor per connection: the accepts themselves run out.
     assert!(report.accept_backed_off, "accept never hit EMFILE: {report:?}");
-});
+}

@@ -49,7 +49,8 @@ fn rewrite(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap();
 }
 
-both_drivers!(rewritten_files_are_served_fresh, |driver| {
+#[proactor::test]
+fn rewritten_files_are_served_fresh(driver: &str) {
     let (_fx, root, srv, mut c) = serve(driver, &[]);
     // Small (cached with its bytes) and large (cached descriptor only) files; many rounds with
     // no pause between the change and the next request.
@@ -80,9 +81,10 @@ both_drivers!(rewritten_files_are_served_fresh, |driver| {
         fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(10).unwrap();
         expect_body(&srv, &mut c, &format!("/{name}"), &grown[..10]);
     }
-});
+}
 
-both_drivers!(replaced_and_deleted_files_are_served_fresh, |driver| {
+#[proactor::test]
+fn replaced_and_deleted_files_are_served_fresh(driver: &str) {
     let (_fx, root, srv, mut c) = serve(driver, &[]);
     expect_body(&srv, &mut c, "/hello.txt", b"hello world\n");
     // Atomic replace (write a temporary file, rename it over), repeatedly.
@@ -102,9 +104,10 @@ both_drivers!(replaced_and_deleted_files_are_served_fresh, |driver| {
     expect_body(&srv, &mut c, "/dir/", b"<p>new index</p>\n");
     fs::remove_file(root.join("dir/index.html")).unwrap();
     expect_status(&srv, &mut c, "/dir/", 404);
-});
+}
 
-both_drivers!(changed_directories_links_and_hard_links, |driver| {
+#[proactor::test]
+fn changed_directories_links_and_hard_links(driver: &str) {
     let (fx, root, srv, mut c) = serve(driver, &[]);
     // A directory on the path replaced by another one holding a different file of that name.
     expect_body(&srv, &mut c, "/plain/a.txt", b"a\n");
@@ -133,9 +136,10 @@ both_drivers!(changed_directories_links_and_hard_links, |driver| {
     // The symlink's target changed in place.
     rewrite(&root.join("plain/a.txt"), b"a, changed\n");
     expect_body(&srv, &mut c, "/link_in.txt", b"a, changed\n");
-});
+}
 
-both_drivers!(many_files_and_ranges_from_the_cache, |driver| {
+#[proactor::test]
+fn many_files_and_ranges_from_the_cache(driver: &str) {
     let fx = Fixture::new();
     let root = fx.root();
     // More files than the cache holds, two rounds: every body right.
@@ -169,9 +173,10 @@ both_drivers!(many_files_and_ranges_from_the_cache, |driver| {
     c.send(format!("GET /r.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n").as_bytes());
     let r = c.response(false);
     assert_eq!((r.status, r.body.as_slice()), (200, b"abcdefghijk".as_slice()));
-});
+}
 
-both_drivers!(changes_racing_with_requests, |driver| {
+#[proactor::test]
+fn changes_racing_with_requests(driver: &str) {
     let fx = Fixture::new();
     let root = fx.root();
     let srv = Server::start(&root, driver, &[]);
@@ -209,13 +214,14 @@ both_drivers!(changes_racing_with_requests, |driver| {
             expect_body(&srv, &mut c, &format!("/{name}"), &last);
         }
     }
-});
+}
 
-both_drivers!(without_the_cache, |driver| {
+#[proactor::test]
+fn without_the_cache(driver: &str) {
     let (_fx, root, srv, mut c) = serve(driver, &["--no-file-cache"]);
     for round in 0..5 {
         let body = format!("round {round}\n");
         rewrite(&root.join("hello.txt"), body.as_bytes());
         expect_body(&srv, &mut c, "/hello.txt", body.as_bytes());
     }
-});
+}

@@ -10,7 +10,8 @@ use std::io::Read;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-both_drivers!(five_hundred_clients, |driver| {
+#[proactor::test]
+fn five_hundred_clients(driver: &str) {
     let fx = Fixture::new();
     let root = fx.root();
     let sizes = [0usize, 1, 100, 4096, 65_537, 300_000];
@@ -55,7 +56,7 @@ both_drivers!(five_hundred_clients, |driver| {
         }
     }
     assert_eq!(failed, 0, "{failed} clients failed");
-});
+}
 
 /// A sparse file: a hole of `len` bytes with a few marked spots, and its SHA-256.
 fn sparse_file(path: &std::path::Path, len: u64) -> [u8; 32] {
@@ -85,7 +86,8 @@ fn sparse_file(path: &std::path::Path, len: u64) -> [u8; 32] {
     h.finalize().into()
 }
 
-both_drivers!(three_gib_sparse_file, |driver| {
+#[proactor::test]
+fn three_gib_sparse_file(driver: &str) {
     if cfg!(debug_assertions) {
         eprintln!("SKIPPED in debug builds: run with --release (moves 3 GiB through loopback)");
         return;
@@ -133,4 +135,4 @@ both_drivers!(three_gib_sparse_file, |driver| {
     assert_eq!(r.status, 206);
     assert_eq!(r.body, b"across-1GiB");
     eprintln!("3 GiB streamed in {:?} on {driver}", started.elapsed());
-});
+}

@@ -80,7 +80,8 @@ fn check_all(srv: &Server, follow: bool) -> usize {
     refused
 }
 
-both_drivers!(traversal_refused, |driver| {
+#[proactor::test]
+fn traversal_refused(driver: &str) {
     assert!(ATTACKS.len() >= 30);
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &["--list-dirs"]);
@@ -102,9 +103,10 @@ both_drivers!(traversal_refused, |driver| {
     assert!(seen >= 1);
     // Sanity: the server does serve files inside the root, and a symlink that stays inside.
     assert_eq!(srv.raw("GET /link_in.txt HTTP/1.1\r\nHost: t\r\n\r\n").body, b"hello world\n");
-});
+}
 
-both_drivers!(follow_symlinks_opt_in, |driver| {
+#[proactor::test]
+fn follow_symlinks_opt_in(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &["--follow-symlinks"]);
     // Traversal by path is still refused; only symlinks are followed, as asked.
@@ -112,9 +114,10 @@ both_drivers!(follow_symlinks_opt_in, |driver| {
     let resp = srv.raw("GET /link_out.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), SECRET);
-});
+}
 
-both_drivers!(listing_never_leaves_root, |driver| {
+#[proactor::test]
+fn listing_never_leaves_root(driver: &str) {
     let fx = Fixture::new();
     let srv = Server::start(&fx.root(), driver, &["--list-dirs"]);
     let resp = srv.raw("GET /up/ HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -125,4 +128,4 @@ both_drivers!(listing_never_leaves_root, |driver| {
     let listing = srv.raw("GET / HTTP/1.1\r\nHost: t\r\n\r\n").text();
     assert!(listing.contains("hello.txt") && !listing.contains("secret.txt\""), "{listing}");
     assert!(!listing.contains("href=\"../\""), "the root's listing offers no way up: {listing}");
-});
+}

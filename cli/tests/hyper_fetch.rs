@@ -27,7 +27,8 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-both_drivers!(hyper_client_fetches_files_from_proactor_http, |driver| {
+#[proactor::test]
+fn hyper_client_fetches_files_from_proactor_http(driver: &str) {
     let dir = tempfile::tempdir().unwrap();
     let files = [("big.bin", noise(3 << 20, 1)), ("small.txt", b"small file\n".to_vec())];
     for (name, body) in &files {
@@ -66,4 +67,4 @@ both_drivers!(hyper_client_fetches_files_from_proactor_http, |driver| {
         drop(send);
         conn.await.unwrap().unwrap();
     });
-});
+}

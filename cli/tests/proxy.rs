@@ -248,20 +248,22 @@ fn mixed_sizes(n: usize, seed: u64) -> Vec<(u64, u64)> {
     (0..n).map(|i| (pick(i), pick(i + 7))).collect()
 }
 
-both_drivers!(two_hundred_concurrent_exchanges, |driver| {
+#[proactor::test]
+fn two_hundred_concurrent_exchanges(driver: &str) {
     let ex = exchange_upstream();
     let proxy = Proxy::start(driver, ex.addr, &[]);
     exchange_through(&proxy, &ex, &mixed_sizes(200, 1));
     // One log line per connection, with bytes each way.
     assert!(proxy.wait_log("bytes up", Duration::from_secs(5)), "{}", proxy.log());
-});
+}
 
-both_drivers!(splice_is_byte_exact, |driver| {
+#[proactor::test]
+fn splice_is_byte_exact(driver: &str) {
     let ex = exchange_upstream();
     let proxy = Proxy::start(driver, ex.addr, &["--splice"]);
     exchange_through(&proxy, &ex, &mixed_sizes(60, 2));
     assert!(!proxy.log().contains("relaying through buffers"), "{}", proxy.log());
-});
+}
 
 /// An upstream running `serve` on each connection in its own thread.
 fn upstream(serve: fn(TcpStream)) -> SocketAddr {
@@ -275,7 +277,8 @@ fn upstream(serve: fn(TcpStream)) -> SocketAddr {
     addr
 }
 
-both_drivers!(half_close_from_client, |driver| {
+#[proactor::test]
+fn half_close_from_client(driver: &str) {
     // The upstream answers only after the client has finished sending.
     let up = upstream(|mut s| {
         let mut got = Vec::new();
@@ -290,9 +293,10 @@ both_drivers!(half_close_from_client, |driver| {
     let mut reply = String::new();
     c.read_to_string(&mut reply).unwrap();
     assert_eq!(reply, "you sent 100000 bytes");
-});
+}
 
-both_drivers!(half_close_from_upstream, |driver| {
+#[proactor::test]
+fn half_close_from_upstream(driver: &str) {
     // The upstream sends a banner and closes its sending side at once, then still reads.
     let up = upstream(|mut s| {
         s.write_all(b"banner").unwrap();
@@ -312,9 +316,10 @@ both_drivers!(half_close_from_upstream, |driver| {
     c.write_all(&[1u8; 300_000]).unwrap();
     c.shutdown(Shutdown::Write).unwrap();
     assert!(proxy.wait_log("300000 bytes up", Duration::from_secs(10)), "{}", proxy.log());
-});
+}
 
-both_drivers!(upstream_refused, |driver| {
+#[proactor::test]
+fn upstream_refused(driver: &str) {
     // A port with nothing listening.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let proxy = Proxy::start(driver, closed, &[]);
@@ -326,9 +331,10 @@ both_drivers!(upstream_refused, |driver| {
     assert!(started.elapsed() < Duration::from_secs(3), "closed promptly");
     assert!(proxy.wait_log("unavailable", Duration::from_secs(5)), "{}", proxy.log());
     assert!(proxy.log().contains("refused"), "{}", proxy.log());
-});
+}
 
-both_drivers!(upstream_times_out, |driver| {
+#[proactor::test]
+fn upstream_times_out(driver: &str) {
     // A listener whose accept queue is full and never drained: further SYNs are dropped, so a
     // connect to it hangs.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -353,9 +359,10 @@ both_drivers!(upstream_times_out, |driver| {
     assert!(took < Duration::from_secs(4), "closed after the connect timeout, took {took:?}");
     assert!(proxy.wait_log("timed out", Duration::from_secs(5)), "{}", proxy.log());
     drop(sock);
-});
+}
 
-both_drivers!(idle_connections_are_closed, |driver| {
+#[proactor::test]
+fn idle_connections_are_closed(driver: &str) {
     let up = upstream(|mut s| {
         let mut sink = Vec::new();
         let _ = s.read_to_end(&mut sink);
@@ -368,9 +375,10 @@ both_drivers!(idle_connections_are_closed, |driver| {
     assert_eq!(c.read(&mut buf).unwrap_or(0), 0);
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(proxy.wait_log("idle for", Duration::from_secs(5)), "{}", proxy.log());
-});
+}
 
-both_drivers!(slow_reader_keeps_memory_flat, |driver| {
+#[proactor::test]
+fn slow_reader_keeps_memory_flat(driver: &str) {
     // The upstream reads slowly; the client pushes 128 MiB as fast as it can.
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -424,9 +432,10 @@ both_drivers!(slow_reader_keeps_memory_flat, |driver| {
     // The sender is held back: what it has sent never runs far ahead of what was read (only the
     // sockets' kernel buffers sit in between).
     assert!(max_gap < 48 * MIB, "the sender ran {max_gap} bytes ahead of the reader");
-});
+}
 
-both_drivers!(max_conns_is_enforced, |driver| {
+#[proactor::test]
+fn max_conns_is_enforced(driver: &str) {
     let up = upstream(|mut s| {
         let mut buf = [0u8; 64];
         while let Ok(n) = s.read(&mut buf) {
@@ -447,9 +456,10 @@ both_drivers!(max_conns_is_enforced, |driver| {
     let mut third = connect(proxy.addr);
     let mut buf = [0u8; 4];
     assert_eq!(third.read(&mut buf).unwrap_or(0), 0, "a third connection is closed");
-});
+}
 
-both_drivers!(recovers_from_emfile, |driver| {
+#[proactor::test]
+fn recovers_from_emfile(driver: &str) {
     // Out of descriptors the proxy keeps running and backs off; afterwards a new client is
     // relayed to the upstream and back.
     let up = upstream(|mut s| {
@@ -469,4 +479,4 @@ both_drivers!(recovers_from_emfile, |driver| {
         c.shutdown(Shutdown::Write).unwrap();
         assert_eq!(reader.join().unwrap(), (200_000, sent));
     });
-});
+}

@@ -37,11 +37,9 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The two drivers' runs take turns: each is a heavy load on its own.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
+// The two drivers' runs, each a heavy load on its own, take turns (they are one test).
+#[proactor::test]
 fn redis_through_proxy(driver: &str) {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !installed("redis-server") || !installed("redis-benchmark") {
         eprintln!(
             "\n\n*** SKIPPED proxy_redis::{driver}: redis-server / redis-benchmark are not \
@@ -99,14 +97,4 @@ fn redis_through_proxy(driver: &str) {
     assert!(!text.contains("error"), "redis-benchmark reported an error:\n{stdout}\n{stderr}");
     let finished = stdout.matches("requests per second").count();
     assert!(finished >= 10, "every redis-benchmark test finished ({finished} did):\n{stdout}");
-}
-
-#[test]
-fn uring() {
-    redis_through_proxy("uring");
-}
-
-#[test]
-fn epoll() {
-    redis_through_proxy("epoll");
 }

@@ -7,7 +7,8 @@ mod server_support;
 use server_support::{raise_nofile, read_pattern, start, Pattern};
 use std::time::Duration;
 
-both_drivers!(echo_on_2_threads_1000_clients_byte_exact, |driver| {
+#[proactor::test]
+fn echo_on_2_threads_1000_clients_byte_exact(driver: &str) {
     use tokio::io::AsyncWriteExt;
     const CLIENTS: usize = 1000;
     raise_nofile(20_000);
@@ -55,7 +56,7 @@ both_drivers!(echo_on_2_threads_1000_clients_byte_exact, |driver| {
     eprintln!("connections per thread: {} and {}", on(0), on(1));
     assert_eq!(on(0) + on(1), CLIENTS, "every connection was placed on a thread");
     assert!(on(0) > 0 && on(1) > 0, "both threads served connections");
-});
+}
 
 /// The log without terminal colour codes (`ESC [ ... m`).
 fn strip_ansi(s: &str) -> String {

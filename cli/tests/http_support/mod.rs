@@ -3,7 +3,7 @@
 //! that reads responses exactly (status, headers, body by `Content-Length`).
 #![allow(dead_code)]
 
-// The per-driver test macro (`both_drivers!`) is the servers' shared one.
+// Tests run on both drivers through `#[proactor::test]` (a body given the driver's name).
 #[path = "../server_support/mod.rs"]
 pub mod server_support;
 
