@@ -1,5 +1,6 @@
 //! Helpers for end-to-end tests of the `proactor` servers: start the built binary on a free port,
-//! read its `listening on` line, signal it, watch its memory, and run a test once per driver.
+//! read its `listening on` line, signal it, watch its memory. (A test runs once per driver through
+//! `#[proactor::test] fn name(driver: &str)`, given the `--driver` name.)
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -353,25 +354,4 @@ pub async fn read_pattern<R: tokio::io::AsyncRead + Unpin>(
         assert!(pat.check(&buf[..n], &mut scratch), "client {client}: echo differs at {got}");
         got += n;
     }
-}
-
-/// Defines `mod $name { #[test] fn uring() ; #[test] fn epoll() }`, each running the body with
-/// the driver's name as given to `--driver`.
-#[macro_export]
-macro_rules! both_drivers {
-    ($name:ident, |$driver:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($driver: &str) $body
-            #[test]
-            fn uring() {
-                body("uring");
-            }
-            #[test]
-            fn epoll() {
-                body("epoll");
-            }
-        }
-    };
 }

@@ -18,51 +18,6 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
-/// Old form, being removed: write `#[proactor::test] fn name(p: &Proactor) { ... }` (and
-/// `#[proactor::test(uring_only = "why")]`) instead.
-///
-/// Defines a test that runs once per driver: `driver_test!(name, |p: &Proactor| { ... });`
-/// generates `name::uring` and `name::epoll`.
-///
-/// For a test of something only io_uring can do, use `driver_test!(uring_only name, "why", |p| ..)`:
-/// the epoll variant prints `SKIPPED on epoll: why` and passes.
-#[macro_export]
-macro_rules! driver_test {
-    ($name:ident, |$p:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($p: &proactor::Proactor) $body
-            #[test]
-            fn uring() {
-                let p = $crate::common::proactor(proactor::DriverChoice::Uring);
-                body(&p);
-            }
-            #[test]
-            fn epoll() {
-                let p = $crate::common::proactor(proactor::DriverChoice::Epoll);
-                body(&p);
-            }
-        }
-    };
-    (uring_only $name:ident, $why:literal, |$p:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($p: &proactor::Proactor) $body
-            #[test]
-            fn uring() {
-                let p = $crate::common::proactor(proactor::DriverChoice::Uring);
-                body(&p);
-            }
-            #[test]
-            fn epoll() {
-                eprintln!("SKIPPED on epoll: {}", $why);
-            }
-        }
-    };
-}
-
 /// Awaits every future in order and counts them; an `Err` from any fails the test.
 pub async fn join_count<F, T, E>(futs: Vec<F>) -> usize
 where
