@@ -9,15 +9,19 @@
 // Without the feature only `serve`'s refusal and the constants below are built.
 #![cfg_attr(not(feature = "monoio-peer"), allow(dead_code, unused_imports))]
 
+#[cfg(feature = "monoio-peer")]
 use super::servers::accept_failed;
+#[cfg(feature = "monoio-peer")]
 use proactor::net::AcceptPolicy;
 use std::io;
 use std::net::TcpListener;
 
 /// Size of each connection's receive buffer (the baselines' `BUF`).
+#[cfg(feature = "monoio-peer")]
 const BUF: usize = 4096;
 /// Ring entries: monoio's default is 1024; the bench's 1,000-connection points keep one
 /// receive in flight per connection, so a larger ring keeps submissions from waiting.
+#[cfg(feature = "monoio-peer")]
 const ENTRIES: u32 = 4096;
 
 /// Serves echo on `listener` until killed, or fails to start with a reason.
