@@ -153,8 +153,8 @@ pub fn run(args: Args) -> ExitCode {
 
 /// Logs why a connection ended early (anything but an orderly close).
 fn log_end(conn: &Conn, what: &str, err: &std::io::Error) {
-    // An operation's deadline and `time::timeout` end in `TimedOut`; a handler started with a
-    // deadline still sees the driver's `ECANCELED`.
+    // An operation's deadline (a future's or a handler's) and `time::timeout` end in
+    // `TimedOut`; `ECANCELED` is a cancel, logged the same way.
     if err.kind() == std::io::ErrorKind::TimedOut || raw_os_error(err) == Some(libc::ECANCELED) {
         tracing::debug!(conn = conn.id(), "idle timeout during {what}");
     } else {
