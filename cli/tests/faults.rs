@@ -517,6 +517,7 @@ fn copy_verify_under_faults(driver: &str) {
     Pattern::new(5).fill(&mut data);
     std::fs::write(&src, &data).unwrap();
     let (mut ok, mut failed) = (0, 0);
+    let mut summaries = Vec::new();
     for seed in seeds() {
         let dst = dir.path().join(format!("dst{seed}"));
         let args = [std::ffi::OsStr::new("--verify"), src.as_os_str(), dst.as_os_str()];
@@ -527,8 +528,14 @@ fn copy_verify_under_faults(driver: &str) {
         std::fs::remove_file(&dst).unwrap();
         moved(data.len());
         // ENOSPC and EMFILE too: exact, or a clear error with no DST and no temporary file.
+        // Through buffers, in small blocks: the kernel's own copy (copy_file_range, on pool
+        // threads) passes no write through the proactor to fail.
         let faults = "rate=0.1,kinds=short+eintr+enospc+emfile";
+        let buffered = [std::ffi::OsStr::new("--buffered"), std::ffi::OsStr::new("--block")];
+        let args = [&buffered[..], &[std::ffi::OsStr::new("64K")], &args[..]].concat();
         let (success, err) = copy_under(driver, faults, seed, &args);
+        summaries
+            .push(err.lines().filter(|l| l.contains(" injected ")).collect::<Vec<_>>().join("\n"));
         if success {
             assert!(std::fs::read(&dst).unwrap() == data, "seed {seed}: the copy differs");
             std::fs::remove_file(&dst).unwrap();
@@ -551,8 +558,11 @@ fn copy_verify_under_faults(driver: &str) {
             others(dir.path(), &["src"])
         );
     }
+    let totals = sum_counts(&summaries);
     eprintln!(
-        "copy on {driver}: {ok} exact and {failed} clean failures under ENOSPC/EMFILE, moved {} bytes",
+        "copy on {driver}: {ok} exact and {failed} clean failures under ENOSPC/EMFILE, injected \
+         {totals}, moved {} bytes",
         take_moved()
     );
+    assert!(!all_seeds() || !totals.contains("enospc=0"), "{totals}");
 }

@@ -411,3 +411,44 @@ fault_test!(recv_stream_through_enobufs, FaultPlan::new(0).rate(0.2).kinds(&[Fau
 } => |counts| {
     assert!(counts.get(FaultKind::Enobufs) > 0, "{counts}");
 });
+
+// A multishot accept ended by an injected EMFILE/ENFILE (when submitted, or after a connection,
+// as the kernel ends one that finds the descriptor table full) hands the error out and is
+// submitted again at the next call: every connection is accepted, none twice.
+fault_test!(incoming_through_emfile, FaultPlan::new(0).rate(0.4).kinds(&[FaultKind::Emfile]), |p, _seed| {
+    p.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..16 {
+            clients.push(std::net::TcpStream::connect(addr).unwrap());
+        }
+        let mut incoming = listener.incoming();
+        let (mut accepted, mut refused) = (Vec::new(), 0);
+        let accept_all = async {
+            while accepted.len() < 16 {
+                match incoming.next().await.expect("not cancelled") {
+                    Ok(fd) => accepted.push(TcpStream::from_std(fd.into()).unwrap()),
+                    Err(e) => {
+                        let errno = proactor::op::raw_os_error(&e);
+                        assert!(matches!(errno, Some(libc::EMFILE | libc::ENFILE)), "{e}");
+                        refused += 1;
+                    }
+                }
+            }
+        };
+        proactor::time::timeout(Duration::from_secs(20), accept_all)
+            .await
+            .expect("every connection accepted through EMFILE");
+        // Each is a distinct connection: its peer is one of the clients, each client once.
+        let mut peers: Vec<_> = accepted.iter().map(|s| s.peer_addr().unwrap()).collect();
+        peers.sort();
+        peers.dedup();
+        let mut locals: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+        locals.sort();
+        assert_eq!(peers, locals);
+        assert!(refused < 1000, "{refused} refusals for 16 connections");
+    });
+} => |counts| {
+    assert!(counts.get(FaultKind::Emfile) > 0, "{counts}");
+});

@@ -2,6 +2,8 @@
 //! nothing under test), each keeping one message of S bytes in flight — send, read the echo back,
 //! check every byte, record the round trip in an HDR histogram — for a warm-up and then a
 //! measured window, with the server's and its own CPU time sampled at the window's edges.
+//! [`run_exchanges`] does the same with a fixed request and the response it must get (an HTTP
+//! keep-alive GET, say) instead of an echo.
 
 use super::proc;
 use anyhow::Context;
@@ -54,6 +56,8 @@ pub struct Measured {
     pub first_echo_max: Duration,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
+    /// Bytes sent and checked back over the whole run (warm-up and drain included).
+    pub bytes: u64,
     /// Connection errors, mismatches and stalls, counted.
     pub error_count: u64,
     /// The first few of them, in words.
@@ -73,6 +77,7 @@ impl Measured {
             conn_max: 0,
             first_echo_max: Duration::ZERO,
             mismatches: 0,
+            bytes: 0,
             error_count: 0,
             errors: Vec::new(),
         }
@@ -87,12 +92,26 @@ impl Measured {
     }
 }
 
+/// A request and the response a server must give to it, for servers other than an echo: every
+/// byte of the response is checked except those in `skip` (a date header's value, say).
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    /// Sent as one message.
+    pub request: Vec<u8>,
+    /// What must come back, byte for byte outside `skip`.
+    pub response: Vec<u8>,
+    /// Bytes of `response` not compared.
+    pub skip: std::ops::Range<usize>,
+}
+
 /// One connection and its message in flight.
 struct Conn {
     sock: TcpStream,
-    /// The message being sent; `rx` must come back equal to it.
+    /// The message being sent; `rx` must come back equal to it (or to `expect`'s response).
     tx: Vec<u8>,
     rx: Vec<u8>,
+    /// The response to check `rx` against, when the server is not an echo.
+    expect: Option<Exchange>,
     sent: usize,
     got: usize,
     seq: u64,
@@ -107,11 +126,16 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(sock: TcpStream, id: usize, size: usize) -> Conn {
+    fn new(sock: TcpStream, id: usize, size: usize, expect: Option<Exchange>) -> Conn {
+        let (tx, rx) = match &expect {
+            Some(x) => (x.request.clone(), vec![0; x.response.len()]),
+            None => (pattern(id, size), vec![0; size]),
+        };
         Conn {
             sock,
-            tx: pattern(id, size),
-            rx: vec![0; size],
+            tx,
+            rx,
+            expect,
             sent: 0,
             got: 0,
             seq: 0,
@@ -127,11 +151,29 @@ impl Conn {
     /// Stamps the next message (its sequence number at both ends) and starts it.
     fn next(&mut self, now: Instant) {
         self.seq += 1;
-        stamp(&mut self.tx, self.seq);
+        if self.expect.is_none() {
+            stamp(&mut self.tx, self.seq);
+        }
         self.sent = 0;
         self.got = 0;
         self.started = now;
         self.busy = true;
+    }
+
+    /// The first byte of a complete message that differs from what should have come back, and
+    /// the byte that should have.
+    fn mismatch(&self) -> Option<(usize, u8)> {
+        let (want, skip) = match &self.expect {
+            Some(x) => (&x.response[..], x.skip.clone()),
+            None => (&self.tx[..], 0..0),
+        };
+        let at = self
+            .rx
+            .iter()
+            .zip(want)
+            .enumerate()
+            .position(|(i, (a, b))| a != b && !skip.contains(&i))?;
+        Some((at, want[at]))
     }
 }
 
@@ -162,6 +204,16 @@ pub(super) fn stamp(tx: &mut [u8], seq: u64) {
 
 /// Runs `load` on the calling thread (pin it first) and measures it.
 pub fn run(load: &Load) -> anyhow::Result<Measured> {
+    run_with(load, &[])
+}
+
+/// Runs `load` with connection `i` sending `exchanges[i % len]`'s request and checking its
+/// response, over and over (`load.size` is not used); with no exchanges, as [`run`].
+pub fn run_exchanges(load: &Load, exchanges: &[Exchange]) -> anyhow::Result<Measured> {
+    run_with(load, exchanges)
+}
+
+fn run_with(load: &Load, exchanges: &[Exchange]) -> anyhow::Result<Measured> {
     let ep = Epoll::new().context("epoll_create1")?;
     let mut conns = Vec::with_capacity(load.conns);
     for id in 0..load.conns {
@@ -170,13 +222,14 @@ pub fn run(load: &Load) -> anyhow::Result<Measured> {
         sock.set_nodelay(true)?;
         sock.set_nonblocking(true)?;
         ep.add(sock.as_raw_fd(), id as u64)?;
-        conns.push(Conn::new(sock, id, load.size));
+        let expect = (!exchanges.is_empty()).then(|| exchanges[id % exchanges.len()].clone());
+        conns.push(Conn::new(sock, id, load.size, expect));
     }
     let mut m = Measured::new();
     let start = Instant::now();
     let measure_at = start + load.warmup;
     let end = measure_at + load.window;
-    let mut gen = Gen { size: load.size, measuring: false, end, busy: 0 };
+    let mut gen = Gen { measuring: false, end, busy: 0 };
     for (id, c) in conns.iter_mut().enumerate() {
         c.next(start);
         gen.busy += 1;
@@ -221,7 +274,7 @@ pub fn run(load: &Load) -> anyhow::Result<Measured> {
                     DRAIN.as_secs(),
                     stalled[0],
                     conns[stalled[0]].got,
-                    load.size
+                    conns[stalled[0]].rx.len()
                 ));
                 m.error_count += stalled.len() as u64 - 1;
                 break;
@@ -249,7 +302,6 @@ pub fn run(load: &Load) -> anyhow::Result<Measured> {
 
 /// The loop's state shared by all connections.
 struct Gen {
-    size: usize,
     measuring: bool,
     end: Instant,
     /// Connections with a message in flight.
@@ -261,11 +313,11 @@ impl Gen {
     fn drive(&mut self, id: usize, c: &mut Conn, m: &mut Measured) {
         while c.alive && c.busy {
             let mut progressed = false;
-            if c.sent < self.size && c.writable {
+            if c.sent < c.tx.len() && c.writable {
                 match (&c.sock).write(&c.tx[c.sent..]) {
                     Ok(n) => {
                         c.sent += n;
-                        c.writable = c.sent == self.size;
+                        c.writable = c.sent == c.tx.len();
                         progressed = true;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
@@ -273,12 +325,13 @@ impl Gen {
                     Err(e) => return self.fail(c, m, format!("connection {id}: send: {e}")),
                 }
             }
-            if c.got < self.size && c.readable {
+            if c.got < c.rx.len() && c.readable {
                 match (&c.sock).read(&mut c.rx[c.got..]) {
                     Ok(0) => {
                         let msg = format!(
                             "connection {id}: the server closed it ({} of {} bytes echoed)",
-                            c.got, self.size
+                            c.got,
+                            c.rx.len()
                         );
                         return self.fail(c, m, msg);
                     }
@@ -294,17 +347,17 @@ impl Gen {
                     Err(e) => return self.fail(c, m, format!("connection {id}: receive: {e}")),
                 }
             }
-            if c.got == self.size {
+            if c.got == c.rx.len() {
                 let now = Instant::now();
-                if c.rx != c.tx {
+                if let Some((at, want)) = c.mismatch() {
                     m.mismatches += 1;
-                    let at = c.rx.iter().zip(&c.tx).position(|(a, b)| a != b).unwrap_or(0);
                     let msg = format!(
                         "connection {id}, message {}: echoed byte {at} is {:#04x}, sent {:#04x}",
-                        c.seq, c.rx[at], c.tx[at]
+                        c.seq, c.rx[at], want
                     );
                     return self.fail(c, m, msg);
                 }
+                m.bytes += (c.tx.len() + c.rx.len()) as u64;
                 if c.seq == 1 {
                     m.first_echo_max = m.first_echo_max.max(now - c.started);
                 }

@@ -7,7 +7,8 @@
 //! Files: `spawn` (the servers under test and how they start), `servers` (the baseline servers),
 //! `loadgen` (the load), `blocking` (a second, separately written load generator), `idle` (the idle-connection test), `proc` (/proc figures, pinning),
 //! `settle` (spreads over rounds, re-runs, verdicts), `report` (figures, JSON), `table` (the
-//! table), `targets` (the targets), `plot` (the SVG chart).
+//! table), `targets` (the targets), `plot` (the SVG chart), `soak` (every app under
+//! injected faults, driven by the load generator).
 
 pub mod agree;
 pub mod blocking;
@@ -20,6 +21,7 @@ pub mod proc;
 pub mod report;
 pub mod servers;
 pub mod settle;
+pub mod soak;
 pub mod spawn;
 mod table;
 pub mod targets;

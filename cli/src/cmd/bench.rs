@@ -93,6 +93,9 @@ enum Sub {
     /// Start one server of `bench hyper` (used by the bench itself).
     #[command(hide = true)]
     ServeHyper(ServeHyperArgs),
+    /// Every app under injected faults (PROACTOR_FAULTS) and the load generator, round after
+    /// round under a rotating seed, on both drivers: faults per kind, bytes moved, mismatches.
+    Soak(bench::soak::SoakArgs),
 }
 
 #[derive(clap::Args)]
@@ -206,6 +209,7 @@ pub fn run(args: Args) -> ExitCode {
         Some(Sub::Copy(c)) => return run_copy(c),
         Some(Sub::Http(h)) => return run_http(h),
         Some(Sub::Hyper(h)) => return run_hyper(h),
+        Some(Sub::Soak(s)) => return bench::soak::main(s),
         Some(Sub::ServeHyper(s)) => {
             return match bench::hyper::serve(s.kind, s.listen, s.driver) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -40,12 +40,13 @@ pub(crate) struct FaultDriver {
     late_cancels: Vec<Token>,
     /// Completions held back from a batch, delivered first at the next reap.
     overflow: Vec<Completion>,
-    /// Multishot receives handed to the inner driver and not yet ended: any of them may find
-    /// the buffer ring dry while it runs.
-    streams: Vec<Token>,
-    /// Multishot receives this layer cancelled so that they end with `ENOBUFS`, as the kernel
-    /// ends one whose buffer ring ran dry: their final `ECANCELED` is delivered as `ENOBUFS`.
-    drying: Vec<Token>,
+    /// Multishot operations handed to the inner driver and not yet ended, with the fault the
+    /// kernel may end each with while it runs (a receive's buffer ring running dry, an accept
+    /// finding the descriptor table full).
+    streams: Vec<(Token, FaultKind)>,
+    /// Multishot operations this layer cancelled so that they end with an error, as the
+    /// kernel ends them: their final `ECANCELED` is delivered as this errno.
+    ending: Vec<(Token, FaultKind, i32)>,
 }
 
 impl FaultDriver {
@@ -65,7 +66,7 @@ impl FaultDriver {
             late_cancels: Vec::new(),
             overflow: Vec::new(),
             streams: Vec::new(),
-            drying: Vec::new(),
+            ending: Vec::new(),
         }
     }
 
@@ -120,7 +121,7 @@ impl FaultDriver {
                 if receive || self.rng.below(2) == 0 { libc::ECONNRESET } else { libc::EPIPE };
             offer(Inject::Fail(FaultKind::Reset, errno));
         }
-        if plan.injects(FaultKind::Emfile) && matches!(name, "accept" | "openat") {
+        if plan.injects(FaultKind::Emfile) && matches!(name, "accept" | ACCEPT_MULTI | "openat") {
             let errno = if self.rng.below(2) == 0 { libc::EMFILE } else { libc::ENFILE };
             offer(Inject::Fail(FaultKind::Emfile, errno));
         }
@@ -150,43 +151,58 @@ impl FaultDriver {
         }
     }
 
-    /// Hands `op` to the inner driver, noting a multishot receive (it may run dry later).
+    /// Hands `op` to the inner driver, noting a multishot receive or accept (the kernel may
+    /// end it with an error later).
     ///
     /// # Safety
     /// The [`Driver::push`] contract for `op`.
     unsafe fn forward(&mut self, token: Token, op: OpPtr, deadline: Option<Duration>) {
         // SAFETY: the caller hands us the operation until its completion; it is not submitted
         // yet, so reading its name races with nothing.
-        if unsafe { op.0.as_ref() }.name() == RECV_MULTI {
-            self.streams.push(token);
+        let kind = match unsafe { op.0.as_ref() }.name() {
+            RECV_MULTI => Some(FaultKind::Enobufs),
+            ACCEPT_MULTI => Some(FaultKind::Emfile),
+            _ => None,
+        };
+        if let Some(kind) = kind.filter(|&k| self.plan.injects(k)) {
+            self.streams.push((token, kind));
         }
         // SAFETY: forwarded with the caller's guarantee.
         unsafe { self.inner.push(token, op, deadline) }
     }
 
-    /// Runs the multishot receives of a freshly reaped batch dry, as the kernel does when the
-    /// buffer ring is empty: after a chunk, the request is cancelled, and its last completion
-    /// (`ECANCELED`, without `MORE`) is delivered as `ENOBUFS` — the request ends with no item
-    /// and the data stays in the socket, for the runtime to submit the receive again. A
-    /// request that ends otherwise meanwhile (end of stream, an error) keeps its own end.
-    fn dry_streams(&mut self, batch: &mut [Completion]) {
+    /// Ends multishot operations of a freshly reaped batch as the kernel may while they run: a
+    /// receive whose buffer ring ran dry (`ENOBUFS`; the data stays in the socket), an accept
+    /// that found the descriptor table full (`EMFILE`/`ENFILE`; the connection stays in the
+    /// backlog). After an item the request is cancelled, and its last completion
+    /// (`ECANCELED`, without `MORE`) is delivered as that error, with no item, for the runtime
+    /// to submit the operation again. One that ends otherwise meanwhile (end of stream, an
+    /// error) keeps its own end.
+    fn end_streams(&mut self, batch: &mut [Completion]) {
         if self.streams.is_empty() {
             return;
         }
         for c in batch.iter_mut() {
-            let Some(i) = self.streams.iter().position(|&t| t == c.token) else { continue };
+            let Some(i) = self.streams.iter().position(|s| s.0 == c.token) else { continue };
+            let kind = self.streams[i].1;
+            let ending = self.ending.iter().position(|e| e.0 == c.token);
             if c.flags & MORE == 0 {
                 self.streams.swap_remove(i);
-                if let Some(j) = self.drying.iter().position(|&t| t == c.token) {
-                    self.drying.swap_remove(j);
+                if let Some(j) = ending {
+                    let (_, kind, errno) = self.ending.swap_remove(j);
                     if c.result == -libc::ECANCELED {
-                        self.counts.bump(FaultKind::Enobufs);
-                        c.result = -libc::ENOBUFS;
+                        self.counts.bump(kind);
+                        c.result = -errno;
                         c.flags = 0;
                     }
                 }
-            } else if !self.drying.contains(&c.token) && self.roll(FaultKind::Enobufs) {
-                self.drying.push(c.token);
+            } else if ending.is_none() && self.roll(kind) {
+                let errno = match kind {
+                    FaultKind::Emfile if self.rng.below(2) == 0 => libc::ENFILE,
+                    FaultKind::Emfile => libc::EMFILE,
+                    _ => libc::ENOBUFS,
+                };
+                self.ending.push((c.token, kind, errno));
                 self.inner.cancel(c.token);
             }
         }
@@ -195,6 +211,8 @@ impl FaultDriver {
 
 /// The name of the multishot receive into a buffer pool (`op::RecvMulti`).
 const RECV_MULTI: &str = "recv_multi";
+/// The name of the multishot accept (`op::AcceptMulti`).
+const ACCEPT_MULTI: &str = "accept_multi";
 
 impl Driver for FaultDriver {
     unsafe fn push(&mut self, token: Token, op: OpPtr, deadline: Option<Duration>) {
@@ -234,9 +252,9 @@ impl Driver for FaultDriver {
         if self.ready.iter().any(|c| c.token == token) {
             return; // Already complete: the injected error is its real result.
         }
-        if let Some(i) = self.drying.iter().position(|&t| t == token) {
+        if let Some(i) = self.ending.iter().position(|e| e.0 == token) {
             // Its owner cancels it too: the cancel is the truth of its end.
-            self.drying.swap_remove(i);
+            self.ending.swap_remove(i);
             return;
         }
         if self.roll(FaultKind::CancelRace) {
@@ -270,7 +288,7 @@ impl Driver for FaultDriver {
         }
         let at_hand = !self.ready.is_empty() || !self.overflow.is_empty() || out.len() > start;
         self.inner.wait(block && !at_hand, timeout, out)?;
-        self.dry_streams(&mut out[start..]);
+        self.end_streams(&mut out[start..]);
         if !self.overflow.is_empty() {
             // Held back from an earlier batch: older than anything reaped since.
             let held = std::mem::take(&mut self.overflow);

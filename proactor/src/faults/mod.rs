@@ -16,7 +16,7 @@
 //! | `overflow` | the tail of a batch is held back and delivered at the next reap, ahead of newer completions, as the kernel's completion-queue overflow list does |
 //! | `enobufs` | a dry buffer ring: a pooled receive completes with `ENOBUFS`; a multishot receive ends with `ENOBUFS` (a last completion without `MORE`, no item), when submitted or after a chunk, and the runtime must submit it again |
 //! | `reset` | a receive on a stream socket completes with `ECONNRESET`, a send with `EPIPE` or `ECONNRESET`; the connection is really reset (a TCP socket is disconnected, which sends the peer an RST; another is shut down), so the peer and what follows see it gone too |
-//! | `emfile` | an accept or open completes with `EMFILE` or `ENFILE` |
+//! | `emfile` | an accept or open completes with `EMFILE` or `ENFILE`; a multishot accept ends with one (when submitted or after a connection; the next connection stays in the backlog) |
 //! | `enospc` | a write to a regular file completes with `ENOSPC` |
 //!
 //! The errors are injected instead of submitting the operation, so no byte is lost by the
