@@ -1,7 +1,8 @@
 //! The servers under injected faults (`PROACTOR_FAULTS`), 20 seeds per driver: every byte comes
 //! back exactly and in order, or the connection ends and what came back is a prefix of what was
 //! sent; the server goes on serving, and logs what it injected when it stops. A failing seed is
-//! printed with the variable that repeats it (`FAULT_SEED=N` runs that seed only).
+//! printed with the variable that repeats it (`FAULT_SEED=N` runs that seed only;
+//! `FAULT_SEEDS=N` runs seeds 1 to N).
 
 #[macro_use]
 mod server_support;
@@ -25,11 +26,15 @@ fn take_moved() -> u64 {
     MOVED.swap(0, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The seeds to run: `FAULT_SEED` alone, or 1..=20.
+/// The seeds to run: `FAULT_SEED` alone, or 1..=20 (1..=N with `FAULT_SEEDS=N`, a longer
+/// sweep).
 fn seeds() -> Vec<u64> {
     match std::env::var("FAULT_SEED").ok().and_then(|s| s.parse().ok()) {
         Some(seed) => vec![seed],
-        None => (1..=SEEDS).collect(),
+        None => {
+            let n = std::env::var("FAULT_SEEDS").ok().and_then(|s| s.parse().ok());
+            (1..=n.unwrap_or(SEEDS)).collect()
+        }
     }
 }
 

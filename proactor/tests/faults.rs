@@ -2,7 +2,7 @@
 //! stream arrives exactly and in order, or the transfer ends with an error and what did arrive
 //! is a prefix of what was sent; every buffer is dropped exactly once; descriptors open before
 //! equal those open after. A failing seed is printed with the command that repeats it
-//! (`FAULT_SEED=N` runs that seed only).
+//! (`FAULT_SEED=N` runs that seed only; `FAULT_SEEDS=N` runs seeds 1 to N).
 mod common;
 
 use proactor::buf::{IoBuf, IoBufMut};
@@ -16,6 +16,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 const SEEDS: u64 = 20;
+
+/// Seeds per test and driver: 20, or `FAULT_SEEDS=N` for a longer sweep.
+fn seed_count() -> u64 {
+    std::env::var("FAULT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(SEEDS)
+}
 
 /// One test at a time: the descriptor count is the whole process's.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -32,7 +37,7 @@ fn each_seed(
 ) -> FaultCounts {
     let seeds: Vec<u64> = match std::env::var("FAULT_SEED").ok().and_then(|s| s.parse().ok()) {
         Some(seed) => vec![seed],
-        None => (1..=SEEDS).collect(),
+        None => (1..=seed_count()).collect(),
     };
     let _serial = serial();
     let fds = common::open_fds();

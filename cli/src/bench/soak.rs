@@ -314,7 +314,7 @@ impl Round<'_> {
     }
 
     fn echo(&self, totals: &mut Totals) {
-        let style = if self.seed % 2 == 0 { "async" } else { "handlers" };
+        let style = if self.seed.is_multiple_of(2) { "async" } else { "handlers" };
         let size = [64, 4096, 65536][(self.seed % 3) as usize];
         let plan = self.set.plan(self.seed, self.args);
         let server =

@@ -62,7 +62,9 @@ pub async fn serve(site: Rc<Site>, settings: Rc<Settings>, stream: TcpStream, co
     let mut c = Connection {
         watchdog: Watchdog::new(timer::tick_for(shortest), conn.shutdown()),
         reader: RequestReader::new(settings.limits),
-        out: Vec::with_capacity(16 * 1024),
+        // Allocated by the first response: a client that never finishes a request head (a
+        // slowloris) holds no output buffer.
+        out: Vec::new(),
         sock: Rc::new(stream),
         site,
         settings,

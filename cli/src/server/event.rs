@@ -126,11 +126,13 @@ pub async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Outp
     .await
 }
 
-/// Counts the open connections and lets the server wait until none is left.
+/// Counts the open connections and lets the server wait until none is left; gives memory
+/// back once a burst of connections is over (`memory.rs`).
 #[derive(Default)]
 pub(crate) struct ConnCount {
     open: Cell<usize>,
     drained: RefCell<Option<Waker>>,
+    trimmer: super::memory::Trimmer,
 }
 
 impl ConnCount {
@@ -140,11 +142,13 @@ impl ConnCount {
 
     pub(crate) fn add(&self) {
         self.open.set(self.open.get() + 1);
+        self.trimmer.note(self.open.get());
     }
 
     pub(crate) fn remove(&self) {
         let n = self.open.get().saturating_sub(1);
         self.open.set(n);
+        self.trimmer.note(n);
         if n == 0 {
             if let Some(w) = self.drained.borrow_mut().take() {
                 w.wake();

@@ -57,6 +57,7 @@
 //! to use with the operations directly.
 
 mod event;
+mod memory;
 mod recv;
 mod signal;
 mod threads;
