@@ -335,9 +335,19 @@ fn idle_connections_hold_no_buffer(driver: &str) {
     // RSS); with pooled receive buffers it holds none. A small pool keeps the pool's own pages
     // (all touched during the warm-up, before the baseline) out of the figure.
     const CONNS: usize = 2000;
-    const BOUND: u64 = 2048; // bytes per connection; generous for allocator and task slack
+    // Bytes per connection, with room for allocator and task slack. Measured 2026-12-03:
+    // handlers 480-990 B; async 1.55-1.75 KB before receive bundles, 1.7-2.1 KB after (a
+    // stream's queued items became `Received`, a buffer list). Both far below an owned buffer.
+    let bound = |style: &str| -> u64 {
+        if style == "handlers" {
+            1536
+        } else {
+            3072
+        }
+    };
     raise_nofile(20_000);
     for style in STYLES {
+        let bound = bound(style);
         let mut server = start("echo", driver, &["--style", style, "--pool-buffers", "64"]);
         echo_roundtrip(TcpStream::connect(server.addr).unwrap(), 3, 4 << 20);
         std::thread::sleep(Duration::from_millis(200));
@@ -358,7 +368,7 @@ fn idle_connections_hold_no_buffer(driver: &str) {
         let after = server.rss_kib();
         let per_conn = after.saturating_sub(before) * 1024 / CONNS as u64;
         eprintln!("{style}: RSS {before} KiB -> {after} KiB with {CONNS} idle: {per_conn} B each");
-        assert!(per_conn < BOUND, "{style}: {per_conn} B per idle connection (bound {BOUND})");
+        assert!(per_conn < bound, "{style}: {per_conn} B per idle connection (bound {bound})");
         assert!(server.alive(), "server died: {}", server.stderr());
     }
 }
