@@ -177,9 +177,8 @@ fn bundles_and_incremental_consumption_happen_where_the_kernel_has_them() {
             if config.1 && cap("recv bundles") {
                 assert!(pool.bundle_count() > 0, "no completion filled several buffers");
             }
-            if config.0 && cap("buffer ring INC") {
-                assert!(pool.partial_count() > 0, "no buffer was consumed in part");
-            }
+            // Incremental consumption is not registered for now (see BufPool::is_incremental).
+            assert!(!pool.is_incremental() && pool.partial_count() == 0);
         }
     });
 }

@@ -29,7 +29,9 @@
 //!
 //! Either is used only where the kernel has it (probed when the pool is built;
 //! [`BufPool::is_incremental`], [`BufPool::has_bundles`]); elsewhere, and on epoll, the pool
-//! takes a whole buffer per receive. The bytes, and their order, are the same either way.
+//! takes a whole buffer per receive. Incremental consumption is not registered for now (see
+//! [`BufPool::is_incremental`]: the kernel's completions did not say reliably when it keeps a
+//! buffer); the pool's accounting for it is in place. The bytes, and their order, are the same either way.
 //! `PROACTOR_BUFRING=plain|inc|bundles|inc+bundles` overrides the builder's choice for every pool
 //! of the process (for measuring one against the other without rebuilding a server).
 
@@ -47,6 +49,17 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+
+/// Whether [`BufPoolBuilder::incremental`] registers `IOU_PBUF_RING_INC` rings. Off: on 6.18
+/// a one-shot receive's completion on such a ring sometimes lacks `IORING_CQE_F_BUF_MORE`
+/// (seen with `F_SOCK_NONEMPTY` set, under a dry ring) although the kernel goes on filling the
+/// buffer — the next completion names it again at an offset the pool could not know. Trusting
+/// the flag then hands a buffer back that the kernel still fills; taking "bytes left" as "kept"
+/// instead stalled a 2-buffer pool (a buffer released with room left is never given back).
+/// Reproduced by `cli/tests/echo.rs` `dry_pool_delays_but_loses_nothing` (handlers front end,
+/// `PROACTOR_BUFRING=inc`, about one run in two). The accounting (pieces, offsets, `BUF_MORE`)
+/// stays, tested through multishot receives, for when the kernel's rule is pinned down.
+const INCREMENTAL_IN_USE: bool = false;
 
 /// The most buffers one ring may hold.
 const MAX_BUFFERS: u16 = 1 << 15;
@@ -95,7 +108,9 @@ impl BufPoolBuilder {
 
     /// Let the kernel consume a buffer in part (`IOU_PBUF_RING_INC`), so small receives share
     /// a large buffer (see the module docs). Off by default; ignored where the kernel lacks it,
-    /// on epoll and in user space.
+    /// on epoll and in user space — and, for now, everywhere: the kernel's completions on such
+    /// a ring were found not to say reliably when it keeps a buffer (see
+    /// [`BufPool::is_incremental`]).
     pub fn incremental(mut self, on: bool) -> Self {
         self.incremental = on;
         self
@@ -147,7 +162,7 @@ impl BufPoolBuilder {
             partial: Cell::new(0),
         };
         if !self.user_space {
-            match RingState::register(handle, count, incremental) {
+            match RingState::register(handle, count, incremental && INCREMENTAL_IN_USE) {
                 Ok(Some(ring)) => {
                     inner.bundles = bundles
                         && handle.core.driver.borrow().uring().is_some_and(|u| u.recv_bundles());
@@ -289,7 +304,10 @@ impl BufPool {
     }
 
     /// True when the kernel consumes this pool's buffers in part (asked for with
-    /// [`BufPoolBuilder::incremental`], and the kernel has `IOU_PBUF_RING_INC`).
+    /// [`BufPoolBuilder::incremental`], and the kernel has `IOU_PBUF_RING_INC`). Always false
+    /// for now: on 6.18 a one-shot receive's completion sometimes lacks
+    /// `IORING_CQE_F_BUF_MORE` for a buffer the kernel goes on filling, so the pool cannot tell
+    /// when to give such a buffer back; pools take whole buffers until that is pinned down.
     pub fn is_incremental(&self) -> bool {
         self.inner.ring.as_ref().is_some_and(|r| r.incremental)
     }

@@ -96,36 +96,38 @@ unsafe impl IoBuf for PooledBuf {
 #[derive(Debug)]
 pub struct Received {
     first: PooledBuf,
-    rest: Vec<PooledBuf>,
+    /// The others (boxed: a single buffer, the common case, keeps the item small).
+    #[allow(clippy::box_collection)] // one pointer, not three words, in every queued item
+    rest: Option<Box<Vec<PooledBuf>>>,
 }
 
 impl Received {
     pub(crate) fn one(first: PooledBuf) -> Self {
-        Received { first, rest: Vec::new() }
+        Received { first, rest: None }
     }
 
     pub(crate) fn push(&mut self, buf: PooledBuf) {
-        self.rest.push(buf);
+        self.rest.get_or_insert_with(Default::default).push(buf);
     }
 
     /// Number of buffers (at least 1).
     pub fn buffers(&self) -> usize {
-        1 + self.rest.len()
+        1 + self.rest.as_ref().map_or(0, |r| r.len())
     }
 
     /// Bytes received, over every buffer.
     pub fn bytes(&self) -> usize {
-        self.first.len + self.rest.iter().map(|b| b.len).sum::<usize>()
+        self.iter().map(|b| b.len).sum()
     }
 
     /// The buffers, in order.
     pub fn iter(&self) -> impl Iterator<Item = &PooledBuf> {
-        std::iter::once(&self.first).chain(&self.rest)
+        std::iter::once(&self.first).chain(self.rest.iter().flat_map(|r| r.iter()))
     }
 
     /// The first buffer and the others (in order).
     pub fn into_parts(self) -> (PooledBuf, Vec<PooledBuf>) {
-        (self.first, self.rest)
+        (self.first, self.rest.map(|r| *r).unwrap_or_default())
     }
 
     /// The bytes, copied into one vector.
@@ -142,6 +144,6 @@ impl IntoIterator for Received {
     type Item = PooledBuf;
     type IntoIter = std::iter::Chain<std::iter::Once<PooledBuf>, std::vec::IntoIter<PooledBuf>>;
     fn into_iter(self) -> Self::IntoIter {
-        std::iter::once(self.first).chain(self.rest)
+        std::iter::once(self.first).chain(self.rest.map(|r| *r).unwrap_or_default())
     }
 }

@@ -54,13 +54,15 @@ pub struct RecvStream<F: IoFd + Clone> {
     /// The pools it may receive into, smallest first (one for a plain pool).
     pools: Rc<[BufPool]>,
     /// Its own pool, and the one `how` receives into now (`current >= preferred`).
-    preferred: usize,
-    current: usize,
+    preferred: u8,
+    current: u8,
     how: How<F>,
     /// The buffers of a bundle after the one yielded, in order.
-    rest: VecDeque<PooledBuf>,
+    /// (Boxed: a connection's stream stays small when no bundle is in use.)
+    #[allow(clippy::box_collection)] // one pointer, not four words, in every connection
+    rest: Option<Box<VecDeque<PooledBuf>>>,
     /// The limit asked for with [`RecvStream::max_queued`].
-    max_queued: usize,
+    max_queued: u32,
     /// The fallback receive was cancelled to go back to `preferred`.
     returning: bool,
 }
@@ -152,16 +154,16 @@ fn how_for<F: IoFd + Clone>(fd: &F, pool: &BufPool, max_queued: usize) -> How<F>
 }
 
 impl<F: IoFd + Clone> RecvStream<F> {
-    fn new(fd: F, pools: Rc<[BufPool]>, preferred: usize) -> Self {
-        let how = how_for(&fd, &pools[preferred], DEFAULT_MAX_QUEUED);
+    fn new(fd: F, pools: Rc<[BufPool]>, preferred: u8) -> Self {
+        let how = how_for(&fd, &pools[preferred as usize], DEFAULT_MAX_QUEUED);
         RecvStream {
             fd,
             pools,
             preferred,
             current: preferred,
             how,
-            rest: VecDeque::new(),
-            max_queued: DEFAULT_MAX_QUEUED,
+            rest: None,
+            max_queued: DEFAULT_MAX_QUEUED as u32,
             returning: false,
         }
     }
@@ -180,13 +182,13 @@ impl<F: IoFd + Clone> RecvStream<F> {
     /// The pool the stream receives into now (its own, or a larger one of its
     /// [`BufPoolSet`] while its own is dry).
     pub fn pool(&self) -> &BufPool {
-        &self.pools[self.current]
+        &self.pools[self.current as usize]
     }
 
     /// At most `n` received chunks wait in a multishot stream before its receive is paused
     /// (at least 1; default 8). No effect on a stream that receives one chunk at a time.
     pub fn max_queued(mut self, n: usize) -> Self {
-        self.max_queued = n.max(1);
+        self.max_queued = n.clamp(1, u32::MAX as usize) as u32;
         if let How::Multi { op, .. } = &mut self.how {
             op.set_max_queued(n);
         }
@@ -194,31 +196,34 @@ impl<F: IoFd + Clone> RecvStream<F> {
     }
 
     fn inner(&self) -> &Rc<PoolInner> {
-        self.pools[self.current].inner()
+        self.pools[self.current as usize].inner()
     }
 
     /// Receives from now on into pool `index`.
-    fn switch_to(&mut self, index: usize) {
+    fn switch_to(&mut self, index: u8) {
         self.current = index;
-        self.how = how_for(&self.fd, &self.pools[index], self.max_queued);
+        self.how = how_for(&self.fd, &self.pools[index as usize], self.max_queued as usize);
     }
 
     /// Waits for a buffer in any pool from the stream's own up. When one of them has a free
     /// buffer, moves the stream there (its own pool first) and returns true.
     fn wait_or_move(&mut self, cx: &mut Context<'_>) -> bool {
-        let free = (self.preferred..self.pools.len()).find(|&i| self.pools[i].inner().has_free());
+        let from = self.preferred as usize;
+        let free = (from..self.pools.len()).find(|&i| self.pools[i].inner().has_free());
         let Some(index) = free else {
-            for pool in &self.pools[self.preferred..] {
+            for pool in &self.pools[from..] {
                 pool.inner().wait_for_buffer(cx.waker());
             }
             return false;
         };
         // A wake-up from one of the other pools may have been meant for another stream.
-        for (i, pool) in self.pools.iter().enumerate().skip(self.preferred) {
+        for (i, pool) in self.pools.iter().enumerate().skip(from) {
             if i != index && pool.inner().has_free() {
                 pool.inner().wake_next_waiter();
             }
         }
+        // Fewer than 256 pools (`BufPoolSet::new`).
+        let index = index as u8;
         if index != self.current {
             self.switch_to(index);
         }
@@ -230,7 +235,7 @@ impl<F: IoFd + Clone> RecvStream<F> {
             unreachable!("called on a multishot stream")
         };
         if *waiting {
-            if !self.pools[self.current].inner().has_free() {
+            if !self.pools[self.current as usize].inner().has_free() {
                 return Step::Dry;
             }
             *waiting = false;
@@ -243,7 +248,9 @@ impl<F: IoFd + Clone> RecvStream<F> {
             }
             Poll::Ready(Some(Ok(bufs))) => {
                 let (first, rest) = bufs.into_parts();
-                self.rest.extend(rest);
+                if !rest.is_empty() {
+                    self.rest.get_or_insert_with(Default::default).extend(rest);
+                }
                 Step::Ready(Some(Ok(first)))
             }
             Poll::Ready(Some(Err(e))) => Step::Ready(Some(Err(e))),
@@ -288,7 +295,8 @@ impl<F: IoFd + Clone> RecvStream<F> {
     /// cancel the fallback receive; what it completed still comes first, then its end moves the
     /// stream back.
     fn maybe_return(&mut self) {
-        if self.current == self.preferred || !self.pools[self.preferred].inner().has_free() {
+        let own = self.pools[self.preferred as usize].inner();
+        if self.current == self.preferred || !own.has_free() {
             return;
         }
         match &mut self.how {
@@ -312,7 +320,7 @@ impl<F: IoFd + Clone> Stream for RecvStream<F> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if let Some(buf) = this.rest.pop_front() {
+        if let Some(buf) = this.rest.as_mut().and_then(|r| r.pop_front()) {
             return Poll::Ready(Some(Ok(buf)));
         }
         loop {
@@ -355,7 +363,7 @@ impl<F: IoFd + Clone> Drop for RecvStream<F> {
         // next waiter: pass it on.
         if matches!(self.how, How::Multi { waiting: true, .. } | How::OneShot { dry: Some(_), .. })
         {
-            for pool in &self.pools[self.preferred..] {
+            for pool in &self.pools[self.preferred as usize..] {
                 pool.inner().wake_next_waiter();
             }
         }

@@ -55,11 +55,12 @@ pub struct BufPoolSet {
 
 impl BufPoolSet {
     /// A set of `pools` (in any order; kept smallest buffers first). Each pool keeps its own
-    /// settings (count, incremental consumption, bundles). At least one pool.
+    /// settings (count, incremental consumption, bundles). At least one pool, at most 255.
     pub fn new(pools: impl IntoIterator<Item = BufPool>) -> io::Result<BufPoolSet> {
         let mut pools: Vec<BufPool> = pools.into_iter().collect();
-        if pools.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a pool set needs a pool"));
+        if pools.is_empty() || pools.len() > u8::MAX as usize {
+            let why = "a pool set holds 1 to 255 pools";
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
         }
         pools.sort_by_key(|p| p.buffer_size());
         Ok(BufPoolSet { pools: pools.into() })
@@ -73,11 +74,13 @@ impl BufPoolSet {
     /// The pool for a receive of about `expected` bytes: the smallest whose buffers hold them,
     /// or the largest when none does.
     pub fn pick(&self, expected: usize) -> &BufPool {
-        &self.pools[self.pick_index(expected)]
+        &self.pools[self.pick_index(expected) as usize]
     }
 
-    pub(crate) fn pick_index(&self, expected: usize) -> usize {
-        self.pools.iter().position(|p| p.buffer_size() >= expected).unwrap_or(self.pools.len() - 1)
+    pub(crate) fn pick_index(&self, expected: usize) -> u8 {
+        let last = self.pools.len() - 1;
+        // Fewer than 256 pools (checked in `new`).
+        self.pools.iter().position(|p| p.buffer_size() >= expected).unwrap_or(last) as u8
     }
 
     pub(crate) fn shared(&self) -> Rc<[BufPool]> {
@@ -92,7 +95,7 @@ impl BufPoolSet {
         fd: F,
         expected: usize,
     ) -> io::Result<Option<PooledBuf>> {
-        let first = self.pick_index(expected);
+        let first = self.pick_index(expected) as usize;
         'again: loop {
             let seen: Vec<u64> =
                 self.pools[first..].iter().map(|p| p.inner().returned_count()).collect();
