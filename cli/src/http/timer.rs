@@ -9,6 +9,10 @@
 //! `ECANCELED` exactly as a linked timeout would make them. A timeout fires between its deadline
 //! and one tick later; the tick is a fraction of the shortest timeout (see [`tick_for`]).
 //!
+//! A wait that is not one operation (the next chunk of a multishot receive stream) is armed
+//! with [`Watchdog::arm_wait`] instead: the sweep then completes [`Watchdog::expired`], which
+//! the connection races against its wait.
+//!
 //! The sweep also ends idle waits when the server stops: it alone waits on the stop event and
 //! then cancels every receive armed as idle, so a connection does not register a waiter on the
 //! event for each request.
@@ -16,7 +20,9 @@
 use crate::server::{race, Event};
 use proactor::CancelToken;
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// The sweep period for timeouts of at least `shortest`: an eighth of it, between 5 ms and
@@ -37,6 +43,9 @@ struct Clock {
     /// Waiting for the next request (not inside one): the server's stop ends the wait too.
     idle: Cell<bool>,
     token: RefCell<Option<CancelToken>>,
+    /// Set by the sweep when a wait armed with `arm_wait` is due; its waiter is woken.
+    fired: Cell<bool>,
+    waiter: RefCell<Option<Waker>>,
 }
 
 /// The connections of one thread and whether their sweep task runs.
@@ -94,13 +103,35 @@ impl Watchdog {
     pub fn arm(&self, deadline: Instant, idle: bool, token: CancelToken) {
         self.clock.deadline.set(Some(deadline));
         self.clock.idle.set(idle);
+        self.clock.fired.set(false);
         *self.clock.token.borrow_mut() = Some(token);
+    }
+
+    /// Like [`Watchdog::arm`] for a wait that is not one operation: [`Watchdog::expired`]
+    /// completes at `deadline` — or, if `idle`, when the server stops.
+    pub fn arm_wait(&self, deadline: Instant, idle: bool) {
+        self.clock.deadline.set(Some(deadline));
+        self.clock.idle.set(idle);
+        self.clock.fired.set(false);
+    }
+
+    /// Completes once the wait armed with [`Watchdog::arm_wait`] is due (within a tick).
+    pub fn expired(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            if self.clock.fired.get() {
+                return Poll::Ready(());
+            }
+            *self.clock.waiter.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
     }
 
     /// The receive finished: nothing to cancel.
     pub fn disarm(&self) {
         self.clock.deadline.set(None);
         self.clock.token.borrow_mut().take();
+        self.clock.fired.set(false);
+        self.clock.waiter.borrow_mut().take();
     }
 }
 
@@ -131,6 +162,7 @@ async fn sweep(s: Rc<Sweep>) {
         }
         let now = Instant::now();
         let stopping = stop.is_set();
+        let mut wakers = Vec::new();
         let due: Vec<CancelToken> = s
             .clocks
             .borrow()
@@ -139,12 +171,16 @@ async fn sweep(s: Rc<Sweep>) {
             .filter(|c| c.deadline.get().is_some_and(|d| d <= now || (stopping && c.idle.get())))
             .filter_map(|c| {
                 c.deadline.set(None);
+                c.fired.set(true);
+                wakers.extend(c.waiter.borrow_mut().take());
                 c.token.borrow_mut().take()
             })
             .collect();
-        // Cancelled outside the borrow: a cancellation may complete the receive at once.
+        // Cancelled and woken outside the borrow: a cancellation may complete the receive at
+        // once.
         for token in due {
             token.cancel();
         }
+        wakers.into_iter().for_each(Waker::wake);
     }
 }

@@ -19,6 +19,8 @@ pub struct Splice<I, O> {
     fd_in: I,
     fd_out: O,
     len: u32,
+    /// Where in `fd_in` to read from (`-1`: its file position, which the splice advances).
+    off_in: i64,
     /// Which side the emulation waits on: the non-pipe side.
     wait: Emulation,
 }
@@ -39,7 +41,16 @@ impl<I: IoFd, O: IoFd> Splice<I, O> {
         } else {
             Emulation::Readable(fd_in.raw_fd())
         };
-        Splice { fd_in, fd_out, len, wait }
+        Splice { fd_in, fd_out, len, off_in: -1, wait }
+    }
+
+    /// Splice up to `len` bytes of the file `fd_in` from `offset` (its file position is neither
+    /// used nor moved, so many splices may read one shared descriptor at once) to the pipe
+    /// `fd_out`.
+    pub fn from_offset(fd_in: I, offset: u64, fd_out: O, len: u32) -> Self {
+        let mut op = Self::new(fd_in, fd_out, len);
+        op.off_in = i64::try_from(offset).unwrap_or(i64::MAX);
+        op
     }
 }
 
@@ -52,7 +63,7 @@ impl<I: IoFd, O: IoFd> Hooks for Splice<I, O> {
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Splice::new(
             types::Fd(self.fd_in.raw_fd()),
-            -1,
+            self.off_in,
             types::Fd(self.fd_out.raw_fd()),
             -1,
             self.len,
@@ -64,20 +75,24 @@ impl<I: IoFd, O: IoFd> Hooks for Splice<I, O> {
         self.wait
     }
     fn perform(&mut self, nowait: bool) -> io::Result<u32> {
-        splice(self.fd_in.raw_fd(), self.fd_out.raw_fd(), self.len, nowait)
+        splice(self.fd_in.raw_fd(), self.off_in, self.fd_out.raw_fd(), self.len, nowait)
     }
     fn blocking(&mut self) -> Option<BlockingCall> {
-        let (fd_in, fd_out, len) = (self.fd_in.raw_fd(), self.fd_out.raw_fd(), self.len);
-        Some(BlockingCall::new(move || splice(fd_in, fd_out, len, false)))
+        let (fd_in, off_in, fd_out) = (self.fd_in.raw_fd(), self.off_in, self.fd_out.raw_fd());
+        let len = self.len;
+        Some(BlockingCall::new(move || splice(fd_in, off_in, fd_out, len, false)))
     }
     fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {
         res.map(|n| n as usize)
     }
 }
 
-fn splice(fd_in: i32, fd_out: i32, len: u32, nowait: bool) -> io::Result<u32> {
+fn splice(fd_in: i32, off_in: i64, fd_out: i32, len: u32, nowait: bool) -> io::Result<u32> {
     let flags = libc::SPLICE_F_MOVE | if nowait { libc::SPLICE_F_NONBLOCK } else { 0 };
     let null = std::ptr::null_mut();
-    // SAFETY: null offsets mean "use the file positions"; no user memory is involved.
-    cvt_size(unsafe { libc::splice(fd_in, null, fd_out, null, len as usize, flags) })
+    let mut offset: libc::loff_t = off_in;
+    let off_in = if off_in < 0 { null } else { &mut offset as *mut libc::loff_t };
+    // SAFETY: a null offset means "use the file position"; a non-null one points at `offset`,
+    // a local that outlives the call; no other user memory is involved.
+    cvt_size(unsafe { libc::splice(fd_in, off_in, fd_out, null, len as usize, flags) })
 }
