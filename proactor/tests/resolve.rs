@@ -7,12 +7,22 @@ use proactor::offload::BlockingPool;
 use proactor::Proactor;
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const HOLD: Duration = Duration::from_millis(300);
 
+/// Both tests fill the one global offload pool: run together, one test's busy tasks end while
+/// the other's look-up waits, and that look-up is served early. One at a time.
+static POOL: Mutex<()> = Mutex::new(());
+
+fn pool_to_ourselves() -> MutexGuard<'static, ()> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[proactor::test]
 fn connect_by_name_does_not_block_the_loop(p: &Proactor) {
+    let _pool = pool_to_ourselves();
     p.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -69,6 +79,7 @@ fn connect_by_name_does_not_block_the_loop(p: &Proactor) {
 
 #[proactor::test]
 async fn lookup_host_then_bind_keeps_the_loop_running() {
+    let _pool = pool_to_ourselves();
     // As above: with the pool's threads busy, the look-up waits and the loop goes on.
     let pool = BlockingPool::global();
     let busy: Vec<_> = (0..pool.threads())
