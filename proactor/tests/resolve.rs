@@ -78,40 +78,42 @@ fn connect_by_name_does_not_block_the_loop(p: &Proactor) {
 }
 
 #[proactor::test]
-async fn lookup_host_then_bind_keeps_the_loop_running() {
+fn lookup_host_then_bind_keeps_the_loop_running(p: &Proactor) {
     let _pool = pool_to_ourselves();
-    // As above: with the pool's threads busy, the look-up waits and the loop goes on.
-    let pool = BlockingPool::global();
-    let busy: Vec<_> = (0..pool.threads())
-        .map(|_| proactor::spawn(proactor::offload::offload(|| std::thread::sleep(HOLD))))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pool.busy() < pool.threads() && Instant::now() < deadline {
-        proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
-    }
-    let ticks = Rc::new(Cell::new(0u32));
-    let t = ticks.clone();
-    let ticker = proactor::spawn(async move {
-        loop {
-            proactor::time::sleep(Duration::from_millis(5)).await.unwrap();
-            t.set(t.get() + 1);
+    p.block_on(async {
+        // As above: with the pool's threads busy, the look-up waits and the loop goes on.
+        let pool = BlockingPool::global();
+        let busy: Vec<_> = (0..pool.threads())
+            .map(|_| proactor::spawn(proactor::offload::offload(|| std::thread::sleep(HOLD))))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.busy() < pool.threads() && Instant::now() < deadline {
+            proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
         }
+        let ticks = Rc::new(Cell::new(0u32));
+        let t = ticks.clone();
+        let ticker = proactor::spawn(async move {
+            loop {
+                proactor::time::sleep(Duration::from_millis(5)).await.unwrap();
+                t.set(t.get() + 1);
+            }
+        });
+        let started = Instant::now();
+        let addrs = proactor::net::lookup_host("localhost:0").await.unwrap();
+        let took = started.elapsed();
+        assert!(took >= HOLD / 2, "the name was resolved on the loop's thread ({took:?})");
+        assert!(ticks.get() >= 10, "the loop stalled during the look-up: {} ticks", ticks.get());
+        ticker.abort();
+        let listener = TcpListener::bind(&addrs[..]).unwrap();
+        assert!(listener.local_addr().unwrap().ip().is_loopback());
+        for b in busy {
+            b.await.unwrap().unwrap();
+        }
+        // Literal forms need no look-up; nothing is an error.
+        let at_once = Instant::now();
+        let lit = proactor::net::lookup_host(("127.0.0.1", 80)).await.unwrap();
+        assert_eq!(lit, vec!["127.0.0.1:80".parse().unwrap()]);
+        assert!(at_once.elapsed() < HOLD / 2);
+        assert!(proactor::net::lookup_host("no-such-host.invalid:80").await.is_err());
     });
-    let started = Instant::now();
-    let addrs = proactor::net::lookup_host("localhost:0").await.unwrap();
-    let took = started.elapsed();
-    assert!(took >= HOLD / 2, "the name was resolved on the loop's thread ({took:?})");
-    assert!(ticks.get() >= 10, "the loop stalled during the look-up: {} ticks", ticks.get());
-    ticker.abort();
-    let listener = TcpListener::bind(&addrs[..]).unwrap();
-    assert!(listener.local_addr().unwrap().ip().is_loopback());
-    for b in busy {
-        b.await.unwrap().unwrap();
-    }
-    // Literal forms need no look-up; nothing is an error.
-    let at_once = Instant::now();
-    let lit = proactor::net::lookup_host(("127.0.0.1", 80)).await.unwrap();
-    assert_eq!(lit, vec!["127.0.0.1:80".parse().unwrap()]);
-    assert!(at_once.elapsed() < HOLD / 2);
-    assert!(proactor::net::lookup_host("no-such-host.invalid:80").await.is_err());
 }
