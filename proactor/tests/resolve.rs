@@ -4,6 +4,7 @@ mod common;
 
 use proactor::net::{TcpListener, TcpStream};
 use proactor::offload::BlockingPool;
+use proactor::task::{JoinError, JoinHandle};
 use proactor::Proactor;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -20,6 +21,32 @@ fn pool_to_ourselves() -> MutexGuard<'static, ()> {
     POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Busies every thread of `pool` for [`HOLD`] (a look-up then queues behind them, so it is
+/// slow) and waits, at most 5 s, until they all are; the tasks to await at the end.
+async fn fill_pool(pool: &BlockingPool) -> Vec<JoinHandle<Result<(), JoinError>>> {
+    let busy: Vec<_> = (0..pool.threads())
+        .map(|_| proactor::spawn(proactor::offload::offload(|| std::thread::sleep(HOLD))))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool.busy() < pool.threads() && Instant::now() < deadline {
+        proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
+    }
+    busy
+}
+
+/// A task that counts 5 ms ticks of the loop: the count says whether the loop kept running.
+fn ticker() -> (Rc<Cell<u32>>, JoinHandle<()>) {
+    let ticks = Rc::new(Cell::new(0u32));
+    let t = ticks.clone();
+    let ticker = proactor::spawn(async move {
+        loop {
+            proactor::time::sleep(Duration::from_millis(5)).await.unwrap();
+            t.set(t.get() + 1);
+        }
+    });
+    (ticks, ticker)
+}
+
 #[proactor::test]
 fn connect_by_name_does_not_block_the_loop(p: &Proactor) {
     let _pool = pool_to_ourselves();
@@ -28,22 +55,9 @@ fn connect_by_name_does_not_block_the_loop(p: &Proactor) {
         let port = listener.local_addr().unwrap().port();
         // Every pool thread busy for HOLD: a look-up must queue behind them, so it is slow.
         let pool = BlockingPool::global();
-        let busy: Vec<_> = (0..pool.threads())
-            .map(|_| proactor::spawn(proactor::offload::offload(|| std::thread::sleep(HOLD))))
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while pool.busy() < pool.threads() && Instant::now() < deadline {
-            proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
-        }
+        let busy = fill_pool(pool).await;
         assert_eq!(pool.busy(), pool.threads(), "the pool's threads are all busy");
-        let ticks = Rc::new(Cell::new(0u32));
-        let t = ticks.clone();
-        let ticker = proactor::spawn(async move {
-            loop {
-                proactor::time::sleep(Duration::from_millis(5)).await.unwrap();
-                t.set(t.get() + 1);
-            }
-        });
+        let (ticks, ticker) = ticker();
         let accept = proactor::spawn(async move { listener.accept().await.map(|_| ()) });
         let started = Instant::now();
         let stream = TcpStream::connect(format!("localhost:{port}")).await.unwrap();
@@ -83,21 +97,8 @@ fn lookup_host_then_bind_keeps_the_loop_running(p: &Proactor) {
     p.block_on(async {
         // As above: with the pool's threads busy, the look-up waits and the loop goes on.
         let pool = BlockingPool::global();
-        let busy: Vec<_> = (0..pool.threads())
-            .map(|_| proactor::spawn(proactor::offload::offload(|| std::thread::sleep(HOLD))))
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while pool.busy() < pool.threads() && Instant::now() < deadline {
-            proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
-        }
-        let ticks = Rc::new(Cell::new(0u32));
-        let t = ticks.clone();
-        let ticker = proactor::spawn(async move {
-            loop {
-                proactor::time::sleep(Duration::from_millis(5)).await.unwrap();
-                t.set(t.get() + 1);
-            }
-        });
+        let busy = fill_pool(pool).await;
+        let (ticks, ticker) = ticker();
         let started = Instant::now();
         let addrs = proactor::net::lookup_host("localhost:0").await.unwrap();
         let took = started.elapsed();

@@ -10,7 +10,7 @@
 #![cfg_attr(not(feature = "monoio-peer"), allow(dead_code, unused_imports))]
 
 #[cfg(feature = "monoio-peer")]
-use super::servers::accept_failed;
+use super::servers::admit;
 #[cfg(feature = "monoio-peer")]
 use proactor::net::AcceptPolicy;
 use std::io;
@@ -55,16 +55,7 @@ async fn accept_loop(listener: TcpListener) -> io::Result<()> {
     let listener = monoio::net::TcpListener::from_std(listener)?;
     let mut policy = AcceptPolicy::new();
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => {
-                policy.on_success();
-                s
-            }
-            Err(e) => {
-                accept_failed(&mut policy, e)?;
-                continue;
-            }
-        };
+        let Some(stream) = admit(&mut policy, listener.accept().await)? else { continue };
         monoio::spawn(async move {
             if let Err(e) = echo(stream).await {
                 tracing::debug!("connection ended: {e}");

@@ -63,16 +63,7 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 fn serve_threads(listener: TcpListener, corrupt: bool) -> io::Result<()> {
     let mut policy = AcceptPolicy::new();
     loop {
-        let stream = match listener.accept() {
-            Ok((s, _)) => {
-                policy.on_success();
-                s
-            }
-            Err(e) => {
-                accept_failed(&mut policy, e)?;
-                continue;
-            }
-        };
+        let Some(stream) = admit(&mut policy, listener.accept())? else { continue };
         let spawned = std::thread::Builder::new().spawn(move || {
             if let Err(e) = echo_blocking(stream, corrupt) {
                 tracing::debug!("connection ended: {e}");
@@ -110,16 +101,7 @@ async fn serve_tokio(listener: TcpListener) -> io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let mut policy = AcceptPolicy::new();
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => {
-                policy.on_success();
-                s
-            }
-            Err(e) => {
-                accept_failed(&mut policy, e)?;
-                continue;
-            }
-        };
+        let Some(stream) = admit(&mut policy, listener.accept().await)? else { continue };
         tokio::spawn(async move {
             if let Err(e) = echo_tokio(stream).await {
                 tracing::debug!("connection ended: {e}");
@@ -141,11 +123,27 @@ async fn echo_tokio(mut stream: tokio::net::TcpStream) -> io::Result<()> {
     }
 }
 
+/// One accept's outcome by the library's policy (the same the proactor servers follow): the
+/// stream, `None` when the loop should accept again (after the policy's wait), or the error
+/// if the listener is unusable.
+pub(super) fn admit<S, A>(
+    policy: &mut AcceptPolicy,
+    accepted: io::Result<(S, A)>,
+) -> io::Result<Option<S>> {
+    match accepted {
+        Ok((s, _)) => {
+            policy.on_success();
+            Ok(Some(s))
+        }
+        Err(e) => accept_failed(policy, e).map(|()| None),
+    }
+}
+
 /// Handles an accept error by the library's policy (the same the proactor servers follow):
 /// returns after retrying is due, or the error if the listener is unusable. The wait blocks the
 /// thread (the tokio baselines run no timer), which only stalls the acceptor while it is out of
 /// descriptors anyway.
-pub(super) fn accept_failed(policy: &mut AcceptPolicy, e: io::Error) -> io::Result<()> {
+fn accept_failed(policy: &mut AcceptPolicy, e: io::Error) -> io::Result<()> {
     match policy.on_error(&e, false) {
         AcceptAction::Retry => Ok(()),
         AcceptAction::Wait(delay) => {
