@@ -138,72 +138,95 @@ fn sum_counts(lines: &[String]) -> String {
     sums.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
+/// What one test's seeds injected: the servers' fault summaries and the exchanges that were
+/// cut, summed and printed once when the test is done.
+struct Tally {
+    what: &'static str,
+    driver: String,
+    summaries: Vec<String>,
+    cut: usize,
+}
+
+impl Tally {
+    fn new(what: &'static str, driver: &str) -> Self {
+        Tally { what, driver: driver.to_string(), summaries: Vec::new(), cut: 0 }
+    }
+
+    /// Prints the totals; when the whole seed set ran, `must_fire` (a kind such as `reset`)
+    /// must have been injected at least once.
+    fn finish(self, must_fire: Option<&str>) {
+        let totals = sum_counts(&self.summaries);
+        eprintln!(
+            "{} on {}: {} runs, {} exchanges cut, injected {totals}, moved {} bytes",
+            self.what,
+            self.driver,
+            self.summaries.len(),
+            self.cut,
+            take_moved()
+        );
+        if let (Some(kind), true) = (must_fire, all_seeds()) {
+            let count = totals
+                .split_whitespace()
+                .find_map(|p| p.strip_prefix(kind)?.strip_prefix('=')?.parse::<u64>().ok());
+            assert!(count.unwrap_or(0) > 0, "no {kind} injected: {totals}");
+        }
+    }
+}
+
+/// `n` echo exchanges of `len` bytes at once, one client thread each; each must come back
+/// whole and end cleanly.
+fn exchanges_all_whole(addr: SocketAddr, seed: u64, n: u64, len: usize, what: &str) {
+    let clients: Vec<_> = (0..n)
+        .map(|i| std::thread::spawn(move || echo_exchange(addr, seed * 10 + i, len)))
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), (len, true), "{what}: an exchange failed");
+    }
+}
+
+/// Four exchanges one after the other, each exact if it ended cleanly; returns how many
+/// were cut.
+fn exchanges_exact_or_cut(addr: SocketAddr, seed: u64, len: usize) -> usize {
+    let mut cut = 0;
+    for i in 0..4u64 {
+        let (got, clean) = echo_exchange(addr, seed * 10 + i, len);
+        if clean {
+            assert_eq!(got, len, "a clean exchange lost bytes");
+        } else {
+            cut += 1;
+        }
+    }
+    cut
+}
+
+/// The server goes on serving after faults: a small exchange gets through within a few tries.
+fn still_serves(addr: SocketAddr, seed: u64) -> bool {
+    (0..20).any(|i| echo_exchange(addr, seed + i, 100) == (100, true))
+}
+
 #[proactor::test]
 fn echo_lossless_faults(driver: &str) {
-    let mut summaries = Vec::new();
+    let mut tally = Tally::new("echo", driver);
     for seed in seeds() {
-        summaries.push(under_faults(
-            "echo",
-            driver,
-            &[],
-            "rate=0.2,kinds=lossless+enobufs",
-            seed,
-            |s| {
-                let addr = s.addr;
-                let clients: Vec<_> = (0..4u64)
-                    .map(|i| {
-                        std::thread::spawn(move || echo_exchange(addr, seed * 10 + i, 200_000))
-                    })
-                    .collect();
-                for c in clients {
-                    let (got, clean) = c.join().unwrap();
-                    assert!(clean, "an exchange failed under lossless faults");
-                    assert_eq!(got, 200_000);
-                }
-            },
-        ));
+        let faults = "rate=0.2,kinds=lossless+enobufs";
+        tally.summaries.push(under_faults("echo", driver, &[], faults, seed, |s| {
+            exchanges_all_whole(s.addr, seed, 4, 200_000, "lossless faults")
+        }));
     }
-    let totals = sum_counts(&summaries);
-    eprintln!(
-        "echo on {driver}: {} seeds, injected {totals}, moved {} bytes",
-        summaries.len(),
-        take_moved()
-    );
-    assert!(!all_seeds() || !totals.contains("short=0 "), "{totals}");
+    tally.finish(Some("short"));
 }
 
 #[proactor::test]
 fn echo_resets_and_emfile(driver: &str) {
-    let mut summaries = Vec::new();
-    let mut cut = 0;
+    let mut tally = Tally::new("echo", driver);
     for seed in seeds() {
-        summaries.push(under_faults(
-            "echo",
-            driver,
-            &[],
-            "rate=0.03,kinds=reset+emfile+short",
-            seed,
-            |s| {
-                for i in 0..4u64 {
-                    let (got, clean) = echo_exchange(s.addr, seed * 10 + i, 100_000);
-                    if clean {
-                        assert_eq!(got, 100_000, "a clean exchange lost bytes");
-                    } else {
-                        cut += 1;
-                    }
-                }
-                // It goes on serving: a small exchange gets through within a few tries.
-                let ok = (0..20).any(|i| echo_exchange(s.addr, 7000 + i, 100) == (100, true));
-                assert!(ok, "the server stopped serving");
-            },
-        ));
+        let faults = "rate=0.03,kinds=reset+emfile+short";
+        tally.summaries.push(under_faults("echo", driver, &[], faults, seed, |s| {
+            tally.cut += exchanges_exact_or_cut(s.addr, seed, 100_000);
+            assert!(still_serves(s.addr, 7000), "the server stopped serving");
+        }));
     }
-    let totals = sum_counts(&summaries);
-    eprintln!(
-        "echo on {driver}: {} seeds, {cut} exchanges cut, injected {totals}",
-        summaries.len()
-    );
-    assert!(!all_seeds() || !totals.contains("reset=0"), "{totals}");
+    tally.finish(Some("reset"));
 }
 
 // A dry buffer ring (`ENOBUFS`, injected on the pooled receives: the one-shot one of the handler
@@ -211,31 +234,17 @@ fn echo_resets_and_emfile(driver: &str) {
 // loses nothing: each receive is submitted again, on both front ends of echo.
 #[proactor::test]
 fn echo_through_enobufs(driver: &str) {
-    let mut summaries = Vec::new();
+    let mut tally = Tally::new("echo", driver);
     for seed in seeds() {
         for style in ["handlers", "async"] {
             let extra = ["--style", style, "--buf-size", "4096"];
             let faults = "rate=0.2,kinds=enobufs";
-            summaries.push(under_faults("echo", driver, &extra, faults, seed, |s| {
-                let addr = s.addr;
-                let clients: Vec<_> = (0..4u64)
-                    .map(|i| {
-                        std::thread::spawn(move || echo_exchange(addr, seed * 10 + i, 200_000))
-                    })
-                    .collect();
-                for c in clients {
-                    assert_eq!(c.join().unwrap(), (200_000, true), "{style}: an exchange failed");
-                }
+            tally.summaries.push(under_faults("echo", driver, &extra, faults, seed, |s| {
+                exchanges_all_whole(s.addr, seed, 4, 200_000, style)
             }));
         }
     }
-    let totals = sum_counts(&summaries);
-    eprintln!(
-        "echo on {driver}: {} runs, injected {totals}, moved {} bytes",
-        summaries.len(),
-        take_moved()
-    );
-    assert!(!all_seeds() || !totals.contains("enobufs=0"), "{totals}");
+    tally.finish(Some("enobufs"));
 }
 
 /// An echo upstream on std threads for the proxy; counts the connections it has open.
@@ -289,61 +298,34 @@ fn upstream_drained(open: &std::sync::atomic::AtomicUsize) -> bool {
 fn proxy_lossless_faults(driver: &str) {
     let (up, open) = echo_upstream();
     let to = up.to_string();
-    let mut summaries = Vec::new();
+    let mut tally = Tally::new("proxy", driver);
     for seed in seeds() {
         let faults = "rate=0.2,kinds=lossless+enobufs";
-        summaries.push(under_faults("proxy", driver, &["--to", &to], faults, seed, |s| {
-            let addr = s.addr;
-            let clients: Vec<_> = (0..4u64)
-                .map(|i| std::thread::spawn(move || echo_exchange(addr, seed * 10 + i, 150_000)))
-                .collect();
-            for c in clients {
-                // Both directions through the proxy, then the half-close back and forth.
-                assert_eq!(c.join().unwrap(), (150_000, true), "a proxied exchange failed");
-            }
+        tally.summaries.push(under_faults("proxy", driver, &["--to", &to], faults, seed, |s| {
+            // Both directions through the proxy, then the half-close back and forth.
+            exchanges_all_whole(s.addr, seed, 4, 150_000, "proxied");
             assert!(upstream_drained(&open), "the proxy left upstream connections open");
         }));
     }
-    let totals = sum_counts(&summaries);
-    eprintln!(
-        "proxy on {driver}: {} seeds, injected {totals}, moved {} bytes",
-        summaries.len(),
-        take_moved()
-    );
     // The relay receives from a buffer pool: a dry ring is exercised, and loses nothing.
-    assert!(!all_seeds() || !totals.contains("enobufs=0"), "{totals}");
+    tally.finish(Some("enobufs"));
 }
 
 #[proactor::test]
 fn proxy_resets_close_both_sides(driver: &str) {
     let (up, open) = echo_upstream();
     let to = up.to_string();
-    let mut summaries = Vec::new();
-    let mut cut = 0;
+    let mut tally = Tally::new("proxy", driver);
     for seed in seeds() {
         let faults = "rate=0.03,kinds=reset+short+emfile";
-        summaries.push(under_faults("proxy", driver, &["--to", &to], faults, seed, |s| {
-            for i in 0..4u64 {
-                let (got, clean) = echo_exchange(s.addr, seed * 10 + i, 100_000);
-                if clean {
-                    assert_eq!(got, 100_000, "a clean proxied exchange lost bytes");
-                } else {
-                    cut += 1;
-                }
-            }
+        tally.summaries.push(under_faults("proxy", driver, &["--to", &to], faults, seed, |s| {
+            tally.cut += exchanges_exact_or_cut(s.addr, seed, 100_000);
             // A connection cut on either side is closed on the other too.
             assert!(upstream_drained(&open), "a reset left the upstream side open");
-            let ok = (0..20).any(|i| echo_exchange(s.addr, 9000 + i, 100) == (100, true));
-            assert!(ok, "the proxy stopped serving");
+            assert!(still_serves(s.addr, 9000), "the proxy stopped serving");
         }));
     }
-    let totals = sum_counts(&summaries);
-    eprintln!(
-        "proxy on {driver}: {} seeds, {cut} cut, injected {totals}, moved {} bytes",
-        summaries.len(),
-        take_moved()
-    );
-    assert!(!all_seeds() || !totals.contains("reset=0"), "{totals}");
+    tally.finish(Some("reset"));
 }
 
 /// A small HTTP client: sends `requests` pipelined on one connection and reads the responses
@@ -436,50 +418,34 @@ fn check_http(got: &[(u16, Vec<u8>)], data: &[u8]) {
 fn http_lossless_faults(driver: &str) {
     let (root, data) = http_root();
     let root_arg = root.path().to_str().unwrap().to_string();
-    let mut summaries = Vec::new();
+    let mut tally = Tally::new("http", driver);
     for seed in seeds() {
         let extra = ["--root", &root_arg, "--quiet"];
-        summaries.push(under_faults(
-            "http",
-            driver,
-            &extra,
-            "rate=0.2,kinds=lossless+enobufs",
-            seed,
-            |s| {
-                for _ in 0..2 {
-                    let got = http_pipeline(s.addr, &http_requests());
-                    assert_eq!(
-                        got.len(),
-                        24,
-                        "keep-alive pipeline cut short under lossless faults"
-                    );
-                    check_http(&got, &data);
-                }
-            },
-        ));
+        let faults = "rate=0.2,kinds=lossless+enobufs";
+        tally.summaries.push(under_faults("http", driver, &extra, faults, seed, |s| {
+            for _ in 0..2 {
+                let got = http_pipeline(s.addr, &http_requests());
+                assert_eq!(got.len(), 24, "keep-alive pipeline cut short under lossless faults");
+                check_http(&got, &data);
+            }
+        }));
     }
-    let totals = sum_counts(&summaries);
-    eprintln!(
-        "http on {driver}: {} seeds, injected {totals}, moved {} bytes",
-        summaries.len(),
-        take_moved()
-    );
+    tally.finish(None);
 }
 
 #[proactor::test]
 fn http_resets_and_emfile(driver: &str) {
     let (root, data) = http_root();
     let root_arg = root.path().to_str().unwrap().to_string();
-    let mut summaries = Vec::new();
-    let mut cut = 0;
+    let mut tally = Tally::new("http", driver);
     for seed in seeds() {
         let extra = ["--root", &root_arg, "--quiet"];
         let faults = "rate=0.03,kinds=reset+emfile+short+enospc";
-        summaries.push(under_faults("http", driver, &extra, faults, seed, |s| {
+        tally.summaries.push(under_faults("http", driver, &extra, faults, seed, |s| {
             for _ in 0..3 {
                 let got = http_pipeline(s.addr, &http_requests());
                 check_http(&got, &data);
-                cut += usize::from(got.len() < 24);
+                tally.cut += usize::from(got.len() < 24);
             }
             let ok = (0..20).any(|_| {
                 http_pipeline(s.addr, "GET /seq/1.txt HTTP/1.1\r\nConnection: close\r\n\r\n").len()
@@ -488,12 +454,7 @@ fn http_resets_and_emfile(driver: &str) {
             assert!(ok, "the server stopped serving");
         }));
     }
-    let totals = sum_counts(&summaries);
-    eprintln!(
-        "http on {driver}: {} seeds, {cut} cut, injected {totals}, moved {} bytes",
-        summaries.len(),
-        take_moved()
-    );
+    tally.finish(None);
 }
 
 /// `proactor copy` under `faults` (with `seed=`): its output and whether it succeeded.
@@ -524,7 +485,7 @@ fn copy_verify_under_faults(driver: &str) {
     Pattern::new(5).fill(&mut data);
     std::fs::write(&src, &data).unwrap();
     let (mut ok, mut failed) = (0, 0);
-    let mut summaries = Vec::new();
+    let mut tally = Tally::new("copy", driver);
     for seed in seeds() {
         let dst = dir.path().join(format!("dst{seed}"));
         let args = [std::ffi::OsStr::new("--verify"), src.as_os_str(), dst.as_os_str()];
@@ -541,8 +502,8 @@ fn copy_verify_under_faults(driver: &str) {
         let buffered = [std::ffi::OsStr::new("--buffered"), std::ffi::OsStr::new("--block")];
         let args = [&buffered[..], &[std::ffi::OsStr::new("64K")], &args[..]].concat();
         let (success, err) = copy_under(driver, faults, seed, &args);
-        summaries
-            .push(err.lines().filter(|l| l.contains(" injected ")).collect::<Vec<_>>().join("\n"));
+        let summary = err.lines().filter(|l| l.contains(" injected ")).collect::<Vec<_>>();
+        tally.summaries.push(summary.join("\n"));
         if success {
             assert!(std::fs::read(&dst).unwrap() == data, "seed {seed}: the copy differs");
             std::fs::remove_file(&dst).unwrap();
@@ -565,11 +526,6 @@ fn copy_verify_under_faults(driver: &str) {
             others(dir.path(), &["src"])
         );
     }
-    let totals = sum_counts(&summaries);
-    eprintln!(
-        "copy on {driver}: {ok} exact and {failed} clean failures under ENOSPC/EMFILE, injected \
-         {totals}, moved {} bytes",
-        take_moved()
-    );
-    assert!(!all_seeds() || !totals.contains("enospc=0"), "{totals}");
+    eprintln!("copy on {driver}: {ok} exact and {failed} clean failures under ENOSPC/EMFILE");
+    tally.finish(Some("enospc"));
 }
