@@ -14,13 +14,13 @@
 //! that repeats any failing round.
 
 use super::loadgen::{self, Exchange, Load, Measured};
+use super::spawn::ServerProc;
 use anyhow::{anyhow, bail, Context};
 use proactor::faults::FaultKind;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 /// Arguments of `proactor bench soak`.
@@ -183,7 +183,7 @@ fn run(args: &SoakArgs) -> anyhow::Result<Totals> {
     let mut upstreams = Vec::new();
     let mut exchanges = Vec::new();
     for driver in &args.drivers {
-        upstreams.push(Proc::server("echo", driver, &[], None, &dir.0)?);
+        upstreams.push(start_server("echo", driver, &[], None, &dir.0)?);
         exchanges.push(files.exchanges(driver, &dir.0)?);
     }
     let mut seed = args.first_seed;
@@ -237,10 +237,10 @@ impl Round<'_> {
         ));
     }
 
-    fn load(&self, server: &Proc, size: usize) -> Load {
+    fn load(&self, server: &ServerProc, size: usize) -> Load {
         Load {
             addr: server.addr,
-            server_pid: server.child.id(),
+            server_pid: server.pid,
             conns: self.args.conns,
             size,
             warmup: Duration::ZERO,
@@ -254,7 +254,7 @@ impl Round<'_> {
     fn drive(
         &self,
         totals: &mut Totals,
-        server: &Proc,
+        server: &ServerProc,
         size: usize,
         exchanges: &[Exchange],
     ) -> anyhow::Result<Measured> {
@@ -277,7 +277,7 @@ impl Round<'_> {
         &self,
         totals: &mut Totals,
         app: &'static str,
-        server: Proc,
+        server: ServerProc,
         measured: anyhow::Result<Measured>,
     ) {
         match measured {
@@ -307,7 +307,7 @@ impl Round<'_> {
             }
             Err(e) => self.fail(totals, app, format!("load generator: {e:#}")),
         }
-        match server.stop() {
+        match stop_server(server) {
             Ok(counts) => add_faults(totals, &counts),
             Err(e) => self.fail(totals, app, format!("{e:#}")),
         }
@@ -318,7 +318,7 @@ impl Round<'_> {
         let size = [64, 4096, 65536][(self.seed % 3) as usize];
         let plan = self.set.plan(self.seed, self.args);
         let server =
-            match Proc::server("echo", self.driver, &["--style", style], Some(&plan), self.dir) {
+            match start_server("echo", self.driver, &["--style", style], Some(&plan), self.dir) {
                 Ok(s) => s,
                 Err(e) => return self.fail(totals, "echo", format!("{e:#}")),
             };
@@ -330,7 +330,7 @@ impl Round<'_> {
         let size = [4096, 65536, 64][(self.seed % 3) as usize];
         let plan = self.set.plan(self.seed, self.args);
         let to = upstream.to_string();
-        let server = match Proc::server("proxy", self.driver, &["--to", &to], Some(&plan), self.dir)
+        let server = match start_server("proxy", self.driver, &["--to", &to], Some(&plan), self.dir)
         {
             Ok(s) => s,
             Err(e) => return self.fail(totals, "proxy", format!("{e:#}")),
@@ -343,7 +343,7 @@ impl Round<'_> {
         let plan = self.set.plan(self.seed, self.args);
         let root = self.dir.join("root");
         let extra = ["--root", root.to_str().unwrap_or("."), "--quiet"];
-        let server = match Proc::server("http", self.driver, &extra, Some(&plan), self.dir) {
+        let server = match start_server("http", self.driver, &extra, Some(&plan), self.dir) {
             Ok(s) => s,
             Err(e) => return self.fail(totals, "http", format!("{e:#}")),
         };
@@ -494,7 +494,7 @@ impl Files {
     fn exchanges(&self, driver: &str, dir: &Path) -> anyhow::Result<Vec<Exchange>> {
         let root = dir.join("root");
         let extra = ["--root", root.to_str().unwrap_or("."), "--quiet"];
-        let server = Proc::server("http", driver, &extra, None, dir)?;
+        let server = start_server("http", driver, &extra, None, dir)?;
         let requests = [
             "GET /small.txt HTTP/1.1\r\nHost: soak\r\n\r\n".to_string(),
             "GET /data.bin HTTP/1.1\r\nHost: soak\r\n\r\n".to_string(),
@@ -556,98 +556,33 @@ fn date_value(response: &[u8]) -> anyhow::Result<std::ops::Range<usize>> {
     Ok(start..start + len)
 }
 
-/// A process of this executable, its stderr in a log file.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
+/// Starts `proactor CMD --listen 127.0.0.1:0 --driver DRIVER EXTRA...` under `faults`, its
+/// stderr in a log file in `dir`, and waits for its `listening on` line.
+fn start_server(
+    cmd: &str,
+    driver: &str,
+    extra: &[&str],
+    faults: Option<&str>,
+    dir: &Path,
+) -> anyhow::Result<ServerProc> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut command = Command::new(exe());
+    command
+        .args([cmd, "--listen", "127.0.0.1:0", "--driver", driver])
+        .args(extra)
+        .env("RUST_LOG", LOG)
+        .env_remove("PROACTOR_FAULTS");
+    if let Some(plan) = faults {
+        command.env("PROACTOR_FAULTS", plan);
+    }
+    let what = format!("proactor {cmd} --driver {driver}");
+    ServerProc::spawn(command, &what, dir.join(format!("{cmd}-{n}.log")))
 }
 
-impl Proc {
-    /// Starts `proactor CMD --listen 127.0.0.1:0 --driver DRIVER EXTRA...` under `faults`, and
-    /// waits for its `listening on` line.
-    fn server(
-        cmd: &str,
-        driver: &str,
-        extra: &[&str],
-        faults: Option<&str>,
-        dir: &Path,
-    ) -> anyhow::Result<Proc> {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = dir.join(format!("{cmd}-{n}.log"));
-        let log_file = std::fs::File::create(&log)?;
-        let mut command = Command::new(exe());
-        command
-            .args([cmd, "--listen", "127.0.0.1:0", "--driver", driver])
-            .args(extra)
-            .env("RUST_LOG", LOG)
-            .env_remove("PROACTOR_FAULTS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file);
-        if let Some(plan) = faults {
-            command.env("PROACTOR_FAULTS", plan);
-        }
-        let mut child = command.spawn().with_context(|| format!("cannot start proactor {cmd}"))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout);
-            let mut line = String::new();
-            // Read to the end, so the server never blocks on a full pipe.
-            while lines.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                    let _ = tx.send(addr.trim().parse::<SocketAddr>());
-                }
-                line.clear();
-            }
-        });
-        let mut p = Proc { child, addr: "127.0.0.1:0".parse().expect("an address"), log };
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(addr)) => p.addr = addr,
-            _ => bail!("proactor {cmd} --driver {driver} printed no address: {}", p.log_tail()),
-        }
-        Ok(p)
-    }
-
-    /// Stops it with SIGTERM; its fault counts, or an error if it had died or does not exit
-    /// cleanly within 10 s.
-    fn stop(mut self) -> anyhow::Result<[u64; FaultKind::ALL.len()]> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            bail!("the server died ({status}): {}", self.log_tail());
-        }
-        // SAFETY: kill takes a process id and a signal number; it touches no memory.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let until = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            match self.child.try_wait()? {
-                Some(status) => break status,
-                None if Instant::now() >= until => {
-                    bail!("the server did not exit within 10 s of SIGTERM: {}", self.log_tail())
-                }
-                None => std::thread::sleep(Duration::from_millis(10)),
-            }
-        };
-        if !status.success() {
-            bail!("the server exited with {status}: {}", self.log_tail());
-        }
-        Ok(fault_counts(&std::fs::read_to_string(&self.log).unwrap_or_default()))
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(5)..].join(" | ")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
+/// Stops `server` (see [`ServerProc::stop`]) and counts what it injected.
+fn stop_server(server: ServerProc) -> anyhow::Result<[u64; FaultKind::ALL.len()]> {
+    Ok(fault_counts(&server.stop()?))
 }
 
 #[cfg(test)]

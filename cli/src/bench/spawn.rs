@@ -190,9 +190,6 @@ impl ServerProc {
             std::process::id(),
             kind
         ));
-        let log_file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create the server log {}", log.display()))?;
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log_file);
         cmd.env("RUST_LOG", "warn");
         // SAFETY: the closure runs in the forked child before exec and only makes the
         // setpriority and sched_setaffinity system calls (async-signal-safe, no allocation).
@@ -205,7 +202,16 @@ impl ServerProc {
                 }
             });
         }
-        let mut child = cmd.spawn().with_context(|| format!("cannot start the {kind} server"))?;
+        Self::spawn(cmd, &format!("the {kind} server"), log)
+    }
+
+    /// Spawns `cmd` (named `what` in errors) with its stderr in the file `log`, and waits for
+    /// the `listening on <addr>` line it prints on stdout.
+    pub fn spawn(mut cmd: Command, what: &str, log: PathBuf) -> anyhow::Result<ServerProc> {
+        let log_file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create the server log {}", log.display()))?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log_file);
+        let mut child = cmd.spawn().with_context(|| format!("cannot start {what}"))?;
         let pid = child.id();
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
@@ -220,14 +226,15 @@ impl ServerProc {
                 line.clear();
             }
         });
-        let mut server = ServerProc { child, addr: listen, pid, log };
+        let unset: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+        let mut server = ServerProc { child, addr: unset, pid, log };
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok(addr)) => server.addr = addr,
-            Ok(Err(e)) => bail!("{kind} printed an unreadable address: {e}"),
+            Ok(Err(e)) => bail!("{what} printed an unreadable address: {e}"),
             Err(_) => {
                 let status = server.child.try_wait().ok().flatten();
                 return Err(anyhow!(
-                    "the {kind} server did not print `listening on <addr>` within {}s{}{}",
+                    "{what} did not print `listening on <addr>` within {}s{}{}",
                     START_TIMEOUT.as_secs(),
                     status.map(|s| format!(" (it exited: {s})")).unwrap_or_default(),
                     server.log_tail()
@@ -235,6 +242,28 @@ impl ServerProc {
             }
         }
         Ok(server)
+    }
+
+    /// Stops the server with SIGTERM and returns what it wrote to stderr; an error if it had
+    /// died, did not exit within 10 s, or exited with a failure.
+    pub fn stop(mut self) -> anyhow::Result<String> {
+        self.check_alive()?;
+        // SAFETY: kill takes a process id and a signal number; it touches no memory.
+        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            match self.child.try_wait()? {
+                Some(status) => break status,
+                None if std::time::Instant::now() >= until => {
+                    bail!("the server did not exit within 10 s of SIGTERM{}", self.log_tail())
+                }
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        if !status.success() {
+            bail!("the server exited with {status}{}", self.log_tail());
+        }
+        Ok(std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     /// An error if the server has exited (crashed) since it started.

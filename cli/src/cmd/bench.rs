@@ -5,6 +5,7 @@
 
 use crate::bench::{self, hyper::HyperServer, servers::Baseline, settle, spawn::ServerKind};
 use crate::bench::{Config, LoadGen};
+use clap::builder::RangedU64ValueParser;
 use proactor::DriverChoice;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -98,16 +99,31 @@ enum Sub {
     Soak(bench::soak::SoakArgs),
 }
 
+/// Seconds of one measured run: 1 s to an hour.
+fn seconds() -> RangedU64ValueParser<u64> {
+    RangedU64ValueParser::new().range(1..=3600)
+}
+
+/// Concurrent connections of a load generator: at least one.
+fn connections() -> RangedU64ValueParser<u32> {
+    RangedU64ValueParser::new().range(1..=u64::from(u32::MAX))
+}
+
+/// Runs or rounds of a comparison: 1 to 100.
+fn repeats() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..=100)
+}
+
 #[derive(clap::Args)]
 struct HyperArgs {
-    /// Seconds of each measured wrk run.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds of each measured wrk run (1 to 3600).
+    #[arg(long, default_value_t = 5, value_parser = seconds())]
     secs: u64,
     /// Concurrent connections (wrk -c).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = connections())]
     conns: u32,
-    /// Rounds: the servers take turns, each one's median round is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds: the servers take turns, each one's median round is reported (1 to 100).
+    #[arg(long, default_value_t = 3, value_parser = repeats())]
     rounds: usize,
     /// The proactor servers' driver: uring, epoll or auto.
     #[arg(long, default_value = "uring")]
@@ -137,24 +153,25 @@ struct ServeHyperArgs {
 
 #[derive(clap::Args)]
 struct HttpArgs {
-    /// Seconds of each measured wrk run.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds of each measured wrk run (1 to 3600).
+    #[arg(long, default_value_t = 10, value_parser = seconds())]
     secs: u64,
     /// Concurrent connections (wrk -c).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = connections())]
     conns: u32,
     /// The proactor's driver: auto, uring or epoll.
     #[arg(long)]
     driver: Option<String>,
-    /// Measured runs per server and file (the servers alternate; the median is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Measured runs per server and file (the servers alternate; the median is reported; 1 to
+    /// 100).
+    #[arg(long, default_value_t = 3, value_parser = repeats())]
     runs: usize,
 }
 
 #[derive(clap::Args)]
 struct ProxyArgs {
-    /// Alternating direct/proxied runs per case (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Alternating direct/proxied runs per case (the median is reported; 1 to 100).
+    #[arg(long, default_value_t = 3, value_parser = repeats())]
     runs: usize,
     /// Seconds of each wrk run.
     #[arg(long, default_value_t = 10.0)]
@@ -178,8 +195,8 @@ struct CopyArgs {
     /// Number of 4 KiB files in the tree.
     #[arg(long, default_value_t = 10_000)]
     files: usize,
-    /// Alternating runs per case (the median is reported).
-    #[arg(long, default_value_t = 5)]
+    /// Alternating runs per case (the median is reported; 1 to 100).
+    #[arg(long, default_value_t = 5, value_parser = repeats())]
     runs: usize,
 }
 
@@ -356,8 +373,8 @@ fn config(args: &Args) -> Result<Config, String> {
 }
 
 fn run_proxy(p: ProxyArgs) -> ExitCode {
-    if p.runs == 0 || !(p.secs.is_finite() && p.secs > 0.0 && p.secs <= 3600.0) {
-        eprintln!("error: --runs must be at least 1 and --secs between 0 and 3600");
+    if !(p.secs.is_finite() && p.secs > 0.0 && p.secs <= 3600.0) {
+        eprintln!("error: --secs takes a number above 0, up to 3600");
         return ExitCode::from(2);
     }
     let mut cfg = crate::proxy::bench::ProxyBenchConfig::standard();
@@ -371,10 +388,6 @@ fn run_proxy(p: ProxyArgs) -> ExitCode {
 }
 
 fn run_copy(c: CopyArgs) -> ExitCode {
-    if c.runs == 0 {
-        eprintln!("error: --runs must be at least 1");
-        return ExitCode::from(2);
-    }
     let mut cfg = crate::copy::bench::CopyBenchConfig::standard(c.dir);
     cfg.big_size = c.size;
     cfg.small_files = c.files;
@@ -392,10 +405,6 @@ fn run_copy(c: CopyArgs) -> ExitCode {
 }
 
 fn run_http(h: HttpArgs) -> ExitCode {
-    if h.secs == 0 || h.secs > 3600 || h.conns == 0 || !(1..=100).contains(&h.runs) {
-        eprintln!("error: --secs takes 1 to 3600, --conns at least 1, --runs 1 to 100");
-        return ExitCode::from(2);
-    }
     let opts = crate::http::bench::HttpBenchOptions {
         duration: Duration::from_secs(h.secs),
         connections: h.conns,
@@ -421,10 +430,6 @@ fn run_http(h: HttpArgs) -> ExitCode {
 }
 
 fn run_hyper(h: HyperArgs) -> ExitCode {
-    if h.secs == 0 || h.secs > 3600 || h.conns == 0 || !(1..=100).contains(&h.rounds) {
-        eprintln!("error: --secs takes 1 to 3600, --conns at least 1, --rounds 1 to 100");
-        return ExitCode::from(2);
-    }
     if h.servers.is_empty() {
         eprintln!("error: --servers needs at least one server");
         return ExitCode::from(2);
