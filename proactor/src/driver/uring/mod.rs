@@ -18,8 +18,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// User data of the eventfd poll that wakes the ring from other threads.
+/// User data of the eventfd poll that wakes the ring from other threads: just below
+/// `Token::INTERNAL`, so that `reap` tells both from operations' tokens with one compare.
 const WAKE: u64 = u64::MAX - 1;
+const _: () = assert!(WAKE + 1 == Token::INTERNAL.0);
 
 /// The io_uring driver.
 pub(crate) struct UringDriver {
@@ -237,24 +239,23 @@ impl UringDriver {
             let mut room = out.spare_capacity_mut().iter_mut();
             let mut written = 0;
             for cqe in cq {
-                match cqe.user_data() {
-                    u if u == Token::INTERNAL.0 => {}
-                    WAKE => {
+                let u = cqe.user_data();
+                // The driver's own completions, `WAKE` and `INTERNAL` (the two largest values,
+                // which no operation's token reaches), told apart from the rest by one compare.
+                if u >= WAKE {
+                    if u == WAKE {
                         self.waker.drain();
                         if !cqueue::more(cqe.flags()) {
                             rearm = true;
                         }
                     }
-                    u => {
-                        if let Some(c) = room.next() {
-                            c.write(Completion {
-                                token: Token(u),
-                                result: cqe.result(),
-                                flags: cqe.flags(),
-                            });
-                            written += 1;
-                        }
-                    }
+                } else if let Some(c) = room.next() {
+                    c.write(Completion {
+                        token: Token(u),
+                        result: cqe.result(),
+                        flags: cqe.flags(),
+                    });
+                    written += 1;
                 }
             }
             // SAFETY: the first `written` elements of the spare capacity were initialized just
