@@ -292,13 +292,15 @@ impl Core {
         }
     }
 
-    /// Takes the output of a completed operation for its future, or registers the waker.
+    /// Takes the output of a completed operation for its future, or registers the waker: the
+    /// result and the operation's block (a thin pointer, which the caller reads as the type it
+    /// submitted), out of the table.
     #[inline]
     pub(crate) fn poll_result(
         &self,
         token: Token,
         waker: &std::task::Waker,
-    ) -> Option<(i32, NonNull<dyn ErasedOp>)> {
+    ) -> Option<(i32, NonNull<u8>)> {
         let key = token.key();
         {
             let mut ops = self.ops.borrow_mut();
@@ -306,7 +308,7 @@ impl Core {
             match slot.state.poll() {
                 Ok(res) => {
                     let slot = ops.remove(key)?;
-                    return Some((res, slot.op));
+                    return Some((res, slot.op.cast()));
                 }
                 Err(Some(w)) if !self.executor.is_waiter(w, waker) => {}
                 Err(_) => return None,
@@ -314,6 +316,23 @@ impl Core {
         }
         self.rewait(token, waker);
         None
+    }
+
+    /// False if the operation under `token` has completed, is still in the table, and is not
+    /// a `T` (a debug check of what a future is about to take back).
+    pub(crate) fn holds<T: 'static>(&self, token: Token) -> bool {
+        match self.ops.borrow().get(token.key()) {
+            Some(slot)
+                if slot.generation == token.generation()
+                    && matches!(slot.state, Lifecycle::Done(_)) =>
+            {
+                // SAFETY: a slot in the table holds a live value (moved out only on removal);
+                // completed, it is touched by neither the driver nor the kernel any more, and
+                // by nothing else while the table is borrowed.
+                unsafe { slot.op.as_ref() }.as_any().is::<T>()
+            }
+            _ => true,
+        }
     }
 
     /// Records a new waiter for a future polled with another waker than before. Cloning the new
@@ -469,18 +488,19 @@ impl Core {
     /// was 59 user-side instructions per NOP future's completion in the turn; this is 43
     /// (callgrind, `benches/nop_ir.sh`).
     fn settle_batch(&self, batch: &mut Vec<Completion>) {
-        let mut completions = batch.drain(..);
+        let mut completions = batch.iter();
         'runs: loop {
             let mut ops = self.ops.borrow_mut();
-            for c in completions.by_ref() {
+            for &c in completions.by_ref() {
                 match self.settle_in(ops, c) {
                     Some(still) => ops = still,
                     // Released to run user code: borrowed again for the next run.
                     None => continue 'runs,
                 }
             }
-            return;
+            break;
         }
+        batch.clear();
     }
 
     /// One completion flagged `MORE`: an item of a multishot operation, which stays in flight.

@@ -127,9 +127,18 @@ impl<O: OpCode> Op<O> {
 
     #[inline(always)]
     fn submit_with(&mut self, cx: &mut Context<'_>, deadline: Option<Duration>) -> Poll<O::Output> {
-        let State::Unsubmitted(op) = std::mem::replace(&mut self.state, State::Finished) else {
+        let State::Unsubmitted(op) = &mut self.state else {
             unreachable!("only called on an unsubmitted operation")
         };
+        // The operation is moved out in place, where swapping the whole state out copied it
+        // through the stack and tested its tag again.
+        // SAFETY: `op` is valid for reads; the value read is the only copy that survives,
+        // because the state is overwritten just below without dropping what it held (nothing
+        // in between can unwind).
+        let op = unsafe { std::ptr::read(op) };
+        // SAFETY: `self.state` is valid for writes; its old value is not dropped, which is what
+        // the move above needs (the operation is all it owned).
+        unsafe { std::ptr::write(&mut self.state, State::Finished) };
         let Some(handle) = Handle::try_current() else {
             let err =
                 io::Error::other("no proactor is running on this thread (use block_on or run)");
@@ -143,7 +152,10 @@ impl<O: OpCode> Op<O> {
         } else {
             core.submit(Plain(op), deadline, waiter)
         };
-        self.state = State::Submitted(core, token);
+        // SAFETY: `self.state` is valid for writes and holds `Finished` (written above), which
+        // owns nothing: not dropping it loses nothing, and spares re-reading the state to drop
+        // it (the calls since may have written memory the compiler cannot rule out).
+        unsafe { std::ptr::write(&mut self.state, State::Submitted(core, token)) };
         // Completions are only delivered by the loop's next turn: nothing to look up yet.
         Poll::Pending
     }
@@ -154,16 +166,15 @@ impl<O: OpCode> Op<O> {
         let State::Submitted(core, token) = &self.state else {
             unreachable!("only called on a submitted operation")
         };
+        // The token's generation guarantees the slot is the one this future filled.
+        debug_assert!(core.holds::<Plain<O>>(*token));
         let (res, op) = match core.poll_result(*token, cx.waker()) {
             None => return Poll::Pending,
             Some(done) => done,
         };
-        // The token's generation guarantees the slot is the one this future filled.
-        // SAFETY: still a live value (completed, out of the table).
-        debug_assert!(unsafe { op.as_ref() }.as_any().is::<Plain<O>>());
-        // SAFETY: from `poll_result`, and holding the `Plain<O>` this future submitted under
-        // `token` (a reused key carries another generation).
-        let Plain(op) = unsafe { core.memory.take::<Plain<O>>(op.cast()) };
+        // SAFETY: from `poll_result` (completed, out of the table), and holding the `Plain<O>`
+        // this future submitted under `token` (a reused key carries another generation).
+        let Plain(op) = unsafe { core.memory.take::<Plain<O>>(op) };
         // Finished only now: the assignment drops this future's share of the core.
         self.state = State::Finished;
         let res = if res == -libc::ECANCELED && self.extras.is_some() {
