@@ -240,7 +240,7 @@ fn both_load_generators_run_and_their_ratios_are_compared() {
     let dir = tempfile::tempdir().unwrap();
     let b = Bench::short(
         dir.path(),
-        "0.2",
+        "0.5",
         &[
             "--servers",
             "proactor-uring,proactor-epoll,tokio-ct",

@@ -115,7 +115,7 @@ impl Placement {
         // Probe on a short-lived thread whether the bench may raise priorities.
         let raised = std::thread::spawn(|| proc::raise_priority(0)).join().unwrap_or(false);
         if raised {
-            format!("{place}, both at nice {}", proc::NICE)
+            format!("{place}, both at {}", proc::priority_words())
         } else {
             format!("{place}, normal priority")
         }
@@ -297,10 +297,7 @@ fn on_cpu<T: Send + 'static>(
     std::thread::Builder::new()
         .name("bench-load".into())
         .spawn(move || {
-            if let Some(cpu) = cpu {
-                proc::pin(0, cpu)?;
-            }
-            proc::raise_priority(0);
+            proc::place(0, cpu);
             f()
         })?
         .join()

@@ -7,7 +7,6 @@ use anyhow::{anyhow, bail, Context};
 use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
@@ -191,18 +190,7 @@ impl ServerProc {
             kind
         ));
         cmd.env("RUST_LOG", "warn");
-        // SAFETY: the closure runs in the forked child before exec and only makes the
-        // setpriority and sched_setaffinity system calls (async-signal-safe, no allocation).
-        unsafe {
-            cmd.pre_exec(move || {
-                proc::raise_priority(0);
-                match cpu {
-                    Some(cpu) => proc::pin(0, cpu),
-                    None => Ok(()),
-                }
-            });
-        }
-        Self::spawn(cmd, &format!("the {kind} server"), log)
+        Self::spawn(proc::placed(cmd, cpu), &format!("the {kind} server"), log)
     }
 
     /// Spawns `cmd` (named `what` in errors) with its stderr in the file `log`, and waits for

@@ -18,6 +18,11 @@ use std::time::Duration;
 pub struct Args {
     #[command(subcommand)]
     sub: Option<Sub>,
+    /// Run the measured processes (servers, peers, load generators) under SCHED_FIFO instead of
+    /// at nice -20, every one alike: for a machine shared with other work, whose processes
+    /// would otherwise preempt them (needs root; see bench/proc.rs for the figures).
+    #[arg(long, global = true)]
+    realtime: bool,
     /// About 30 s instead of about 2 minutes: shorter windows (explicit options still win).
     #[arg(long)]
     quick: bool,
@@ -212,6 +217,7 @@ struct ServeArgs {
 
 /// Runs the echo comparison (or a `bench` subcommand); non-zero when anything failed.
 pub fn run(args: Args) -> ExitCode {
+    bench::proc::set_realtime(args.realtime);
     match args.sub {
         Some(Sub::Serve(s)) => {
             return match bench::servers::serve(s.kind, s.listen) {

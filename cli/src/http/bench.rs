@@ -363,17 +363,10 @@ fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Pins a process to one CPU (best effort: the benchmark still runs unpinned if this fails).
+/// Pins a running process to one CPU and raises its priority, as every measured process of the
+/// bench (best effort: the benchmark still runs if this fails; see `bench::proc::place`).
 pub(crate) fn pin_to(pid: i32, cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE (the callers pass 0 or 1).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed.
-    let ret = unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if ret != 0 {
-        tracing::warn!("could not pin pid {pid} to CPU {cpu}: {}", std::io::Error::last_os_error());
-    }
+    crate::bench::proc::place(pid, Some(cpu));
 }
 
 /// User plus system CPU seconds of a process and its threads, from `/proc/<pid>/stat`.
@@ -411,10 +404,8 @@ pub(crate) fn wrk_run(
     let mut cmd = Command::new(wrk);
     cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), url]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut cmd = crate::bench::proc::placed(cmd, pin.then_some(0));
     let child = cmd.spawn().context("starting wrk")?;
-    if pin {
-        pin_to(child.id() as i32, 0);
-    }
     let out = child.wait_with_output()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {

@@ -16,7 +16,6 @@ use crate::bench::report::median;
 use crate::bench::settle::{self, spread, Sample, EXTRA_ROUNDS, MAX_SPREAD};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -158,16 +157,10 @@ fn placement(cfg: &ProxyBenchConfig) -> Option<(usize, usize)> {
     (cfg.pin && cpus.len() >= 2).then(|| (cpus[0], cpus[1]))
 }
 
-/// `cmd`, pinned to `cpu` from its first instruction (its threads inherit it).
-fn pinned(mut cmd: Command, cpu: Option<usize>) -> Command {
-    if let Some(cpu) = cpu {
-        // SAFETY: the closure runs in the forked child before exec and only makes the
-        // sched_setaffinity system call (async-signal-safe, no allocation).
-        unsafe {
-            cmd.pre_exec(move || proc::pin(0, cpu));
-        }
-    }
-    cmd
+/// `cmd`, pinned to `cpu` and at the measured processes' priority from its first instruction
+/// (its threads inherit both).
+fn pinned(cmd: Command, cpu: Option<usize>) -> Command {
+    proc::placed(cmd, cpu)
 }
 
 /// A proxy in front of the upstream: its process and its port.
