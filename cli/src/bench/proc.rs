@@ -117,20 +117,23 @@ pub fn pin(tid: libc::pid_t, cpu: usize) -> io::Result<()> {
 /// on a shared machine disturbs the measurement less.
 pub const NICE: i32 = -20;
 
-/// The `SCHED_FIFO` priority of measured processes under `proactor bench --realtime`.
+/// The `SCHED_RR` priority of measured processes under `proactor bench --realtime`.
 pub const RT_PRIORITY: i32 = 50;
 
-/// Whether measured processes run under `SCHED_FIFO` ([`set_realtime`]).
+/// Whether measured processes run under `SCHED_RR` ([`set_realtime`]).
 static REALTIME: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Makes [`raise_priority`] give `SCHED_FIFO` (priority [`RT_PRIORITY`]) instead of nice
+/// Makes [`raise_priority`] give `SCHED_RR` (priority [`RT_PRIORITY`]) instead of nice
 /// [`NICE`]: on a machine shared with other work (builds), a nice value still lets that work
 /// preempt the measured processes, and an io_uring server, whose completions run in its own
-/// context, suffers most. Measured at load 7–10 (two builds running): the proxy's req/s through
-/// wrk -> nginx ranged 6–31 k between runs with nice -20 (HAProxy 11–22 k); with `SCHED_FIFO`
-/// `proactor bench proxy --realtime` settled every point with spreads of 1–7 %. The kernel's
-/// real-time throttling (95 % of each second by default) still leaves the rest of the machine
-/// some time. Every peer gets the same class.
+/// context, suffers most. Measured at load 7–12 (builds running): the proxy's req/s through
+/// wrk -> nginx ranged 6–31 k between runs with nice -20 (HAProxy 11–22 k); with `SCHED_RR`
+/// `proactor bench proxy --realtime` settled every point with spreads of 1–7 %, and `proactor
+/// bench http --realtime` at 1–10 %. The kernel's real-time throttling (95 % of each second by
+/// default) still leaves the rest of the machine some time. Every peer gets the same class.
+/// Round-robin, not FIFO: under `SCHED_FIFO` a thread that never blocks (wrk's worker at 1 MiB
+/// responses) kept wrk's own timer thread off the CPU, and a 3 s run lasted 37 s; round-robin
+/// hands the CPU on every 100 ms.
 pub fn set_realtime(on: bool) {
     REALTIME.store(on, std::sync::atomic::Ordering::Relaxed);
 }
@@ -141,13 +144,13 @@ pub fn realtime() -> bool {
 }
 
 /// Raises thread or process `tid` (0: the calling thread) to the measured processes' priority:
-/// nice [`NICE`], or `SCHED_FIFO` under [`set_realtime`]; false if not permitted (then it runs
+/// nice [`NICE`], or `SCHED_RR` under [`set_realtime`]; false if not permitted (then it runs
 /// at normal priority). Async-signal-safe (no allocation): callable between fork and exec.
 pub fn raise_priority(tid: libc::pid_t) -> bool {
     if realtime() {
         let param = libc::sched_param { sched_priority: RT_PRIORITY };
         // SAFETY: `param` is a valid sched_param for the duration of the call.
-        unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) == 0 }
+        unsafe { libc::sched_setscheduler(tid, libc::SCHED_RR, &param) == 0 }
     } else {
         // SAFETY: setpriority takes no pointers; PRIO_PROCESS with a thread id affects that
         // thread.
@@ -191,7 +194,7 @@ pub fn placed(mut cmd: std::process::Command, cpu: Option<usize>) -> std::proces
 /// How measured processes are scheduled, in words for the reports.
 pub fn priority_words() -> String {
     if realtime() {
-        format!("SCHED_FIFO {RT_PRIORITY}")
+        format!("SCHED_RR {RT_PRIORITY}")
     } else {
         format!("nice {NICE}")
     }

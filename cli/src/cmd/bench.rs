@@ -18,7 +18,7 @@ use std::time::Duration;
 pub struct Args {
     #[command(subcommand)]
     sub: Option<Sub>,
-    /// Run the measured processes (servers, peers, load generators) under SCHED_FIFO instead of
+    /// Run the measured processes (servers, peers, load generators) under SCHED_RR instead of
     /// at nice -20, every one alike: for a machine shared with other work, whose processes
     /// would otherwise preempt them (needs root; see bench/proc.rs for the figures).
     #[arg(long, global = true)]
