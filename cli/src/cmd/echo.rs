@@ -49,7 +49,7 @@ pub struct Args {
     idle_timeout: Option<Duration>,
 
     /// Size of each pooled receive buffer, in bytes (the most one receive takes in).
-    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024,
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_BUF_SIZE,
           value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
     buf_size: u32,
 
@@ -83,6 +83,13 @@ pub enum Style {
 /// Default number of buffers per thread's pool. See `docs/bench.md` for the measurements.
 const DEFAULT_POOL: u16 = 1024;
 
+/// Default size of each pooled buffer: 16 KiB, plus one cache line. Buffers lie side by side
+/// in one block, so at a multiple of 4 KiB apart the first lines of all of them fall into the
+/// same few cache sets, and a small message's copy misses every time: at 1,000 conns × 64 B
+/// the kernel's copy into the buffer took 3.3 % of the server's time with 16 KiB buffers and
+/// 1.3 % with 16 KiB + 64 B (`perf record`, 256 buffers).
+const DEFAULT_BUF_SIZE: u32 = 16 * 1024 + 64;
+
 /// Settings shared by every connection.
 #[derive(Clone, Copy)]
 struct Settings {
@@ -93,9 +100,47 @@ struct Settings {
 }
 
 impl Settings {
-    /// The receive-buffer pool for the proactor of `handle` (one per server thread).
-    fn pool(&self, handle: &Handle) -> std::io::Result<BufPool> {
-        BufPool::builder().buffers(self.pool_buffers).buffer_size(self.buf_size).build_on(handle)
+    /// The receive buffers for the proactor of `handle` (one pool per server thread).
+    fn pool(&self, handle: &Handle) -> std::io::Result<Buffers> {
+        let pool = BufPool::builder()
+            .buffers(self.pool_buffers)
+            .buffer_size(self.buf_size)
+            .build_on(handle)?;
+        Ok(Buffers { pool, dry: Rc::default() })
+    }
+}
+
+/// A server thread's receive buffers: its pool, and the multishot sessions whose receive ended
+/// because the pool was dry (`ENOBUFS`), oldest first. Each buffer a session gives back starts
+/// one of them receiving again — one, not all: waking every waiter per buffer (each retrying
+/// a one-shot pooled receive, as `BufPool::recv` does) cost 62 submissions per message at
+/// 1,000 conns × 64 KiB with 128 buffers, against 4 (one send per 16 KiB) with 1,024, and 2.4×
+/// the server's CPU; waiting in line it takes 8 (4 sends, 4 receives started again).
+#[derive(Clone)]
+struct Buffers {
+    pool: BufPool,
+    dry: Rc<RefCell<VecDeque<Rc<MultiSession>>>>,
+}
+
+impl Buffers {
+    /// A session gave a buffer back (or passes its turn on): the longest-waiting session
+    /// receives again.
+    fn returned(&self) {
+        loop {
+            let next = self.dry.borrow_mut().pop_front();
+            match next {
+                Some(session) if !session.buffer_back() => {} // it failed meanwhile: the next
+                _ => break,
+            }
+        }
+        // With every buffer back in the pool no buffer is coming back to wake the others (a
+        // woken session may find no data after an injected `ENOBUFS`): all of them go.
+        if self.pool.available() == self.pool.capacity() {
+            let waiting = std::mem::take(&mut *self.dry.borrow_mut());
+            for session in waiting {
+                session.buffer_back();
+            }
+        }
     }
 }
 
@@ -115,13 +160,15 @@ pub fn run(args: Args) -> ExitCode {
             let handle = Handle::current();
             let pool = settings.pool(&handle).map_err(|e| e.to_string());
             move |stream, conn| {
-                let pool = match &pool {
+                let buffers = match &pool {
                     Ok(p) => p.clone(),
                     Err(e) => return tracing::error!("echo: buffer pool: {e}"),
                 };
                 match style {
-                    Style::Handlers => start_session(&handle, pool, stream, conn, settings),
-                    Style::Async => drop(proactor::spawn(echo_task(pool, stream, conn, settings))),
+                    Style::Handlers => start_session(&handle, buffers, stream, conn, settings),
+                    Style::Async => {
+                        drop(proactor::spawn(echo_task(buffers.pool, stream, conn, settings)))
+                    }
                 }
             }
         });
@@ -145,9 +192,8 @@ pub fn run(args: Args) -> ExitCode {
         Style::Handlers => server.run_handlers(move |stream, conn| {
             start_session(&handle, pool.clone(), stream, conn, settings);
         }),
-        Style::Async => {
-            server.run_tasks(move |stream, conn| echo_task(pool.clone(), stream, conn, settings))
-        }
+        Style::Async => server
+            .run_tasks(move |stream, conn| echo_task(pool.pool.clone(), stream, conn, settings)),
     }
 }
 
@@ -186,11 +232,11 @@ fn recv_multishot(handle: &Handle, pool: &BufPool, settings: &Settings) -> bool 
 }
 
 /// Starts serving one connection with the handlers front end.
-fn start_session(handle: &Handle, pool: BufPool, stream: TcpStream, conn: Conn, s: Settings) {
-    if recv_multishot(handle, &pool, &s) {
-        MultiSession::start(handle.clone(), pool, stream, conn);
+fn start_session(handle: &Handle, buffers: Buffers, stream: TcpStream, conn: Conn, s: Settings) {
+    if recv_multishot(handle, &buffers.pool, &s) {
+        MultiSession::start(handle.clone(), buffers, stream, conn);
     } else {
-        Session::start(handle.clone(), pool, stream, conn, s);
+        Session::start(handle.clone(), buffers.pool, stream, conn, s);
     }
 }
 
@@ -309,7 +355,7 @@ pub const MAX_QUEUED: usize = 8;
 /// operation's handler holds the session, and so the `TcpStream`.
 struct MultiSession {
     handle: Handle,
-    pool: BufPool,
+    buffers: Buffers,
     stream: TcpStream,
     conn: Conn,
     /// Received chunks waiting for the send in flight, oldest first.
@@ -327,19 +373,19 @@ enum Receiving {
     Pausing,
     /// Paused; started again once the queue drains.
     Paused(RecvMulti<RawFd>),
-    /// The pool ran dry (`ENOBUFS`, the data left in the socket): one pooled receive waits for
-    /// a buffer to come back, then the multishot receive starts again.
-    Refilling,
+    /// The pool ran dry (`ENOBUFS`, the data left in the socket): queued in [`Buffers`] until
+    /// a buffer comes back, then the multishot receive starts again.
+    Dry(RecvMulti<RawFd>),
     /// The client closed its side, or the connection failed: nothing more is received.
     Over,
 }
 
 impl MultiSession {
-    fn start(handle: Handle, pool: BufPool, stream: TcpStream, conn: Conn) {
-        let op = RecvMulti::new(stream.as_raw_fd(), &pool);
+    fn start(handle: Handle, buffers: Buffers, stream: TcpStream, conn: Conn) {
+        let op = RecvMulti::new(stream.as_raw_fd(), &buffers.pool);
         let session = Rc::new(MultiSession {
             handle,
-            pool,
+            buffers,
             stream,
             conn,
             queue: RefCell::new(VecDeque::new()),
@@ -389,11 +435,17 @@ impl MultiSession {
     /// the bound.
     fn on_chunk(self: &Rc<Self>, buf: PooledBuf) {
         if matches!(*self.recv.borrow(), Receiving::Over) {
-            return; // the connection failed: nothing more is echoed
+            // The connection failed: nothing more is echoed, the buffer goes back.
+            drop(buf);
+            return self.buffers.returned();
         }
-        self.queue.borrow_mut().push_back(buf);
-        if !self.sending.get() {
-            self.send_next();
+        if self.sending.get() {
+            self.queue.borrow_mut().push_back(buf);
+        } else {
+            // Nothing in flight, so nothing queued (a send's end sends the next): straight out.
+            debug_assert!(self.queue.borrow().is_empty());
+            let n = buf.len();
+            self.send(buf.slice(0..n));
         }
         if self.held() >= MAX_QUEUED {
             let running = match *self.recv.borrow() {
@@ -411,49 +463,71 @@ impl MultiSession {
         let state = std::mem::replace(&mut *self.recv.borrow_mut(), Receiving::Over);
         let errno = result.as_ref().err().and_then(raw_os_error);
         match (state, errno) {
-            (Receiving::Over, _) => {} // failed: stays over
             // Our own pause.
             (Receiving::Pausing, Some(libc::ECANCELED)) => self.resume(op),
             // The kernel ended it for its own reasons: the sequence goes on.
-            _ if restartable => self.resume(op),
+            (Receiving::Running(_) | Receiving::Pausing, _) if restartable => self.resume(op),
             // The pool is dry (or an `ENOBUFS` was injected): wait for a buffer, then go on.
-            (_, Some(libc::ENOBUFS)) => self.refill(op),
-            // End of stream (`Ok(0)`): what is queued is still echoed, then the last holder
-            // of the session closes the socket. An error was the last item, already handled.
-            _ => {}
+            (Receiving::Running(_) | Receiving::Pausing, Some(libc::ENOBUFS)) => {
+                self.wait_for_buffer(op)
+            }
+            // Over for good: failed, end of stream (`Ok(0)`: what is queued is still echoed,
+            // then the last holder of the session closes the socket), or an error (the last
+            // item, already handled). A receive started by a buffer coming back may end so,
+            // without taking the buffer: the next session in line gets the turn, or with the
+            // last buffers back in the pool it could wait for ever (seen in
+            // dry_pool_delays_but_loses_nothing, 2 buffers for 16 clients).
+            _ => self.buffers.returned(),
         }
     }
 
-    /// The slow path after `ENOBUFS`: [`BufPool::recv`] as a task (it waits for a buffer to
-    /// come back), then the multishot receive again.
-    fn refill(self: &Rc<Self>, op: RecvMulti<RawFd>) {
-        *self.recv.borrow_mut() = Receiving::Refilling;
-        let me = self.clone();
-        drop(self.handle.spawn(async move {
-            let res = me.pool.recv(me.fd()).await;
-            if !matches!(*me.recv.borrow(), Receiving::Refilling) {
-                return; // the connection failed meanwhile
+    /// The slow path after `ENOBUFS`: in line in [`Buffers`] for the next buffer given back,
+    /// then the multishot receive again. With no buffer lent out (an injected `ENOBUFS`, or the
+    /// kernel's ring between picking buffers and their completions being handed out) it starts
+    /// again at once, since no buffer might come back to wake it. Not whenever some buffer is
+    /// available: the sessions woken in the same turn take those, and the rest would go round
+    /// again every turn (81 submissions per message at 1,000 conns × 64 KiB, 128 buffers).
+    fn wait_for_buffer(self: &Rc<Self>, op: RecvMulti<RawFd>) {
+        let pool = &self.buffers.pool;
+        if pool.available() == pool.capacity() {
+            return self.resume(op);
+        }
+        *self.recv.borrow_mut() = Receiving::Dry(op);
+        self.buffers.dry.borrow_mut().push_back(self.clone());
+    }
+
+    /// A buffer came back while this session waited for one: receives again. False if it no
+    /// longer waits (the connection failed), so the buffer should wake another.
+    fn buffer_back(self: &Rc<Self>) -> bool {
+        let state = std::mem::replace(&mut *self.recv.borrow_mut(), Receiving::Over);
+        match state {
+            Receiving::Dry(op) => {
+                self.resume(op);
+                true
             }
-            match res {
-                Ok(Some(buf)) => {
-                    me.on_chunk(buf);
-                    me.resume(op);
-                }
-                Ok(None) => *me.recv.borrow_mut() = Receiving::Over,
-                Err(e) if retry_pooled(&e) => me.refill(op),
-                Err(e) => me.fail("recv", &e),
+            other => {
+                *self.recv.borrow_mut() = other;
+                false
             }
-        }));
+        }
     }
 
     /// Ends the connection after an error: nothing more is received or echoed.
     fn fail(&self, what: &str, err: &io::Error) {
         log_end(&self.conn, what, err);
         let state = std::mem::replace(&mut *self.recv.borrow_mut(), Receiving::Over);
-        if let Receiving::Running(id) = state {
-            self.handle.cancel(id);
+        match state {
+            Receiving::Running(id) => self.handle.cancel(id),
+            Receiving::Dry(_) => {
+                // Out of the line, so that the socket closes now rather than at the next wake.
+                self.buffers.dry.borrow_mut().retain(|s| !std::ptr::eq(&**s, self));
+            }
+            _ => {}
         }
-        self.queue.borrow_mut().clear();
+        let dropped = std::mem::take(&mut *self.queue.borrow_mut());
+        let n = dropped.len();
+        drop(dropped);
+        (0..n).for_each(|_| self.buffers.returned());
     }
 
     /// Sends the oldest queued chunk.
@@ -472,18 +546,20 @@ impl MultiSession {
 
     fn on_sent(self: &Rc<Self>, res: io::Result<usize>, slice: Slice<PooledBuf>) {
         self.sending.set(false);
-        match res {
-            Ok(0) => {
-                let e = io::Error::new(io::ErrorKind::WriteZero, "send wrote nothing");
-                return self.fail("send", &e);
-            }
-            Ok(n) if n < slice.end() - slice.begin() => {
+        let failed = match res {
+            Ok(n) if n > 0 && n < slice.end() - slice.begin() => {
                 // Partial send: the rest, from the same buffer, before anything else.
                 let (begin, end) = (slice.begin() + n, slice.end());
                 return self.send(slice.into_inner().slice(begin..end));
             }
-            Ok(_) => drop(slice), // the buffer goes back to the pool
-            Err(e) => return self.fail("send", &e),
+            Ok(0) => Some(io::Error::new(io::ErrorKind::WriteZero, "send wrote nothing")),
+            Ok(_) => None,
+            Err(e) => Some(e),
+        };
+        drop(slice); // the buffer goes back to the pool
+        self.buffers.returned();
+        if let Some(e) = failed {
+            return self.fail("send", &e);
         }
         self.send_next();
         // Half the bound drained: start the paused receive again.
