@@ -7,9 +7,12 @@
 //! order they were armed), and wakes the futures awaiting them.
 //!
 //! Entries live in a vector addressed by [`TimerKey`] (index and generation, so a stale key
-//! never reaches a reused entry); the heap holds `(deadline, sequence, index)` and each armed
-//! entry knows its place in it, so a timer leaves the heap at once when dropped or reset — no
-//! dead entries pile up behind a stream of short-lived sleeps.
+//! never reaches a reused entry); the heap holds `(deadline, sequence, index)` nodes. Dropping
+//! or resetting a timer does not search the heap: its entry forgets the node's sequence, and
+//! the node, dead, is skipped when it reaches the top, or swept with every other dead node once
+//! they outnumber the live ones (so the heap stays within about twice the armed timers). A
+//! server's timers are mostly dropped long before their deadline — hyper's header-read timeout
+//! is armed and dropped once per request — so that drop is a store, not a sift through the heap.
 
 use super::core::Core;
 use super::slot::Waiter;
@@ -25,8 +28,9 @@ pub(crate) struct TimerKey {
 
 /// Where one entry stands.
 enum State {
-    /// In the heap at `pos`, until its deadline; `waiter` is whoever polled it last.
-    Armed { pos: u32, waiter: Waiter },
+    /// Armed, until its deadline: the heap's node of sequence `seq` is its own (any other
+    /// node naming this entry is dead); `waiter` is whoever polled it last.
+    Armed { seq: u64, waiter: Waiter },
     /// Its deadline passed; its future has not seen that yet.
     Fired,
     /// Not in use: the next vacant entry (`NONE` ends the list).
@@ -38,22 +42,25 @@ struct Entry {
     state: State,
 }
 
-/// One heap node: the deadline and tie-breaking sequence of the entry at `index`.
+/// One heap node: the deadline (nanoseconds after the set's `epoch`) and the arming sequence
+/// in one key — a single comparison orders by deadline, then arming order — and the entry.
 #[derive(Clone, Copy)]
 struct Node {
-    deadline: Instant,
-    seq: u64,
+    key: u128,
     index: u32,
 }
 
 impl Node {
-    fn before(&self, other: &Node) -> bool {
-        (self.deadline, self.seq) < (other.deadline, other.seq)
+    fn seq(&self) -> u64 {
+        self.key as u64
     }
 }
 
 /// No vacant entry.
 const NONE: u32 = u32::MAX;
+
+/// Dead nodes are swept only past this many (a small heap is cheap to skip through).
+const SWEEP_MIN: usize = 64;
 
 /// What the loop's timers have done, for [`crate::runtime::Stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,7 +80,12 @@ pub struct TimerStats {
 /// Every timer of one loop.
 pub(crate) struct Timers {
     entries: Vec<Entry>,
+    /// A min-heap by `Node::key`, live and dead nodes (see the module documentation).
     heap: Vec<Node>,
+    /// How many nodes of `heap` are dead.
+    dead: usize,
+    /// Deadlines are kept as nanoseconds after this instant (earlier ones as 0: due).
+    epoch: Instant,
     free: u32,
     seq: u64,
     stats: TimerStats,
@@ -87,6 +99,8 @@ impl Timers {
         Timers {
             entries: Vec::new(),
             heap: Vec::new(),
+            dead: 0,
+            epoch: Instant::now(),
             free: NONE,
             seq: 0,
             stats: TimerStats::default(),
@@ -94,14 +108,36 @@ impl Timers {
         }
     }
 
-    /// The earliest deadline of an armed timer.
+    /// The heap key of `deadline` armed as number `seq`.
     #[inline]
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.heap.first().map(|n| n.deadline)
+    fn key(&self, deadline: Instant, seq: u64) -> u128 {
+        // u64 nanoseconds reach 584 years past the epoch; beyond that, as far as they go.
+        let nanos = deadline.saturating_duration_since(self.epoch).as_nanos();
+        (nanos.min(u64::MAX as u128) << 64) | seq as u128
+    }
+
+    /// True if `node` is its entry's own (not left behind by a drop or a reset).
+    #[inline]
+    fn is_live(&self, node: &Node) -> bool {
+        matches!(self.entries[node.index as usize].state, State::Armed { seq, .. } if seq == node.seq())
+    }
+
+    /// The earliest deadline of an armed timer (dead nodes on top are dropped on the way).
+    #[inline]
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        loop {
+            let first = *self.heap.first()?;
+            if self.is_live(&first) {
+                let nanos = (first.key >> 64) as u64;
+                return Some(self.epoch + Duration::from_nanos(nanos));
+            }
+            self.pop();
+            self.dead -= 1;
+        }
     }
 
     pub(crate) fn stats(&self) -> TimerStats {
-        TimerStats { armed: self.heap.len(), ..self.stats }
+        TimerStats { armed: self.heap.len() - self.dead, ..self.stats }
     }
 
     /// Arms a new timer for `deadline`, to wake `waiter`.
@@ -120,19 +156,21 @@ impl Timers {
             self.entries.push(Entry { generation: 0, state: State::Fired });
             index
         };
+        let seq = self.push_node(deadline, index);
         let entry = &mut self.entries[index as usize];
-        entry.state = State::Armed { pos: 0, waiter };
-        let generation = entry.generation;
-        self.push_node(deadline, index);
+        entry.state = State::Armed { seq, waiter };
         self.stats.started += 1;
-        TimerKey { index, generation }
+        TimerKey { index, generation: entry.generation }
     }
 
-    fn push_node(&mut self, deadline: Instant, index: u32) {
+    /// Adds a node for entry `index`; returns its sequence.
+    fn push_node(&mut self, deadline: Instant, index: u32) -> u64 {
         let seq = self.seq;
         self.seq += 1;
-        self.heap.push(Node { deadline, seq, index });
+        let key = self.key(deadline, seq);
+        self.heap.push(Node { key, index });
         self.sift_up(self.heap.len() - 1);
+        seq
     }
 
     fn entry_mut(&mut self, key: TimerKey) -> Option<&mut Entry> {
@@ -141,15 +179,31 @@ impl Timers {
             .filter(|e| e.generation == key.generation && !matches!(e.state, State::Vacant { .. }))
     }
 
-    /// Takes the node at `pos` out of the heap.
-    fn remove_node(&mut self, pos: usize) {
-        let last = self.heap.len() - 1;
-        self.heap.swap(pos, last);
-        self.heap.pop();
-        if pos < self.heap.len() {
-            self.place(pos);
-            // Moved in from the end: it may belong higher or lower.
-            let pos = self.sift_up(pos);
+    /// Takes the top node out of the heap.
+    fn pop(&mut self) -> Option<Node> {
+        let last = self.heap.pop()?;
+        let Some(first) = self.heap.first_mut() else { return Some(last) };
+        let top = std::mem::replace(first, last);
+        self.sift_down(0);
+        Some(top)
+    }
+
+    /// One more node is dead; sweeps them all once they outnumber the live ones.
+    fn one_dead(&mut self) {
+        self.dead += 1;
+        if self.dead > SWEEP_MIN && self.dead * 2 > self.heap.len() {
+            self.sweep();
+        }
+    }
+
+    /// Drops every dead node and restores the heap order (O(n), once per n/2 dead nodes).
+    #[cold]
+    fn sweep(&mut self) {
+        let mut heap = std::mem::take(&mut self.heap);
+        heap.retain(|n| self.is_live(n));
+        self.heap = heap;
+        self.dead = 0;
+        for pos in (0..self.heap.len() / 2).rev() {
             self.sift_down(pos);
         }
     }
@@ -162,8 +216,8 @@ impl Timers {
         let old = std::mem::replace(&mut entry.state, State::Vacant { next: free });
         self.free = key.index;
         match old {
-            State::Armed { pos, waiter } => {
-                self.remove_node(pos as usize);
+            State::Armed { waiter, .. } => {
+                self.one_dead();
                 self.stats.cancelled += 1;
                 Some(waiter)
             }
@@ -175,68 +229,64 @@ impl Timers {
     /// key is stale).
     fn reset(&mut self, key: TimerKey, deadline: Instant) -> bool {
         let Some(entry) = self.entry_mut(key) else { return false };
-        let State::Armed { pos, .. } = entry.state else { return false };
-        let pos = pos as usize;
-        let seq = self.seq;
-        self.seq += 1;
-        self.heap[pos].deadline = deadline;
-        self.heap[pos].seq = seq;
-        let pos = self.sift_up(pos);
-        self.sift_down(pos);
+        if !matches!(entry.state, State::Armed { .. }) {
+            return false;
+        }
+        // A new node; the old one is dead from the moment the entry records the new sequence.
+        let new_seq = self.push_node(deadline, key.index);
+        if let State::Armed { seq, .. } = &mut self.entries[key.index as usize].state {
+            *seq = new_seq;
+        }
+        self.one_dead();
         self.stats.cancelled += 1;
         self.stats.started += 1;
         true
     }
 
-    /// Writes the position of the node at `pos` into its entry.
-    fn place(&mut self, pos: usize) {
-        let index = self.heap[pos].index as usize;
-        if let State::Armed { pos: p, .. } = &mut self.entries[index].state {
-            *p = pos as u32;
-        }
-    }
-
-    fn sift_up(&mut self, mut pos: usize) -> usize {
+    fn sift_up(&mut self, mut pos: usize) {
+        let node = self.heap[pos];
         while pos > 0 {
             let parent = (pos - 1) / 2;
-            if !self.heap[pos].before(&self.heap[parent]) {
+            if node.key >= self.heap[parent].key {
                 break;
             }
-            self.heap.swap(pos, parent);
-            self.place(pos);
+            self.heap[pos] = self.heap[parent];
             pos = parent;
         }
-        self.place(pos);
-        pos
+        self.heap[pos] = node;
     }
 
     fn sift_down(&mut self, mut pos: usize) {
+        let len = self.heap.len();
+        let node = self.heap[pos];
         loop {
-            let (l, r) = (2 * pos + 1, 2 * pos + 2);
-            let mut least = pos;
-            if l < self.heap.len() && self.heap[l].before(&self.heap[least]) {
-                least = l;
-            }
-            if r < self.heap.len() && self.heap[r].before(&self.heap[least]) {
-                least = r;
-            }
-            if least == pos {
+            let l = 2 * pos + 1;
+            if l >= len {
                 break;
             }
-            self.heap.swap(pos, least);
-            self.place(pos);
-            pos = least;
+            let r = l + 1;
+            let child = if r < len && self.heap[r].key < self.heap[l].key { r } else { l };
+            if self.heap[child].key >= node.key {
+                break;
+            }
+            self.heap[pos] = self.heap[child];
+            pos = child;
         }
-        self.place(pos);
+        self.heap[pos] = node;
     }
 
     /// Moves every timer due by `now` to `Fired`, earliest first, and their waiters to `due`.
     fn expire(&mut self, now: Instant) {
+        let limit = self.key(now, u64::MAX);
         while let Some(&first) = self.heap.first() {
-            if first.deadline > now {
+            if first.key > limit {
                 break;
             }
-            self.remove_node(0);
+            self.pop();
+            if !self.is_live(&first) {
+                self.dead -= 1;
+                continue;
+            }
             let entry = &mut self.entries[first.index as usize];
             if let State::Armed { waiter, .. } = std::mem::replace(&mut entry.state, State::Fired) {
                 self.due.push(waiter);
@@ -298,7 +348,7 @@ impl Core {
     /// The wait's timeout: `timeout`, or less if a timer is due sooner (zero if one is due).
     #[inline]
     pub(crate) fn wait_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let Some(next) = self.timers.borrow().next_deadline() else { return timeout };
+        let Some(next) = self.timers.borrow_mut().next_deadline() else { return timeout };
         let until = next.saturating_duration_since(Instant::now());
         Some(timeout.map_or(until, |t| t.min(until)))
     }
@@ -380,7 +430,8 @@ mod tests {
             let k = t.arm(far, w());
             t.remove(k);
         }
-        assert_eq!(t.heap.len(), 1, "dropped timers leave the heap at once");
+        assert_eq!(t.stats().armed, 1);
+        assert!(t.heap.len() <= 2 * SWEEP_MIN + 2, "dead nodes are swept: {}", t.heap.len());
         assert!(t.entries.len() <= 2);
     }
 
@@ -422,12 +473,15 @@ mod tests {
                 t.reset(live[i], base + Duration::from_micros(next() % 10_000));
             }
         }
+        assert_eq!(t.stats().armed, live.len());
+        assert!(t.heap.len() <= 2 * live.len() + SWEEP_MIN + 1, "swept: {}", t.heap.len());
         let mut last = base;
-        while let Some(first) = t.heap.first().copied() {
-            assert!(first.deadline >= last);
-            last = first.deadline;
-            t.expire(first.deadline);
+        while let Some(first) = t.next_deadline() {
+            assert!(first >= last);
+            last = first;
+            t.expire(first);
         }
         assert_eq!(t.stats().fired as usize, live.len());
+        assert_eq!((t.heap.len(), t.dead), (0, 0));
     }
 }
