@@ -259,8 +259,8 @@ fn write_error_after_peer_closed(p: &Proactor) {
     });
 }
 
-// Flush waits for the send in flight; shutdown sends end of stream after the bytes; a second
-// shutdown is Ok.
+// Flush hands every byte to a send (at most the last one still in flight), `poll_flush_sends`
+// waits for it; shutdown sends end of stream after the bytes; a second shutdown is Ok.
 #[proactor::test]
 fn flush_and_shutdown_order(p: &Proactor) {
     p.block_on(async {
@@ -275,6 +275,8 @@ fn flush_and_shutdown_order(p: &Proactor) {
             off += n;
         }
         w.flush().await.unwrap();
+        assert!(w.pending_write() <= 100, "only the last send may be in flight");
+        std::future::poll_fn(|cx| w.poll_flush_sends(cx)).await.unwrap();
         assert_eq!(w.pending_write(), 0);
         w.shutdown().await.unwrap();
         w.shutdown().await.unwrap();
@@ -282,5 +284,31 @@ fn flush_and_shutdown_order(p: &Proactor) {
         let mut got = Vec::new();
         r.read_to_end(&mut got).await.unwrap();
         assert!(got == data);
+    });
+}
+
+// What a flush handed to the kernel arrives even if the adapter is dropped at once: its send in
+// flight is finished by a task of its own (a small send buffer forces partial sends, whose rests
+// that task resubmits), which then closes the socket — the reader sees every byte, then end of
+// stream. Bytes written after the flush and never flushed are dropped.
+#[proactor::test]
+fn adapter_dropped_after_flush_delivers_the_flushed_bytes(p: &Proactor) {
+    p.block_on(async {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.as_socket().set_send_buffer_size(4096).unwrap();
+        b.as_socket().set_recv_buffer_size(4096).unwrap();
+        const LEN: usize = 1 << 20;
+        let mut data = vec![0u8; LEN];
+        Bytes(7).fill(&mut data);
+        let mut w = Compat::with_capacity(a, 64, LEN);
+        w.write_all(&data).await.unwrap();
+        w.flush().await.unwrap();
+        assert!(w.pending_write() > 0, "the send is still in flight (the reader has not read)");
+        drop(w);
+        let mut r = Compat::with_capacity(b, 64 << 10, 64);
+        let mut got = Vec::with_capacity(LEN);
+        r.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), LEN);
+        assert!(got == data, "the flushed bytes arrived changed");
     });
 }

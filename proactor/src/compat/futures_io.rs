@@ -44,7 +44,7 @@ impl<S: CompatStream> AsyncWrite for Compat<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_flush_sends(cx)
+        self.get_mut().poll_hand_off(cx)
     }
 
     /// Flushes, then shuts the write side down (`futures` calls this `poll_close`).

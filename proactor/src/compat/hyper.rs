@@ -87,7 +87,7 @@ impl<S: CompatStream> ::hyper::rt::Write for Compat<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_flush_sends(cx)
+        self.get_mut().poll_hand_off(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -10,14 +10,24 @@
 //! copies out of it; `poll_write` copies into the adapter's write buffer and reports the bytes
 //! written, and the adapter sends them — at once when no send is in flight, else as soon as the
 //! one in flight completes (two write buffers take turns, so a writer keeps filling one while
-//! the kernel sends the other). `poll_flush` returns only when every accepted byte has been sent,
-//! and `poll_shutdown` flushes and then shuts the write side down.
+//! the kernel sends the other).
+//!
+//! **Flush.** `poll_flush` returns once every accepted byte is in a send handed to the kernel —
+//! what flushing a socket means (tokio's `TcpStream` flushes nothing: its `write` already gave
+//! the bytes to the kernel). It does not wait for that send to complete: a server that answers
+//! a request goes on to read the next one in the same poll, instead of being polled once more
+//! when the send completes, and that completion wakes nobody. Such a send is finished by the loop
+//! even if the adapter is dropped first (as the kernel sends what a closed socket was given);
+//! its error, if any, is returned by the adapter's next write, flush or shutdown.
+//! `poll_shutdown` waits for every send to complete, then shuts the write side down;
+//! [`Compat::poll_flush_sends`] waits for the completions without shutting down.
 //!
 //! **Cancellation.** The operation in flight belongs to the adapter, not to the caller's future:
 //! when a `read` future is dropped (a timeout, a `select!` that took another branch) its receive
 //! keeps going, and the next `poll_read` resumes it, so no byte of the stream is lost. Dropping
-//! the adapter itself cancels what it has in flight (the buffers are parked until the kernel
-//! returns them, as for any [`crate::Op`]).
+//! the adapter cancels its receive (the buffer is parked until the kernel returns it, as for any
+//! [`crate::Op`]); a send in flight is finished by a task of its own, which then drops the
+//! stream. Bytes written and not flushed are dropped with the adapter.
 //!
 //! **Allocation.** The read buffer and the two write buffers are allocated once, on first use,
 //! at the capacities given to [`Compat::with_capacity`] (64 KiB each by default); a call
@@ -61,7 +71,7 @@ use crate::Op;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 /// Default capacity of the read buffer and of each of the two write buffers.
 pub const DEFAULT_CAPACITY: usize = 64 * 1024;
@@ -77,7 +87,8 @@ pub const DEFAULT_CAPACITY: usize = 64 * 1024;
 /// Writes are vectored (`is_write_vectored` is true): every slice is copied into the write
 /// buffer, as far as it has room.
 pub struct Compat<S: CompatStream> {
-    stream: S,
+    /// `None` only once `drop` has handed it to the task finishing a send.
+    stream: Option<S>,
     read: ReadSide<S::Fd>,
     write: WriteSide<S::Fd>,
 }
@@ -104,6 +115,9 @@ struct WriteSide<F: IoFd> {
     op: Option<Op<Send<F, Slice<Vec<u8>>>>>,
     /// How many bytes the send in flight has still to send (0 with none in flight).
     sending: usize,
+    /// A caller waits for the send in flight (it returned `Pending` on it): every poll of that
+    /// send then registers the caller's waker, never the quiet one, so its wake is not lost.
+    awaited: bool,
     /// A failed send whose bytes had already been reported written: told on the next call.
     error: Option<io::Error>,
     /// The shutdown in flight, then `Done`.
@@ -132,13 +146,14 @@ impl<S: CompatStream> Compat<S> {
     /// gives it at most `write`.
     pub fn with_capacity(stream: S, read: usize, write: usize) -> Self {
         Compat {
-            stream,
+            stream: Some(stream),
             read: ReadSide { buf: Vec::new(), pos: 0, op: None, cap: read.max(1) },
             write: WriteSide {
                 fill: Vec::new(),
                 spare: Vec::new(),
                 op: None,
                 sending: 0,
+                awaited: false,
                 error: None,
                 shutdown: ShutdownState::Open,
                 cap: write.max(1),
@@ -148,7 +163,12 @@ impl<S: CompatStream> Compat<S> {
 
     /// The wrapped stream.
     pub fn get_ref(&self) -> &S {
-        &self.stream
+        self.stream()
+    }
+
+    #[inline]
+    fn stream(&self) -> &S {
+        self.stream.as_ref().expect("the stream is taken only by drop")
     }
 
     /// Bytes received and not yet read.
@@ -169,9 +189,12 @@ impl<S: CompatStream> Compat<S> {
     }
 
     /// Gives the stream back. Bytes received and not yet read, and bytes written and not yet
-    /// flushed, are dropped with the adapter's buffers; an operation in flight is cancelled.
-    pub fn into_inner(self) -> S {
-        self.stream
+    /// flushed, are dropped with the adapter's buffers; an operation in flight is cancelled —
+    /// a flushed send too, so wait for [`Compat::poll_flush_sends`] first to keep its bytes.
+    pub fn into_inner(mut self) -> S {
+        // Cancelled here, not finished by `drop`: the caller has the stream back at once.
+        self.write.op = None;
+        self.stream.take().expect("the stream is taken only by drop")
     }
 
     /// Waits until received bytes are available and returns them (empty at end of stream).
@@ -202,7 +225,7 @@ impl<S: CompatStream> Compat<S> {
                     buf.reserve_exact(read.cap);
                 }
                 read.pos = 0;
-                read.op = Some(self.stream.recv(buf));
+                read.op = Some(self.stream.as_ref().expect("taken only by drop").recv(buf));
             }
         }
         Poll::Ready(Ok(&read.buf[read.pos..]))
@@ -253,8 +276,8 @@ impl<S: CompatStream> Compat<S> {
 
     /// Accepts bytes from `bufs` into the write buffer, in order, as far as it has room, and
     /// returns how many; waits only when the buffer is full and a send is in flight. The bytes
-    /// go out without a flush when no send is in flight, but only
-    /// [`Compat::poll_flush_sends`] says they have.
+    /// go out without a flush when no send is in flight; [`Compat::poll_hand_off`] makes sure
+    /// they do.
     pub fn poll_write_from(
         &mut self,
         cx: &mut Context<'_>,
@@ -268,8 +291,8 @@ impl<S: CompatStream> Compat<S> {
             return Poll::Ready(Err(e));
         }
         loop {
-            // Progress on the send in flight; its error is this call's.
-            if let Poll::Ready(Err(e)) = self.drive_send(cx) {
+            // Progress on the send in flight, without waiting for it; its error is this call's.
+            if let Poll::Ready(Err(e)) = self.drive_send(cx, Wait::No) {
                 return Poll::Ready(Err(e));
             }
             let w = &mut self.write;
@@ -290,29 +313,55 @@ impl<S: CompatStream> Compat<S> {
                 }
                 if w.op.is_none() {
                     self.start_send();
-                    // Submits the send (and registers `cx`); a failure is told on the next call,
-                    // since these bytes were accepted.
-                    if let Poll::Ready(Err(e)) = self.drive_send(cx) {
+                    // Submits the send; a failure is told on the next call, since these bytes
+                    // were accepted.
+                    if let Poll::Ready(Err(e)) = self.drive_send(cx, Wait::No) {
                         self.write.error = Some(e);
                     }
                 }
                 return Poll::Ready(Ok(n));
             }
             if self.write.op.is_some() {
-                // Full, and the send in flight will wake us (`drive_send` polled it).
-                return Poll::Pending;
+                // Full: wait for the send in flight (or, if it has just completed, go on).
+                ready!(self.drive_send(cx, Wait::Yes))?;
+                continue;
             }
             self.start_send();
         }
     }
 
-    /// Waits until every byte accepted so far has been sent; a failed send is returned here.
+    /// Hands every byte accepted so far to a send, waiting only for a send in flight that other
+    /// bytes queue behind (sends go out one at a time, in order). `Ready` does not wait for the
+    /// last send to complete, nor registers `cx` with it: see the [module
+    /// documentation](self). This is the traits' `poll_flush`.
+    pub fn poll_hand_off(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if let Some(e) = self.write.error.take() {
+                return Poll::Ready(Err(e));
+            }
+            if self.write.fill.is_empty() {
+                // All sent, or in the send in flight, which was polled (submitted) when it
+                // started: the next write or flush takes its result.
+                return Poll::Ready(Ok(()));
+            }
+            ready!(self.drive_send(cx, Wait::Yes))?;
+            self.start_send();
+            // Submits it (an operation reaches the loop at its first poll); the loop then
+            // returns `Ready`, the filling buffer being empty.
+            if let Poll::Ready(Err(e)) = self.drive_send(cx, Wait::No) {
+                return Poll::Ready(Err(e));
+            }
+        }
+    }
+
+    /// Waits until every byte accepted so far has been sent (the sends have completed); a
+    /// failed send is returned here.
     pub fn poll_flush_sends(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             if let Some(e) = self.write.error.take() {
                 return Poll::Ready(Err(e));
             }
-            ready!(self.drive_send(cx))?;
+            ready!(self.drive_send(cx, Wait::Yes))?;
             if self.write.fill.is_empty() {
                 return Poll::Ready(Ok(()));
             }
@@ -320,15 +369,16 @@ impl<S: CompatStream> Compat<S> {
         }
     }
 
-    /// Flushes, then shuts the write side down (the peer reads end of stream). Calling it again
-    /// after it succeeded returns `Ok` at once.
+    /// Waits for every send to complete, then shuts the write side down (the peer reads end of
+    /// stream). Calling it again after it succeeded returns `Ok` at once.
     pub fn poll_shutdown_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_flush_sends(cx))?;
         loop {
             match &mut self.write.shutdown {
                 ShutdownState::Done => return Poll::Ready(Ok(())),
                 ShutdownState::Open => {
-                    self.write.shutdown = ShutdownState::InFlight(self.stream.shutdown_write());
+                    let op = self.stream.as_ref().expect("taken only by drop").shutdown_write();
+                    self.write.shutdown = ShutdownState::InFlight(op);
                 }
                 ShutdownState::InFlight(op) => {
                     let res = ready!(Pin::new(op).poll(cx));
@@ -340,7 +390,8 @@ impl<S: CompatStream> Compat<S> {
     }
 
     /// Hands the filling buffer to a new send and makes the spare buffer the filling one.
-    /// Only called with no send in flight and bytes to send.
+    /// Only called with no send in flight and bytes to send; the caller then polls the send
+    /// (`drive_send`), which submits it.
     fn start_send(&mut self) {
         let w = &mut self.write;
         debug_assert!(w.op.is_none() && !w.fill.is_empty());
@@ -348,12 +399,26 @@ impl<S: CompatStream> Compat<S> {
         let buf = std::mem::replace(&mut w.fill, next);
         let len = buf.len();
         w.sending = len;
-        w.op = Some(self.stream.send(buf.slice(..len)));
+        w.awaited = false;
+        w.op = Some(self.stream.as_ref().expect("taken only by drop").send(buf.slice(..len)));
     }
 
     /// Polls the send in flight until it has sent its whole buffer (resubmitting the rest after
-    /// a partial send). `Ready(Ok)` when nothing is in flight.
-    fn drive_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// a partial send). `Ready(Ok)` when nothing is in flight. With [`Wait::No`] the send is
+    /// polled with a waker that does nothing, so its completion wakes no task — unless a caller
+    /// already waits for it: then with `cx`, as with [`Wait::Yes`].
+    fn drive_send(&mut self, cx: &mut Context<'_>, wait: Wait) -> Poll<io::Result<()>> {
+        if matches!(wait, Wait::Yes) {
+            self.write.awaited = true;
+        }
+        if self.write.awaited {
+            self.drive_send_in(cx)
+        } else {
+            self.drive_send_in(&mut Context::from_waker(&noop_waker()))
+        }
+    }
+
+    fn drive_send_in(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(op) = self.write.op.as_mut() {
             let (res, slice) = ready!(Pin::new(op).poll(cx));
             self.write.op = None;
@@ -363,13 +428,13 @@ impl<S: CompatStream> Compat<S> {
             match res {
                 Ok(n) if n > 0 && begin + n < end => {
                     self.write.sending = end - begin - n;
-                    self.write.op = Some(self.stream.send(buf.slice(begin + n..end)));
+                    let rest = buf.slice(begin + n..end);
+                    self.write.op = Some(self.stream.as_ref().expect("taken by drop").send(rest));
                 }
                 Ok(n) => {
                     self.recycle(buf);
                     if n == 0 {
-                        let msg = format!("the socket accepted none of {} bytes", end - begin);
-                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, msg)));
+                        return Poll::Ready(Err(write_zero(end - begin)));
                     }
                 }
                 Err(e) => {
@@ -385,6 +450,64 @@ impl<S: CompatStream> Compat<S> {
     fn recycle(&mut self, mut buf: Vec<u8>) {
         buf.clear();
         self.write.spare = buf;
+    }
+}
+
+/// Whether a poll of the send in flight registers the caller's waker.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The caller returns `Pending` if the send is not done: its completion must wake it.
+    Yes,
+    /// The caller goes on either way: the completion wakes nobody.
+    No,
+}
+
+/// The error of a send the kernel took none of.
+fn write_zero(len: usize) -> io::Error {
+    let msg = format!("the socket accepted none of {len} bytes");
+    io::Error::new(io::ErrorKind::WriteZero, msg)
+}
+
+/// A waker that does nothing, for the sends nobody waits for (`Waker::noop` needs Rust 1.85;
+/// the crate builds on 1.80).
+fn noop_waker() -> Waker {
+    fn clone(_: *const ()) -> RawWaker {
+        RawWaker::new(std::ptr::null(), &NOOP)
+    }
+    fn ignore(_: *const ()) {}
+    static NOOP: RawWakerVTable = RawWakerVTable::new(clone, ignore, ignore, ignore);
+    // SAFETY: no function of the vtable reads the data pointer (null), `clone` returns the same
+    // raw waker, and waking or dropping does nothing: the `RawWaker` contract holds, on any
+    // thread.
+    unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &NOOP)) }
+}
+
+/// A dropped adapter's send in flight: bytes `poll_flush` said were handed to the kernel, so
+/// they are sent to the end (a partial send's rest resubmitted); `stream` is dropped after.
+async fn finish_send<S: CompatStream>(stream: S, mut op: Op<Send<S::Fd, Slice<Vec<u8>>>>) {
+    loop {
+        let (res, slice) = (&mut op).await;
+        let (begin, end) = (slice.begin(), slice.end());
+        match res {
+            Ok(n) if n > 0 && begin + n < end => {
+                op = stream.send(slice.into_inner().slice(begin + n..end));
+            }
+            // Sent, or failed: no one is left to tell (as for a socket closed after a write).
+            _ => return,
+        }
+    }
+}
+
+impl<S: CompatStream> Drop for Compat<S> {
+    /// Hands a send in flight, with the stream, to a task that finishes it; everything else
+    /// (a receive in flight, buffered bytes) is dropped with the adapter. Without a proactor
+    /// on this thread the send is cancelled like any dropped operation.
+    fn drop(&mut self) {
+        let Some(op) = self.write.op.take() else { return };
+        let Some(handle) = crate::runtime::Handle::try_current() else { return };
+        if let Some(stream) = self.stream.take() {
+            drop(handle.spawn(finish_send(stream, op)));
+        }
     }
 }
 

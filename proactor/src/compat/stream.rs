@@ -14,8 +14,9 @@ use std::rc::Rc;
 ///
 /// Implemented for [`TcpStream`], [`UnixStream`] and a shared descriptor (`Rc<OwnedFd>`, for a
 /// socket made elsewhere; it must be non-blocking for the epoll driver), and for `Rc<S>` of any
-/// of them.
-pub trait CompatStream {
+/// of them. `'static`: a dropped adapter's send in flight is finished by a task that owns the
+/// stream.
+pub trait CompatStream: 'static {
     /// How the operations hold the descriptor (keeping it open while they run).
     type Fd: IoFd;
 
