@@ -456,11 +456,33 @@ async fn echo(stream: std::net::TcpStream, conn: Conn) {
     drop(conn);
 }
 
-/// 1,000 clients at once, each sending its own payload and checking every byte comes back.
+/// True if this driver accepts through a multishot accept: the epoll driver always does (it
+/// emulates it); io_uring where the kernel has it.
+fn multishot_accept(d: DriverChoice) -> bool {
+    if common::proactor(d).driver_kind() == proactor::DriverKind::Epoll {
+        return true;
+    }
+    let probe = proactor::driver::probe_kernel().expect("probe the kernel");
+    probe.capabilities.iter().any(|&(name, works)| name == "multishot accept" && works)
+}
+
+/// 1,000 clients at once, each sending its own payload and checking every byte comes back,
+/// all accepted through one multishot accept per listener.
 fn thousand_clients(d: DriverChoice, dist: Distribution) {
     const CLIENTS: usize = 1000;
     let pool = Threads::new().threads(2).driver(d).start().unwrap();
-    let server = pool.serve(local(), dist, echo).unwrap();
+    // Every accepted socket has TCP_NODELAY (from the listener) and its peer's address.
+    let odd = Arc::new(AtomicUsize::new(0));
+    let o = odd.clone();
+    let server = pool
+        .serve(local(), dist, move |stream, conn| {
+            let loopback = conn.peer().ip().is_loopback() && conn.peer().port() != 0;
+            if !stream.nodelay().unwrap_or(false) || !loopback {
+                o.fetch_add(1, Ordering::Relaxed);
+            }
+            echo(stream, conn)
+        })
+        .unwrap();
     let addr = server.local_addr();
     let client = common::proactor(d);
     let failures = client.block_on(async move {
@@ -496,10 +518,20 @@ fn thousand_clients(d: DriverChoice, dist: Distribution) {
         failures.first()
     );
     let per_thread: Vec<u64> = pool.workers().iter().map(|w| w.load().assigned()).collect();
-    eprintln!("{d:?} {dist:?}: connections per thread {per_thread:?}");
+    let requests = server.accept_requests();
+    eprintln!("{d:?} {dist:?}: connections per thread {per_thread:?}, {requests} accept requests");
     assert_eq!(per_thread.iter().sum::<u64>(), CLIENTS as u64);
     assert!(per_thread.iter().all(|&n| n > 0), "both threads served: {per_thread:?}");
     assert_eq!(server.accepted(), CLIENTS);
+    assert_eq!(odd.load(Ordering::Relaxed), 0, "sockets without TCP_NODELAY or a peer address");
+    // One multishot accept per listener took every connection (a few more only if the kernel
+    // ended one); where the kernel has no multishot accept, one accept per connection.
+    let listeners = if dist == Distribution::ReusePort { pool.len() } else { 1 } as u64;
+    if multishot_accept(d) {
+        assert!(requests <= listeners * 4, "{requests} accept requests for {CLIENTS} connections");
+    } else {
+        assert!(requests >= CLIENTS as u64, "{requests} accept requests, one at a time");
+    }
     server.stop().unwrap();
     pool.shutdown().unwrap();
 }

@@ -12,7 +12,7 @@ use crate::op::{raw_os_error, Accept, AcceptMulti};
 use crate::runtime::{CancelToken, MultiOp};
 use crate::{submit, submit_multi, Op};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 /// The connections of a listening socket, one accept request for all of them (see the module
 /// docs). Made by [`TcpListener::incoming`](super::TcpListener::incoming) or
@@ -37,6 +37,8 @@ pub struct Incoming<F: IoFd + Clone> {
     how: How<F>,
     accepted_any: bool,
     cancelled: bool,
+    /// Accept requests made: the multishot ones, or one per connection in the fallback.
+    requests: u64,
 }
 
 enum How<F: IoFd + Clone> {
@@ -49,12 +51,20 @@ impl<F: IoFd + Clone> Incoming<F> {
     /// The connections of the listening socket `fd`.
     pub fn new(fd: F) -> Self {
         let how = How::Multi(submit_multi(AcceptMulti::new(fd.clone())));
-        Incoming { fd, how, accepted_any: false, cancelled: false }
+        Incoming { fd, how, accepted_any: false, cancelled: false, requests: 1 }
     }
 
     /// True while one multishot accept serves every connection (not the fallback).
     pub fn is_multishot(&self) -> bool {
         matches!(self.how, How::Multi(_))
+    }
+
+    /// Accept requests made so far: one while a multishot accept serves every connection, one
+    /// more each time it is submitted again (after an error, or the kernel ended it), and one
+    /// per connection once it fell back to one accept at a time. (A multishot request the run
+    /// loop pauses and resumes by itself, see [`MultiOp::max_queued`], is not counted.)
+    pub fn requests(&self) -> u64 {
+        self.requests
     }
 
     /// The next connection (a new non-blocking, close-on-exec socket) or accept error; `None`
@@ -68,6 +78,7 @@ impl<F: IoFd + Clone> Incoming<F> {
                     // Ended after an error, or by the kernel: ask again.
                     None => {
                         *op = submit_multi(AcceptMulti::new(self.fd.clone()));
+                        self.requests += 1;
                         continue;
                     }
                 },
@@ -77,6 +88,7 @@ impl<F: IoFd + Clone> Incoming<F> {
                         None if self.cancelled => return None,
                         None => {
                             let mut op = submit(Accept::new(self.fd.clone()));
+                            self.requests += 1;
                             let cancel = op.cancel_token();
                             slot.insert((op, cancel))
                         }
@@ -95,7 +107,12 @@ impl<F: IoFd + Clone> Incoming<F> {
                     self.accepted_any = true;
                     return Some(Ok(fd));
                 }
-                Err(e) if !self.accepted_any && self.is_multishot() && refused(&e) => {
+                Err(e)
+                    if !self.accepted_any
+                        && self.is_multishot()
+                        && refused(&e)
+                        && listening(self.fd.raw_fd()) =>
+                {
                     tracing::info!("multishot accept unavailable ({e}); accepting one at a time");
                     self.how = How::OneShot(None);
                 }
@@ -119,4 +136,22 @@ impl<F: IoFd + Clone> Incoming<F> {
 /// The kernel's answer to an opcode flag it does not know.
 fn refused(err: &io::Error) -> bool {
     raw_os_error(err) == Some(libc::EINVAL)
+}
+
+/// True if `fd` is a listening socket: an `EINVAL` from it was the kernel refusing multishot,
+/// not a listener shut down or never listening (which a one-shot accept would only repeat).
+fn listening(fd: RawFd) -> bool {
+    let mut on: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `on` and `len` are valid out-parameters of the sizes the option takes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut on as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && on != 0
 }

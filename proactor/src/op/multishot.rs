@@ -13,7 +13,7 @@
 //! completion queue) — [`MultiHooks::restart`] tells the front ends which of these a new
 //! submission simply continues.
 
-use super::net::ACCEPT_FLAGS;
+use super::net::{ensure_nonblocking, ACCEPT_FLAGS};
 use super::sealed::{Hooks, MultiHooks};
 use super::{cvt, name_error, BlockingCall, Emulation, Multishot, OpCode};
 use crate::buf::pool::{buffer_flags, PoolInner};
@@ -36,14 +36,20 @@ fn item_error(name: &'static str, res: i32, silent: &[i32]) -> Option<io::Error>
 /// Accepts every connection of a listening socket: one completion per connection, each a new
 /// non-blocking, close-on-exec socket. Peer addresses are not recorded (each connection can
 /// tell its own). An accepted connection nobody takes (the stream was dropped) is closed.
+///
+/// The epoll emulation puts a blocking listener in non-blocking mode (as [`super::Accept`]
+/// does), once per operation: accept4 has no per-call "don't wait" flag, and a blocking accept
+/// would stall the loop.
 pub struct AcceptMulti<F> {
     fd: F,
+    /// The emulation has made sure the listener does not block.
+    nonblocking: bool,
 }
 
 impl<F: IoFd> AcceptMulti<F> {
     /// Accepts on the listening socket `fd`.
     pub fn new(fd: F) -> Self {
-        AcceptMulti { fd }
+        AcceptMulti { fd, nonblocking: false }
     }
 }
 
@@ -65,7 +71,11 @@ impl<F: IoFd> Hooks for AcceptMulti<F> {
     fn emulation(&self) -> Emulation {
         Emulation::Readable(self.fd.raw_fd())
     }
-    fn perform(&mut self, _nowait: bool) -> io::Result<u32> {
+    fn perform(&mut self, nowait: bool) -> io::Result<u32> {
+        if nowait && !self.nonblocking {
+            ensure_nonblocking(self.fd.raw_fd())?;
+            self.nonblocking = true;
+        }
         // SAFETY: no address is asked for (null pointers are allowed by accept4).
         cvt(unsafe {
             libc::accept4(

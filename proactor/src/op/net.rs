@@ -325,7 +325,7 @@ impl<F: IoFd> Hooks for Connect<F> {
 
 /// Puts `fd` in non-blocking mode if it is not (for calls that have no per-call flag for it).
 /// The mode stays: it is a property of the open file, shared with every copy of the fd.
-fn ensure_nonblocking(fd: i32) -> io::Result<()> {
+pub(super) fn ensure_nonblocking(fd: i32) -> io::Result<()> {
     // SAFETY: F_GETFL takes no pointers.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })? as i32;
     if flags & libc::O_NONBLOCK == 0 {

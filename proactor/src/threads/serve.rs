@@ -13,16 +13,15 @@
 
 use super::load::LiveGuard;
 use super::{MultiProactor, Workers};
-use crate::net::{AcceptAction, AcceptPolicy};
-use crate::op::Accept;
-use crate::runtime::{submit, Builder, Handle};
+use crate::net::{AcceptAction, AcceptPolicy, Incoming};
+use crate::runtime::{Builder, Handle};
 use crate::time::sleep;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -79,16 +78,32 @@ impl Conn {
     }
 }
 
-/// What stops the accept loops: a flag they check, and the listening sockets, which are shut
-/// down to wake an accept in flight (it then fails with `EINVAL`).
-struct StopState {
+/// What the accept loops share with their [`Server`]: what stops them (a flag they check, and
+/// the listening sockets, which are shut down to wake an accept in flight: it then fails with
+/// `EINVAL`), and what they count.
+struct LoopState {
     stopping: AtomicBool,
     listeners: Vec<Arc<TcpListener>>,
     running: Mutex<usize>,
     done: Condvar,
+    /// Connections accepted.
+    accepted: AtomicUsize,
+    /// Accept requests made ([`Incoming::requests`], summed over the loops).
+    requests: AtomicU64,
 }
 
-impl StopState {
+impl LoopState {
+    fn new(listeners: Vec<Arc<TcpListener>>, running: usize) -> Arc<LoopState> {
+        Arc::new(LoopState {
+            stopping: AtomicBool::new(false),
+            listeners,
+            running: Mutex::new(running),
+            done: Condvar::new(),
+            accepted: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+        })
+    }
+
     fn loop_ended(&self) {
         let mut n = self.running.lock().unwrap_or_else(|p| p.into_inner());
         *n -= 1;
@@ -101,9 +116,8 @@ impl StopState {
 pub struct Server {
     local_addr: SocketAddr,
     distribution: Distribution,
-    state: Arc<StopState>,
+    state: Arc<LoopState>,
     acceptor: Option<std::thread::JoinHandle<io::Result<()>>>,
-    accepted: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Server {
@@ -128,7 +142,15 @@ impl Server {
 
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::Relaxed)
+        self.state.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Accept requests made to the driver so far, over all the accept loops: one per listener
+    /// while a multishot accept serves every connection (more after an error ended it), one
+    /// per connection where the kernel refuses multishot accept and the loops fall back to one
+    /// accept at a time.
+    pub fn accept_requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
     }
 
     /// Stops accepting (new connections are refused) and waits for the accept loops to end.
@@ -170,49 +192,74 @@ impl Drop for Server {
 }
 
 /// A listening TCP socket; with `reuse_port`, one of a group sharing the port.
+///
+/// `TCP_NODELAY` is set on the listener: Linux copies it into every socket accepted from it
+/// (request/response traffic must not wait on Nagle), which saves a system call per
+/// connection. Non-blocking, so the epoll driver's accepts never wait inside the call.
 fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
     if reuse_port {
         sock.set_reuse_port(true)?;
     }
+    sock.set_nodelay(true)?;
+    sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(BACKLOG)?;
     Ok(sock.into())
 }
 
-/// Accepts on `listener` until the server stops, handing each connection to `deliver`. Errors
-/// follow the crate's accept policy ([`crate::net::AcceptPolicy`]); once [`Server::stop`] has
-/// set the flag, the error it causes (the listener shut down) ends the loop quietly.
+/// Accepts on `listener` until the server stops, handing each connection to `deliver`, from
+/// one multishot accept ([`Incoming`]: a completion per connection and no submission, where
+/// the kernel offers it; one accept at a time where it does not). Errors follow the crate's
+/// accept policy ([`crate::net::AcceptPolicy`]); once [`Server::stop`] has set the flag, the
+/// error it causes (the listener shut down) ends the loop quietly, after the connections the
+/// kernel had already accepted are delivered.
+///
+/// The acceptor stays the one place that decides where a connection goes (each is placed as it
+/// is taken from the stream, on the loads of that moment): a multishot accept armed on every
+/// thread's ring instead would let the kernel pick, which ignores the load.
 async fn accept_loop(
     listener: Arc<TcpListener>,
-    state: Arc<StopState>,
-    accepted: Arc<AtomicUsize>,
-    mut deliver: impl FnMut(TcpStream, SocketAddr),
+    state: Arc<LoopState>,
+    mut deliver: impl FnMut(TcpStream),
 ) -> io::Result<()> {
     let mut policy = AcceptPolicy::new();
+    let mut incoming = Incoming::new(listener);
+    let mut requests = 0;
     loop {
-        match submit(Accept::new(listener.clone())).await {
-            Ok((fd, addr)) => {
+        let next = incoming.next().await;
+        let made = incoming.requests();
+        state.requests.fetch_add(made - requests, Ordering::Relaxed);
+        requests = made;
+        let err = match next {
+            Some(Ok(fd)) => {
                 policy.on_success();
-                let stream = TcpStream::from(fd);
-                // Request/response traffic must not wait on Nagle; failure here is harmless.
-                let _ = stream.set_nodelay(true);
-                let peer = addr.as_socket().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                accepted.fetch_add(1, Ordering::Relaxed);
-                deliver(stream, peer);
+                state.accepted.fetch_add(1, Ordering::Relaxed);
+                deliver(TcpStream::from(fd));
+                continue;
             }
-            Err(e) => match policy.on_error(&e, state.stopping.load(Ordering::SeqCst)) {
-                AcceptAction::Retry => {}
-                // A failed sleep (the driver's own error) only shortens the wait.
-                AcceptAction::Wait(delay) => {
-                    let _ = sleep(delay).await;
-                }
-                AcceptAction::Fail => return Err(e),
-                AcceptAction::Stop => return Ok(()),
-            },
+            Some(Err(e)) => e,
+            // Only after a cancel, which this loop never asks for.
+            None => return Ok(()),
+        };
+        match policy.on_error(&err, state.stopping.load(Ordering::SeqCst)) {
+            AcceptAction::Retry => {}
+            // A failed sleep (the driver's own error) only shortens the wait.
+            AcceptAction::Wait(delay) => {
+                let _ = sleep(delay).await;
+            }
+            AcceptAction::Fail => return Err(err),
+            AcceptAction::Stop => return Ok(()),
         }
     }
+}
+
+/// A connection's place, made on the thread that serves it: the peer's address is asked of the
+/// socket there (a multishot accept records none), off the acceptor's path.
+fn place(worker: usize, stream: &TcpStream, live: LiveGuard) -> Conn {
+    let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    Conn { worker, peer, _live: live }
 }
 
 /// The per-connection function, shared by every thread.
@@ -221,7 +268,7 @@ type PerConn<C> = Arc<C>;
 impl MultiProactor {
     /// Listens on `addr` and serves every connection on one of the threads: `per_conn(stream,
     /// conn)` is called on the chosen thread and the future it returns is spawned there (so it
-    /// need not be `Send`). The stream is a connected, blocking-mode `std` socket with
+    /// need not be `Send`). The stream is a connected, non-blocking `std` socket with
     /// `TCP_NODELAY`; keep `conn` alive while serving.
     ///
     /// ```no_run
@@ -260,17 +307,11 @@ impl MultiProactor {
     {
         let listener = Arc::new(listen(addr, false)?);
         let local_addr = listener.local_addr()?;
-        let state = Arc::new(StopState {
-            stopping: AtomicBool::new(false),
-            listeners: vec![listener.clone()],
-            running: Mutex::new(0),
-            done: Condvar::new(),
-        });
-        let accepted = Arc::new(AtomicUsize::new(0));
+        let state = LoopState::new(vec![listener.clone()], 0);
         let workers = self.workers();
         let builder = self.acceptor_builder();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (st, acc) = (state.clone(), accepted.clone());
+        let st = state.clone();
         let acceptor = std::thread::Builder::new().name("proactor-acceptor".into()).spawn(
             move || -> io::Result<()> {
                 let p = match builder().build() {
@@ -281,8 +322,8 @@ impl MultiProactor {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                p.block_on(accept_loop(listener, st, acc, move |stream, peer| {
-                    hand_off(&workers, &per_conn, stream, peer)
+                p.block_on(accept_loop(listener, st, move |stream| {
+                    hand_off(&workers, &per_conn, stream)
                 }))
             },
         )?;
@@ -299,7 +340,6 @@ impl MultiProactor {
             distribution: Distribution::Acceptor,
             state,
             acceptor: Some(acceptor),
-            accepted,
         })
     }
 
@@ -315,19 +355,13 @@ impl MultiProactor {
         for _ in 1..self.len() {
             listeners.push(Arc::new(listen(local_addr, true)?));
         }
-        let state = Arc::new(StopState {
-            stopping: AtomicBool::new(false),
-            listeners: listeners.clone(),
-            running: Mutex::new(listeners.len()),
-            done: Condvar::new(),
-        });
-        let accepted = Arc::new(AtomicUsize::new(0));
+        let state = LoopState::new(listeners.clone(), listeners.len());
         for (w, listener) in self.workers().iter().zip(listeners) {
-            let (st, acc, pc) = (state.clone(), accepted.clone(), per_conn.clone());
+            let (st, pc) = (state.clone(), per_conn.clone());
             let worker = w.clone();
             let posted = w.spawn(move || async move {
-                let res = accept_loop(listener, st.clone(), acc, move |stream, peer| {
-                    let conn = Conn { worker: worker.index, peer, _live: worker.load.enter() };
+                let res = accept_loop(listener, st.clone(), move |stream| {
+                    let conn = place(worker.index, &stream, worker.load.enter());
                     drop(Handle::current().spawn(pc(stream, conn)));
                 })
                 .await;
@@ -340,28 +374,24 @@ impl MultiProactor {
                 state.loop_ended();
             }
         }
-        Ok(Server {
-            local_addr,
-            distribution: Distribution::ReusePort,
-            state,
-            acceptor: None,
-            accepted,
-        })
+        Ok(Server { local_addr, distribution: Distribution::ReusePort, state, acceptor: None })
     }
 }
 
-/// Sends one accepted connection to the least-loaded thread.
-fn hand_off<C, F>(workers: &Workers, per_conn: &PerConn<C>, stream: TcpStream, peer: SocketAddr)
+/// Sends one accepted connection to the least-loaded thread. It counts there at once, so the
+/// next connection's choice sees it.
+fn hand_off<C, F>(workers: &Workers, per_conn: &PerConn<C>, stream: TcpStream)
 where
     C: Fn(TcpStream, Conn) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + 'static,
 {
     let w = workers.least_loaded();
-    let conn = Conn { worker: w.index, peer, _live: w.load.enter() };
+    let (index, live) = (w.index, w.load.enter());
     let pc = per_conn.clone();
     // If the thread is gone the closure (and the connection with it) is dropped: the client
     // sees the connection close.
     let _ = w.post(move || {
+        let conn = place(index, &stream, live);
         drop(Handle::current().spawn(pc(stream, conn)));
     });
 }
