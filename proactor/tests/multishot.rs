@@ -164,9 +164,9 @@ fn echo_through_a_small_pool(
             // Where the kernel has them, the options must not be lost on the way.
             let probe = proactor::driver::probe_kernel().unwrap();
             let cap = |name: &str| probe.capabilities.iter().any(|(n, ok)| *n == name && *ok);
-            // Incremental consumption is not registered for now (see BufPool::is_incremental).
-            let _ = incremental;
-            let expected = (false, bundles && cap("recv bundles"));
+            // Asked for both, a pool consumes incrementally and takes no bundles.
+            let inc = incremental && cap("buffer ring INC");
+            let expected = (inc, bundles && !inc && cap("recv bundles"));
             assert_eq!((pool.is_incremental(), pool.has_bundles()), expected);
         }
         let listener = TcpListener::builder().backlog(conns as u32).bind("127.0.0.1:0").unwrap();

@@ -7,6 +7,8 @@
 //! The traits promise a *stable* address: moving the owner (a `Vec`, a `Box`) must not move the
 //! bytes, because the kernel holds a raw pointer to them.
 
+#[cfg(test)]
+mod kernel_paths;
 pub(crate) mod pool;
 mod pooled_buf;
 mod recv_stream;

@@ -17,10 +17,22 @@
 //! Two kernel options change how a ring's buffers are used, not what a receive yields:
 //! - **Incremental consumption** ([`BufPoolBuilder::incremental`], `IOU_PBUF_RING_INC`, 6.12):
 //!   a receive takes only the bytes it needs from a buffer and the next receive — of any
-//!   connection of the pool — continues in the same buffer (the completion says so with
-//!   `IORING_CQE_F_BUF_MORE`). Many small messages then share one large buffer. Each
-//!   [`PooledBuf`] is one such piece; the buffer goes back to the ring once the kernel has moved
-//!   past it *and* every piece of it was dropped.
+//!   connection of the pool — continues in the same buffer. Many small messages then share one
+//!   large buffer. Each [`PooledBuf`] is one such piece, starting where the previous completion
+//!   naming that buffer ended; the buffer goes back to the ring once the kernel has moved past
+//!   it *and* every piece of it was dropped. "Moved past" is the kernel's own rule
+//!   (`io_kbuf_inc_commit`, io_uring/kbuf.c): a buffer leaves the ring exactly when its
+//!   remaining length reaches 0, and the kernel writes that length into the ring entry. The
+//!   completion's `IORING_CQE_F_BUF_MORE` says the same thing on the usual paths, but not on all
+//!   of them: a receive that committed part of a buffer on a retry path reports no `BUF_MORE`
+//!   although the buffer stays (6.18: a `MSG_WAITALL` receive finished in two parts), and one
+//!   punted to a worker thread commits the whole rest when it picks the buffer, so a buffer can
+//!   leave the ring with bytes unused. The pool therefore takes a buffer back only when the
+//!   completion says `BUF_MORE` is clear *and* the ring entry shows the kernel let go of it.
+//!   Since a piece starts where the previous completion naming its buffer ended, completions
+//!   are accounted in the order the kernel posted them: when the loop takes them, not when an
+//!   awaiting task runs (accounted then, a one-shot receive's completion came after the
+//!   multishot completions of the same turn, and two connections' pieces were swapped).
 //! - **Receive bundles** ([`BufPoolBuilder::bundles`], `IORING_RECVSEND_BUNDLE`, 6.10): one
 //!   multishot receive completion fills several buffers in a row (a burst larger than a buffer
 //!   costs one completion, not one per buffer). [`RecvStream`](super::RecvStream) yields them as
@@ -29,9 +41,11 @@
 //!
 //! Either is used only where the kernel has it (probed when the pool is built;
 //! [`BufPool::is_incremental`], [`BufPool::has_bundles`]); elsewhere, and on epoll, the pool
-//! takes a whole buffer per receive. Incremental consumption is not registered for now (see
-//! [`BufPool::is_incremental`]: the kernel's completions did not say reliably when it keeps a
-//! buffer); the pool's accounting for it is in place. The bytes, and their order, are the same either way.
+//! takes a whole buffer per receive. Asked for both, a pool consumes incrementally and takes no
+//! bundles: a bundle that the kernel retries in one request (more data came while it filled
+//! the buffers) reports the `BUF_MORE` of its first round, and its last buffer may be left
+//! either way, which no completion would then tell. The bytes, and their order, are the same
+//! whichever options are in use.
 //! `PROACTOR_BUFRING=plain|inc|bundles|inc+bundles` overrides the builder's choice for every pool
 //! of the process (for measuring one against the other without rebuilding a server).
 
@@ -49,17 +63,6 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-
-/// Whether [`BufPoolBuilder::incremental`] registers `IOU_PBUF_RING_INC` rings. Off: on 6.18
-/// a one-shot receive's completion on such a ring sometimes lacks `IORING_CQE_F_BUF_MORE`
-/// (seen with `F_SOCK_NONEMPTY` set, under a dry ring) although the kernel goes on filling the
-/// buffer — the next completion names it again at an offset the pool could not know. Trusting
-/// the flag then hands a buffer back that the kernel still fills; taking "bytes left" as "kept"
-/// instead stalled a 2-buffer pool (a buffer released with room left is never given back).
-/// Reproduced by `cli/tests/echo.rs` `dry_pool_delays_but_loses_nothing` (handlers front end,
-/// `PROACTOR_BUFRING=inc`, about one run in two). The accounting (pieces, offsets, `BUF_MORE`)
-/// stays, tested through multishot receives, for when the kernel's rule is pinned down.
-const INCREMENTAL_IN_USE: bool = false;
 
 /// The most buffers one ring may hold.
 const MAX_BUFFERS: u16 = 1 << 15;
@@ -108,9 +111,7 @@ impl BufPoolBuilder {
 
     /// Let the kernel consume a buffer in part (`IOU_PBUF_RING_INC`), so small receives share
     /// a large buffer (see the module docs). Off by default; ignored where the kernel lacks it,
-    /// on epoll and in user space — and, for now, everywhere: the kernel's completions on such
-    /// a ring were found not to say reliably when it keeps a buffer (see
-    /// [`BufPool::is_incremental`]).
+    /// on epoll and in user space. Turns [`bundles`](Self::bundles) off.
     pub fn incremental(mut self, on: bool) -> Self {
         self.incremental = on;
         self
@@ -118,7 +119,8 @@ impl BufPoolBuilder {
 
     /// Let one multishot receive completion fill several buffers (`IORING_RECVSEND_BUNDLE`; see
     /// the module docs). Off by default; ignored where the kernel lacks it, on epoll and in user
-    /// space, and by one-shot receives.
+    /// space, by one-shot receives, and on a pool that consumes incrementally (the module docs
+    /// say why).
     pub fn bundles(mut self, on: bool) -> Self {
         self.bundles = on;
         self
@@ -160,11 +162,13 @@ impl BufPoolBuilder {
             exhausted: Cell::new(0),
             bundled: Cell::new(0),
             partial: Cell::new(0),
+            kernel_kept: Cell::new(0),
         };
         if !self.user_space {
-            match RingState::register(handle, count, incremental && INCREMENTAL_IN_USE) {
+            match RingState::register(handle, count, incremental) {
                 Ok(Some(ring)) => {
                     inner.bundles = bundles
+                        && !ring.incremental
                         && handle.core.driver.borrow().uring().is_some_and(|u| u.recv_bundles());
                     inner.ring = Some(ring);
                     inner.free.borrow_mut().clear();
@@ -304,10 +308,7 @@ impl BufPool {
     }
 
     /// True when the kernel consumes this pool's buffers in part (asked for with
-    /// [`BufPoolBuilder::incremental`], and the kernel has `IOU_PBUF_RING_INC`). Always false
-    /// for now: on 6.18 a one-shot receive's completion sometimes lacks
-    /// `IORING_CQE_F_BUF_MORE` for a buffer the kernel goes on filling, so the pool cannot tell
-    /// when to give such a buffer back; pools take whole buffers until that is pinned down.
+    /// [`BufPoolBuilder::incremental`], and the kernel has `IOU_PBUF_RING_INC`).
     pub fn is_incremental(&self) -> bool {
         self.inner.ring.as_ref().is_some_and(|r| r.incremental)
     }
@@ -396,6 +397,9 @@ pub(crate) struct PoolInner {
     bundled: Cell<u64>,
     /// Pieces of a buffer the kernel went on filling.
     partial: Cell<u64>,
+    /// Completions without `BUF_MORE` for a buffer the kernel kept in the ring (see the module
+    /// docs): a kernel path whose flag is wrong, survived by not giving the buffer back.
+    kernel_kept: Cell<u64>,
 }
 
 /// `IORING_CQE_F_BUFFER` and the shift of the buffer id in a completion's flags: how the epoll
@@ -463,8 +467,10 @@ impl PoolInner {
     /// Turns one receive completion (`res`, and the `flags` that name its buffer) into the
     /// buffers it filled, lent out as pieces: one buffer, or, for a completion of a receive
     /// submitted as a bundle (`bundle`), the ring's buffers that followed the one named. With
-    /// an incremental ring each piece starts where the kernel's last use of that buffer ended,
-    /// and a buffer the kernel goes on filling (`IORING_CQE_F_BUF_MORE`) stays in the ring.
+    /// an incremental ring each piece starts where the previous completion naming that buffer
+    /// ended, so this is called once per completion in the order the loop takes them (an
+    /// operation's `set_cqe_flags`, a multishot item), and a buffer stays in the ring while
+    /// the kernel may still fill it (see [`kernel_keeps`](Self::kernel_keeps)).
     ///
     /// `Ok(None)` when no bytes came (end of stream, an error): a whole buffer named then was
     /// consumed for nothing and goes straight back. An error when the completion names a buffer
@@ -486,16 +492,23 @@ impl PoolInner {
         if first >= self.count || self.state[first as usize].get().lent {
             return Err(out_of_step());
         }
+        let more = incremental && cqueue::buffer_more(flags);
         if res <= 0 {
-            // The kernel names no buffer for these (6.18 recycles it into the ring itself). If
-            // one were named, an incremental ring would not have moved past it: leave it there
-            // — handing it to the ring twice could let the kernel write into a lent buffer.
+            // The kernel names no buffer for these on the usual path (6.18 leaves it in the
+            // ring). Named, a whole buffer was consumed for nothing and goes back; on an
+            // incremental ring only if the kernel let go of it (a receive on a worker thread
+            // commits the buffer's rest when it picks it) — never while it still holds it.
             if !incremental {
                 self.make_available(first);
+            } else if !self.kernel_keeps(first, more) {
+                self.lend(first);
+                if self.state[first as usize].get().pieces == 0 {
+                    self.outstanding.set(self.outstanding.get() - 1);
+                    self.make_available(first);
+                }
             }
             return Ok(None);
         }
-        let more = incremental && cqueue::buffer_more(flags);
         let mut left = res as usize;
         let mut id = first;
         let mut bufs: Option<Received> = None;
@@ -510,15 +523,15 @@ impl PoolInner {
             let take = left.min(self.size - start);
             left -= take;
             let last = left == 0 || !bundle;
-            if incremental && last && more {
+            if incremental && last && self.kernel_keeps(id, more) {
                 // The kernel goes on filling this buffer after these bytes.
                 st.consumed += take as u32;
                 self.partial.set(self.partial.get() + 1);
+                self.state[id as usize].set(st);
             } else {
-                st.lent = true;
-                st.consumed = 0;
-                self.outstanding.set(self.outstanding.get() + 1);
+                self.lend(id);
             }
+            let mut st = self.state[id as usize].get();
             st.pieces += 1;
             self.state[id as usize].set(st);
             let piece = PooledBuf::new(self.clone(), id, start, take);
@@ -544,6 +557,42 @@ impl PoolInner {
             self.bundled.set(self.bundled.get() + 1);
         }
         Ok(bufs)
+    }
+
+    /// On an incremental ring, after a completion whose bytes end in buffer `id`: true if the
+    /// buffer must stay where it is, because the kernel still holds it or may still write
+    /// into it. `more` is the completion's `IORING_CQE_F_BUF_MORE`.
+    ///
+    /// - The ring entry still names the buffer with bytes left: the kernel holds it, whatever
+    ///   the flag says (a clear flag is then one of the kernel paths where it is wrong; counted).
+    /// - The kernel let go of it but the flag is set: a later commit by another receive
+    ///   finished the buffer, and that receive's completion, still to come, names it — it may
+    ///   still be writing (a worker thread commits when it picks the buffer). Wait for it.
+    /// - The kernel let go of it and the flag is clear: the buffer is the pool's again.
+    fn kernel_keeps(&self, id: u16, more: bool) -> bool {
+        let holds = self.ring.as_ref().is_some_and(|r| r.kernel_holds(id));
+        if holds && !more {
+            self.kernel_kept.set(self.kernel_kept.get() + 1);
+            tracing::debug!("buffer pool: buffer {id} stays in the ring without BUF_MORE");
+        }
+        holds || more
+    }
+
+    /// How many completions lacked `BUF_MORE` for a buffer the kernel kept (see
+    /// [`kernel_keeps`](Self::kernel_keeps)).
+    #[cfg(test)]
+    pub(crate) fn kernel_kept_count(&self) -> u64 {
+        self.kernel_kept.get()
+    }
+
+    /// Marks buffer `id` lent: the kernel is done with it, and it goes back once its pieces
+    /// are dropped.
+    fn lend(&self, id: u16) {
+        let mut st = self.state[id as usize].get();
+        st.lent = true;
+        st.consumed = 0;
+        self.state[id as usize].set(st);
+        self.outstanding.set(self.outstanding.get() + 1);
     }
 
     /// A piece of buffer `id` was dropped: once the last piece of a lent buffer is gone, the

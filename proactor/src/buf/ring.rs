@@ -13,7 +13,7 @@ use std::alloc::Layout;
 use std::cell::Cell;
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 /// Buffer group ids handed out to rings, process-wide (each ring has its own namespace, so this
 /// only needs to be unique per ring).
@@ -25,6 +25,12 @@ static NEXT_GROUP: AtomicU16 = AtomicU16::new(0x7000);
 pub(crate) const IOU_PBUF_RING_INC: u16 = 2;
 
 const PAGE: usize = 4096;
+
+/// Where `len` (u32) and `bid` (u16) sit in a ring entry (`struct io_uring_buf` in
+/// linux/io_uring.h: `addr` u64, `len` u32, `bid` u16, `resv` u16).
+const ENTRY_LEN: usize = 8;
+const ENTRY_BID: usize = 12;
+const _: () = assert!(std::mem::size_of::<BufRingEntry>() == 16);
 
 /// A provided-buffer ring registered with one io_uring.
 pub(crate) struct RingState {
@@ -145,6 +151,32 @@ impl RingState {
     pub(crate) fn after(&self, id: u16) -> u16 {
         let next = self.position[id as usize].get().wrapping_add(1);
         self.shadow[(next & self.mask) as usize].get()
+    }
+
+    /// With an incremental ring: true while the kernel still holds buffer `id` — the ring
+    /// entry it was appended at still names it, with bytes left.
+    ///
+    /// The kernel keeps its progress in that entry: each commit (`io_kbuf_inc_commit`,
+    /// io_uring/kbuf.c) moves the entry's address on and shortens its length, and when the
+    /// length reaches 0 it writes 0 and moves the ring's head past the entry — the only way a
+    /// buffer leaves an incremental ring. An entry is written again only by [`push`](Self::push),
+    /// which reaches a position only after the kernel has moved past the entry that last held
+    /// it (the ring never holds more entries than buffers); so if the entry names another
+    /// buffer now, the kernel has moved past `id` as well.
+    pub(crate) fn kernel_holds(&self, id: u16) -> bool {
+        let slot = (self.position[id as usize].get() & self.mask) as usize;
+        // SAFETY: `slot <= mask`, inside the ring memory, which stays allocated while `self`
+        // lives; `len` and `bid` are naturally aligned fields of the 16-byte entry (offsets
+        // asserted above). The kernel writes `len` with WRITE_ONCE while we read it, so both
+        // are read with atomic loads; acquire so the bytes the kernel wrote before shortening
+        // the entry are visible (the completion's own ordering gives that already).
+        let (len, bid) = unsafe {
+            let entry = self.entries.as_ptr().add(slot).cast::<u8>();
+            let len = (*entry.add(ENTRY_LEN).cast::<AtomicU32>()).load(Ordering::Acquire);
+            let bid = (*entry.add(ENTRY_BID).cast::<AtomicU16>()).load(Ordering::Relaxed);
+            (len, bid)
+        };
+        bid == id && len > 0
     }
 
     /// Unregisters the ring and frees its memory; false (and the memory leaked) if the

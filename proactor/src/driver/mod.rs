@@ -100,9 +100,10 @@ pub(crate) trait RawOp {
     /// The call a blocking-pool thread runs in the kernel's place: raw values captured now, on
     /// the loop's thread, and `Send` by construction. `None`: it cannot run there.
     fn blocking(&mut self) -> Option<BlockingCall>;
-    /// Receives the completion's flags just before the result is delivered (a buffer-select
-    /// receive learns its buffer id here). Most operations ignore them.
-    fn set_cqe_flags(&mut self, _flags: u32) {}
+    /// Receives the completion's flags and result when the loop takes the completion, before
+    /// the result is delivered (a buffer-select receive learns its buffer id here). Most
+    /// operations ignore them.
+    fn set_cqe_flags(&mut self, _res: i32, _flags: u32) {}
     /// The first of a one-shot operation's two completions (see `Hooks::first_of_two`).
     fn first_of_two(&mut self, _res: i32, _flags: u32) {}
     /// The epoll emulation's completion flags for a result `perform` just returned: `None` for

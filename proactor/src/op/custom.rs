@@ -136,7 +136,7 @@ impl<T: CustomOp> Hooks for Custom<T> {
     fn blocking(&mut self) -> Option<BlockingCall> {
         self.0.blocking()
     }
-    fn set_cqe_flags(&mut self, flags: u32) {
+    fn set_cqe_flags(&mut self, _res: i32, flags: u32) {
         self.0.set_cqe_flags(flags)
     }
     fn complete(self, res: io::Result<u32>) -> <Self as OpCode>::Output {

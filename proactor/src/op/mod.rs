@@ -33,7 +33,7 @@ mod net;
 mod nop;
 mod path;
 mod poll;
-mod pooled;
+pub(crate) mod pooled;
 mod raw;
 mod rw;
 mod send_zc;
@@ -138,8 +138,9 @@ pub(crate) mod sealed {
         fn blocking(&mut self) -> Option<BlockingCall>;
 
         /// Receives the io_uring completion's flags (`cqe.flags()`) when they are not zero,
-        /// just before [`Hooks::complete`].
-        fn set_cqe_flags(&mut self, _flags: u32) {}
+        /// with its result, when the loop takes the completion — in the order the kernel
+        /// posted them, before [`Hooks::complete`] (which a future's task may run later).
+        fn set_cqe_flags(&mut self, _res: i32, _flags: u32) {}
 
         /// A one-shot operation that completes twice (a zero-copy send: its result, then the
         /// kernel's notification) receives the first completion here; it completes with the

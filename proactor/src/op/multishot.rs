@@ -130,12 +130,15 @@ pub struct RecvMulti<F> {
     flags: u32,
     /// Submitted as a bundle: a completion may cover several buffers.
     bundle: bool,
+    /// The last completion, accounted with the pool when the loop took it (in the order the
+    /// kernel posted completions; see `PoolInner::take_completion`), for the item taken later.
+    settled: Option<io::Result<Option<Received>>>,
 }
 
 impl<F: IoFd> RecvMulti<F> {
     /// Receives on `fd` into buffers of `pool`.
     pub fn new(fd: F, pool: &BufPool) -> Self {
-        RecvMulti { fd, pool: pool.inner().clone(), flags: 0, bundle: false }
+        RecvMulti { fd, pool: pool.inner().clone(), flags: 0, bundle: false, settled: None }
     }
 }
 
@@ -181,8 +184,9 @@ impl<F: IoFd> Hooks for RecvMulti<F> {
         // The free list belongs to the loop's thread.
         None
     }
-    fn set_cqe_flags(&mut self, flags: u32) {
-        self.flags = flags;
+    fn set_cqe_flags(&mut self, res: i32, flags: u32) {
+        self.flags = 0;
+        self.settled = Some(self.pool.take_completion(res, flags, self.bundle));
     }
     fn take_cqe_flags(&mut self) -> u32 {
         std::mem::take(&mut self.flags)
@@ -200,7 +204,11 @@ impl<F: IoFd> MultiHooks for RecvMulti<F> {
     fn item(&mut self, res: i32, flags: u32) -> Option<io::Result<<Self as Multishot>::Item>> {
         self.flags = 0;
         // End of stream or an error: a buffer named for it goes straight back.
-        match self.pool.take_completion(res, flags, self.bundle) {
+        let taken = match self.settled.take() {
+            Some(taken) => taken,
+            None => self.pool.take_completion(res, flags, self.bundle),
+        };
+        match taken {
             Ok(Some(bufs)) => return Some(Ok(bufs)),
             Ok(None) => {}
             Err(e) => return Some(Err(name_error(Self::NAME, e))),

@@ -14,7 +14,7 @@
 use super::sealed::Hooks;
 use super::{BlockingCall, Emulation, OpCode};
 use crate::buf::pool::{buffer_flags, PoolInner};
-use crate::buf::{BufPool, PooledBuf};
+use crate::buf::{BufPool, PooledBuf, Received};
 use crate::fd::IoFd;
 use io_uring::{opcode, squeue, types};
 use std::io;
@@ -46,8 +46,24 @@ pub struct RecvPooled<F> {
     via: Via,
     /// The completion's flags, naming the buffer the kernel or `perform` received into.
     flags: u32,
+    /// The kernel's completion, accounted with the pool when the loop took it (see
+    /// `set_cqe_flags`).
+    settled: Option<io::Result<Option<Received>>>,
     /// Wait for readability before the first receive attempt (io_uring buffer ring only).
     poll_first: bool,
+    /// Tests only: the kernel paths whose buffer accounting differs (see `kernel_paths`).
+    #[cfg(test)]
+    shape: Option<TestShape>,
+}
+
+/// How a test submits the receive: a shorter length, `MSG_WAITALL`, or on a worker thread
+/// (`IOSQE_ASYNC`), to reach the kernel's other buffer-commit paths.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TestShape {
+    pub(crate) len: u32,
+    pub(crate) wait_all: bool,
+    pub(crate) worker: bool,
 }
 
 impl<F: IoFd> RecvPooled<F> {
@@ -58,8 +74,18 @@ impl<F: IoFd> RecvPooled<F> {
             pool: pool.inner().clone(),
             via: Via::NotSubmitted,
             flags: 0,
+            settled: None,
             poll_first: false,
+            #[cfg(test)]
+            shape: None,
         }
+    }
+
+    /// Submits the receive in `shape` (tests of the kernel's commit paths).
+    #[cfg(test)]
+    pub(crate) fn shape(mut self, shape: TestShape) -> Self {
+        self.shape = Some(shape);
+        self
     }
 
     /// Hints that the socket is most likely empty now (say, the peer is answering what was
@@ -93,6 +119,17 @@ impl<F: IoFd> Hooks for RecvPooled<F> {
                 self.via = Via::Ring;
                 let len = self.pool.buffer_size().min(u32::MAX as usize) as u32;
                 let ioprio = if self.poll_first { RECVSEND_POLL_FIRST } else { 0 };
+                #[cfg(test)]
+                if let Some(shape) = self.shape {
+                    let flags = if shape.wait_all { libc::MSG_WAITALL } else { 0 };
+                    let sqe =
+                        if shape.worker { squeue::Flags::ASYNC } else { squeue::Flags::empty() };
+                    return opcode::Recv::new(fd, std::ptr::null_mut(), shape.len.min(len))
+                        .buf_group(group)
+                        .flags(flags)
+                        .build()
+                        .flags(squeue::Flags::BUFFER_SELECT | sqe);
+                }
                 opcode::Recv::new(fd, std::ptr::null_mut(), len)
                     .buf_group(group)
                     .ioprio(ioprio)
@@ -126,8 +163,15 @@ impl<F: IoFd> Hooks for RecvPooled<F> {
         self.recv_now()
     }
 
-    fn set_cqe_flags(&mut self, flags: u32) {
+    fn set_cqe_flags(&mut self, res: i32, flags: u32) {
         self.flags = flags;
+        if self.via == Via::Ring {
+            // Accounted now, in the order the kernel posted its completions, not when the
+            // awaiting task runs: the pool learns where a piece of an incremental buffer
+            // starts from that order, and a multishot receive's completions of the same turn
+            // are accounted as they come (see `PoolInner::take_completion`).
+            self.settled = Some(self.pool.take_completion(res, flags, false));
+        }
     }
 
     fn blocking(&mut self) -> Option<BlockingCall> {
@@ -147,7 +191,10 @@ impl<F: IoFd> Hooks for RecvPooled<F> {
             Err(_) => -1,
         };
         // A one-shot receive is never a bundle: one buffer, or a piece of one.
-        let got = self.pool.take_completion(n, self.flags, false)?;
+        let got = match self.settled.take() {
+            Some(got) => got?,
+            None => self.pool.take_completion(n, self.flags, false)?,
+        };
         res?;
         Ok(got.map(|r| r.into_parts().0))
     }

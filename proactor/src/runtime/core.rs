@@ -447,14 +447,14 @@ impl Core {
                 let (op, kind) = (slot.op, slot.kind);
                 ops.vacate(key);
                 drop(ops);
-                self.count_out(op, c.flags);
+                self.count_out(op, c.result, c.flags);
                 self.deliver(op, kind, c.result);
                 None
             }
             Completed::Wake(waiter) => {
                 let op = slot.op;
                 drop(ops);
-                self.count_out(op, c.flags);
+                self.count_out(op, c.result, c.flags);
                 self.wake(waiter);
                 None
             }
@@ -469,7 +469,7 @@ impl Core {
                 let (op, kind) = (slot.op, slot.kind);
                 ops.vacate(key);
                 drop(ops);
-                self.count_out(op, c.flags);
+                self.count_out(op, c.result, c.flags);
                 self.deliver(op, kind, res);
                 None
             }
@@ -564,15 +564,15 @@ impl Core {
     }
 
     /// Counts an operation the driver has given back out of the operations in flight, and
-    /// hands it the completion's flags.
+    /// hands it the completion's flags (with the kernel's result).
     #[inline(always)]
-    fn count_out(&self, op: NonNull<dyn ErasedOp>, flags: u32) {
+    fn count_out(&self, op: NonNull<dyn ErasedOp>, res: i32, flags: u32) {
         self.in_flight.set(self.in_flight.get() - 1);
         if flags != 0 {
             // SAFETY: the driver has returned this operation's completion, so neither it nor
             // the kernel touches the block any more, and no other reference to it is live (the
             // table is not borrowed); its output is made only after this.
-            unsafe { (*op.as_ptr()).set_cqe_flags(flags) };
+            unsafe { (*op.as_ptr()).set_cqe_flags(res, flags) };
         }
     }
 

@@ -563,8 +563,8 @@ impl<C: Carrier> RawOp for C {
     fn blocking(&mut self) -> Option<BlockingCall> {
         self.op_mut().blocking()
     }
-    fn set_cqe_flags(&mut self, flags: u32) {
-        self.op_mut().set_cqe_flags(flags)
+    fn set_cqe_flags(&mut self, res: i32, flags: u32) {
+        self.op_mut().set_cqe_flags(res, flags)
     }
     fn first_of_two(&mut self, res: i32, flags: u32) {
         self.op_mut().first_of_two(res, flags)
