@@ -24,7 +24,7 @@ use serde::Serialize;
 /// The body of `GET /json`.
 #[derive(Serialize)]
 pub struct Info {
-    /// Always `"proactor"`.
+    /// The runtime serving it: `"proactor"` (another in `proactor bench hyper`'s tokio peer).
     pub runtime: &'static str,
     /// Always `"axum"`.
     pub framework: &'static str,
@@ -34,15 +34,16 @@ pub struct Info {
 
 /// The application: its routes and handlers.
 pub fn app() -> Router {
+    app_on("proactor")
+}
+
+/// The application, saying in `GET /json` that `runtime` serves it.
+pub fn app_on(runtime: &'static str) -> Router {
     Router::new()
         .route(
             "/json",
-            get(|| async {
-                Json(Info {
-                    runtime: "proactor",
-                    framework: "axum",
-                    routes: vec!["/json", "/hello/{name}"],
-                })
+            get(move || async move {
+                Json(Info { runtime, framework: "axum", routes: vec!["/json", "/hello/{name}"] })
             }),
         )
         .route(

@@ -19,7 +19,9 @@ use proactor::net::TcpListener;
 use std::convert::Infallible;
 
 /// The one answer: `Hello, world!`.
-async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+pub async fn hello(
+    _req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::new(Full::new(Bytes::from_static(b"Hello, world!"))))
 }
 

@@ -3,22 +3,21 @@
 //! process pinned to one core, under `wrk -t1 -c100` pinned to another; req/s and server CPU per
 //! request (from `/proc/PID/stat`).
 //!
-//! The servers are the ones of `proactor/examples/hyper_server.rs` and `axum_hello.rs`
-//! (HTTP/1.1 and h2c through hyper-util's `auto::Builder`, a timer on each), started by the
-//! hidden `proactor bench serve-hyper --kind K`.
+//! The servers are `proactor/examples/hyper_server.rs` and `axum_hello.rs`, compiled in here
+//! (HTTP/1.1 and h2c through hyper-util's `auto::Builder`, a timer on each, the examples' accept
+//! loop); tokio's serve the same handlers and router through the same builder settings on
+//! tokio's socket, executor and timer. Each is started by the hidden
+//! `proactor bench serve-hyper --kind K`.
 
 use crate::http::bench::{cpu_secs, find_tool, pin_to, wrk_run};
 use anyhow::{bail, Context};
-use axum::extract::Path;
-use axum::routing::get;
-use axum::{Json, Router};
-use bytes::Bytes;
-use http_body_util::Full;
+use hyper::body::{Body, Incoming};
+use hyper::service::Service;
+use hyper::{Request, Response};
 use hyper_util::server::conn::auto;
-use proactor::compat::hyper::{HyperExecutor, HyperTimer};
-use proactor::compat::Compat;
+use hyper_util::service::TowerToHyperService;
 use proactor::DriverChoice;
-use std::convert::Infallible;
+use std::error::Error;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -73,35 +72,13 @@ impl fmt::Display for HyperServer {
 
 // ---- the servers (run in the child process) ----
 
-/// `Hello, world!`, as the hyper example answers.
-async fn hello(
-    _req: ::hyper::Request<::hyper::body::Incoming>,
-) -> Result<::hyper::Response<Full<Bytes>>, Infallible> {
-    Ok(::hyper::Response::new(Full::new(Bytes::from_static(b"Hello, world!"))))
-}
-
-/// The body of the axum example's `GET /json`.
-#[derive(serde::Serialize)]
-struct Info {
-    runtime: &'static str,
-    framework: &'static str,
-    routes: Vec<&'static str>,
-}
-
-/// The axum example's router (`runtime` says which runtime serves it).
-fn app(runtime: &'static str) -> Router {
-    Router::new()
-        .route(
-            "/json",
-            get(move || async move {
-                Json(Info { runtime, framework: "axum", routes: vec!["/json", "/hello/{name}"] })
-            }),
-        )
-        .route(
-            "/hello/{name}",
-            get(|Path(name): Path<String>| async move { format!("Hello, {name}!") }),
-        )
-}
+// The examples themselves: their handlers, router and (for proactor) accept loop.
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../../../proactor/examples/axum_hello.rs"]
+mod axum_example;
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../../../proactor/examples/hyper_server.rs"]
+mod hyper_example;
 
 /// Binds `addr`, prints `listening on ADDR` and serves `kind` until killed.
 pub fn serve(kind: HyperServer, addr: SocketAddr, driver: Option<DriverChoice>) -> io::Result<()> {
@@ -121,25 +98,10 @@ pub fn serve(kind: HyperServer, addr: SocketAddr, driver: Option<DriverChoice>) 
             p.block_on(async move {
                 let listener = proactor::net::TcpListener::from_std(listener)?;
                 announce()?;
-                let router = app("proactor");
-                loop {
-                    let (stream, _) = listener.accept().await?;
-                    let _ = stream.set_nodelay(true);
-                    let io = Compat::new(stream);
-                    let mut b = auto::Builder::new(HyperExecutor);
-                    b.http1().timer(HyperTimer);
-                    b.http2().timer(HyperTimer);
-                    if kind == HyperServer::HyperProactor {
-                        drop(proactor::spawn(async move {
-                            let svc = ::hyper::service::service_fn(hello);
-                            let _ = b.serve_connection(io, svc).await;
-                        }));
-                    } else {
-                        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
-                        drop(proactor::spawn(async move {
-                            let _ = b.serve_connection(io, svc).await;
-                        }));
-                    }
+                if kind == HyperServer::HyperProactor {
+                    hyper_example::serve(listener).await
+                } else {
+                    axum_example::serve(listener, axum_example::app()).await
                 }
             })
         }
@@ -149,28 +111,42 @@ pub fn serve(kind: HyperServer, addr: SocketAddr, driver: Option<DriverChoice>) 
                 listener.set_nonblocking(true)?;
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 announce()?;
-                let router = app("tokio");
-                loop {
-                    let (stream, _) = listener.accept().await?;
-                    let _ = stream.set_nodelay(true);
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let mut b = auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    b.http1().timer(hyper_util::rt::TokioTimer::new());
-                    b.http2().timer(hyper_util::rt::TokioTimer::new());
-                    if kind == HyperServer::HyperTokio {
-                        tokio::spawn(async move {
-                            let svc = ::hyper::service::service_fn(hello);
-                            let _ = b.serve_connection(io, svc).await;
-                        });
-                    } else {
-                        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
-                        tokio::spawn(async move {
-                            let _ = b.serve_connection(io, svc).await;
-                        });
-                    }
+                if kind == HyperServer::HyperTokio {
+                    serve_tokio(listener, || ::hyper::service::service_fn(hyper_example::hello))
+                        .await
+                } else {
+                    let app = axum_example::app_on("tokio");
+                    serve_tokio(listener, move || TowerToHyperService::new(app.clone())).await
                 }
             })
         }
+    }
+}
+
+/// The examples' accept loop (`proactor/examples/support/hyper_serve.rs`) on tokio: the same
+/// builder and settings, tokio's socket, executor and timer.
+async fn serve_tokio<S, B>(
+    listener: tokio::net::TcpListener,
+    mut make_service: impl FnMut() -> S,
+) -> io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let service = make_service();
+        tokio::spawn(async move {
+            let mut builder = auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder.http1().timer(hyper_util::rt::TokioTimer::new());
+            builder.http2().timer(hyper_util::rt::TokioTimer::new());
+            let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+        });
     }
 }
 

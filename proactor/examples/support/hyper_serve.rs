@@ -1,6 +1,7 @@
 //! What the hyper and axum examples share (copy it with them): `--listen ADDR` and the
 //! `listening on` line, and the accept loop that serves each connection as a local task through
-//! hyper-util's `auto::Builder` (HTTP/1.1 and h2c on one port, proactor's timer on both).
+//! hyper-util's `auto::Builder` (HTTP/1.1 and h2c on one port, proactor's timer on both). The
+//! tests and `proactor bench hyper` run these very examples.
 
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
@@ -36,10 +37,32 @@ where
             builder.http1().timer(HyperTimer);
             builder.http2().timer(HyperTimer);
             if let Err(e) = builder.serve_connection(Compat::new(stream), service).await {
-                eprintln!("connection: {e}");
+                if !peer_left(&*e) {
+                    eprintln!("connection: {e}");
+                }
             }
         }));
     }
+}
+
+/// True if `e` only says the client went away — closed or reset the connection in the middle
+/// of a request, as a load generator does when it stops — which is not worth a line.
+fn peer_left(e: &(dyn Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_incomplete_message()) {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionReset, NotConnected, UnexpectedEof};
+            return matches!(
+                io.kind(),
+                ConnectionReset | BrokenPipe | NotConnected | UnexpectedEof
+            );
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The examples' `main`: binds `--listen ADDR` (default `127.0.0.1:3000`) on a proactor (the
