@@ -443,3 +443,58 @@ fn a_listener_s_incoming_connections_then_a_cancel_hands_over_the_rest(p: &Proac
         settle().await;
     });
 }
+
+#[proactor::test]
+fn incoming_one_at_a_time_takes_the_same_connections_in_the_same_order(p: &Proactor) {
+    // The fallback where the kernel has no multishot accept: one request per connection, the
+    // same sequence as the multishot stream's, and what is not asked for stays in the backlog.
+    const CLIENTS: u32 = 100;
+    let _serial = counting_fds();
+    p.block_on(async {
+        let mut orders = Vec::new();
+        for multishot in [true, false] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let clients: Vec<_> = (0..CLIENTS)
+                .map(|i| {
+                    let mut c = std::net::TcpStream::connect(addr).unwrap();
+                    c.write_all(&i.to_le_bytes()).unwrap();
+                    c
+                })
+                .collect();
+            let fd = std::sync::Arc::new(listener);
+            let mut incoming = if multishot {
+                proactor::net::Incoming::new(fd.clone())
+            } else {
+                proactor::net::Incoming::one_at_a_time(fd.clone())
+            };
+            assert_eq!(incoming.is_multishot(), multishot);
+            let mut order = Vec::new();
+            for _ in 0..CLIENTS - 10 {
+                let conn = TcpStream::from_std(incoming.next().await.unwrap().unwrap().into());
+                let (res, buf) = conn.unwrap().read_exact(Vec::with_capacity(4)).await;
+                res.unwrap();
+                order.push(u32::from_le_bytes(buf[..4].try_into().unwrap()));
+            }
+            if multishot {
+                assert!(incoming.requests() <= 2, "{} requests", incoming.requests());
+            } else {
+                assert_eq!(incoming.requests(), u64::from(CLIENTS - 10));
+                // Nothing asked for the last ten: they are still in the backlog.
+                incoming.cancel();
+                assert!(incoming.next().await.is_none());
+                drop(incoming);
+                let fd = std::sync::Arc::try_unwrap(fd).expect("the stream let go of the listener");
+                let rest = TcpListener::from_std(fd).unwrap();
+                for _ in 0..10 {
+                    rest.accept().await.unwrap();
+                }
+            }
+            drop(clients);
+            orders.push(order);
+        }
+        assert_eq!(orders[0], (0..CLIENTS - 10).collect::<Vec<_>>(), "in connection order");
+        assert_eq!(orders[0], orders[1]);
+        settle().await;
+    });
+}

@@ -54,6 +54,14 @@ impl<F: IoFd + Clone> Incoming<F> {
         Incoming { fd, how, accepted_any: false, cancelled: false, requests: 1 }
     }
 
+    /// The connections of `fd`, one accept request per connection: what [`Incoming::new`]
+    /// falls back to where the kernel has no multishot accept. A connection then waits in the
+    /// kernel's backlog until [`Incoming::next`] asks for it, where a multishot accept takes
+    /// each as it arrives.
+    pub fn one_at_a_time(fd: F) -> Self {
+        Incoming { fd, how: How::OneShot(None), accepted_any: false, cancelled: false, requests: 0 }
+    }
+
     /// True while one multishot accept serves every connection (not the fallback).
     pub fn is_multishot(&self) -> bool {
         matches!(self.how, How::Multi(_))
