@@ -101,6 +101,9 @@ struct ReadSide<F: IoFd> {
     pos: usize,
     /// The receive in flight, which owns the buffer until it completes.
     op: Option<Op<Recv<F, Vec<u8>>>>,
+    /// The last receive did not fill the buffer: the socket had no more, so the next receive
+    /// waits for data before its first attempt (`CompatStream::recv_polling_first`).
+    drained: bool,
     cap: usize,
 }
 
@@ -147,7 +150,7 @@ impl<S: CompatStream> Compat<S> {
     pub fn with_capacity(stream: S, read: usize, write: usize) -> Self {
         Compat {
             stream: Some(stream),
-            read: ReadSide { buf: Vec::new(), pos: 0, op: None, cap: read.max(1) },
+            read: ReadSide { buf: Vec::new(), pos: 0, op: None, drained: false, cap: read.max(1) },
             write: WriteSide {
                 fill: Vec::new(),
                 spare: Vec::new(),
@@ -205,6 +208,7 @@ impl<S: CompatStream> Compat<S> {
             if let Some(op) = read.op.as_mut() {
                 let (res, buf) = ready!(Pin::new(op).poll(cx));
                 read.op = None;
+                read.drained = buf.len() < buf.capacity();
                 read.buf = buf;
                 read.pos = 0;
                 match res {
@@ -225,7 +229,12 @@ impl<S: CompatStream> Compat<S> {
                     buf.reserve_exact(read.cap);
                 }
                 read.pos = 0;
-                read.op = Some(self.stream.as_ref().expect("taken only by drop").recv(buf));
+                let stream = self.stream.as_ref().expect("taken only by drop");
+                read.op = Some(if read.drained {
+                    stream.recv_polling_first(buf)
+                } else {
+                    stream.recv(buf)
+                });
             }
         }
         Poll::Ready(Ok(&read.buf[read.pos..]))

@@ -23,6 +23,13 @@ pub trait CompatStream: 'static {
     /// A receive into `buf`, up to its capacity.
     fn recv(&self, buf: Vec<u8>) -> Op<Recv<Self::Fd, Vec<u8>>>;
 
+    /// A receive that waits for data before its first attempt ([`Recv::poll_first`]): the
+    /// adapter asks for it when its last receive left the socket empty (it did not fill the
+    /// buffer), as after a request its answer is awaited. By default [`CompatStream::recv`].
+    fn recv_polling_first(&self, buf: Vec<u8>) -> Op<Recv<Self::Fd, Vec<u8>>> {
+        self.recv(buf)
+    }
+
     /// A send of the bytes of `buf`.
     fn send(&self, buf: Slice<Vec<u8>>) -> Op<Send<Self::Fd, Slice<Vec<u8>>>>;
 
@@ -36,6 +43,9 @@ macro_rules! socket_stream {
             type Fd = Rc<OwnedFd>;
             fn recv(&self, buf: Vec<u8>) -> Op<Recv<Rc<OwnedFd>, Vec<u8>>> {
                 self.read(buf)
+            }
+            fn recv_polling_first(&self, buf: Vec<u8>) -> Op<Recv<Rc<OwnedFd>, Vec<u8>>> {
+                self.read_polling_first(buf)
             }
             fn send(&self, buf: Slice<Vec<u8>>) -> Op<Send<Rc<OwnedFd>, Slice<Vec<u8>>>> {
                 self.write(buf)
@@ -55,6 +65,9 @@ impl CompatStream for Rc<OwnedFd> {
     fn recv(&self, buf: Vec<u8>) -> Op<Recv<Rc<OwnedFd>, Vec<u8>>> {
         submit(Recv::new(self.clone(), buf))
     }
+    fn recv_polling_first(&self, buf: Vec<u8>) -> Op<Recv<Rc<OwnedFd>, Vec<u8>>> {
+        submit(Recv::new(self.clone(), buf).poll_first(true))
+    }
     fn send(&self, buf: Slice<Vec<u8>>) -> Op<Send<Rc<OwnedFd>, Slice<Vec<u8>>>> {
         submit(Send::new(self.clone(), buf))
     }
@@ -67,6 +80,9 @@ impl<S: CompatStream> CompatStream for Rc<S> {
     type Fd = S::Fd;
     fn recv(&self, buf: Vec<u8>) -> Op<Recv<S::Fd, Vec<u8>>> {
         (**self).recv(buf)
+    }
+    fn recv_polling_first(&self, buf: Vec<u8>) -> Op<Recv<S::Fd, Vec<u8>>> {
+        (**self).recv_polling_first(buf)
     }
     fn send(&self, buf: Slice<Vec<u8>>) -> Op<Send<S::Fd, Slice<Vec<u8>>>> {
         (**self).send(buf)

@@ -18,6 +18,18 @@ macro_rules! read_methods {
             $crate::submit($crate::op::Recv::new(self.fd.clone(), buf))
         }
 
+        /// `read` that waits for data before its first attempt ([`Recv::poll_first`]), for a
+        /// receive expected to find nothing yet (the compat adapter's, after a short one).
+        ///
+        /// [`Recv::poll_first`]: $crate::op::Recv::poll_first
+        #[allow(dead_code)]
+        pub(crate) fn read_polling_first<B: $crate::buf::IoBufMut>(
+            &self,
+            buf: B,
+        ) -> $crate::Op<$crate::op::Recv<std::rc::Rc<std::os::fd::OwnedFd>, B>> {
+            $crate::submit($crate::op::Recv::new(self.fd.clone(), buf).poll_first(true))
+        }
+
         /// Receives into several buffers in order, filling each to its capacity before the next.
         pub fn readv<V>(
             &self,
