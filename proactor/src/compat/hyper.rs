@@ -154,14 +154,24 @@ pub struct HyperSleep {
     owner: ThreadId,
 }
 
+/// This thread's id, read once: `thread::current()` clones the thread's handle (two atomic
+/// operations), and a sleep checks the thread at each use.
+fn this_thread() -> ThreadId {
+    thread_local! {
+        static ID: ThreadId = thread::current().id();
+    }
+    // `try_with`: during the thread's exit, after its locals are gone, asked the long way.
+    ID.try_with(|id| *id).unwrap_or_else(|_| thread::current().id())
+}
+
 impl HyperSleep {
     fn new(sleep: Sleep) -> Self {
-        HyperSleep { timer: Some(sleep), owner: thread::current().id() }
+        HyperSleep { timer: Some(sleep), owner: this_thread() }
     }
 
     fn check_thread(&self) {
         assert!(
-            thread::current().id() == self.owner,
+            this_thread() == self.owner,
             "a proactor HyperSleep was used on a thread other than its proactor's"
         );
     }
@@ -203,7 +213,7 @@ impl ::hyper::rt::Sleep for HyperSleep {}
 
 impl Drop for HyperSleep {
     fn drop(&mut self) {
-        if thread::current().id() != self.owner {
+        if this_thread() != self.owner {
             if let Some(timer) = self.timer.take() {
                 tracing::warn!("a HyperSleep dropped off its proactor's thread: timer leaked");
                 std::mem::forget(timer);

@@ -85,6 +85,9 @@ struct Task {
     /// `None` while the task is being polled.
     future: Option<LocalFuture>,
     waker: Arc<TaskWaker>,
+    /// `waker` as the `Waker` its polls are given, made once; taken out with `future` for a
+    /// poll (no reference count is touched per poll).
+    poll_waker: Option<Waker>,
     join: Rc<dyn JoinMark>,
 }
 
@@ -224,7 +227,8 @@ impl Executor {
         });
         waker.wake_by_ref();
         let handle = Waker::from(waker.clone());
-        entry.insert(Task { future: Some(Box::pin(future)), waker, join });
+        let poll_waker = Some(handle.clone());
+        entry.insert(Task { future: Some(Box::pin(future)), waker, poll_waker, join });
         handle
     }
 
@@ -277,21 +281,23 @@ impl Executor {
         }
     }
 
-    /// Takes task `key`'s future out to poll it, with its waker; a wake from now on schedules
-    /// the task again. `None` if the task is gone or being polled.
-    fn start_poll(&self, key: usize) -> Option<(LocalFuture, Waker)> {
+    /// Takes task `key`'s future out to poll it, with its waker, and says whether the task was
+    /// aborted; a wake from now on schedules the task again. `None` if the task is gone or
+    /// being polled.
+    fn start_poll(&self, key: usize) -> Option<(LocalFuture, Waker, bool)> {
         let mut tasks = self.tasks.borrow_mut();
         let task = tasks.get_mut(key)?;
         let future = task.future.take()?;
         // A swap, not a store: its acquire half pairs with the swap of a wake that found the
         // task already scheduled, so this poll sees what was done before that wake.
         task.waker.scheduled.swap(false, Ordering::AcqRel);
-        Some((future, Waker::from(task.waker.clone())))
+        let waker = task.poll_waker.take().unwrap_or_else(|| Waker::from(task.waker.clone()));
+        Some((future, waker, task.join.is_aborted()))
     }
 
     fn poll_task(&self, key: usize, core: &Core) {
-        let Some((mut future, waker)) = self.start_poll(key) else { return };
-        if self.tasks.borrow().get(key).is_some_and(|t| t.join.is_aborted()) {
+        let Some((mut future, waker, aborted)) = self.start_poll(key) else { return };
+        if aborted {
             // Aborted (`JoinHandle::abort` woke it to get here): dropped instead of polled. Its
             // pending operations are detached as any dropped `Op` is (cancelled, their buffers
             // parked until the kernel is done), and its join guard records the cancellation.
@@ -309,6 +315,7 @@ impl Executor {
             Ok(Poll::Pending) => {
                 if let Some(task) = self.tasks.borrow_mut().get_mut(key) {
                     task.future = Some(future);
+                    task.poll_waker = Some(waker);
                 }
             }
             Ok(Poll::Ready(())) => {

@@ -72,9 +72,11 @@ fn run_round(exec: &Executor) {
     let mut round = Vec::new();
     exec.take_ready(&mut round);
     for key in round.into_iter().filter(|&key| key != super::MAIN) {
-        let Some((mut future, waker)) = exec.start_poll(key) else { continue };
+        let Some((mut future, waker, _aborted)) = exec.start_poll(key) else { continue };
         if exec.poll_as(key, &waker, |cx| future.as_mut().poll(cx)).is_pending() {
-            exec.tasks.borrow_mut()[key].future = Some(future);
+            let mut tasks = exec.tasks.borrow_mut();
+            tasks[key].future = Some(future);
+            tasks[key].poll_waker = Some(waker);
         }
     }
 }
