@@ -32,7 +32,13 @@ const RUN_FIGURES: [&str; 20] = [
     "mismatches",
 ];
 
+/// One bench at a time: each pins its server and load generator to the same two CPUs at the
+/// same priority, so benches run side by side (the test harness runs tests in parallel) starve
+/// each other — on a loaded machine one server completed no message in its window.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn bench(args: &[&str]) -> std::process::Output {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     Command::new(env!("CARGO_BIN_EXE_proactor"))
         .arg("bench")
         .args(args)
