@@ -140,11 +140,22 @@ impl FaultDriver {
     }
 
     /// Delivers the completions of a batch in another order, keeping the order of each
-    /// operation's own (a multishot stream's).
+    /// operation's own (a multishot stream's) — and that of the operations whose completions
+    /// name a provided buffer: the kernel posts those in the order it consumed its rings, and
+    /// an incremental ring's pieces are placed by that order (`buf/pool.rs`), which no kernel
+    /// reshuffles.
     fn reorder(&mut self, batch: &mut [Completion]) {
         let salt = self.rng.next_u64();
+        // `IORING_CQE_F_BUFFER` (bit 0): the completion names a provided buffer.
+        let mut buffered: Vec<u64> =
+            batch.iter().filter(|c| c.flags & 1 != 0).map(|c| c.token.0).collect();
+        buffered.sort_unstable();
+        let key = |c: &Completion| match buffered.binary_search(&c.token.0) {
+            Ok(_) => salt,
+            Err(_) => mix(c.token.0 ^ salt),
+        };
         let mut keyed: Vec<(u64, usize, Completion)> =
-            batch.iter().enumerate().map(|(i, c)| (mix(c.token.0 ^ salt), i, *c)).collect();
+            batch.iter().enumerate().map(|(i, c)| (key(c), i, *c)).collect();
         keyed.sort_unstable_by_key(|&(k, i, _)| (k, i));
         for (slot, (_, _, c)) in batch.iter_mut().zip(keyed) {
             *slot = c;

@@ -12,7 +12,7 @@
 //! | `short` | a read, receive, write or send asks for fewer bytes than it has (at least 1), before submission |
 //! | `eintr`, `eagain` | the first submission "failed" with `EINTR`/`EAGAIN` and the layer resubmits it a turn later (absorbed, as the contract says) |
 //! | `cancel` | a cancel is held back one reap, so a real completion that arrives meanwhile wins the race |
-//! | `reorder` | the completions of a batch are delivered in another order (those of one operation keep theirs) |
+//! | `reorder` | the completions of a batch are delivered in another order (those of one operation keep theirs, and those naming a provided buffer keep the kernel's) |
 //! | `overflow` | the tail of a batch is held back and delivered at the next reap, ahead of newer completions, as the kernel's completion-queue overflow list does |
 //! | `enobufs` | a dry buffer ring: a pooled receive completes with `ENOBUFS`; a multishot receive ends with `ENOBUFS` (a last completion without `MORE`, no item), when submitted or after a chunk, and the runtime must submit it again |
 //! | `reset` | a receive on a stream socket completes with `ECONNRESET`, a send with `EPIPE` or `ECONNRESET`; the connection is really reset (a TCP socket is disconnected, which sends the peer an RST; another is shut down), so the peer and what follows see it gone too |
