@@ -367,7 +367,15 @@ impl fmt::Display for HyperReport {
             }
             let rate = r.requests_per_sec / b.requests_per_sec;
             let cpu = r.cpu_us_per_request / b.cpu_us_per_request;
-            let met = |ok: bool| if ok { "met" } else { "NOT met" };
+            // As in every bench: a target is met only on settled figures (both servers' rounds
+            // within MAX_SPREAD of each other).
+            use crate::bench::settle::{spread, MAX_SPREAD};
+            let settled = [r, b].iter().all(|x| spread(&x.rounds).is_some_and(|s| s <= MAX_SPREAD));
+            let met = |ok: bool| match (settled, ok) {
+                (false, _) => "unsettled",
+                (true, true) => "met",
+                (true, false) => "NOT met",
+            };
             writeln!(
                 f,
                 "target {} vs {}: req/s ×{rate:.2} (≥ {RATE_TARGET}: {}), CPU/req ×{cpu:.2} (≤ {CPU_TARGET}: {})",
@@ -378,5 +386,41 @@ impl fmt::Display for HyperReport {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(server: HyperServer, rounds: &[f64], cpu: f64) -> HyperRow {
+        let mut sorted = rounds.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        HyperRow {
+            server,
+            requests_per_sec: sorted[sorted.len() / 2],
+            cpu_us_per_request: cpu,
+            errors: 0,
+            rounds: rounds.to_vec(),
+        }
+    }
+
+    fn report(proactor: &[f64], tokio: &[f64]) -> String {
+        let rows = vec![
+            row(HyperServer::HyperProactor, proactor, 7.0),
+            row(HyperServer::HyperTokio, tokio, 9.0),
+        ];
+        HyperReport { rows, skipped: None, placement: "test".into() }.to_string()
+    }
+
+    #[test]
+    fn a_target_is_met_only_on_settled_rounds() {
+        let tight = report(&[120.0, 125.0, 122.0], &[100.0, 102.0, 101.0]);
+        assert!(tight.contains("req/s ×1.21 (≥ 1.1: met), CPU/req ×0.78 (≤ 0.9: met)"), "{tight}");
+        let wide = report(&[120.0, 160.0, 122.0], &[100.0, 102.0, 101.0]);
+        assert!(wide.contains("(≥ 1.1: unsettled)"), "{wide}");
+        assert!(!wide.contains(": met"), "{wide}");
+        let slow = report(&[100.0, 101.0, 102.0], &[100.0, 101.0, 102.0]);
+        assert!(slow.contains("(≥ 1.1: NOT met)"), "{slow}");
     }
 }
