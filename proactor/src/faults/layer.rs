@@ -372,20 +372,6 @@ fn is_regular_file(fd: RawFd) -> bool {
 }
 
 fn is_stream_socket(fd: RawFd) -> bool {
-    if file_type(fd) != Some(libc::S_IFSOCK) {
-        return false;
-    }
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into the local `ty`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && ty == libc::SOCK_STREAM
+    file_type(fd) == Some(libc::S_IFSOCK)
+        && crate::fd::socket_option(fd, libc::SO_TYPE) == Some(libc::SOCK_STREAM)
 }

@@ -149,17 +149,5 @@ fn refused(err: &io::Error) -> bool {
 /// True if `fd` is a listening socket: an `EINVAL` from it was the kernel refusing multishot,
 /// not a listener shut down or never listening (which a one-shot accept would only repeat).
 fn listening(fd: RawFd) -> bool {
-    let mut on: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `on` and `len` are valid out-parameters of the sizes the option takes.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut on as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && on != 0
+    crate::fd::socket_option(fd, libc::SO_ACCEPTCONN).is_some_and(|on| on != 0)
 }

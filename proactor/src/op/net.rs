@@ -128,19 +128,8 @@ impl<F: IoFd, B: IoBufMut> Hooks for Recv<F, B> {
 
 /// True for a stream or sequenced-packet socket, the kinds whose `MSG_WAITALL` io_uring retries.
 fn is_stream(fd: std::os::fd::RawFd) -> bool {
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into the local `ty`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && (ty == libc::SOCK_STREAM || ty == libc::SOCK_SEQPACKET)
+    let ty = crate::fd::socket_option(fd, libc::SO_TYPE);
+    ty == Some(libc::SOCK_STREAM) || ty == Some(libc::SOCK_SEQPACKET)
 }
 
 /// Sends the initialised bytes of `buf`; a short count is a partial send. Never raises SIGPIPE.
