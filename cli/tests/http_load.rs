@@ -86,10 +86,18 @@ fn sparse_file(path: &std::path::Path, len: u64) -> [u8; 32] {
     h.finalize().into()
 }
 
-#[proactor::test]
-fn three_gib_sparse_file(driver: &str) {
+/// True (and says so) in a debug build: these tests move gigabytes through loopback, which
+/// only a release build does in seconds.
+fn skipped_in_debug() -> bool {
     if cfg!(debug_assertions) {
         eprintln!("SKIPPED in debug builds: run with --release (moves 3 GiB through loopback)");
+    }
+    cfg!(debug_assertions)
+}
+
+#[proactor::test]
+fn three_gib_sparse_file(driver: &str) {
+    if skipped_in_debug() {
         return;
     }
     let fx = Fixture::new();
@@ -167,8 +175,7 @@ fn hash_body(c: &mut Client, len: u64) -> [u8; 32] {
 
 #[proactor::test]
 fn one_gib_body_by_every_body_path(driver: &str) {
-    if cfg!(debug_assertions) {
-        eprintln!("SKIPPED in debug builds: run with --release (moves 3 GiB through loopback)");
+    if skipped_in_debug() {
         return;
     }
     use std::os::unix::fs::FileExt;
