@@ -2,10 +2,12 @@
 //!
 //! Each connection's buffers and task come from the C allocator's heap. When thousands of them
 //! close (5,000 slowloris clients freed by the header timeout, say) glibc keeps the freed pages:
-//! it returns memory to the system only from the top of a heap, and anything still allocated
-//! above the freed blocks (a table that grew during the burst) pins them. So once the open
-//! connections have passed [`BURST`], each time they fall to half of what they were at the last
-//! trim (or at their peak) the server asks the allocator to release every free page
+//! it returns memory to the system only from the top of a heap, and a page keeps its memory
+//! while anything on it is still allocated — a table that grew during the burst, or the blocks
+//! the loop caches for operations (one per receive the burst had in flight, one or two per
+//! page), which `Handle::release_idle_memory` gives back first. So once the open connections
+//! have passed [`BURST`], each time they fall to half of what they were at the last trim (or at
+//! their peak) the server asks the loop and then the allocator to release every free page
 //! (`malloc_trim`, which walks all arenas): a handful of trims per burst, none for a server
 //! that never holds many connections.
 
@@ -37,8 +39,12 @@ impl Trimmer {
     }
 }
 
-/// Returns the allocator's free pages to the system.
+/// Returns the loop's cached operation memory and then the allocator's free pages to the
+/// system.
 fn release_free_memory() {
+    if let Some(handle) = proactor::Handle::try_current() {
+        handle.release_idle_memory();
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim takes a byte count and only rearranges the allocator's own free

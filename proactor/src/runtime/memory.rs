@@ -21,6 +21,9 @@ const CLASSES: usize = MAX_POOLED / GRAIN + 1;
 /// Bytes of idle blocks kept at most per size class (beyond that, released blocks are freed).
 /// A loop keeps as many blocks as it once had operations in flight, up to this.
 const MAX_CACHED: usize = 1 << 20;
+/// Bytes of idle blocks per size class that [`OpMemory::release_idle`] leaves in place: enough
+/// for a batch of a few hundred small operations to find their blocks cached again.
+const KEPT_WHEN_IDLE: usize = 1 << 14;
 
 /// The operation memory of one run loop.
 pub(crate) struct OpMemory {
@@ -154,6 +157,25 @@ impl OpMemory {
     }
 }
 
+impl OpMemory {
+    /// Frees the idle blocks beyond [`KEPT_WHEN_IDLE`] bytes per class.
+    ///
+    /// The blocks cached during a burst (one per operation that was in flight: 5,000 receives
+    /// for 5,000 idle connections) sit between the burst's other allocations, one or two per
+    /// page, so while they are cached no trim of the heap can give those pages back: after a
+    /// burst of 5,000 slowloris clients the HTTP server kept 12–15 MiB of heap resident with
+    /// under 1 MiB of it in use, and 3 MiB once these were freed.
+    pub(crate) fn release_idle(&self) {
+        for (class, idle) in self.classes.iter().enumerate().skip(1) {
+            while idle.len.get() * class * GRAIN > KEPT_WHEN_IDLE {
+                let Some(block) = idle.pop() else { break };
+                // SAFETY: every cached block was allocated with its class layout and is idle.
+                unsafe { dealloc(block.as_ptr(), class_layout(class)) };
+            }
+        }
+    }
+}
+
 impl Drop for OpMemory {
     fn drop(&mut self) {
         for (class, idle) in self.classes.iter().enumerate() {
@@ -216,5 +238,15 @@ mod tests {
             unsafe { m.release(b, big) };
         }
         assert_eq!(m.classes[MAX_POOLED / GRAIN].len.get(), MAX_CACHED / MAX_POOLED);
+        // Releasing idle memory keeps KEPT_WHEN_IDLE bytes per class, the last released first.
+        m.release_idle();
+        assert_eq!(m.classes[MAX_POOLED / GRAIN].len.get(), KEPT_WHEN_IDLE / MAX_POOLED);
+        assert_eq!(m.classes[2].len.get(), 100, "a class under the floor keeps every block");
+        let kept = blocks(&m, small, 100);
+        assert_eq!(kept, reversed_of(&again), "the kept blocks are handed out as before");
+    }
+
+    fn reversed_of(v: &[NonNull<u8>]) -> Vec<NonNull<u8>> {
+        v.iter().rev().copied().collect()
     }
 }
