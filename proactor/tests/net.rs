@@ -178,6 +178,27 @@ fn unix_round_trip(p: &Proactor) {
 }
 
 #[proactor::test]
+fn unix_incoming_yields_each_connection_in_order(p: &Proactor) {
+    p.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut incoming = listener.incoming();
+        for i in 0..50u8 {
+            let client = UnixStream::connect(&path).await.unwrap();
+            let (res, _) = client.write_all(vec![i; 3]).await;
+            res.unwrap();
+            let fd = incoming.next().await.expect("not cancelled").unwrap();
+            let server = UnixStream::from_std(fd.into()).unwrap();
+            let (res, buf) = server.read_exact(vec![0; 3]).await;
+            res.unwrap();
+            assert_eq!(buf, [i; 3], "connection {i} came out of order");
+        }
+        assert!(incoming.requests() <= 2, "{} accept requests for 50", incoming.requests());
+    });
+}
+
+#[proactor::test]
 fn connect_timeout_when_the_backlog_is_full(p: &Proactor) {
     p.block_on(async {
         // A listener with backlog 0 that never accepts: once its queue holds one connection the

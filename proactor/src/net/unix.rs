@@ -48,6 +48,13 @@ impl UnixListener {
         Ok((UnixStream { fd: Rc::new(fd) }, addr))
     }
 
+    /// Every connection, from one multishot accept, as
+    /// [`TcpListener::incoming`](super::TcpListener::incoming) gives them (wrap each with
+    /// [`UnixStream::from_std`]).
+    pub fn incoming(&self) -> super::Incoming<Rc<OwnedFd>> {
+        super::Incoming::new(self.fd.clone())
+    }
+
     /// How often accepting hit resource exhaustion or skipped a failed connection.
     pub fn accept_stats(&self) -> AcceptStats {
         self.policy.borrow().stats()
