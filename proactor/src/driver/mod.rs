@@ -43,6 +43,11 @@ impl Token {
     /// wake-ups) and are never reported.
     pub(crate) const INTERNAL: Token = Token(u64::MAX);
 
+    /// Tokens from this value up (below the driver's own) are offered to the run loop as their
+    /// completions are reaped, where a driver can (see `AnyDriver::wait_settling`): the loop
+    /// sets this bit, the top of the generation, on the operations it may settle there.
+    pub(crate) const OFFERED: u64 = 1 << 63;
+
     pub(crate) fn new(key: usize, generation: u32) -> Token {
         Token(((generation as u64) << 32) | key as u64)
     }

@@ -272,6 +272,23 @@ impl AnyDriver {
             }
         }
     }
+
+    /// [`Driver::wait`], offering each completion the io_uring driver reaps to `settle` first,
+    /// straight from the completion queue (one it takes is not written to `out`); the other
+    /// drivers return every completion in `out`.
+    #[inline]
+    pub(crate) fn wait_settling(
+        &mut self,
+        block: bool,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+        settle: impl FnMut(Completion) -> bool,
+    ) -> io::Result<()> {
+        match self {
+            AnyDriver::Uring(d) => d.wait_settling(block, timeout, out, settle),
+            _ => self.wait(block, timeout, out),
+        }
+    }
 }
 
 impl Driver for AnyDriver {

@@ -124,6 +124,7 @@ impl Builder {
             in_flight: Cell::new(0),
             admission: RefCell::new(VecDeque::new()),
             max_in_flight: self.max_in_flight,
+            plain: self.max_in_flight.is_none() && !latency,
             generation: Cell::new(0),
             now_ms: Cell::new(0),
             epoch: Instant::now(),

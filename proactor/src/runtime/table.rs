@@ -7,7 +7,7 @@
 //! the most recently freed key keeps a busy loop on the same few cache lines; the vacant keys
 //! are linked through their own entries, so no second vector is touched per operation.
 
-use super::slot::Slot;
+use super::slot::{Lifecycle, Slot};
 
 /// Slots by key.
 pub(crate) struct Table {
@@ -42,6 +42,52 @@ impl Entry {
 
 /// No vacant entry.
 const NONE: usize = usize::MAX;
+
+/// An occupied entry of the table, found by [`Table::occupied`].
+pub(crate) struct Occupied<'a> {
+    entry: &'a mut Entry,
+    key: usize,
+    free: &'a mut usize,
+    len: &'a mut usize,
+}
+
+impl Occupied<'_> {
+    /// The entry's slot.
+    #[inline(always)]
+    pub(crate) fn slot(&mut self) -> &mut Slot {
+        match self.entry {
+            Entry::Occupied(slot) => slot,
+            Entry::Vacant { .. } => {
+                unreachable!("an occupied handle is made for an occupied entry")
+            }
+        }
+    }
+
+    /// Takes the slot out, freeing its key (as [`Table::remove`]).
+    #[inline(always)]
+    pub(crate) fn remove(self) -> Slot {
+        let Entry::Occupied(slot) =
+            std::mem::replace(self.entry, Entry::Vacant { next: *self.free })
+        else {
+            unreachable!("an occupied handle is made for an occupied entry")
+        };
+        *self.free = self.key;
+        *self.len -= 1;
+        slot
+    }
+
+    /// Frees the key of a slot whose state owns nothing (a handler's or a detached
+    /// operation's), after its caller has copied out what it needs. The slot is forgotten, not
+    /// dropped: the compiler then writes only the entry's tag and link, where moving the whole
+    /// slot out to drop it copied the cache line twice (it owns nothing; were it to, forgetting
+    /// would leak, never free twice).
+    #[inline(always)]
+    pub(crate) fn vacate(self) {
+        let slot = self.remove();
+        debug_assert!(matches!(slot.state, Lifecycle::Handler | Lifecycle::Detached));
+        std::mem::forget(slot);
+    }
+}
 
 impl Table {
     pub(crate) fn with_capacity(capacity: usize) -> Table {
@@ -89,6 +135,18 @@ impl Table {
         self.entries.get_mut(key)?.slot_mut()
     }
 
+    /// The occupied entry at `key` whose slot has `generation`: looked up once, then read,
+    /// changed or freed through the handle without a second lookup.
+    #[inline(always)]
+    pub(crate) fn occupied(&mut self, key: usize, generation: u32) -> Option<Occupied<'_>> {
+        let entry = self.entries.get_mut(key)?;
+        match entry {
+            Entry::Occupied(slot) if slot.generation == generation => {}
+            _ => return None,
+        }
+        Some(Occupied { entry, key, free: &mut self.free, len: &mut self.len })
+    }
+
     /// Takes the slot at `key` out, freeing the key.
     #[inline]
     pub(crate) fn remove(&mut self, key: usize) -> Option<Slot> {
@@ -103,20 +161,6 @@ impl Table {
         self.free = key;
         self.len -= 1;
         Some(slot)
-    }
-
-    /// Frees the key of an occupied slot whose state owns nothing (a handler's or a detached
-    /// operation's), after its caller has copied out what it needs. The slot is forgotten, not
-    /// dropped: the compiler then writes only the entry's tag and link, where moving the whole
-    /// slot out to drop it copied the cache line twice (it owns nothing; were it to, forgetting
-    /// would leak, never free twice).
-    #[inline]
-    pub(crate) fn vacate(&mut self, key: usize) {
-        if let Some(slot) = self.remove(key) {
-            use super::slot::Lifecycle;
-            debug_assert!(matches!(slot.state, Lifecycle::Handler | Lifecycle::Detached));
-            std::mem::forget(slot);
-        }
     }
 
     /// Every occupied slot with its key.
@@ -146,7 +190,7 @@ impl Table {
 mod tests {
     use super::*;
     use crate::runtime::memory::OpMemory;
-    use crate::runtime::slot::{Lifecycle, Plain};
+    use crate::runtime::slot::Plain;
 
     fn slot(memory: &OpMemory, generation: u32) -> Slot {
         Slot {
@@ -180,8 +224,9 @@ mod tests {
         assert_eq!(t.get(a).map(|s| s.generation), Some(5));
         let keys: Vec<usize> = t.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, [0, 1, 2]);
-        t.vacate(b);
-        t.vacate(b);
+        assert!(t.occupied(b, 1).is_none(), "another generation");
+        t.occupied(b, 2).expect("occupied").vacate();
+        assert!(t.occupied(b, 2).is_none(), "vacated");
         assert!(t.get(b).is_none());
         assert_eq!(t.insert(slot(&m, 6)), b, "a vacated key is free again, once");
         assert_eq!(t.insert(slot(&m, 7)), 3);

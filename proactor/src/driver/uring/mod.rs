@@ -213,6 +213,18 @@ impl UringDriver {
     }
 
     fn reap(&mut self, out: &mut Vec<Completion>) {
+        self.reap_settling(out, |_| false);
+    }
+
+    /// [`UringDriver::reap`], offering each completion whose token is at least
+    /// [`Token::OFFERED`] to `settle` first, straight from the completion queue: one it takes
+    /// (returns true for) is not written to `out`.
+    #[inline(always)]
+    fn reap_settling(
+        &mut self,
+        out: &mut Vec<Completion>,
+        mut settle: impl FnMut(Completion) -> bool,
+    ) {
         let mut rearm = false;
         if self.ring.submission().cq_overflow() {
             // Completions wait in the kernel's overflow list: the next enter flushes them.
@@ -237,29 +249,41 @@ impl UringDriver {
             self.cq_deepest = self.cq_deepest.max(cq.len() as u32);
             out.reserve(cq.len());
             let mut room = out.spare_capacity_mut().iter_mut();
-            let mut written = 0;
+            let room_len = room.len();
             for cqe in cq {
                 let u = cqe.user_data();
+                // A token below `OFFERED` (a handler's operation, say) is returned as it is,
+                // after one compare.
+                if u < Token::OFFERED {
+                    let c =
+                        Completion { token: Token(u), result: cqe.result(), flags: cqe.flags() };
+                    if let Some(slot) = room.next() {
+                        slot.write(c);
+                    }
                 // The driver's own completions, `WAKE` and `INTERNAL` (the two largest values,
                 // which no operation's token reaches), told apart from the rest by one compare.
-                if u >= WAKE {
+                } else if u >= WAKE {
                     if u == WAKE {
                         self.waker.drain();
                         if !cqueue::more(cqe.flags()) {
                             rearm = true;
                         }
                     }
-                } else if let Some(c) = room.next() {
-                    c.write(Completion {
-                        token: Token(u),
-                        result: cqe.result(),
-                        flags: cqe.flags(),
-                    });
-                    written += 1;
+                } else {
+                    let c =
+                        Completion { token: Token(u), result: cqe.result(), flags: cqe.flags() };
+                    if settle(c) {
+                        continue;
+                    }
+                    if let Some(slot) = room.next() {
+                        slot.write(c);
+                    }
                 }
             }
+            let written = room_len - room.len();
             // SAFETY: the first `written` elements of the spare capacity were initialized just
-            // above (`room` hands them out in order, each once), within the reserved capacity.
+            // above (`room` hands them out in order, each once, and each one it handed out was
+            // written), within the reserved capacity.
             unsafe { out.set_len(start + written) };
         }
         if rearm {
@@ -278,36 +302,16 @@ impl UringDriver {
         self.push_entries(&[poll]);
         self.wake_armed = true;
     }
-}
 
-impl Driver for UringDriver {
-    #[inline]
-    unsafe fn push(&mut self, token: Token, op: OpPtr, deadline: Option<Duration>) {
-        // The common case inline: no deadline, and room in the ring.
-        if deadline.is_none() {
-            let mut sq = self.ring.submission();
-            // SAFETY: the caller guarantees `op` is valid, not aliased during this call, and
-            // that its memory stays put until the completion is reaped, as the entry needs.
-            if unsafe { (*op.0.as_ptr()).push_uring(token.0, squeue::Flags::empty(), &mut sq) }
-                .is_ok()
-            {
-                return;
-            }
-        }
-        // SAFETY: forwarded with the caller's guarantee.
-        unsafe { self.push_slow(token, op, deadline) }
-    }
-
-    fn cancel(&mut self, token: Token) {
-        let entry = opcode::AsyncCancel::new(token.0).build().user_data(Token::INTERNAL.0);
-        self.push_entries(&[entry]);
-    }
-
-    fn wait(
+    /// [`Driver::wait`], with the completions reaped from the queue offered to `settle` first
+    /// (see [`UringDriver::reap_settling`]); the completions of earlier reaps (the backlog) go
+    /// to `out` as they are.
+    pub(crate) fn wait_settling(
         &mut self,
         block: bool,
         timeout: Option<Duration>,
         out: &mut Vec<Completion>,
+        settle: impl FnMut(Completion) -> bool,
     ) -> io::Result<()> {
         out.append(&mut self.backlog);
         if block && out.is_empty() {
@@ -356,8 +360,41 @@ impl Driver for UringDriver {
         }
         self.release_specs();
         out.append(&mut self.backlog);
-        self.reap(out);
+        self.reap_settling(out, settle);
         Ok(())
+    }
+}
+
+impl Driver for UringDriver {
+    #[inline]
+    unsafe fn push(&mut self, token: Token, op: OpPtr, deadline: Option<Duration>) {
+        // The common case inline: no deadline, and room in the ring.
+        if deadline.is_none() {
+            let mut sq = self.ring.submission();
+            // SAFETY: the caller guarantees `op` is valid, not aliased during this call, and
+            // that its memory stays put until the completion is reaped, as the entry needs.
+            if unsafe { (*op.0.as_ptr()).push_uring(token.0, squeue::Flags::empty(), &mut sq) }
+                .is_ok()
+            {
+                return;
+            }
+        }
+        // SAFETY: forwarded with the caller's guarantee.
+        unsafe { self.push_slow(token, op, deadline) }
+    }
+
+    fn cancel(&mut self, token: Token) {
+        let entry = opcode::AsyncCancel::new(token.0).build().user_data(Token::INTERNAL.0);
+        self.push_entries(&[entry]);
+    }
+
+    fn wait(
+        &mut self,
+        block: bool,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+    ) -> io::Result<()> {
+        self.wait_settling(block, timeout, out, |_| false)
     }
 
     fn notifier(&self) -> Arc<dyn Notifier> {
