@@ -150,6 +150,82 @@ fn end_of_stream_and_echo_from_the_pool(p: &Proactor) {
     });
 }
 
+/// A buffer given back is the next one a receive gets, or one of the next few: a ring cycling
+/// through every buffer of a large pool would hand out a cold one each time (the pool's module
+/// docs give the cost). 200 receives, one at a time, from a pool of 1,024: the ring's window
+/// (32 buffers) bounds the distinct buffers used; the user-space free list reuses one.
+#[proactor::test]
+fn a_buffer_given_back_is_used_again_soon(p: &Proactor) {
+    p.block_on(async {
+        let pool = BufPool::builder().buffers(1024).buffer_size(64).build().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..200u32 {
+            let (res, _) = a.write(i.to_le_bytes().to_vec()).await;
+            res.unwrap();
+            let buf = b.read_pooled(&pool).await.unwrap().expect("data");
+            assert_eq!(&buf[..], i.to_le_bytes());
+            seen.insert(buf.as_ptr() as usize);
+        }
+        let most = if pool.is_kernel_ring() { 33 } else { 1 };
+        assert!(seen.len() <= most, "{} distinct buffers for 200 receives", seen.len());
+        assert_eq!(pool.available(), 1024);
+    });
+}
+
+/// More receives at once than the ring offers (200 connections whose data is already there,
+/// each receive started in the same turn and each holding its buffer until all have one,
+/// against a window of 32 in a pool of 1,024): the ring runs dry with buffers held back, offers
+/// more, and every receive gets its bytes — none lost, none doubled.
+#[proactor::test]
+fn a_burst_wider_than_the_ring_gets_every_buffer(p: &Proactor) {
+    const CONNS: usize = 200;
+    p.block_on(async {
+        let pool = BufPool::builder().buffers(1024).buffer_size(256).build().unwrap();
+        let holding = Rc::new(RefCell::new(0usize));
+        let mut writers = Vec::new();
+        let mut tasks = Vec::new();
+        for c in 0..CONNS {
+            // The data is there before any receive starts: the kernel takes a buffer for each
+            // receive as it is submitted, 200 in one submission.
+            let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            std::io::Write::write_all(&mut a, &pattern(c, 100)).unwrap();
+            let b = UnixStream::from_std(b).unwrap();
+            let (pool, holding) = (pool.clone(), holding.clone());
+            tasks.push(proactor::spawn(async move {
+                let mut got = Vec::new();
+                let mut held = Vec::new();
+                while got.len() < 100 {
+                    let buf = b.read_pooled(&pool).await.unwrap().expect("data");
+                    got.extend_from_slice(&buf);
+                    held.push(buf);
+                }
+                *holding.borrow_mut() += 1;
+                // Keep the buffers until every connection holds its own (at most 10 s).
+                for _ in 0..10_000 {
+                    if *holding.borrow() == CONNS {
+                        break;
+                    }
+                    proactor::time::sleep(Duration::from_millis(1)).await.unwrap();
+                }
+                assert_eq!(*holding.borrow(), CONNS, "a receive never got its buffer");
+                assert!(got == pattern(c, 100), "connection {c} got other bytes");
+                held.len()
+            }));
+            writers.push(a);
+        }
+        let mut held = 0;
+        for t in tasks {
+            held += t.await.unwrap();
+        }
+        assert!(held >= CONNS, "every connection held a buffer at once");
+        if pool.is_kernel_ring() {
+            assert!(pool.exhausted_count() > 0, "the ring never ran dry: the test proves nothing");
+        }
+        assert_eq!(pool.available(), 1024, "every buffer came back");
+    });
+}
+
 #[test]
 fn pool_needs_a_proactor() {
     let err = BufPool::new(4, 16).unwrap_err();
