@@ -47,6 +47,7 @@ pub mod net;
 pub mod offload;
 pub mod op;
 pub mod runtime;
+pub mod signal;
 pub mod strand;
 mod sync;
 pub mod task;
