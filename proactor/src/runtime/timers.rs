@@ -1,4 +1,5 @@
-//! The loop's timers: every sleep of this thread in one min-heap ordered by deadline.
+//! The loop's timers: every sleep of this thread, ordered by deadline in a sorted queue and a
+//! min-heap.
 //!
 //! The driver learns only the earliest deadline, as the timeout of its wait (io_uring: the
 //! `io_uring_enter` timeout argument; epoll: `epoll_wait`'s), so arming, resetting and dropping a
@@ -7,15 +8,23 @@
 //! order they were armed), and wakes the futures awaiting them.
 //!
 //! Entries live in a vector addressed by [`TimerKey`] (index and generation, so a stale key
-//! never reaches a reused entry); the heap holds `(deadline, sequence, index)` nodes. Dropping
-//! or resetting a timer does not search the heap: its entry forgets the node's sequence, and
-//! the node, dead, is skipped when it reaches the top, or swept with every other dead node once
-//! they outnumber the live ones (so the heap stays within about twice the armed timers). A
-//! server's timers are mostly dropped long before their deadline — hyper's header-read timeout
-//! is armed and dropped once per request — so that drop is a store, not a sift through the heap.
+//! never reaches a reused entry); `(deadline, sequence, index)` nodes order them. A node whose
+//! deadline is no earlier than the last one queued goes to the back of a sorted queue; any
+//! other to a min-heap; the earliest timer is the earlier of the queue's front and the heap's
+//! top. A server arms most of its timers as "now + the same timeout" (hyper's header-read
+//! timeout, once per request; every `timeout(d, ..)` of one `d`), each no earlier than the one
+//! before, so they take the queue: arming one is a push at its back, and taking the earliest a
+//! pop at its front, where the heap would sift through its depth for each.
+//!
+//! Dropping or resetting a timer searches neither: its entry forgets the node's sequence, and
+//! the node, dead, is skipped when it reaches the front (or the top), or swept with every other
+//! dead node once they outnumber the live ones (so the two stay within about twice the armed
+//! timers). A server's timers are mostly dropped long before their deadline, and in about the
+//! order they were armed, so their nodes die near the queue's front and leave it at a pop.
 
 use super::core::Core;
 use super::slot::Waiter;
+use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -80,9 +89,12 @@ pub struct TimerStats {
 /// Every timer of one loop.
 pub(crate) struct Timers {
     entries: Vec<Entry>,
-    /// A min-heap by `Node::key`, live and dead nodes (see the module documentation).
+    /// Nodes in ascending `Node::key` order, live and dead: a node is pushed here when its key
+    /// is no lower than the back's (see the module documentation).
+    queue: VecDeque<Node>,
+    /// A min-heap by `Node::key` of the other nodes, live and dead.
     heap: Vec<Node>,
-    /// How many nodes of `heap` are dead.
+    /// How many nodes of `queue` and `heap` are dead.
     dead: usize,
     /// Deadlines are kept as nanoseconds after this instant (earlier ones as 0: due).
     epoch: Instant,
@@ -98,6 +110,7 @@ impl Timers {
     pub(crate) fn new() -> Timers {
         Timers {
             entries: Vec::new(),
+            queue: VecDeque::new(),
             heap: Vec::new(),
             dead: 0,
             epoch: Instant::now(),
@@ -122,22 +135,47 @@ impl Timers {
         matches!(self.entries[node.index as usize].state, State::Armed { seq, .. } if seq == node.seq())
     }
 
-    /// The earliest deadline of an armed timer (dead nodes on top are dropped on the way).
+    /// The earliest node, live or dead, and whether it is the queue's (else the heap's).
+    #[inline]
+    fn first(&self) -> Option<(Node, bool)> {
+        match (self.queue.front(), self.heap.first()) {
+            (Some(q), Some(h)) if h.key < q.key => Some((*h, false)),
+            (Some(q), _) => Some((*q, true)),
+            (None, h) => h.map(|h| (*h, false)),
+        }
+    }
+
+    /// Takes the earliest node out (`queued`: as `first` said).
+    #[inline]
+    fn pop_first(&mut self, queued: bool) {
+        if queued {
+            self.queue.pop_front();
+        } else {
+            self.pop();
+        }
+    }
+
+    /// The earliest deadline of an armed timer (dead nodes in front are dropped on the way).
     #[inline]
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         loop {
-            let first = *self.heap.first()?;
+            let (first, queued) = self.first()?;
             if self.is_live(&first) {
                 let nanos = (first.key >> 64) as u64;
                 return Some(self.epoch + Duration::from_nanos(nanos));
             }
-            self.pop();
+            self.pop_first(queued);
             self.dead -= 1;
         }
     }
 
+    /// Nodes held, live and dead.
+    fn nodes(&self) -> usize {
+        self.queue.len() + self.heap.len()
+    }
+
     pub(crate) fn stats(&self) -> TimerStats {
-        TimerStats { armed: self.heap.len() - self.dead, ..self.stats }
+        TimerStats { armed: self.nodes() - self.dead, ..self.stats }
     }
 
     /// Arms a new timer for `deadline`, to wake `waiter`.
@@ -163,13 +201,23 @@ impl Timers {
         TimerKey { index, generation: entry.generation }
     }
 
-    /// Adds a node for entry `index`; returns its sequence.
+    /// Adds a node for entry `index`: at the queue's back if it sorts there, else in the heap.
+    /// Returns its sequence.
+    #[inline]
     fn push_node(&mut self, deadline: Instant, index: u32) -> u64 {
         let seq = self.seq;
         self.seq += 1;
-        let key = self.key(deadline, seq);
-        self.heap.push(Node { key, index });
-        self.sift_up(self.heap.len() - 1);
+        let node = Node { key: self.key(deadline, seq), index };
+        let sorts_last = match self.queue.back() {
+            Some(last) => last.key <= node.key,
+            None => true,
+        };
+        if sorts_last {
+            self.queue.push_back(node);
+        } else {
+            self.heap.push(node);
+            self.sift_up(self.heap.len() - 1);
+        }
         seq
     }
 
@@ -189,16 +237,21 @@ impl Timers {
     }
 
     /// One more node is dead; sweeps them all once they outnumber the live ones.
+    #[inline]
     fn one_dead(&mut self) {
         self.dead += 1;
-        if self.dead > SWEEP_MIN && self.dead * 2 > self.heap.len() {
+        if self.dead > SWEEP_MIN && self.dead * 2 > self.nodes() {
             self.sweep();
         }
     }
 
-    /// Drops every dead node and restores the heap order (O(n), once per n/2 dead nodes).
+    /// Drops every dead node and restores the heap order (O(n), once per n/2 dead nodes); the
+    /// queue stays sorted.
     #[cold]
     fn sweep(&mut self) {
+        let mut queue = std::mem::take(&mut self.queue);
+        queue.retain(|n| self.is_live(n));
+        self.queue = queue;
         let mut heap = std::mem::take(&mut self.heap);
         heap.retain(|n| self.is_live(n));
         self.heap = heap;
@@ -278,11 +331,11 @@ impl Timers {
     /// Moves every timer due by `now` to `Fired`, earliest first, and their waiters to `due`.
     fn expire(&mut self, now: Instant) {
         let limit = self.key(now, u64::MAX);
-        while let Some(&first) = self.heap.first() {
+        while let Some((first, queued)) = self.first() {
             if first.key > limit {
                 break;
             }
-            self.pop();
+            self.pop_first(queued);
             if !self.is_live(&first) {
                 self.dead -= 1;
                 continue;
@@ -431,7 +484,7 @@ mod tests {
             t.remove(k);
         }
         assert_eq!(t.stats().armed, 1);
-        assert!(t.heap.len() <= 2 * SWEEP_MIN + 2, "dead nodes are swept: {}", t.heap.len());
+        assert!(t.nodes() <= 2 * SWEEP_MIN + 2, "dead nodes are swept: {}", t.nodes());
         assert!(t.entries.len() <= 2);
     }
 
@@ -474,7 +527,7 @@ mod tests {
             }
         }
         assert_eq!(t.stats().armed, live.len());
-        assert!(t.heap.len() <= 2 * live.len() + SWEEP_MIN + 1, "swept: {}", t.heap.len());
+        assert!(t.nodes() <= 2 * live.len() + SWEEP_MIN + 1, "swept: {}", t.nodes());
         let mut last = base;
         while let Some(first) = t.next_deadline() {
             assert!(first >= last);
@@ -482,6 +535,61 @@ mod tests {
             t.expire(first);
         }
         assert_eq!(t.stats().fired as usize, live.len());
-        assert_eq!((t.heap.len(), t.dead), (0, 0));
+        assert_eq!((t.nodes(), t.dead), (0, 0));
+    }
+
+    /// Fires everything due by `until`, returning the waiters' task numbers in firing order.
+    fn fire_all(t: &mut Timers, until: Instant) -> Vec<usize> {
+        t.expire(until);
+        t.due
+            .drain(..)
+            .map(|w| match w {
+                Waiter::Task(k) => k,
+                Waiter::Waker(_) => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn timers_armed_in_deadline_order_take_the_queue_and_leave_at_its_front() {
+        let mut t = Timers::new();
+        let base = Instant::now() + Duration::from_secs(30);
+        // A server's pattern: each request arms "now + 30 s" and drops it at the next request,
+        // 100 connections taking turns.
+        let mut armed = std::collections::VecDeque::new();
+        for i in 0..100u64 {
+            armed.push_back(t.arm(base + Duration::from_micros(i), w()));
+        }
+        for i in 100..10_000u64 {
+            let k = armed.pop_front().unwrap();
+            assert!(t.remove(k).is_some());
+            // The loop asks for the next deadline every turn: the dead front leaves there.
+            assert_eq!(t.next_deadline(), Some(base + Duration::from_micros(i - 99)));
+            armed.push_back(t.arm(base + Duration::from_micros(i), w()));
+        }
+        assert!(t.heap.is_empty(), "every node sorted at the queue's back");
+        assert_eq!(t.dead, 0, "each dead node left at the front");
+        assert_eq!(t.queue.len(), 100);
+    }
+
+    #[test]
+    fn the_queue_and_the_heap_fire_as_one_order() {
+        let mut t = Timers::new();
+        let base = Instant::now();
+        let ms = |n: u64| base + Duration::from_millis(n);
+        // Into the queue: 10, 20, 20, 20, 30; into the heap (earlier than the queue's back): 5,
+        // 25, 1, 20. Equal deadlines fire in arming order, whichever side holds them.
+        let plan = [(10, 0), (20, 1), (5, 2), (20, 3), (20, 4), (30, 5), (25, 6), (1, 7), (20, 8)];
+        let keys: Vec<_> = plan.iter().map(|&(d, n)| t.arm(ms(d), Waiter::Task(n))).collect();
+        assert_eq!((t.queue.len(), t.heap.len()), (5, 4));
+        assert_eq!(t.next_deadline(), Some(ms(1)));
+        // A reset moves a heap timer to the queue's back and a queue timer into the heap.
+        assert!(t.reset(keys[2], ms(40)));
+        assert!(t.reset(keys[5], ms(15)));
+        assert_eq!(fire_all(&mut t, ms(20)), vec![7, 0, 5, 1, 3, 4, 8]);
+        assert_eq!(t.next_deadline(), Some(ms(25)));
+        assert_eq!(fire_all(&mut t, ms(100)), vec![6, 2]);
+        assert_eq!(t.next_deadline(), None);
+        assert_eq!((t.nodes(), t.dead), (0, 0));
     }
 }
