@@ -188,7 +188,7 @@ impl BufPoolBuilder {
                 Ok(Some(ring)) => {
                     inner.bundles = bundles
                         && !ring.incremental
-                        && handle.core.driver.borrow().uring().is_some_and(|u| u.recv_bundles());
+                        && handle.core.driver_ref().uring().is_some_and(|u| u.recv_bundles());
                     inner.ring = Some(ring);
                     inner.free.borrow_mut().clear();
                     // The first window's worth into the ring, the rest onto the stack.

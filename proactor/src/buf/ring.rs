@@ -58,7 +58,7 @@ impl RingState {
         count: u16,
         incremental: bool,
     ) -> io::Result<Option<RingState>> {
-        let driver = handle.core.driver.borrow();
+        let driver = handle.core.driver_ref();
         let Some(uring) = driver.uring() else { return Ok(None) };
         let slots = count.next_power_of_two();
         let size = slots as usize * std::mem::size_of::<BufRingEntry>();
@@ -182,8 +182,8 @@ impl RingState {
     /// Unregisters the ring and frees its memory; false (and the memory leaked) if the
     /// proactor's driver cannot be reached to unregister it.
     pub(crate) fn free(&self) -> bool {
-        let unregistered = match self.handle.core.driver.try_borrow() {
-            Ok(driver) => match driver.uring() {
+        let unregistered = match self.handle.core.io.try_borrow() {
+            Ok(io) => match io.driver.uring() {
                 Some(u) => u.submitter().unregister_buf_ring(self.group).is_ok(),
                 None => false,
             },

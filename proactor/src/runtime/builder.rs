@@ -1,6 +1,6 @@
 //! Settings of a new proactor.
 
-use super::core::Core;
+use super::core::{Core, Io};
 use super::executor::Executor;
 use super::panic::{PanicHook, PanicPolicy, PanicReport};
 use super::table::Table;
@@ -118,8 +118,10 @@ impl Builder {
         let notifier = driver.notifier();
         let kind = driver.kind();
         let core = Core {
-            driver: RefCell::new(driver),
-            ops: RefCell::new(Table::with_capacity(self.ring.sq_size() as usize)),
+            io: RefCell::new(Io {
+                driver,
+                ops: Table::with_capacity(self.ring.sq_size() as usize),
+            }),
             memory: super::memory::OpMemory::new(),
             in_flight: Cell::new(0),
             admission: RefCell::new(VecDeque::new()),

@@ -15,7 +15,7 @@ use super::stats::InFlight;
 use super::table::Table;
 use crate::driver::{AnyDriver, Completion, Driver, DriverKind, Notifier, OpPtr, Token, MORE};
 use crate::op::Multishot;
-use std::cell::{Cell, RefCell, RefMut};
+use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::io;
 use std::ptr::NonNull;
@@ -40,9 +40,16 @@ pub(crate) enum StreamStep<O: Multishot> {
 /// settled in the batch). Generations count in the other 31 bits.
 const AWAITED_BY_TASK: u32 = (Token::OFFERED >> 32) as u32;
 
+/// What [`Core::io`] holds.
+pub(crate) struct Io {
+    pub(crate) driver: AnyDriver,
+    pub(crate) ops: Table,
+}
+
 pub(crate) struct Core {
-    pub(crate) driver: RefCell<AnyDriver>,
-    pub(crate) ops: RefCell<Table>,
+    /// The driver and the table of the operations it holds, behind one borrow: every
+    /// submission touches both (two cells were two borrow flags set and reset per operation).
+    pub(crate) io: RefCell<Io>,
     /// Where the operations live while the kernel may touch them.
     pub(crate) memory: OpMemory,
     /// Operations handed to the driver and not yet completed.
@@ -86,6 +93,28 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// The table of operations, borrowed mutably.
+    #[inline(always)]
+    pub(crate) fn ops(&self) -> RefMut<'_, Table> {
+        RefMut::map(self.io.borrow_mut(), |io| &mut io.ops)
+    }
+
+    /// The table of operations, borrowed.
+    pub(crate) fn ops_ref(&self) -> Ref<'_, Table> {
+        Ref::map(self.io.borrow(), |io| &io.ops)
+    }
+
+    /// The driver, borrowed mutably.
+    #[inline(always)]
+    pub(crate) fn driver(&self) -> RefMut<'_, AnyDriver> {
+        RefMut::map(self.io.borrow_mut(), |io| &mut io.driver)
+    }
+
+    /// The driver, borrowed.
+    pub(crate) fn driver_ref(&self) -> Ref<'_, AnyDriver> {
+        Ref::map(self.io.borrow(), |io| &io.driver)
+    }
+
     /// Stores `op` and hands it to the driver (or to the admission queue past the cap).
     #[inline(always)]
     pub(crate) fn submit<T: Stored>(
@@ -105,7 +134,8 @@ impl Core {
         // The state is known here, at compile time for a handler: the slot is written straight
         // into its table entry (a state picked at run time made it go through the stack).
         let started = self.now_ms.get();
-        let key = self.ops.borrow_mut().insert_with(|| Slot {
+        let mut io = self.io.borrow_mut();
+        let key = io.ops.insert_with(|| Slot {
             op,
             generation,
             kind,
@@ -115,7 +145,7 @@ impl Core {
         let token = Token::new(key, generation);
         self.in_flight.set(self.in_flight.get() + 1);
         // SAFETY: as in `push_to_driver`.
-        unsafe { self.driver.borrow_mut().push(token, OpPtr(op), deadline) };
+        unsafe { io.driver.push(token, OpPtr(op), deadline) };
         token
     }
 
@@ -140,7 +170,7 @@ impl Core {
         }
         let state = Lifecycle::in_flight(receiver);
         let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
-        let token = Token::new(self.ops.borrow_mut().insert(slot), generation);
+        let token = Token::new(self.ops().insert(slot), generation);
         self.push_to_driver(token, op, deadline);
         token
     }
@@ -162,8 +192,7 @@ impl Core {
         let generation = self.next_generation();
         let started = self.now_ms.get();
         let state = Lifecycle::streaming(receiver);
-        let key =
-            self.ops.borrow_mut().insert_with(|| Slot { op, generation, kind, started, state });
+        let key = self.ops().insert_with(|| Slot { op, generation, kind, started, state });
         let token = Token::new(key, generation);
         self.push_to_driver(token, op, None);
         token
@@ -181,7 +210,7 @@ impl Core {
             Receiver::Handler | Receiver::TimedHandler => Lifecycle::CancelledHandler,
         };
         let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
-        let token = Token::new(self.ops.borrow_mut().insert(slot), generation);
+        let token = Token::new(self.ops().insert(slot), generation);
         self.completions.borrow_mut().push(Completion { token, result: -errno, flags: 0 });
         token
     }
@@ -196,7 +225,7 @@ impl Core {
     ) -> StreamStep<O> {
         let key = token.key();
         {
-            let mut ops = self.ops.borrow_mut();
+            let mut ops = self.ops();
             let Some(slot) = ops.get_mut(key).filter(|s| s.generation == token.generation()) else {
                 return StreamStep::Gone;
             };
@@ -226,7 +255,7 @@ impl Core {
 
     /// How many items of a multishot operation's stream wait in its block.
     pub(crate) fn stream_queued<O: Multishot>(&self, token: Token) -> usize {
-        let ops = self.ops.borrow();
+        let ops = self.ops_ref();
         match ops.get(token.key()) {
             Some(slot) if slot.generation == token.generation() => {
                 let carrier = slot.op.cast::<MultiPlain<O>>().as_ptr();
@@ -251,7 +280,7 @@ impl Core {
     ) -> Token {
         let state = Lifecycle::queued(receiver);
         let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
-        let token = Token::new(self.ops.borrow_mut().insert(slot), generation);
+        let token = Token::new(self.ops().insert(slot), generation);
         self.admission.borrow_mut().push_back((token, deadline));
         token
     }
@@ -266,7 +295,7 @@ impl Core {
         // SAFETY: the operation stays in its `OpMemory` block at `op` (never moved) until its
         // completion is processed in `settle`: a slot the driver holds (`in_driver`) is only
         // released there, or leaked at shutdown.
-        unsafe { self.driver.borrow_mut().push(token, OpPtr(op), deadline) };
+        unsafe { self.driver().push(token, OpPtr(op), deadline) };
     }
 
     /// Admits queued operations, in order, while there is room under the cap.
@@ -274,7 +303,7 @@ impl Core {
         while self.max_in_flight.is_none_or(|cap| self.in_flight.get() < cap) {
             let Some((token, deadline)) = self.admission.borrow_mut().pop_front() else { break };
             let op = {
-                let mut ops = self.ops.borrow_mut();
+                let mut ops = self.ops();
                 let Some(slot) = ops.get_mut(token.key()) else { continue };
                 // A slot cancelled, dropped or reused while the entry waited is passed over.
                 if slot.generation != token.generation() || !slot.state.admit() {
@@ -291,12 +320,12 @@ impl Core {
     /// leaves the queue without ever reaching the kernel and completes with `ECANCELED` in the
     /// next turn — not inside this call, so a handler never runs re-entrantly from `cancel`.
     pub(crate) fn cancel(&self, token: Token) {
-        let action = match self.ops.borrow_mut().get_mut(token.key()) {
+        let action = match self.ops().get_mut(token.key()) {
             Some(slot) if slot.generation == token.generation() => slot.state.cancel(),
             _ => return,
         };
         match action {
-            Cancel::AskDriver => self.driver.borrow_mut().cancel(token),
+            Cancel::AskDriver => self.driver().cancel(token),
             Cancel::DeliverNextTurn => self.completions.borrow_mut().push(Completion {
                 token,
                 result: -libc::ECANCELED,
@@ -310,17 +339,17 @@ impl Core {
     /// is parked and a cancel is sent; otherwise it is freed now (closing any fd in the output).
     pub(crate) fn detach(&self, token: Token) {
         let key = token.key();
-        let action = match self.ops.borrow_mut().get_mut(key) {
+        let action = match self.ops().get_mut(key) {
             Some(slot) if slot.generation == token.generation() => slot.state.detach(),
             _ => return,
         };
         match action {
             Detach::Park(waiter) => {
-                self.driver.borrow_mut().cancel(token);
+                self.driver().cancel(token);
                 drop(waiter);
             }
             Detach::Free(res) => {
-                let Some(slot) = self.ops.borrow_mut().remove(key) else { return };
+                let Some(slot) = self.ops().remove(key) else { return };
                 // SAFETY: removed from the table, and not held by the driver (`detach` frees
                 // only a completed or never-submitted operation).
                 unsafe { self.consume(slot.op, slot.kind, res, false) };
@@ -340,7 +369,7 @@ impl Core {
     ) -> Option<(i32, NonNull<u8>)> {
         let key = token.key();
         {
-            let mut ops = self.ops.borrow_mut();
+            let mut ops = self.ops();
             let mut entry = ops.occupied(key, token.generation())?;
             match entry.slot().state.poll() {
                 Ok(res) => return Some((res, entry.remove().op.cast())),
@@ -355,7 +384,7 @@ impl Core {
     /// False if the operation under `token` has completed, is still in the table, and is not
     /// a `T` (a debug check of what a future is about to take back).
     pub(crate) fn holds<T: 'static>(&self, token: Token) -> bool {
-        match self.ops.borrow().get(token.key()) {
+        match self.ops_ref().get(token.key()) {
             Some(slot)
                 if slot.generation == token.generation()
                     && matches!(slot.state, Lifecycle::Done(_)) =>
@@ -375,7 +404,7 @@ impl Core {
     #[cold]
     fn rewait(&self, token: Token, waker: &std::task::Waker) {
         let mut waiter = self.executor.waiter(waker);
-        if let Some(slot) = self.ops.borrow_mut().get_mut(token.key()) {
+        if let Some(slot) = self.ops().get_mut(token.key()) {
             if slot.generation == token.generation() {
                 if let Some(w) = slot.state.waiter_mut() {
                     std::mem::swap(w, &mut waiter);
@@ -446,7 +475,7 @@ impl Core {
         if self.latency.is_some() {
             self.time_completion(c);
         }
-        drop(self.settle_in(self.ops.borrow_mut(), c));
+        drop(self.settle_in(self.ops(), c));
     }
 
     /// [`Core::settle`] with the table already borrowed (`ops`). The borrow is handed back
@@ -525,7 +554,7 @@ impl Core {
     fn settle_batch(&self, batch: &mut Vec<Completion>) {
         let mut completions = batch.iter();
         'runs: loop {
-            let mut ops = self.ops.borrow_mut();
+            let mut ops = self.ops();
             for &c in completions.by_ref() {
                 match self.settle_in(ops, c) {
                     Some(still) => ops = still,
@@ -571,7 +600,7 @@ impl Core {
     #[inline(never)]
     fn settle_more(&self, c: Completion) {
         let (op, kind, more) = {
-            let mut ops = self.ops.borrow_mut();
+            let mut ops = self.ops();
             let Some(slot) = ops.get_mut(c.token.key()) else { return };
             if slot.generation != c.token.generation() {
                 return;
@@ -598,7 +627,7 @@ impl Core {
                 // is live (the table is not borrowed).
                 if unsafe { item(block, c.result, c.flags, true) } {
                     // The stream's queue is full: pause the operation until it is taken.
-                    self.driver.borrow_mut().cancel(c.token);
+                    self.driver().cancel(c.token);
                 }
                 if let Some(w) = waiter {
                     self.wake(w);
@@ -647,7 +676,7 @@ impl Core {
     #[cold]
     fn time_completion(&self, c: Completion) {
         let Some(latency) = &self.latency else { return };
-        let name = match self.ops.borrow().get(c.token.key()) {
+        let name = match self.ops_ref().get(c.token.key()) {
             Some(slot) if slot.generation == c.token.generation() => slot.kind.name,
             _ => return,
         };
@@ -668,11 +697,11 @@ impl Core {
         let res = if plain {
             // A future's result for a task of this loop is recorded straight from the
             // completion queue (see `settle_reaped`); the rest come back in `batch`.
-            let mut ops = self.ops.borrow_mut();
-            let settle = |c| self.settle_reaped(&mut ops, c);
-            self.driver.borrow_mut().wait_settling(block, timeout, &mut batch, settle)
+            let mut io = self.io.borrow_mut();
+            let Io { driver, ops } = &mut *io;
+            driver.wait_settling(block, timeout, &mut batch, |c| self.settle_reaped(ops, c))
         } else {
-            self.driver.borrow_mut().wait(block, timeout, &mut batch)
+            self.driver().wait(block, timeout, &mut batch)
         };
         self.executor.unpark();
         let now = Instant::now();
@@ -714,12 +743,12 @@ impl Core {
 
     /// What is in flight now.
     pub(crate) fn in_flight(&self) -> InFlight {
-        InFlight::collect(&self.ops.borrow(), self.millis(Instant::now()))
+        InFlight::collect(&self.ops_ref(), self.millis(Instant::now()))
     }
 
     /// True when no operation is queued, in flight, or completed and unclaimed.
     pub(crate) fn idle(&self) -> bool {
-        self.ops.borrow().is_empty()
+        self.ops_ref().is_empty()
     }
 
     /// Cancels everything and waits (up to `grace`) for the kernel to give every buffer back.
@@ -728,17 +757,17 @@ impl Core {
         self.shutting_down.set(true);
         self.executor.clear(self);
         let tokens: Vec<Token> = {
-            let ops = self.ops.borrow();
+            let ops = self.ops_ref();
             ops.iter().filter(|(_, s)| s.state.in_driver()).map(|(k, s)| s.token(k)).collect()
         };
         for t in tokens {
-            self.driver.borrow_mut().cancel(t);
+            self.driver().cancel(t);
         }
         // Never-submitted operations can go now.
         let queued: Vec<Token> = self.admission.borrow_mut().drain(..).map(|(t, _)| t).collect();
         for token in queued {
             let slot = {
-                let mut ops = self.ops.borrow_mut();
+                let mut ops = self.ops();
                 match ops.get(token.key()) {
                     Some(s) if s.generation == token.generation() && s.state.is_queued() => {}
                     _ => continue,
@@ -762,7 +791,7 @@ impl Core {
         }
         // Take the slots out first: dropping an output runs user code (a buffer's or a
         // handler's destructor), which must not find the slab borrowed.
-        let slots = self.ops.borrow_mut().drain();
+        let slots = self.ops().drain();
         let mut leaked = 0;
         for slot in slots {
             match slot.state.result_at_shutdown() {

@@ -432,7 +432,7 @@ impl Handle {
     /// enabled), the io_uring queues, faults injected. Its `Display` is one `stats:` line.
     pub fn stats(&self) -> Stats {
         let (ring, faults) = {
-            let mut driver = self.core.driver.borrow_mut();
+            let mut driver = self.core.driver();
             (driver.ring_stats(), driver.fault_report())
         };
         Stats {
@@ -449,7 +449,7 @@ impl Handle {
     /// The fault plan this proactor injects and what it injected so far, or `None` when it
     /// injects none (see [`crate::faults`]).
     pub fn faults(&self) -> Option<crate::faults::FaultReport> {
-        self.core.driver.borrow().fault_report()
+        self.core.driver_ref().fault_report()
     }
 
     /// The driver in use.
@@ -464,7 +464,7 @@ impl Handle {
 
     /// The io_uring ring's effective setup (after any fall-back), or `None` on another driver.
     pub fn ring_config(&self) -> Option<crate::RingConfig> {
-        self.core.driver.borrow().uring_config().cloned()
+        self.core.driver_ref().uring_config().cloned()
     }
 }
 
