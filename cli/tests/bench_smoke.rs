@@ -280,6 +280,42 @@ fn both_load_generators_run_and_their_ratios_are_compared() {
     assert!(stdout.contains("differ by"), "{stdout}");
 }
 
+/// `--rate` offers a fixed load: every server gets about that many messages per second (not
+/// more — a 10-connection echo answers far faster), the header says so, and the rounds record
+/// how long the measured processes waited for a CPU.
+#[test]
+fn a_fixed_rate_is_kept_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Bench::short(
+        dir.path(),
+        "0.5",
+        &[
+            "--servers",
+            "proactor-uring,tokio-ct",
+            "--rate",
+            "2000",
+            "--rounds",
+            "1",
+            "--conns",
+            "10",
+        ],
+    );
+    b.assert_success();
+    let (report, stdout, runs) = (&b.report, &b.stdout, b.runs());
+    assert_eq!(num(&report["config"], "rate"), 2000.0);
+    assert!(stdout.contains("offered load: 2000 msg/s"), "{stdout}");
+    for run in runs {
+        assert_eq!(num(run, "error_count"), 0.0, "{}", run["errors"]);
+        // Well under what the servers answer unpaced (tens of thousands), at most the rate.
+        let rate = num(run, "msgs_per_sec");
+        assert!((100.0..=2200.0).contains(&rate), "{rate} msg/s at --rate 2000: {run}");
+        for round in run["rounds"].as_array().unwrap() {
+            assert!(num(round, "server_wait_share") >= 0.0, "{round}");
+            assert!(num(round, "client_wait_share") >= 0.0, "{round}");
+        }
+    }
+}
+
 #[test]
 fn bad_options_are_refused() {
     for args in [
@@ -289,6 +325,8 @@ fn bad_options_are_refused() {
         &["--max-spread", "0"],
         &["--loadgen", "nope"],
         &["--loadgen", "threads", "--sizes", "100000"],
+        &["--rate", "0"],
+        &["--rate", "1000", "--loadgen", "epoll,threads"],
     ] {
         let out = bench(args);
         assert!(!out.status.success(), "{args:?} accepted");

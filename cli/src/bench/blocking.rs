@@ -97,13 +97,16 @@ pub fn run(load: &Load) -> anyhow::Result<Measured> {
     gate.open(Some(w));
     sleep_until(w.measure_at);
     let cpu0 = proc::process_cpu(load.server_pid).context("server CPU time")?;
+    let waits0 = loadgen::Waits::now(load.server_pid);
     let t0 = Instant::now();
     sleep_until(w.end);
     let cpu1 = proc::process_cpu(load.server_pid).context("server CPU time")?;
+    let waits1 = loadgen::Waits::now(load.server_pid);
     let elapsed = t0.elapsed();
     let mut m = Measured::new();
     m.elapsed = elapsed;
     m.server_cpu = cpu1.saturating_sub(cpu0);
+    waits1.since(&waits0, &mut m);
     let (mut conn_min, mut conn_max) = (u64::MAX, 0);
     for h in workers {
         let Some(wk) = h.join().map_err(|_| anyhow::anyhow!("a load thread panicked"))? else {

@@ -33,6 +33,37 @@ pub struct Load {
     pub warmup: Duration,
     /// The measured window.
     pub window: Duration,
+    /// Messages per second to offer, over all connections (`None`: as fast as the server
+    /// answers). A connection whose echo is back waits for its turn (`Pace`).
+    pub rate: Option<f64>,
+}
+
+/// The pace of a load with a fixed rate: message `n` (counted over all connections from the
+/// start) may go out once `n / rate` seconds have passed. A connection whose echo came back
+/// early waits in line (oldest first). A stall does not turn into a burst: at most 2 ms worth
+/// of messages are owed at any time.
+struct Pace {
+    rate: f64,
+    start: Instant,
+    sent: u64,
+}
+
+impl Pace {
+    /// How far behind the pace may fall before the messages owed are forgiven.
+    const SLACK: Duration = Duration::from_millis(2);
+
+    /// Whether one more message may go out at `now` (and counts it if so).
+    fn take(&mut self, now: Instant) -> bool {
+        let due = ((now - self.start).as_secs_f64() * self.rate) as u64;
+        let slack = (Self::SLACK.as_secs_f64() * self.rate).ceil() as u64;
+        self.sent = self.sent.max(due.saturating_sub(slack));
+        if self.sent < due {
+            self.sent += 1;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// What was measured over the window.
@@ -47,6 +78,11 @@ pub struct Measured {
     pub server_cpu: Duration,
     /// The load generator's own CPU time over the window.
     pub client_cpu: Duration,
+    /// Time the server's threads spent runnable but waiting for a CPU over the window
+    /// (`proc::sched_wait`): other work on its CPU.
+    pub server_wait: Duration,
+    /// The same for the load generator's threads (the bench's whole process).
+    pub client_wait: Duration,
     /// Fewest round trips any one connection completed in the window (fairness).
     pub conn_min: u64,
     /// Most round trips any one connection completed in the window.
@@ -73,6 +109,8 @@ impl Measured {
             latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
             server_cpu: Duration::ZERO,
             client_cpu: Duration::ZERO,
+            server_wait: Duration::ZERO,
+            client_wait: Duration::ZERO,
             conn_min: 0,
             conn_max: 0,
             first_echo_max: Duration::ZERO,
@@ -229,14 +267,21 @@ fn run_with(load: &Load, exchanges: &[Exchange]) -> anyhow::Result<Measured> {
     let start = Instant::now();
     let measure_at = start + load.warmup;
     let end = measure_at + load.window;
-    let mut gen = Gen { measuring: false, end, busy: 0 };
-    for (id, c) in conns.iter_mut().enumerate() {
-        c.next(start);
-        gen.busy += 1;
-        gen.drive(id, c, &mut m);
+    let pace =
+        load.rate.filter(|r| r.is_finite() && *r > 0.0).map(|rate| Pace { rate, start, sent: 0 });
+    let mut gen = Gen { measuring: false, end, busy: 0, pace, waiting: Default::default() };
+    if gen.pace.is_some() {
+        gen.waiting.extend(0..conns.len());
+    } else {
+        for (id, c) in conns.iter_mut().enumerate() {
+            c.next(start);
+            gen.busy += 1;
+            gen.drive(id, c, &mut m);
+        }
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     let (mut cpu0, mut own0, mut t0) = (Duration::ZERO, Duration::ZERO, start);
+    let mut waits0 = Waits::default();
     loop {
         let now = Instant::now();
         if !gen.measuring && now >= measure_at {
@@ -246,6 +291,7 @@ fn run_with(load: &Load, exchanges: &[Exchange]) -> anyhow::Result<Measured> {
             conns.iter_mut().for_each(|c| c.done = 0);
             cpu0 = proc::process_cpu(load.server_pid).context("server CPU time")?;
             own0 = proc::thread_cpu();
+            waits0 = Waits::now(load.server_pid);
             t0 = now;
         }
         let boundary = if now < measure_at {
@@ -259,6 +305,7 @@ fn run_with(load: &Load, exchanges: &[Exchange]) -> anyhow::Result<Measured> {
                     .context("server CPU time")?
                     .saturating_sub(cpu0);
                 m.client_cpu = proc::thread_cpu().saturating_sub(own0);
+                Waits::now(load.server_pid).since(&waits0, &mut m);
                 m.conn_min = conns.iter().map(|c| c.done).min().unwrap_or(0);
                 m.conn_max = conns.iter().map(|c| c.done).max().unwrap_or(0);
             }
@@ -281,7 +328,13 @@ fn run_with(load: &Load, exchanges: &[Exchange]) -> anyhow::Result<Measured> {
             }
             end + DRAIN
         };
-        let timeout_ms = boundary.saturating_duration_since(now).as_millis().clamp(1, 1000) as i32;
+        gen.release(now, &mut conns, &mut m);
+        let mut timeout_ms =
+            boundary.saturating_duration_since(now).as_millis().clamp(1, 1000) as i32;
+        if !gen.waiting.is_empty() && now < end {
+            // The next message of the pace is due within a millisecond or so.
+            timeout_ms = 1;
+        }
         let n = ep.wait(&mut events, timeout_ms)?;
         for ev in &events[..n] {
             let (bits, id) = (ev.events, ev.u64 as usize);
@@ -300,15 +353,61 @@ fn run_with(load: &Load, exchanges: &[Exchange]) -> anyhow::Result<Measured> {
     Ok(m)
 }
 
+/// The measured processes' run-queue waits so far (`proc::sched_wait`), sampled at a window's
+/// edges (zero where /proc cannot tell).
+#[derive(Default)]
+pub(super) struct Waits {
+    server: Duration,
+    client: Duration,
+}
+
+impl Waits {
+    /// The waits of the server `pid` and of this process now.
+    pub(super) fn now(pid: u32) -> Waits {
+        Waits {
+            server: proc::sched_wait(pid).unwrap_or_default(),
+            client: proc::sched_wait(std::process::id()).unwrap_or_default(),
+        }
+    }
+
+    /// Records the waits from `start` to these in `m`.
+    pub(super) fn since(&self, start: &Waits, m: &mut Measured) {
+        m.server_wait = self.server.saturating_sub(start.server);
+        m.client_wait = self.client.saturating_sub(start.client);
+    }
+}
+
 /// The loop's state shared by all connections.
 struct Gen {
     measuring: bool,
     end: Instant,
     /// Connections with a message in flight.
     busy: usize,
+    /// The pace of a fixed-rate load.
+    pace: Option<Pace>,
+    /// Connections waiting for their turn under `pace`, oldest first.
+    waiting: std::collections::VecDeque<usize>,
 }
 
 impl Gen {
+    /// Under a pace: starts the next message of each waiting connection whose turn has come.
+    fn release(&mut self, now: Instant, conns: &mut [Conn], m: &mut Measured) {
+        while now < self.end {
+            let Some(&id) = self.waiting.front() else { break };
+            if !self.pace.as_mut().is_some_and(|p| p.take(now)) {
+                break;
+            }
+            self.waiting.pop_front();
+            let c = &mut conns[id];
+            if !c.alive {
+                continue;
+            }
+            c.next(now);
+            self.busy += 1;
+            self.drive(id, c, m);
+        }
+    }
+
     /// Moves connection `id` as far as it can go without blocking.
     fn drive(&mut self, id: usize, c: &mut Conn, m: &mut Measured) {
         while c.alive && c.busy {
@@ -367,9 +466,19 @@ impl Gen {
                     m.messages += 1;
                     c.done += 1;
                 }
-                if now < self.end {
+                // Under a pace, those already in line go first.
+                let turn = match self.pace.as_mut() {
+                    None => true,
+                    Some(p) => self.waiting.is_empty() && p.take(now),
+                };
+                if now < self.end && turn {
                     c.next(now);
                     progressed = true;
+                } else if now < self.end {
+                    // Ahead of the pace: in line for a later turn, nothing in flight.
+                    c.busy = false;
+                    self.busy -= 1;
+                    self.waiting.push_back(id);
                 } else {
                     c.busy = false;
                     self.busy -= 1;
@@ -430,5 +539,33 @@ impl Epoll {
             return if e.kind() == io::ErrorKind::Interrupted { Ok(0) } else { Err(e) };
         }
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_lets_out_what_is_due_and_forgives_a_stall() {
+        let start = Instant::now();
+        let mut p = Pace { rate: 1000.0, start, sent: 0 };
+        // Nothing is due at the start.
+        assert!(!p.take(start));
+        // 1 ms in: one message.
+        let t = start + Duration::from_millis(1);
+        assert!(p.take(t));
+        assert!(!p.take(t));
+        // 50 ms later only the slack (2 ms, 2 messages) is owed, not 49 messages.
+        let t = start + Duration::from_millis(51);
+        let n = std::iter::from_fn(|| p.take(t).then_some(())).count();
+        assert_eq!(n, 2);
+        // Asked every millisecond, it goes on at its rate: 10 in the next 10 ms.
+        let mut n = 0;
+        for ms in 52..=61 {
+            let t = start + Duration::from_millis(ms);
+            n += std::iter::from_fn(|| p.take(t).then_some(())).count();
+        }
+        assert_eq!(n, 10);
     }
 }

@@ -77,6 +77,12 @@ pub struct Config {
     pub idle: usize,
     /// Also run 1 connection with server and load generator on the same core.
     pub same_core: bool,
+    /// Offer this many messages per second (epoll load generator only) instead of as many as
+    /// the servers answer: every server then works at the same load, and its CPU per message
+    /// is compared at equal work. At full speed both the server and the one-thread load
+    /// generator run near 90–95 % of their cores, so how fast the load generator happens to
+    /// go sets the server's batches and its CPU per message (see `docs/bench.md`).
+    pub rate: Option<f64>,
 }
 
 /// Where the server and the load generator run.
@@ -261,6 +267,7 @@ fn run_point(
             size: p.size,
             warmup: cfg.warmup,
             window: cfg.window,
+            rate: cfg.rate,
         };
         let measured = on_cpu(place.client, move || match lg {
             LoadGen::Epoll => loadgen::run(&load),

@@ -35,6 +35,26 @@ fn clock_ticks() -> u64 {
     }
 }
 
+/// Time the threads of process `pid` (exited ones not included) have spent runnable but
+/// waiting for a CPU so far (`run_delay`, the second figure of `/proc/<pid>/task/<tid>/schedstat`):
+/// how much other work on their CPUs held the measured processes up.
+pub fn sched_wait(pid: u32) -> io::Result<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        // A thread may exit between the listing and the read: it no longer waits.
+        if let Ok(text) = std::fs::read_to_string(path) {
+            ns += parse_run_delay(&text).unwrap_or(0);
+        }
+    }
+    Ok(Duration::from_nanos(ns))
+}
+
+/// The run-queue wait (ns) from the text of a schedstat file: `exec_ns run_delay_ns slices`.
+fn parse_run_delay(schedstat: &str) -> Option<u64> {
+    schedstat.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
 /// CPU time used so far by the calling thread (precise, in nanoseconds).
 pub fn thread_cpu() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -241,6 +261,13 @@ pub fn cpu_model() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_delay_is_the_second_figure() {
+        assert_eq!(parse_run_delay("123456 7890 12\n"), Some(7890));
+        assert_eq!(parse_run_delay("123456"), None);
+        assert!(sched_wait(std::process::id()).is_ok());
+    }
 
     #[test]
     fn stat_cpu_skips_odd_command_names() {

@@ -62,6 +62,8 @@ pub struct ConfigOut {
     pub loadgens: Vec<String>,
     /// Idle connections held.
     pub idle_conns: usize,
+    /// The offered load, messages per second (`None`: as fast as each server answers).
+    pub rate: Option<f64>,
 }
 
 /// One server at one matrix point.
@@ -117,6 +119,11 @@ pub struct RunResult {
     pub client_cpu_s: f64,
     /// Load generator CPU use, in cores (near 1.0: it may be the bottleneck).
     pub client_cpu_share: f64,
+    /// Share of the window the server's threads spent runnable but waiting for a CPU (other
+    /// work on its CPU; `proc::sched_wait`).
+    pub server_wait_share: f64,
+    /// The same for the load generator.
+    pub client_wait_share: f64,
     /// Fewest round trips one connection completed in the window (0: a connection starved).
     pub conn_min_msgs: u64,
     /// Most round trips one connection completed in the window.
@@ -169,6 +176,8 @@ impl RunResult {
             server_threads: 0,
             client_cpu_s: 0.0,
             client_cpu_share: 0.0,
+            server_wait_share: 0.0,
+            client_wait_share: 0.0,
             conn_min_msgs: 0,
             conn_max_msgs: 0,
             first_echo_max_ms: 0.0,
@@ -203,6 +212,8 @@ impl RunResult {
         self.server_threads = threads;
         self.client_cpu_s = m.client_cpu.as_secs_f64();
         self.client_cpu_share = self.client_cpu_s / secs;
+        self.server_wait_share = m.server_wait.as_secs_f64() / secs;
+        self.client_wait_share = m.client_wait.as_secs_f64() / secs;
         self.conn_min_msgs = m.conn_min;
         self.conn_max_msgs = m.conn_max;
         self.first_echo_max_ms = m.first_echo_max.as_secs_f64() * 1000.0;
@@ -233,6 +244,8 @@ impl RunResult {
                 msgs_per_sec: r.msgs_per_sec,
                 server_cpu_s_per_million: r.server_cpu_s_per_million,
                 p99_us: r.p99_us,
+                server_wait_share: r.server_wait_share,
+                client_wait_share: r.client_wait_share,
                 used: pick.used.contains(&i),
             })
             .collect();
@@ -297,6 +310,10 @@ pub struct RoundFigures {
     pub server_cpu_s_per_million: f64,
     /// p99 latency, microseconds.
     pub p99_us: f64,
+    /// Share of the window the server waited for a CPU.
+    pub server_wait_share: f64,
+    /// Share of the window the load generator waited for a CPU.
+    pub client_wait_share: f64,
     /// Among the rounds the reported figures and spreads come from.
     pub used: bool,
 }
@@ -395,6 +412,7 @@ impl Report {
                 extra_rounds: cfg.extra_rounds,
                 loadgens: cfg.loadgens.iter().map(|l| l.to_string()).collect(),
                 idle_conns: cfg.idle,
+                rate: cfg.rate,
             },
             servers: cfg.servers.iter().map(|s| s.to_string()).collect(),
             reference: ServerKind::REFERENCE.to_string(),

@@ -245,6 +245,7 @@ impl Round<'_> {
             size,
             warmup: Duration::ZERO,
             window: Duration::from_secs_f64(self.args.secs),
+            rate: None,
         }
     }
 

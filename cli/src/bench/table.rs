@@ -29,6 +29,13 @@ impl Report {
             self.config.extra_rounds,
             self.config.loadgens.join(" and ")
         );
+        if let Some(rate) = self.config.rate {
+            let _ = writeln!(
+                out,
+                "offered load: {rate:.0} msg/s over all connections (--rate): every server does the \
+                 same work, so compare CPU per message; msg/s only shows whether it kept up"
+            );
+        }
         let _ = writeln!(
             out,
             "(x) = ratio to {}: msg/s higher is better; latency and CPU per message lower is better",

@@ -122,6 +122,7 @@ mod tests {
             loadgens: vec![LoadGen::Epoll],
             idle: 0,
             same_core: false,
+            rate: None,
         };
         let mut r = Report::new(&cfg, &Placement { server: None, client: None });
         r.runs = runs;

@@ -48,6 +48,11 @@ pub struct Args {
     /// their ratios agree).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "epoll")]
     loadgen: Vec<LoadGen>,
+    /// Offer this many messages per second over all connections (epoll load generator only)
+    /// instead of as many as each server answers, so that CPU per message is compared at equal
+    /// work (at full speed the load generator's own pace sets the server's batches).
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    rate: Option<f64>,
     /// Connection counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
     conns: Vec<usize>,
@@ -350,6 +355,14 @@ fn config(args: &Args) -> Result<Config, String> {
             bench::blocking::MAX_SIZE
         ));
     }
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate >= 1.0) {
+            return Err("--rate takes messages per second, at least 1".into());
+        }
+        if loadgens.contains(&LoadGen::Threads) {
+            return Err("--rate paces the epoll load generator only (--loadgen epoll)".into());
+        }
+    }
     let mut servers: Vec<ServerKind> = Vec::new();
     for s in &args.servers {
         let monoio = *s == ServerKind::Baseline(Baseline::Monoio);
@@ -375,6 +388,7 @@ fn config(args: &Args) -> Result<Config, String> {
         loadgens,
         idle,
         same_core: !args.no_same_core,
+        rate: args.rate,
     })
 }
 
