@@ -15,7 +15,8 @@
 #   (one reallocation per request) only after ~200 requests on a connection, which at -c100
 #   under callgrind takes seconds: a window that starts earlier flatters the slower server.
 #   DRIVER: uring | epoll for the proactor servers (default uring);
-#   KEEP=DIR (env): keep each profile as DIR/KIND.callgrind for callgrind_annotate.
+#   KEEP=DIR (env): keep each profile as DIR/KIND.callgrind for callgrind_annotate;
+#   VGARGS: more callgrind options (--dump-instr=yes for an instruction-level profile).
 # Under valgrind a thread blocked in io_uring_enter holds valgrind's lock, and SIGTERM may wait
 # on it, so the server is killed with SIGKILL after the dump. The servers are one thread.
 set -euo pipefail
@@ -32,7 +33,7 @@ trap 'rm -rf "$dir"' EXIT
 for kind in $kinds; do
     case $kind in axum-*) path=/json ;; *) path=/ ;; esac
     port=$((20000 + RANDOM % 20000))
-    valgrind --tool=callgrind --callgrind-out-file="$dir/$kind.%p" \
+    valgrind --tool=callgrind ${VGARGS:-} --callgrind-out-file="$dir/$kind.%p" \
         "$bin" bench serve-hyper --kind "$kind" --listen "127.0.0.1:$port" --driver "$driver" \
         >"$dir/$kind.log" 2>&1 &
     server=$!

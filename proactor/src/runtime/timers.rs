@@ -51,17 +51,22 @@ struct Entry {
     state: State,
 }
 
-/// One heap node: the deadline (nanoseconds after the set's `epoch`) and the arming sequence
-/// in one key — a single comparison orders by deadline, then arming order — and the entry.
+/// One node of the queue or the heap: the deadline, the arming sequence (which orders equal
+/// deadlines) and the entry. The deadline is kept as the `Instant` it was given: converting it
+/// to a number (nanoseconds after some epoch) cost more per arm than comparing two `Instant`s
+/// costs per step of the heap.
 #[derive(Clone, Copy)]
 struct Node {
-    key: u128,
+    deadline: Instant,
+    seq: u64,
     index: u32,
 }
 
 impl Node {
-    fn seq(&self) -> u64 {
-        self.key as u64
+    /// True if `self` fires before `other`: an earlier deadline, or the same one armed first.
+    #[inline]
+    fn before(&self, other: &Node) -> bool {
+        (self.deadline, self.seq) < (other.deadline, other.seq)
     }
 }
 
@@ -89,15 +94,13 @@ pub struct TimerStats {
 /// Every timer of one loop.
 pub(crate) struct Timers {
     entries: Vec<Entry>,
-    /// Nodes in ascending `Node::key` order, live and dead: a node is pushed here when its key
-    /// is no lower than the back's (see the module documentation).
+    /// Nodes in firing order (`Node::before`), live and dead: a node is pushed here when it
+    /// fires after the back (see the module documentation).
     queue: VecDeque<Node>,
-    /// A min-heap by `Node::key` of the other nodes, live and dead.
+    /// A min-heap (by `Node::before`) of the other nodes, live and dead.
     heap: Vec<Node>,
     /// How many nodes of `queue` and `heap` are dead.
     dead: usize,
-    /// Deadlines are kept as nanoseconds after this instant (earlier ones as 0: due).
-    epoch: Instant,
     free: u32,
     seq: u64,
     stats: TimerStats,
@@ -113,7 +116,6 @@ impl Timers {
             queue: VecDeque::new(),
             heap: Vec::new(),
             dead: 0,
-            epoch: Instant::now(),
             free: NONE,
             seq: 0,
             stats: TimerStats::default(),
@@ -121,25 +123,17 @@ impl Timers {
         }
     }
 
-    /// The heap key of `deadline` armed as number `seq`.
-    #[inline]
-    fn key(&self, deadline: Instant, seq: u64) -> u128 {
-        // u64 nanoseconds reach 584 years past the epoch; beyond that, as far as they go.
-        let nanos = deadline.saturating_duration_since(self.epoch).as_nanos();
-        (nanos.min(u64::MAX as u128) << 64) | seq as u128
-    }
-
     /// True if `node` is its entry's own (not left behind by a drop or a reset).
     #[inline]
     fn is_live(&self, node: &Node) -> bool {
-        matches!(self.entries[node.index as usize].state, State::Armed { seq, .. } if seq == node.seq())
+        matches!(self.entries[node.index as usize].state, State::Armed { seq, .. } if seq == node.seq)
     }
 
     /// The earliest node, live or dead, and whether it is the queue's (else the heap's).
     #[inline]
     fn first(&self) -> Option<(Node, bool)> {
         match (self.queue.front(), self.heap.first()) {
-            (Some(q), Some(h)) if h.key < q.key => Some((*h, false)),
+            (Some(q), Some(h)) if h.before(q) => Some((*h, false)),
             (Some(q), _) => Some((*q, true)),
             (None, h) => h.map(|h| (*h, false)),
         }
@@ -161,8 +155,7 @@ impl Timers {
         loop {
             let (first, queued) = self.first()?;
             if self.is_live(&first) {
-                let nanos = (first.key >> 64) as u64;
-                return Some(self.epoch + Duration::from_nanos(nanos));
+                return Some(first.deadline);
             }
             self.pop_first(queued);
             self.dead -= 1;
@@ -207,9 +200,9 @@ impl Timers {
     fn push_node(&mut self, deadline: Instant, index: u32) -> u64 {
         let seq = self.seq;
         self.seq += 1;
-        let node = Node { key: self.key(deadline, seq), index };
+        let node = Node { deadline, seq, index };
         let sorts_last = match self.queue.back() {
-            Some(last) => last.key <= node.key,
+            Some(last) => last.before(&node),
             None => true,
         };
         if sorts_last {
@@ -300,7 +293,7 @@ impl Timers {
         let node = self.heap[pos];
         while pos > 0 {
             let parent = (pos - 1) / 2;
-            if node.key >= self.heap[parent].key {
+            if !node.before(&self.heap[parent]) {
                 break;
             }
             self.heap[pos] = self.heap[parent];
@@ -318,8 +311,8 @@ impl Timers {
                 break;
             }
             let r = l + 1;
-            let child = if r < len && self.heap[r].key < self.heap[l].key { r } else { l };
-            if self.heap[child].key >= node.key {
+            let child = if r < len && self.heap[r].before(&self.heap[l]) { r } else { l };
+            if !self.heap[child].before(&node) {
                 break;
             }
             self.heap[pos] = self.heap[child];
@@ -330,9 +323,8 @@ impl Timers {
 
     /// Moves every timer due by `now` to `Fired`, earliest first, and their waiters to `due`.
     fn expire(&mut self, now: Instant) {
-        let limit = self.key(now, u64::MAX);
         while let Some((first, queued)) = self.first() {
-            if first.key > limit {
+            if first.deadline > now {
                 break;
             }
             self.pop_first(queued);
