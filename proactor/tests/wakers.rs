@@ -107,6 +107,40 @@ fn an_operation_polled_with_a_combinators_waker_wakes_that_waker(p: &Proactor) {
 }
 
 #[proactor::test]
+fn an_operation_submitted_by_a_task_then_polled_with_a_combinators_waker_wakes_that_waker(
+    p: &Proactor,
+) {
+    let (r, w) = pipe();
+    let (wakes, res, buf) = p.block_on(async move {
+        let mut read = submit(op::Read::new(r, Vec::with_capacity(16)));
+        // Submitted from the task's own poll: awaited by the task, whose completion the loop
+        // may take as it reaps it.
+        poll_fn(|cx| {
+            assert!(Pin::new(&mut read).poll(cx).is_pending(), "the pipe is empty");
+            Poll::Ready(())
+        })
+        .await;
+        // Then polled under a combinator's waker, which the completion must wake instead.
+        let mut counting: Option<Arc<Counting>> = None;
+        write_later(w, Duration::from_millis(100), b"rewaited");
+        let out = poll_fn(|cx| {
+            let c = counting
+                .get_or_insert_with(|| {
+                    Arc::new(Counting { wakes: AtomicUsize::new(0), inner: cx.waker().clone() })
+                })
+                .clone();
+            let waker = Waker::from(c);
+            Pin::new(&mut read).poll(&mut Context::from_waker(&waker))
+        })
+        .await;
+        (counting.expect("polled").wakes.load(Ordering::SeqCst), out.0, out.1)
+    });
+    assert_eq!(res.expect("read"), 8);
+    assert_eq!(buf, b"rewaited");
+    assert_eq!(wakes, 1, "the completion woke the combinator's waker, once");
+}
+
+#[proactor::test]
 fn many_operations_of_one_task_complete_with_one_wake_each_turn(p: &Proactor) {
     // 300 reads on 300 pipes, all awaited by one task; the data arrives in one burst.
     let pipes: Vec<_> = (0..300).map(|_| pipe()).collect();
