@@ -231,7 +231,9 @@ fn settle_point(
             .iter()
             .map(|runs| {
                 let samples: Vec<settle::Sample> = runs.iter().map(RunResult::sample).collect();
-                settle::status_of(&settle::tightest(&samples, want), cfg.max_spread)
+                let disturbed: Vec<bool> = runs.iter().map(RunResult::disturbed).collect();
+                let pick = settle::tightest_among(&samples, &disturbed, want);
+                settle::status_of(&pick, cfg.max_spread)
             })
             .collect();
         let max_extra = if failed { 0 } else { cfg.extra_rounds };

@@ -230,13 +230,20 @@ impl RunResult {
         Sample { msgs_per_sec: self.msgs_per_sec, cpu_per_msg: self.server_cpu_s_per_million }
     }
 
+    /// The server or the load generator waited for its CPU more than `settle::MAX_WAIT` of
+    /// the window: other work on the machine held this round up.
+    pub fn disturbed(&self) -> bool {
+        self.server_wait_share > settle::MAX_WAIT || self.client_wait_share > settle::MAX_WAIT
+    }
+
     /// One server's rounds at one point, settled: the `want` rounds that agree best are used
     /// (`settle::tightest`), the median of them (by messages/s) is reported with the spreads and
     /// the status, and every round's headline figures are kept. Errors of all rounds are kept,
     /// so one bad round fails the bench.
     pub fn settled(mut runs: Vec<RunResult>, want: usize, max_spread: f64) -> RunResult {
         let samples: Vec<Sample> = runs.iter().map(RunResult::sample).collect();
-        let pick = settle::tightest(&samples, want);
+        let disturbed: Vec<bool> = runs.iter().map(RunResult::disturbed).collect();
+        let pick = settle::tightest_among(&samples, &disturbed, want);
         let rounds: Vec<RoundFigures> = runs
             .iter()
             .enumerate()
