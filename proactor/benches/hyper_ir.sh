@@ -12,8 +12,9 @@
 #   KINDS:  any of hyper-proactor hyper-tokio axum-proactor axum-tokio (default all four)
 #   SECS (env): the counted window (default 5); CONNS: wrk's connections (default 100);
 #   WARM: seconds before the window (default 10). hyper's read buffer reaches its steady state
-#   (one reallocation per request) only after ~200 requests on a connection, which at -c100
-#   under callgrind takes seconds: a window that starts earlier flatters the slower server.
+#   (one reallocation per request, ~490 instructions) only after ~200 requests on a connection,
+#   which at -c100 under callgrind takes seconds: a window that starts earlier flatters the
+#   slower server. Each line says whether its window was steady (counted from the profile).
 #   DRIVER: uring | epoll for the proactor servers (default uring);
 #   KEEP=DIR (env): keep each profile as DIR/KIND.callgrind for callgrind_annotate;
 #   VGARGS: more callgrind options (--dump-instr=yes for an instruction-level profile).
@@ -30,6 +31,15 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 command -v wrk >/dev/null || { echo "needs wrk" >&2; exit 1; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
+# calls FUNCTION-REGEX: the calls of every function of that name in the profile $prof.
+calls() {
+    local total=0 id c
+    for id in $(grep -E "^c?fn=\([0-9]+\) .*$1\$" "$prof" | sed -E 's/^c?fn=\(([0-9]+)\).*/\1/' | sort -u); do
+        c=$(awk -v id="cfn=($id)" 'index($0, id) == 1 { getline; if ($1 ~ /^calls=/) { split($1, a, "="); s += a[2] } } END { print s + 0 }' "$prof")
+        total=$((total + c))
+    done
+    echo "$total"
+}
 for kind in $kinds; do
     case $kind in axum-*) path=/json ;; *) path=/ ;; esac
     port=$((20000 + RANDOM % 20000))
@@ -55,16 +65,13 @@ for kind in $kinds; do
     prof=$(ls "$dir/$kind".*.1 2>/dev/null | head -1)
     [ -n "$prof" ] || { echo "$kind: no dump" >&2; exit 1; }
     total=$(awk '/^summary:/ {print $2; exit}' "$prof")
-    # Responses: the calls of hyper's Conn::write_head (every function of that name).
-    ids=$(grep -E '^c?fn=\([0-9]+\) .*h1::conn::Conn<I,B,T>::write_head$' "$prof" |
-        sed -E 's/^c?fn=\(([0-9]+)\).*/\1/' | sort -u)
-    n=0
-    for id in $ids; do
-        c=$(awk -v id="cfn=($id)" 'index($0, id) == 1 { getline; if ($1 ~ /^calls=/) { split($1, a, "="); s += a[2] } } END { print s + 0 }' "$prof")
-        n=$((n + c))
-    done
+    # Responses: the calls of hyper's Conn::write_head, one per response.
+    n=$(calls 'h1::conn::Conn<I,B,T>::write_head')
     [ "$n" -gt 0 ] || { echo "$kind: no response in the window" >&2; exit 1; }
-    awk -v k="$kind" -v t="$total" -v n="$n" \
-        'BEGIN { printf "%-15s %8.0f instructions per response (%d responses)\n", k, t / n, n }'
+    # Steady state: hyper reallocates its read buffer once per request (BytesMut::reserve_inner).
+    r=$(calls 'BytesMut::reserve_inner')
+    steady=$(awk -v r="$r" -v n="$n" 'BEGIN { if (r >= 0.95 * n) print "steady"; else printf "NOT steady: read buffer reallocated at %.0f%% of responses, lengthen WARM", 100 * r / n }')
+    awk -v k="$kind" -v t="$total" -v n="$n" -v s="$steady" \
+        'BEGIN { printf "%-15s %8.0f instructions per response (%d responses, %s)\n", k, t / n, n, s }'
     if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$prof" "$KEEP/$kind.callgrind"; fi
 done
