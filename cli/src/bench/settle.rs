@@ -144,13 +144,12 @@ pub enum Status {
     Single,
 }
 
-/// The verdict of one server's rounds: settled, single, or (spread above `max`) unreliable.
+/// The verdict of one server's rounds: single (one round), unreliable (a spread above `max`, or
+/// a disturbed round used), or settled.
 pub fn status_of(pick: &Pick, max: f64) -> Status {
-    if pick.disturbed {
-        return Status::Unreliable;
-    }
     match pick.worst() {
         None if pick.used.len() < 2 => Status::Single,
+        _ if pick.disturbed => Status::Unreliable,
         Some(s) if s <= max => Status::Settled,
         _ => Status::Unreliable,
     }
@@ -323,6 +322,9 @@ mod tests {
         assert!(p.disturbed);
         assert_eq!(status_of(&p, MAX_SPREAD), Status::Unreliable);
         assert_eq!(decide(&[status_of(&p, MAX_SPREAD)], 0, EXTRA_ROUNDS, true), Next::Rerun);
+        // One round stays single, disturbed or not.
+        let p = tightest_among(&rounds[..1], &[true], 3);
+        assert_eq!(status_of(&p, MAX_SPREAD), Status::Single);
         // No round disturbed: as `tightest`.
         assert_eq!(tightest_among(&rounds, &[false; 4], 3), tightest(&rounds, 3));
     }
