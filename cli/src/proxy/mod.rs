@@ -123,13 +123,14 @@ pub async fn handle(client: TcpStream, conn: Conn, cfg: Rc<Config>, pool: Option
     let client = Rc::new(client);
     let upstream = Rc::new(upstream);
     let activity = Rc::new(Cell::new(0));
-    let (up, down) = (Traffic::new(activity.clone()), Traffic::new(activity.clone()));
+    let up = Traffic::new(activity.clone());
+    let down = Rc::new(Traffic::new(activity.clone()));
     let end = if cfg.splice {
         let relaying = relay_both(&cfg, &client, &upstream, &up, &down, id);
         watched(relaying, cfg.idle_timeout, activity).await
     } else if let Some(pool) = &pool {
         let a = relay::streamed(client.clone(), upstream.clone(), pool, &up);
-        let b = relay::streamed(upstream.clone(), client.clone(), pool, &down);
+        let b = relay::streamed_apart(upstream.clone(), client.clone(), pool.clone(), down.clone());
         watched(relay::try_join(a, b), cfg.idle_timeout, activity).await
     } else {
         // The common case, with no layer between the task and the two directions.

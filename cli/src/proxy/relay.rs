@@ -279,6 +279,37 @@ pub async fn streamed(
     half_close(&to).await
 }
 
+/// [`streamed`] in a task of its own, awaited by the returned future, which stops the task
+/// (cancelling its operations) if it is dropped first — at the other direction's error or the
+/// idle timeout. Run so, each direction's task is woken and polled only for its own
+/// completions: joined in one task, every completion either way polled both directions' receive
+/// streams. Callgrind, `redis-benchmark -t get -n 20000` (50 connections) through the proxy
+/// after a warm-up: 5,226 → 4,521 user instructions per request (−13 %).
+pub fn streamed_apart(
+    from: Rc<TcpStream>,
+    to: Rc<TcpStream>,
+    pool: BufPool,
+    traffic: Rc<Traffic>,
+) -> impl Future<Output = io::Result<()>> {
+    let task = proactor::spawn(async move { streamed(from, to, &pool, &traffic).await });
+    let mut task = AbortOnDrop(task);
+    async move {
+        match (&mut task.0).await {
+            Ok(res) => res,
+            Err(e) => Err(io::Error::other(format!("relay task: {e}"))),
+        }
+    }
+}
+
+/// A task stopped when its handle is dropped before it finished.
+struct AbortOnDrop<T>(proactor::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Sends all of a received chunk.
 async fn send_chunk(to: &Rc<TcpStream>, chunk: PooledBuf, traffic: &Traffic) -> io::Result<()> {
     let mut buf = chunk.slice(..);
