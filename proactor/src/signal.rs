@@ -69,11 +69,6 @@ impl SignalKind {
     }
 }
 
-/// Signals that a handler must not take over: SIGKILL and SIGSTOP cannot be caught, and a
-/// handler that returns from SIGILL, SIGFPE or SIGSEGV runs the faulting instruction again.
-const FORBIDDEN: [libc::c_int; 5] =
-    [libc::SIGKILL, libc::SIGSTOP, libc::SIGILL, libc::SIGFPE, libc::SIGSEGV];
-
 /// What the handler and the listener share.
 struct Delivered {
     /// Signals delivered since the listener was made.
@@ -113,7 +108,10 @@ pub struct Signal {
 /// Fails with `InvalidInput` for a signal that cannot or must not be caught (SIGKILL, SIGSTOP,
 /// SIGILL, SIGFPE, SIGSEGV) or that the system does not know.
 pub fn signal(kind: SignalKind) -> io::Result<Signal> {
-    if FORBIDDEN.contains(&kind.0) || kind.0 <= 0 || kind.0 > libc::SIGRTMAX() {
+    // The registry's own list (SIGKILL and SIGSTOP cannot be caught; a handler returning from
+    // SIGILL, SIGFPE or SIGSEGV reruns the faulting instruction), which it asserts on.
+    let forbidden = signal_hook_registry::FORBIDDEN.contains(&kind.0);
+    if forbidden || kind.0 <= 0 || kind.0 > libc::SIGRTMAX() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("signal {} cannot be listened for", kind.0),

@@ -81,25 +81,31 @@ impl Wake for Counting {
     }
 }
 
+/// Polls `fut` to its end under a waker of its own, as a combinator that gives its children one
+/// does, wrapping the task's; returns how often that waker was woken, with the output.
+async fn under_a_counting_waker<F: Future + Unpin>(fut: &mut F) -> (usize, F::Output) {
+    let mut counting: Option<Arc<Counting>> = None;
+    let out = poll_fn(|cx| {
+        let c = counting
+            .get_or_insert_with(|| {
+                Arc::new(Counting { wakes: AtomicUsize::new(0), inner: cx.waker().clone() })
+            })
+            .clone();
+        let waker = Waker::from(c);
+        Pin::new(&mut *fut).poll(&mut Context::from_waker(&waker))
+    })
+    .await;
+    (counting.expect("polled").wakes.load(Ordering::SeqCst), out)
+}
+
 #[proactor::test]
 fn an_operation_polled_with_a_combinators_waker_wakes_that_waker(p: &Proactor) {
     let (r, w) = pipe();
     let (wakes, res, buf) = p.block_on(async move {
         let mut read = submit(op::Read::new(r, Vec::with_capacity(16)));
-        let mut counting: Option<Arc<Counting>> = None;
         write_later(w, Duration::from_millis(100), b"combinator");
-        let out = poll_fn(|cx| {
-            // Like a combinator that gives its children a waker of its own.
-            let c = counting
-                .get_or_insert_with(|| {
-                    Arc::new(Counting { wakes: AtomicUsize::new(0), inner: cx.waker().clone() })
-                })
-                .clone();
-            let waker = Waker::from(c);
-            Pin::new(&mut read).poll(&mut Context::from_waker(&waker))
-        })
-        .await;
-        (counting.expect("polled").wakes.load(Ordering::SeqCst), out.0, out.1)
+        let (wakes, (res, buf)) = under_a_counting_waker(&mut read).await;
+        (wakes, res, buf)
     });
     assert_eq!(res.expect("read"), 10);
     assert_eq!(buf, b"combinator");
@@ -121,19 +127,9 @@ fn an_operation_submitted_by_a_task_then_polled_with_a_combinators_waker_wakes_t
         })
         .await;
         // Then polled under a combinator's waker, which the completion must wake instead.
-        let mut counting: Option<Arc<Counting>> = None;
         write_later(w, Duration::from_millis(100), b"rewaited");
-        let out = poll_fn(|cx| {
-            let c = counting
-                .get_or_insert_with(|| {
-                    Arc::new(Counting { wakes: AtomicUsize::new(0), inner: cx.waker().clone() })
-                })
-                .clone();
-            let waker = Waker::from(c);
-            Pin::new(&mut read).poll(&mut Context::from_waker(&waker))
-        })
-        .await;
-        (counting.expect("polled").wakes.load(Ordering::SeqCst), out.0, out.1)
+        let (wakes, (res, buf)) = under_a_counting_waker(&mut read).await;
+        (wakes, res, buf)
     });
     assert_eq!(res.expect("read"), 8);
     assert_eq!(buf, b"rewaited");
