@@ -13,12 +13,14 @@ pub(crate) mod pool;
 mod pooled_buf;
 mod recv_stream;
 mod ring;
+pub(crate) mod send_queue;
 mod set;
 mod slice;
 
 pub use pool::{BufPool, BufPoolBuilder};
 pub use pooled_buf::{PooledBuf, Received};
 pub use recv_stream::RecvStream;
+pub use send_queue::SendQueue;
 pub use set::BufPoolSet;
 pub use slice::Slice;
 

@@ -142,6 +142,24 @@ impl RingState {
         }
     }
 
+    /// The position the next [`push`](Self::push) writes: the kernel takes entries before it.
+    pub(crate) fn tail(&self) -> u16 {
+        self.tail.get()
+    }
+
+    /// Takes back the entries from position `to` on, which the kernel has not taken: the ring
+    /// then ends at `to`. Only sound while no request can pick from the ring (the kernel reads
+    /// the tail afresh each time a request selects buffers, and none is in flight), and with
+    /// `to` at or after the kernel's head (so what it consumed stays consumed).
+    pub(crate) fn retract(&self, to: u16) {
+        self.tail.set(to);
+        // SAFETY: as in `push`: the tail is a naturally aligned u16 inside the ring memory.
+        unsafe {
+            let tail_ptr = BufRingEntry::tail(self.entries.as_ptr()) as *const AtomicU16;
+            (*tail_ptr).store(to, Ordering::Release);
+        }
+    }
+
     /// The buffer appended right after buffer `id` — the next one of a receive bundle.
     ///
     /// Sound to ask while `id`'s completion is being processed: the kernel consumes the ring in

@@ -36,6 +36,7 @@ mod poll;
 pub(crate) mod pooled;
 mod raw;
 mod rw;
+pub(crate) mod send_bundle;
 mod send_zc;
 mod splice;
 mod sync_range;

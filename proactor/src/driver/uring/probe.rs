@@ -45,7 +45,7 @@ pub struct KernelProbe {
     /// `(name, works)` for what the proactor uses when the kernel has it, each found out by
     /// trying it on a scratch ring (not by kernel version): multishot accept and receive,
     /// provided-buffer rings, incremental buffer consumption (`IOU_PBUF_RING_INC`), receive
-    /// bundles, zero-copy send.
+    /// and send bundles, zero-copy send.
     pub capabilities: Vec<(&'static str, bool)>,
 }
 
@@ -96,6 +96,7 @@ pub fn probe_kernel() -> io::Result<KernelProbe> {
         ("buffer ring", try_buf_ring(0).unwrap_or(false)),
         ("buffer ring INC", try_buf_ring(IOU_PBUF_RING_INC).unwrap_or(false)),
         ("recv bundles", bundles && try_multishot_recv(true).unwrap_or(false)),
+        ("send bundles", bundles && try_send_bundle().unwrap_or(false)),
         ("send zero-copy", send_zc),
     ];
     Ok(KernelProbe { opcodes, features, capabilities })
@@ -212,4 +213,40 @@ fn try_multishot_recv(bundle: bool) -> io::Result<bool> {
     let (res, flags) = outcome?;
     let expected = if bundle { 100 } else { 64 };
     Ok(res == expected && io_uring::cqueue::more(flags))
+}
+
+/// A send bundle of two 32-byte buffers from a ring: one completion sends both, in order.
+fn try_send_bundle() -> io::Result<bool> {
+    use std::io::Read;
+    let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+    let mut ring = IoUring::new(4)?;
+    let mem = BufRingMem::new()?;
+    // SAFETY: as in `try_buf_ring`; the ring (and its requests) are gone before `mem`.
+    unsafe { ring.submitter().register_buf_ring_with_flags(mem.addr(), 2, PROBE_GROUP, 0)? };
+    // SAFETY: entries 0 and 1, the tail and the two buffers lie in the page, which only this
+    // thread touches.
+    unsafe {
+        let entries = mem.0.as_ptr().cast::<io_uring::types::BufRingEntry>();
+        for i in 0..2u16 {
+            let at = 2048 + 32 * usize::from(i);
+            std::ptr::write_bytes(mem.0.as_ptr().add(at), b'a' + i as u8, 32);
+            let entry = &mut *entries.add(i as usize);
+            entry.set_addr(mem.addr() + at as u64);
+            entry.set_len(32);
+            entry.set_bid(i);
+        }
+        let tail = io_uring::types::BufRingEntry::tail(entries) as *mut u16;
+        std::ptr::write_volatile(tail, 2);
+    }
+    let fd = io_uring::types::Fd(std::os::fd::AsRawFd::as_raw_fd(&a));
+    let entry = opcode::SendBundle::new(fd, PROBE_GROUP).flags(libc::MSG_NOSIGNAL).build();
+    let outcome = first_completion(&mut ring, entry);
+    drop(ring);
+    let (res, _) = outcome?;
+    if res != 64 {
+        return Ok(false);
+    }
+    let mut got = [0u8; 64];
+    b.read_exact(&mut got)?;
+    Ok(got[..32].iter().all(|&x| x == b'a') && got[32..].iter().all(|&x| x == b'b'))
 }
