@@ -35,12 +35,13 @@ pub fn run(args: Args) -> ExitCode {
             }
             if let Some(ring) = p.ring_config() {
                 println!(
-                    "ring: entries={} single_issuer={} defer_taskrun={} coop_taskrun={} sqpoll={:?}",
+                    "ring: entries={} single_issuer={} defer_taskrun={} coop_taskrun={} sqpoll={:?} min_wait={:?}",
                     ring.sq_size(),
                     ring.is_single_issuer(),
                     ring.is_defer_taskrun(),
                     ring.is_coop_taskrun(),
-                    ring.sqpoll_idle()
+                    ring.sqpoll_idle(),
+                    ring.min_wait_cap()
                 );
             }
             let f = p.in_flight();

@@ -52,6 +52,14 @@ impl Builder {
         self
     }
 
+    /// The cap on the time a blocking wait of the io_uring driver may add to gather a batch of
+    /// completions (see [`RingConfig::min_wait`]; default 50 µs, `None`: one completion per
+    /// wait). The epoll driver ignores it.
+    pub fn min_wait(mut self, cap: Option<std::time::Duration>) -> Self {
+        self.ring = self.ring.min_wait(cap);
+        self
+    }
+
     /// Every io_uring setup setting at once (see [`RingConfig`]); replaces an earlier
     /// [`Builder::entries`].
     pub fn ring(mut self, ring: RingConfig) -> Self {

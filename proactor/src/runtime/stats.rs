@@ -57,6 +57,11 @@ pub struct RingStats {
     /// Completions the kernel dropped (only on kernels without `IORING_FEAT_NODROP`, or when it
     /// could not allocate an overflow entry).
     pub cq_dropped: u32,
+    /// Waits that blocked (or would have: nothing was ready when the loop asked).
+    pub waits: u64,
+    /// Of those, waits that asked for a batch of completions (see
+    /// [`RingConfig::min_wait`](crate::RingConfig::min_wait)).
+    pub waits_batched: u64,
 }
 
 impl fmt::Display for Stats {
@@ -76,13 +81,15 @@ impl fmt::Display for Stats {
         if let Some(r) = &self.ring {
             write!(
                 f,
-                " | ring sq={} cq={} sq_pending={} cq_deepest={} cq_overflowed={} cq_dropped={}",
+                " | ring sq={} cq={} sq_pending={} cq_deepest={} cq_overflowed={} cq_dropped={} waits={} batched={}",
                 r.sq_entries,
                 r.cq_entries,
                 r.sq_pending,
                 r.cq_deepest,
                 r.cq_overflowed,
-                r.cq_dropped
+                r.cq_dropped,
+                r.waits,
+                r.waits_batched
             )?;
         }
         if !self.latency.is_empty() {

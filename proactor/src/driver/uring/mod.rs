@@ -5,12 +5,14 @@
 //! completions are reaped in batches. A full submission ring is flushed and retried, and
 //! `EBUSY`/`EINTR` from the kernel are absorbed here, so an operation is never dropped.
 
+mod batch;
 mod probe;
 mod setup;
 
 pub use probe::{probe_kernel, KernelProbe, OPTIONAL_OPCODES, REQUIRED_OPCODES};
 pub use setup::RingConfig;
 
+use self::batch::{Ask, WaitBatch};
 use super::eventfd::EventFd;
 use super::{Completion, Driver, DriverKind, Notifier, OpPtr, Token};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -45,12 +47,24 @@ pub(crate) struct UringDriver {
     cq_deepest: u32,
     /// Waits that found the kernel's overflow list in use (`IORING_SQ_CQ_OVERFLOW`).
     cq_overflowed: u64,
+    /// How many completions a blocking wait asks for (see `batch.rs`).
+    batch: WaitBatch,
 }
+
+/// The overall timeout of a batched wait when the loop has no timer: past the cap the kernel
+/// then waits for the first completion, as an unbatched wait does, but it needs a timeout to
+/// do so (without one, the cap ends the wait).
+const BATCH_BACKSTOP: Duration = Duration::from_secs(3600);
 
 impl UringDriver {
     /// Sets up a ring as `config` asks, falling back to fewer setup flags where the kernel refuses.
     pub(crate) fn new(config: &RingConfig) -> io::Result<Self> {
-        let (ring, effective) = setup::build_ring(config)?;
+        let (ring, mut effective) = setup::build_ring(config)?;
+        // A kernel without `IORING_FEAT_MIN_TIMEOUT` would take the batch without the cap.
+        if !ring.params().is_feature_min_timeout() {
+            effective = effective.min_wait(None);
+        }
+        let batch = WaitBatch::new(effective.min_wait_cap());
         let waker = Arc::new(EventFd::new()?);
         Ok(UringDriver {
             ring,
@@ -62,6 +76,7 @@ impl UringDriver {
             dropped: 0,
             cq_deepest: 0,
             cq_overflowed: 0,
+            batch,
         })
     }
 
@@ -81,7 +96,10 @@ impl UringDriver {
     pub(crate) fn ring_stats(&mut self) -> crate::runtime::RingStats {
         let sq = self.ring.submission().capacity() as u32;
         let cq = self.ring.completion().capacity() as u32;
+        let (waits, waits_batched) = self.batch.counts();
         crate::runtime::RingStats {
+            waits,
+            waits_batched,
             sq_entries: sq,
             cq_entries: cq,
             sq_pending: self.ring.submission().len() as u32,
@@ -218,14 +236,15 @@ impl UringDriver {
 
     /// [`UringDriver::reap`], offering each completion whose token is at least
     /// [`Token::OFFERED`] to `settle` first, straight from the completion queue: one it takes
-    /// (returns true for) is not written to `out`.
+    /// (returns true for) is not written to `out`. Returns how many completions the queue held.
     #[inline(always)]
     fn reap_settling(
         &mut self,
         out: &mut Vec<Completion>,
         mut settle: impl FnMut(Completion) -> bool,
-    ) {
+    ) -> u32 {
         let mut rearm = false;
+        let found;
         if self.ring.submission().cq_overflow() {
             // Completions wait in the kernel's overflow list: the next enter flushes them.
             self.cq_overflowed += 1;
@@ -246,7 +265,8 @@ impl UringDriver {
             // reloads the vector's length and capacity around the (out-of-line) CQE copy. The
             // room never runs short: `cq` yields exactly the `cq.len()` entries it saw when made.
             let start = out.len();
-            self.cq_deepest = self.cq_deepest.max(cq.len() as u32);
+            found = cq.len() as u32;
+            self.cq_deepest = self.cq_deepest.max(found);
             out.reserve(cq.len());
             let mut room = out.spare_capacity_mut().iter_mut();
             let room_len = room.len();
@@ -289,6 +309,7 @@ impl UringDriver {
         if rearm {
             self.wake_armed = false;
         }
+        found
     }
 
     fn arm_waker(&mut self) {
@@ -321,6 +342,7 @@ impl UringDriver {
             out.append(&mut self.backlog);
         }
         let block = block && out.is_empty() && self.ring.completion().is_empty();
+        let ask = if block { self.batch.ask(timeout) } else { Ask { want: 0, cap_us: 0 } };
         loop {
             let res = match (block, timeout) {
                 (false, _) => {
@@ -332,6 +354,14 @@ impl UringDriver {
                     }
                     drop(sq);
                     self.ring.submit()
+                }
+                (true, _) if ask.want > 1 => {
+                    // A batch: `ask.want` completions, or fewer once the cap has passed; the
+                    // timer's timeout (longer than the cap, see `WaitBatch::ask`) still ends it.
+                    let t = timeout.unwrap_or(BATCH_BACKSTOP);
+                    let spec = types::Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
+                    let args = types::SubmitArgs::new().timespec(&spec).min_wait_usec(ask.cap_us);
+                    self.ring.submitter().submit_with_args(ask.want as usize, &args)
                 }
                 (true, None) => self.ring.submit_and_wait(1),
                 (true, Some(t)) => {
@@ -360,7 +390,10 @@ impl UringDriver {
         }
         self.release_specs();
         out.append(&mut self.backlog);
-        self.reap_settling(out, settle);
+        let found = self.reap_settling(out, settle);
+        if block {
+            self.batch.observe(ask, found);
+        }
         Ok(())
     }
 }

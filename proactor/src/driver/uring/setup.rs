@@ -40,11 +40,29 @@ pub struct RingConfig {
     coop_taskrun: bool,
     /// `IORING_SETUP_SQPOLL` with this idle time in milliseconds (off by default: it burns a core).
     sqpoll_idle_ms: Option<u32>,
+    /// The cap on the time a blocking wait may add to gather a batch of completions, in
+    /// microseconds (`min_wait_usec`); 0 is off.
+    min_wait_us: u32,
+}
+
+/// The default cap of a batched wait, in microseconds (see [`RingConfig::min_wait`]).
+const DEFAULT_MIN_WAIT_US: u32 = 50;
+
+/// `PROACTOR_MIN_WAIT_US`: replaces [`DEFAULT_MIN_WAIT_US`] (0 turns batching off).
+fn default_min_wait_us() -> u32 {
+    match std::env::var("PROACTOR_MIN_WAIT_US") {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!("PROACTOR_MIN_WAIT_US={v:?} is not a number of microseconds; ignored");
+            DEFAULT_MIN_WAIT_US
+        }),
+        Err(_) => DEFAULT_MIN_WAIT_US,
+    }
 }
 
 impl Default for RingConfig {
     /// 256 entries, a completion queue twice that, `SINGLE_ISSUER | DEFER_TASKRUN` (with
-    /// `COOP_TASKRUN` as the fall-back), no `SQPOLL`.
+    /// `COOP_TASKRUN` as the fall-back), no `SQPOLL`, batched waits capped at 50 µs (or
+    /// `PROACTOR_MIN_WAIT_US`; see [`RingConfig::min_wait`]).
     fn default() -> Self {
         RingConfig {
             entries: 256,
@@ -53,6 +71,7 @@ impl Default for RingConfig {
             defer_taskrun: true,
             coop_taskrun: true,
             sqpoll_idle_ms: None,
+            min_wait_us: default_min_wait_us(),
         }
     }
 }
@@ -111,6 +130,40 @@ impl RingConfig {
             None => None,
         };
         self
+    }
+
+    /// Batched waits (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12+): a loop that has been finding
+    /// more completions per wait than it asked for asks the kernel for several, waiting at most
+    /// `cap` longer for them (whole microseconds) than for the first; `None` asks for one
+    /// completion per wait. A loop that finds one completion per wait (an idle or lightly loaded
+    /// one) keeps asking for one and pays nothing; a busier one may see a completion, or a wake
+    /// from another thread, up to `cap` late. A timer sooner than `cap` gets an unbatched wait,
+    /// so timers keep their deadlines. Default 50 µs, or `PROACTOR_MIN_WAIT_US` when set
+    /// (0: off). A kernel without the feature waits for one completion, and
+    /// [`crate::Handle::ring_config`] reports `None`. The epoll driver ignores it:
+    /// `epoll_wait` returns whatever is ready, with nothing to wait for in addition.
+    pub const fn min_wait(mut self, cap: Option<Duration>) -> Self {
+        self.min_wait_us = match cap {
+            Some(d) => {
+                let us = d.as_micros();
+                if us > u32::MAX as u128 {
+                    u32::MAX
+                } else {
+                    us as u32
+                }
+            }
+            None => 0,
+        };
+        self
+    }
+
+    /// The cap of a batched wait ([`RingConfig::min_wait`]), if batching is on.
+    pub const fn min_wait_cap(&self) -> Option<Duration> {
+        if self.min_wait_us == 0 {
+            None
+        } else {
+            Some(Duration::from_micros(self.min_wait_us as u64))
+        }
     }
 
     /// The submission queue entries asked for.
