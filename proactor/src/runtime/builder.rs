@@ -53,7 +53,7 @@ impl Builder {
     }
 
     /// The cap on the time a blocking wait of the io_uring driver may add to gather a batch of
-    /// completions (see [`RingConfig::min_wait`]; default 50 µs, `None`: one completion per
+    /// completions (see [`RingConfig::min_wait`]; default 200 µs, `None`: one completion per
     /// wait). The epoll driver ignores it.
     pub fn min_wait(mut self, cap: Option<std::time::Duration>) -> Self {
         self.ring = self.ring.min_wait(cap);

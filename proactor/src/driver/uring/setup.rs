@@ -46,7 +46,12 @@ pub struct RingConfig {
 }
 
 /// The default cap of a batched wait, in microseconds (see [`RingConfig::min_wait`]).
-const DEFAULT_MIN_WAIT_US: u32 = 50;
+/// Measured with the echo server at 100 conns × 64 B paced at 30 k msg/s (`proactor bench
+/// --rate 30000`, 3 alternating rounds, machine shared): server CPU per message 16.2 µs with
+/// no cap (1.44 `io_uring_enter` and 0.52 context switches per message), 18.8 µs at 50 µs
+/// (the timer armed, few batches filled), 9.2 µs at 200 µs (0.31 enters, 0.15 switches);
+/// p50 round trip 57 → 83 µs, p99 unchanged (~270 µs). tokio-ct: 15.3 µs.
+const DEFAULT_MIN_WAIT_US: u32 = 200;
 
 /// `PROACTOR_MIN_WAIT_US`: replaces [`DEFAULT_MIN_WAIT_US`] (0 turns batching off).
 fn default_min_wait_us() -> u32 {
@@ -61,7 +66,7 @@ fn default_min_wait_us() -> u32 {
 
 impl Default for RingConfig {
     /// 256 entries, a completion queue twice that, `SINGLE_ISSUER | DEFER_TASKRUN` (with
-    /// `COOP_TASKRUN` as the fall-back), no `SQPOLL`, batched waits capped at 50 µs (or
+    /// `COOP_TASKRUN` as the fall-back), no `SQPOLL`, batched waits capped at 200 µs (or
     /// `PROACTOR_MIN_WAIT_US`; see [`RingConfig::min_wait`]).
     fn default() -> Self {
         RingConfig {
@@ -138,7 +143,7 @@ impl RingConfig {
     /// completion per wait. A loop that finds one completion per wait (an idle or lightly loaded
     /// one) keeps asking for one and pays nothing; a busier one may see a completion, or a wake
     /// from another thread, up to `cap` late. A timer sooner than `cap` gets an unbatched wait,
-    /// so timers keep their deadlines. Default 50 µs, or `PROACTOR_MIN_WAIT_US` when set
+    /// so timers keep their deadlines. Default 200 µs, or `PROACTOR_MIN_WAIT_US` when set
     /// (0: off). A kernel without the feature waits for one completion, and
     /// [`crate::Handle::ring_config`] reports `None`. The epoll driver ignores it:
     /// `epoll_wait` returns whatever is ready, with nothing to wait for in addition.
@@ -276,5 +281,9 @@ mod tests {
         assert_eq!(c.sqpoll_idle(), Some(Duration::from_millis(2)));
         assert_eq!(RingConfig::new().entries(0).cq_size(), 2);
         assert_eq!(c.clone().sqpoll(None).sqpoll_idle(), None);
+        let w = RingConfig::new().min_wait(Some(Duration::from_nanos(250_900)));
+        assert_eq!(w.min_wait_cap(), Some(Duration::from_micros(250)));
+        assert_eq!(w.min_wait(None).min_wait_cap(), None);
+        assert_eq!(RingConfig::new().min_wait(Some(Duration::ZERO)).min_wait_cap(), None);
     }
 }
