@@ -312,3 +312,115 @@ fn adapter_dropped_after_flush_delivers_the_flushed_bytes(p: &Proactor) {
         assert!(got == data, "the flushed bytes arrived changed");
     });
 }
+
+// `Compat::with_pool`: 8 MiB over TCP read through a pool of four 4 KiB buffers (so its
+// receive keeps finding the pool dry while the reader holds a chunk), hashed at both ends.
+#[proactor::test]
+fn pooled_reader_copies_8_mib_through_a_small_pool(p: &Proactor) {
+    p.block_on(async {
+        const LEN: usize = 8 << 20;
+        let pool = proactor::buf::BufPool::new(4, 4096).unwrap();
+        let (w, r) = tcp_pair().await;
+        let writer = proactor::spawn(async move {
+            let mut w = Compat::new(w);
+            let mut gen = Bytes(7);
+            let mut hash = Sha256::new();
+            let mut chunk = vec![0u8; 20_000 + 3];
+            let mut sent = 0;
+            while sent < LEN {
+                let n = chunk.len().min(LEN - sent);
+                gen.fill(&mut chunk[..n]);
+                hash.update(&chunk[..n]);
+                w.write_all(&chunk[..n]).await.unwrap();
+                sent += n;
+            }
+            w.shutdown().await.unwrap();
+            hash.finalize()
+        });
+        let mut r = Compat::with_pool(r, &pool);
+        assert!(r.read_in_flight());
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; 3000];
+        let mut got = 0;
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            got += n;
+        }
+        assert_eq!(got, LEN);
+        assert!(!r.read_in_flight(), "the stream ended");
+        assert_eq!(r.read(&mut buf).await.unwrap(), 0, "end of stream stays");
+        assert_eq!(writer.await.unwrap(), hash.finalize(), "the bytes differ");
+        drop(r);
+        assert_eq!(pool.available(), pool.capacity(), "every buffer back in the pool");
+    });
+}
+
+// `Compat::with_pool` under reads raced against a timer (as `dropped_read_future_loses_no_byte`),
+// and through `AsyncBufRead`: a dropped read future leaves the chunk and the receive in the
+// adapter, and the stream arrives complete and in order.
+#[proactor::test]
+fn pooled_reader_loses_no_byte_to_dropped_futures(p: &Proactor) {
+    p.block_on(async {
+        use tokio::io::AsyncBufReadExt;
+        const LEN: usize = 200_000;
+        let pool = proactor::buf::BufPool::new(8, 1024).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let writer = proactor::spawn(async move {
+            let mut w = Compat::with_capacity(a, 4096, 4096);
+            let mut all = vec![0u8; LEN];
+            Bytes(99).fill(&mut all);
+            let (mut sent, mut i) = (0, 0u64);
+            while sent < LEN {
+                i += 1;
+                let n = ((i * 997 % 5000) as usize + 1).min(LEN - sent);
+                w.write_all(&all[sent..sent + n]).await.unwrap();
+                w.flush().await.unwrap();
+                sent += n;
+                if i % 3 == 0 {
+                    time::sleep(Duration::from_micros(500)).await.unwrap();
+                }
+            }
+            w.shutdown().await.unwrap();
+            all
+        });
+        let mut r = Compat::with_pool(b, &pool);
+        let mut got = Vec::with_capacity(LEN);
+        let mut buf = [0u8; 700];
+        let (mut timer_wins, mut reads) = (0, 0);
+        let started = Instant::now();
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(20), "the reader stalled");
+            if reads % 5 == 4 {
+                // Through the buffered-read interface: take part of the chunk.
+                let chunk = r.fill_buf().await.unwrap();
+                if chunk.is_empty() {
+                    break;
+                }
+                let n = chunk.len().min(333);
+                got.extend_from_slice(&chunk[..n]);
+                r.consume(n);
+                reads += 1;
+                continue;
+            }
+            match first(time::sleep(Duration::from_micros(200)), r.read(&mut buf)).await {
+                Ok(_) => timer_wins += 1,
+                Err(res) => {
+                    let n = res.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    reads += 1;
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        let sent = writer.await.unwrap();
+        assert!(timer_wins > 10, "only {timer_wins} reads were dropped");
+        assert_eq!(got.len(), sent.len());
+        assert!(got == sent, "the stream was reordered or corrupted");
+    });
+}

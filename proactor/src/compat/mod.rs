@@ -31,7 +31,8 @@
 //!
 //! **Allocation.** The read buffer and the two write buffers are allocated once, on first use,
 //! at the capacities given to [`Compat::with_capacity`] (64 KiB each by default); a call
-//! allocates nothing.
+//! allocates nothing. [`Compat::with_pool`] reads from a pool many connections share instead:
+//! a connection then holds a receive buffer only while received bytes wait to be read.
 //!
 //! ```
 //! # #[cfg(feature = "tokio-io")] {
@@ -64,7 +65,7 @@ mod tokio_io;
 
 pub use stream::CompatStream;
 
-use crate::buf::{IoBuf, Slice};
+use crate::buf::{BufPool, IoBuf, PooledBuf, RecvStream, Slice};
 use crate::fd::IoFd;
 use crate::op::{Recv, Send, Shutdown};
 use crate::Op;
@@ -90,7 +91,21 @@ pub struct Compat<S: CompatStream> {
     /// `None` only once `drop` has handed it to the task finishing a send.
     stream: Option<S>,
     read: ReadSide<S::Fd>,
+    /// Set by [`Compat::with_pool`]: the bytes come from a multishot receive into the pool's
+    /// buffers instead (and `read` stays unused).
+    pooled: Option<Box<PooledRead<S::Fd>>>,
     write: WriteSide<S::Fd>,
+}
+
+/// The receiving half when the adapter reads from a pool ([`Compat::with_pool`]).
+struct PooledRead<F: IoFd + Clone> {
+    chunks: RecvStream<F>,
+    /// The chunk being handed out, from `pos`; dropped (its buffer back in the pool) as soon
+    /// as it is all read.
+    chunk: Option<PooledBuf>,
+    pos: usize,
+    /// The stream ended (end of stream, or after its error).
+    ended: bool,
 }
 
 /// The receiving half of the state.
@@ -151,6 +166,7 @@ impl<S: CompatStream> Compat<S> {
         Compat {
             stream: Some(stream),
             read: ReadSide { buf: Vec::new(), pos: 0, op: None, drained: false, cap: read.max(1) },
+            pooled: None,
             write: WriteSide {
                 fill: Vec::new(),
                 spare: Vec::new(),
@@ -164,6 +180,29 @@ impl<S: CompatStream> Compat<S> {
         }
     }
 
+    /// Wraps `stream`, receiving into buffers of `pool` — one multishot receive for the whole
+    /// connection where the driver has it ([`RecvStream`]), instead of a receive into the
+    /// adapter's own buffer for each read — and writing as [`Compat::new`] does. Many
+    /// connections share one pool; a connection holds a buffer only from the moment its data
+    /// arrives until it is read. A stream that cannot receive from a pool
+    /// ([`CompatStream::recv_stream`] is `None`) reads as [`Compat::new`] does.
+    ///
+    /// Once the stream has ended (end of stream, or after a receive error, which is returned
+    /// once) every read returns end of stream.
+    ///
+    /// Fewer system-level steps per read, not fewer instructions: under hyper's hello world at
+    /// 100 connections a response took 1 submission instead of 2 and no poll arm, the kernel's
+    /// io_uring share fell from 7.9 % to 5.5 % of the server's CPU, and user space rose from
+    /// 8,745 to 9,435 instructions (a multishot completion costs the loop more than a one-shot
+    /// one) — level overall, so the examples keep [`Compat::new`].
+    pub fn with_pool(stream: S, pool: &BufPool) -> Self {
+        let chunks = stream.recv_stream(pool);
+        let mut compat = Self::new(stream);
+        compat.pooled =
+            chunks.map(|chunks| Box::new(PooledRead { chunks, chunk: None, pos: 0, ended: false }));
+        compat
+    }
+
     /// The wrapped stream.
     pub fn get_ref(&self) -> &S {
         self.stream()
@@ -174,15 +213,22 @@ impl<S: CompatStream> Compat<S> {
         self.stream.as_ref().expect("the stream is taken only by drop")
     }
 
-    /// Bytes received and not yet read.
+    /// Bytes received and not yet read (of the chunk being read, with [`Compat::with_pool`]).
     pub fn buffered_read(&self) -> &[u8] {
-        &self.read.buf[self.read.pos..]
+        match &self.pooled {
+            Some(p) => p.chunk.as_deref().map_or(&[], |c| &c[p.pos..]),
+            None => &self.read.buf[self.read.pos..],
+        }
     }
 
     /// True while a receive is in flight (the kernel owns the read buffer). It stays in flight
-    /// when the read future that started it is dropped; the next read resumes it.
+    /// when the read future that started it is dropped; the next read resumes it. With
+    /// [`Compat::with_pool`], true until the stream ends: its one receive goes on throughout.
     pub fn read_in_flight(&self) -> bool {
-        self.read.op.is_some()
+        match &self.pooled {
+            Some(p) => !p.ended,
+            None => self.read.op.is_some(),
+        }
     }
 
     /// Bytes accepted by `poll_write` that the kernel has not finished sending (flush to send
@@ -203,6 +249,9 @@ impl<S: CompatStream> Compat<S> {
     /// Waits until received bytes are available and returns them (empty at end of stream).
     /// [`Compat::consume`] marks bytes as read.
     pub fn poll_fill_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        if let Some(p) = self.pooled.as_deref_mut() {
+            return p.poll_fill_buf(cx);
+        }
         let read = &mut self.read;
         while read.pos == read.buf.len() {
             if let Some(op) = read.op.as_mut() {
@@ -242,6 +291,9 @@ impl<S: CompatStream> Compat<S> {
 
     /// Marks `n` bytes of those [`Compat::poll_fill_buf`] returned as read.
     pub fn consume(&mut self, n: usize) {
+        if let Some(p) = self.pooled.as_deref_mut() {
+            return p.consume(n);
+        }
         self.read.pos = (self.read.pos + n).min(self.read.buf.len());
     }
 
@@ -462,6 +514,40 @@ impl<S: CompatStream> Compat<S> {
     }
 }
 
+impl<F: IoFd + Clone> PooledRead<F> {
+    fn poll_fill_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        while !matches!(&self.chunk, Some(c) if self.pos < c.len()) {
+            self.chunk = None;
+            if self.ended {
+                return Poll::Ready(Ok(&[]));
+            }
+            match ready!(futures_core::Stream::poll_next(Pin::new(&mut self.chunks), cx)) {
+                Some(Ok(chunk)) => {
+                    self.chunk = Some(chunk);
+                    self.pos = 0;
+                }
+                Some(Err(e)) => {
+                    // The stream ends after its error.
+                    self.ended = true;
+                    return Poll::Ready(Err(e));
+                }
+                None => self.ended = true,
+            }
+        }
+        let chunk = self.chunk.as_deref().unwrap_or_default();
+        Poll::Ready(Ok(&chunk[self.pos..]))
+    }
+
+    fn consume(&mut self, n: usize) {
+        let len = self.chunk.as_ref().map_or(0, |c| c.len());
+        self.pos = (self.pos + n).min(len);
+        if self.pos == len {
+            // All read: its buffer goes back to the pool now, not at the next read.
+            self.chunk = None;
+        }
+    }
+}
+
 /// Whether a poll of the send in flight registers the caller's waker.
 #[derive(Clone, Copy)]
 enum Wait {
@@ -524,8 +610,9 @@ impl<S: CompatStream + std::fmt::Debug> std::fmt::Debug for Compat<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compat")
             .field("stream", &self.stream)
-            .field("buffered_read", &(self.read.buf.len() - self.read.pos))
-            .field("read_in_flight", &self.read.op.is_some())
+            .field("pooled", &self.pooled.is_some())
+            .field("buffered_read", &self.buffered_read().len())
+            .field("read_in_flight", &self.read_in_flight())
             .field("buffered_write", &self.write.fill.len())
             .field("write_in_flight", &self.write.op.is_some())
             .finish()

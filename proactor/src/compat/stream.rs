@@ -1,7 +1,7 @@
 //! What [`Compat`](super::Compat) needs of a stream: a receive, a send and a write-side
 //! shutdown, as operations whose types it can name and keep.
 
-use crate::buf::Slice;
+use crate::buf::{BufPool, RecvStream, Slice};
 use crate::fd::IoFd;
 use crate::net::{TcpStream, UnixStream};
 use crate::op::{Recv, Send, Shutdown};
@@ -18,7 +18,7 @@ use std::rc::Rc;
 /// stream.
 pub trait CompatStream: 'static {
     /// How the operations hold the descriptor (keeping it open while they run).
-    type Fd: IoFd;
+    type Fd: IoFd + Clone;
 
     /// A receive into `buf`, up to its capacity.
     fn recv(&self, buf: Vec<u8>) -> Op<Recv<Self::Fd, Vec<u8>>>;
@@ -35,6 +35,14 @@ pub trait CompatStream: 'static {
 
     /// Shuts the write side down (the peer reads end of stream).
     fn shutdown_write(&self) -> Op<Shutdown<Self::Fd>>;
+
+    /// Every chunk received, into buffers of `pool` ([`RecvStream`]), for
+    /// [`Compat::with_pool`](super::Compat::with_pool); `None` (the default) if this stream
+    /// cannot, and the adapter then receives into its own buffer.
+    fn recv_stream(&self, pool: &BufPool) -> Option<RecvStream<Self::Fd>> {
+        let _ = pool;
+        None
+    }
 }
 
 macro_rules! socket_stream {
@@ -52,6 +60,9 @@ macro_rules! socket_stream {
             }
             fn shutdown_write(&self) -> Op<Shutdown<Rc<OwnedFd>>> {
                 self.shutdown(std::net::Shutdown::Write)
+            }
+            fn recv_stream(&self, pool: &BufPool) -> Option<RecvStream<Rc<OwnedFd>>> {
+                Some(<$ty>::recv_stream(self, pool))
             }
         }
     };
@@ -74,6 +85,9 @@ impl CompatStream for Rc<OwnedFd> {
     fn shutdown_write(&self) -> Op<Shutdown<Rc<OwnedFd>>> {
         submit(Shutdown::new(self.clone(), std::net::Shutdown::Write))
     }
+    fn recv_stream(&self, pool: &BufPool) -> Option<RecvStream<Rc<OwnedFd>>> {
+        Some(pool.recv_stream(self.clone()))
+    }
 }
 
 impl<S: CompatStream> CompatStream for Rc<S> {
@@ -89,5 +103,8 @@ impl<S: CompatStream> CompatStream for Rc<S> {
     }
     fn shutdown_write(&self) -> Op<Shutdown<S::Fd>> {
         (**self).shutdown_write()
+    }
+    fn recv_stream(&self, pool: &BufPool) -> Option<RecvStream<S::Fd>> {
+        (**self).recv_stream(pool)
     }
 }
