@@ -427,26 +427,45 @@ fn median(v: &[f64]) -> Option<f64> {
 
 /// `row` against `base`, round by round: the ratios of req/s and of CPU per request between the
 /// two servers' runs of the same round (back to back, so a drift over the run cancels out).
+/// Rounds in which either server waited for its CPU more than `settle::MAX_WAIT` of the run
+/// (other work on its core) are left out while at least two calm ones remain, as in the echo
+/// bench.
 struct Paired {
     rate: Vec<f64>,
     cpu: Vec<f64>,
+    /// Rounds left out as disturbed, and rounds there were.
+    disturbed: usize,
+    rounds: usize,
 }
 
 impl Paired {
     fn new(row: &HyperRow, base: &HyperRow) -> Paired {
-        let pairs = row.rounds.iter().zip(&base.rounds);
+        use crate::bench::settle::MAX_WAIT;
+        let all: Vec<_> = row.rounds.iter().zip(&base.rounds).collect();
+        let calm: Vec<_> = all
+            .iter()
+            .copied()
+            .filter(|(a, b)| a.server_wait <= MAX_WAIT && b.server_wait <= MAX_WAIT)
+            .collect();
+        let used = if calm.len() >= 2 { calm } else { all.clone() };
         let ok = |x: f64, y: f64| (y > 0.0).then(|| x / y);
         Paired {
-            rate: pairs
-                .clone()
+            rate: used
+                .iter()
                 .filter_map(|(a, b)| ok(a.requests_per_sec, b.requests_per_sec))
                 .collect(),
-            cpu: pairs
+            cpu: used
+                .iter()
                 .filter_map(|(a, b)| ok(a.cpu_us_per_request, b.cpu_us_per_request))
                 .collect(),
+            disturbed: all.len() - used.len(),
+            rounds: all.len(),
         }
     }
 }
+
+/// wrk's busy share above which req/s is wrk's limit rather than the server's.
+const WRK_BOUND: f64 = 0.9;
 
 /// req/s of proactor relative to tokio, at least.
 const RATE_TARGET: f64 = 1.1;
@@ -455,7 +474,7 @@ const CPU_TARGET: f64 = 0.9;
 
 impl fmt::Display for HyperReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::bench::settle::{spread, MAX_SPREAD};
+        use crate::bench::settle::{spread, MAX_SPREAD, MAX_WAIT};
         if let Some(why) = &self.skipped {
             return writeln!(f, "skipped: {why}");
         }
@@ -524,6 +543,28 @@ impl fmt::Display for HyperReport {
                 spreads(&p.rate),
                 spreads(&p.cpu)
             )?;
+            if p.disturbed > 0 {
+                writeln!(
+                    f,
+                    "  ({} of {} rounds left out: a server waited for its CPU more than {:.0} % \
+                     of the run)",
+                    p.disturbed,
+                    p.rounds,
+                    MAX_WAIT * 100.0
+                )?;
+            }
+            let busy = |x: &HyperRow| {
+                median(&x.rounds.iter().map(|r| r.wrk_busy).collect::<Vec<_>>()).unwrap_or(0.0)
+            };
+            if busy(r) >= WRK_BOUND && busy(b) >= WRK_BOUND {
+                writeln!(
+                    f,
+                    "  (wrk was busy {:.0} % / {:.0} % of its core: req/s is wrk's limit as much \
+                     as the servers', so CPU per request is the comparison)",
+                    busy(r) * 100.0,
+                    busy(b) * 100.0
+                )?;
+            }
         }
         Ok(())
     }
@@ -571,6 +612,21 @@ mod tests {
         let drift = report(&[123.0, 115.0, 106.0, 99.0, 95.0], &[102.5, 95.8, 88.3, 82.5, 79.2]);
         assert!(drift.contains("req/s ×1.20 (≥ 1.1: met)"), "{drift}");
         assert!(drift.contains("hyper-proactor"), "{drift}");
+    }
+
+    #[test]
+    fn disturbed_rounds_are_left_out_and_a_busy_wrk_is_told() {
+        let mut p = row(HyperServer::HyperProactor, &[120.0, 121.0, 60.0, 122.0], 7.0);
+        let mut t = row(HyperServer::HyperTokio, &[100.0, 100.0, 100.0, 100.0], 9.0);
+        p.rounds[2].server_wait = 0.4;
+        for r in p.rounds.iter_mut().chain(t.rounds.iter_mut()) {
+            r.wrk_busy = 0.97;
+        }
+        let text =
+            HyperReport { rows: vec![p, t], skipped: None, placement: "test".into() }.to_string();
+        assert!(text.contains("req/s ×1.21 (≥ 1.1: met)"), "{text}");
+        assert!(text.contains("1 of 4 rounds left out"), "{text}");
+        assert!(text.contains("wrk was busy 97 % / 97 %"), "{text}");
     }
 
     #[test]
