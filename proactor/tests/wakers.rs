@@ -275,3 +275,57 @@ fn tasks_waking_each_other_on_the_loop_thread_take_turns(p: &Proactor) {
     assert_eq!(res, Ok((1000, 1000)), "a wake between tasks was lost");
     assert_eq!(court.turn.get(), 2000);
 }
+
+/// Polls `fut` once under `waker`.
+fn poll_once<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
+    Pin::new(fut).poll(&mut Context::from_waker(waker))
+}
+
+#[proactor::test]
+fn a_combinators_waker_is_let_go_when_its_operation_completes_or_is_dropped(p: &Proactor) {
+    let counting = Arc::new(Counting { wakes: AtomicUsize::new(0), inner: Waker::noop().clone() });
+    let waker = Waker::from(counting.clone());
+    let held = || Arc::strong_count(&counting) - 2;
+    p.block_on(async {
+        // Dropped in flight: the operation is parked until its completion, its waker let go.
+        let (r, _w) = pipe();
+        let mut read = submit(op::Read::new(r, Vec::with_capacity(16)));
+        assert!(poll_once(&mut read, &waker).is_pending(), "the pipe is empty");
+        assert_eq!(held(), 1, "the operation keeps a clone of the waker");
+        drop(read);
+        assert_eq!(held(), 0, "let go with the dropped operation");
+        // The next operation (which may take the freed key) is the task's, and completes.
+        submit(op::Nop).await.expect("nop");
+        // Completed: woken once, let go once its output is taken.
+        let mut nop = submit(op::Nop);
+        assert!(poll_once(&mut nop, &waker).is_pending());
+        while counting.wakes.load(Ordering::SeqCst) == 0 {
+            proactor::time::sleep(Duration::from_millis(1)).await.expect("sleep");
+        }
+        assert_eq!(held(), 0, "woken, and let go with the wake");
+        assert!(poll_once(&mut nop, &waker).is_ready());
+    });
+    assert_eq!(counting.wakes.load(Ordering::SeqCst), 1);
+
+    // Queued behind an in-flight cap, then dropped: freed at once, its waker with it.
+    let q = Proactor::builder()
+        .driver(proactor::DriverChoice::from(p.driver_kind()))
+        .max_in_flight(1)
+        .build()
+        .expect("proactor");
+    q.block_on(async {
+        let (r, _w) = pipe();
+        let mut first = submit(op::Read::new(r, Vec::with_capacity(16)));
+        assert!(poll_once(&mut first, &waker).is_pending());
+        let mut queued = submit(op::Nop);
+        assert!(poll_once(&mut queued, &waker).is_pending(), "queued behind the read");
+        assert_eq!(held(), 2);
+        drop(queued);
+        assert_eq!(held(), 1, "the queued operation's waker is let go");
+        drop(first);
+        assert_eq!(held(), 0);
+        submit(op::Nop).await.expect("nop");
+    });
+    drop(q);
+    assert_eq!(held(), 0);
+}

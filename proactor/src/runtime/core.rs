@@ -9,7 +9,7 @@ use super::memory::OpMemory;
 use super::panic::PanicPolicy;
 use super::slot::{
     Cancel, Completed, Detach, ErasedOp, Lifecycle, More, MultiPlain, OpKind, Receiver, Slot,
-    Stored, Waiter,
+    Stored, Wait, Waiter,
 };
 use super::stats::InFlight;
 use super::table::Table;
@@ -39,6 +39,21 @@ pub(crate) enum StreamStep<O: Multishot> {
 /// take as it is reaped (a future polled later with another waker keeps the bit, and is
 /// settled in the batch). Generations count in the other 31 bits.
 const AWAITED_BY_TASK: u32 = (Token::OFFERED >> 32) as u32;
+
+/// The waiter a slot at `key` recorded as `wait`, with its foreign waker (if any) taken out from
+/// beside the table.
+#[inline]
+fn waiter_of(ops: &mut Table, key: usize, wait: Wait) -> Option<Waiter> {
+    let foreign = if wait == Wait::FOREIGN { take_foreign(ops, key) } else { None };
+    Waiter::join(wait, foreign)
+}
+
+/// [`Table::take_waker`], out of line: foreign wakers are the rare case.
+#[cold]
+#[inline(never)]
+fn take_foreign(ops: &mut Table, key: usize) -> Option<std::task::Waker> {
+    ops.take_waker(key)
+}
 
 /// What [`Core::io`] holds.
 pub(crate) struct Io {
@@ -134,14 +149,15 @@ impl Core {
         // The state is known here, at compile time for a handler: the slot is written straight
         // into its table entry (a state picked at run time made it go through the stack).
         let started = self.now_ms.get();
+        let (state, foreign) = Lifecycle::in_flight(receiver);
         let mut io = self.io.borrow_mut();
-        let key = io.ops.insert_with(|| Slot {
-            op,
-            generation,
-            kind,
-            started,
-            state: Lifecycle::in_flight(receiver),
-        });
+        let key = io.ops.insert_with(|| Slot { op: op.cast(), generation, kind, started, state });
+        if foreign.is_some() {
+            // The key's place beside the table is empty (its last slot's waker was taken out
+            // when that slot stopped recording it): nothing is dropped under the borrow.
+            let old = io.ops.replace_waker(key, foreign);
+            debug_assert!(old.is_none());
+        }
         let token = Token::new(key, generation);
         self.in_flight.set(self.in_flight.get() + 1);
         // SAFETY: as in `push_to_driver`.
@@ -168,11 +184,25 @@ impl Core {
         if !admitted {
             return self.queue(op, kind, generation, deadline, receiver);
         }
-        let state = Lifecycle::in_flight(receiver);
-        let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
-        let token = Token::new(self.ops().insert(slot), generation);
+        let (state, foreign) = Lifecycle::in_flight(receiver);
+        let slot = Slot { op: op.cast(), generation, kind, started: self.now_ms.get(), state };
+        let token = self.insert(slot, foreign);
         self.push_to_driver(token, op, deadline);
         token
+    }
+
+    /// Stores `slot`, and `foreign` (its waiter's waker, if not a task of this loop) beside it.
+    fn insert(&self, slot: Slot, foreign: Option<std::task::Waker>) -> Token {
+        let generation = slot.generation;
+        let mut ops = self.ops();
+        let key = ops.insert(slot);
+        let old = ops.replace_waker(key, foreign);
+        drop(ops);
+        // A key's place beside the table is emptied whenever its slot stops recording a
+        // foreign waker: nothing was there.
+        debug_assert!(old.is_none());
+        drop(old);
+        Token::new(key, generation)
     }
 
     /// The generation of the next stored operation (tokens of reused keys never match), with
@@ -191,9 +221,8 @@ impl Core {
         let (op, kind) = (self.memory.store(op), T::KIND);
         let generation = self.next_generation();
         let started = self.now_ms.get();
-        let state = Lifecycle::streaming(receiver);
-        let key = self.ops().insert_with(|| Slot { op, generation, kind, started, state });
-        let token = Token::new(key, generation);
+        let (state, foreign) = Lifecycle::streaming(receiver);
+        let token = self.insert(Slot { op: op.cast(), generation, kind, started, state }, foreign);
         self.push_to_driver(token, op, None);
         token
     }
@@ -205,12 +234,15 @@ impl Core {
     pub(crate) fn refuse<T: Stored>(&self, op: T, receiver: Receiver, errno: i32) -> Token {
         let (op, kind) = (self.memory.store(op), T::KIND);
         let generation = self.next_generation();
-        let state = match receiver {
-            Receiver::Future(w) => Lifecycle::Cancelled(w),
-            Receiver::Handler | Receiver::TimedHandler => Lifecycle::CancelledHandler,
+        let (state, foreign) = match receiver {
+            Receiver::Future(w) => {
+                let (wait, foreign) = w.split();
+                (Lifecycle::Cancelled(wait), foreign)
+            }
+            Receiver::Handler | Receiver::TimedHandler => (Lifecycle::CancelledHandler, None),
         };
-        let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
-        let token = Token::new(self.ops().insert(slot), generation);
+        let slot = Slot { op: op.cast(), generation, kind, started: self.now_ms.get(), state };
+        let token = self.insert(slot, foreign);
         self.completions.borrow_mut().push(Completion { token, result: -errno, flags: 0 });
         token
     }
@@ -245,7 +277,7 @@ impl Core {
                     let carrier = unsafe { self.memory.take::<MultiPlain<O>>(slot.op.cast()) };
                     return StreamStep::Ended(res, carrier);
                 }
-                Err(Some(w)) if !self.executor.is_waiter(w, waker) => {}
+                Err(Some(w)) if !self.is_waiter(&ops, key, w, waker) => {}
                 Err(_) => return StreamStep::Pending,
             }
         }
@@ -278,9 +310,9 @@ impl Core {
         deadline: Option<Duration>,
         receiver: Receiver,
     ) -> Token {
-        let state = Lifecycle::queued(receiver);
-        let slot = Slot { op, generation, kind, started: self.now_ms.get(), state };
-        let token = Token::new(self.ops().insert(slot), generation);
+        let (state, foreign) = Lifecycle::queued(receiver);
+        let slot = Slot { op: op.cast(), generation, kind, started: self.now_ms.get(), state };
+        let token = self.insert(slot, foreign);
         self.admission.borrow_mut().push_back((token, deadline));
         token
     }
@@ -310,7 +342,7 @@ impl Core {
                     continue;
                 }
                 slot.started = self.now_ms.get();
-                slot.op
+                slot.erased()
             };
             self.push_to_driver(token, op, deadline);
         }
@@ -339,15 +371,23 @@ impl Core {
     /// is parked and a cancel is sent; otherwise it is freed now (closing any fd in the output).
     pub(crate) fn detach(&self, token: Token) {
         let key = token.key();
-        let action = match self.ops().get_mut(key) {
-            Some(slot) if slot.generation == token.generation() => slot.state.detach(),
-            _ => return,
+        let (action, foreign) = {
+            let mut ops = self.ops();
+            let action = match ops.get_mut(key) {
+                Some(slot) if slot.generation == token.generation() => slot.state.detach(),
+                _ => return,
+            };
+            // The slot no longer records a waiter (parked), or leaves (freed): its foreign
+            // waker, if it had one, goes too — dropped below, outside the borrow.
+            let foreign = match action {
+                Detach::Park | Detach::Free(_) => ops.take_waker(key),
+                Detach::Nothing => None,
+            };
+            (action, foreign)
         };
+        drop(foreign);
         match action {
-            Detach::Park(waiter) => {
-                self.driver().cancel(token);
-                drop(waiter);
-            }
+            Detach::Park => self.driver().cancel(token),
             Detach::Free(res) => {
                 let Some(slot) = self.ops().remove(key) else { return };
                 // SAFETY: removed from the table, and not held by the driver (`detach` frees
@@ -372,8 +412,8 @@ impl Core {
             let mut ops = self.ops();
             let mut entry = ops.occupied(key, token.generation())?;
             match entry.slot().state.poll() {
-                Ok(res) => return Some((res, entry.remove().op.cast())),
-                Err(Some(w)) if !self.executor.is_waiter(w, waker) => {}
+                Ok(res) => return Some((res, entry.remove().op)),
+                Err(Some(w)) if !self.is_waiter(&ops, key, w, waker) => {}
                 Err(_) => return None,
             }
         }
@@ -392,7 +432,7 @@ impl Core {
                 // SAFETY: a slot in the table holds a live value (moved out only on removal);
                 // completed, it is touched by neither the driver nor the kernel any more, and
                 // by nothing else while the table is borrowed.
-                unsafe { slot.op.as_ref() }.as_any().is::<T>()
+                unsafe { slot.erased().as_ref() }.as_any().is::<T>()
             }
             _ => true,
         }
@@ -403,15 +443,33 @@ impl Core {
     /// the table is borrowed.
     #[cold]
     fn rewait(&self, token: Token, waker: &std::task::Waker) {
-        let mut waiter = self.executor.waiter(waker);
-        if let Some(slot) = self.ops().get_mut(token.key()) {
-            if slot.generation == token.generation() {
-                if let Some(w) = slot.state.waiter_mut() {
-                    std::mem::swap(w, &mut waiter);
+        let (wait, mut foreign) = self.executor.waiter(waker).split();
+        {
+            let mut ops = self.ops();
+            let key = token.key();
+            let recorded = match ops.get_mut(key) {
+                Some(slot) if slot.generation == token.generation() => {
+                    slot.state.waiter_mut().map(|w| *w = wait).is_some()
                 }
+                _ => false,
+            };
+            if recorded {
+                // The old foreign waker (if any) comes out, to be dropped below.
+                foreign = ops.replace_waker(key, foreign);
             }
         }
-        drop(waiter);
+        drop(foreign);
+    }
+
+    /// True if the waiter a slot records as `wait` already stands for `waker` (a future polled
+    /// again by the same task).
+    #[inline]
+    fn is_waiter(&self, ops: &Table, key: usize, wait: Wait, waker: &std::task::Waker) -> bool {
+        if wait == Wait::FOREIGN {
+            ops.waker(key).is_some_and(|w| w.will_wake(waker))
+        } else {
+            wait != Wait::NOBODY && self.executor.is_waiter(&Waiter::Task(wait.key()), waker)
+        }
     }
 
     /// Wakes the task awaiting a completion, once per turn: no task runs while the turn
@@ -438,7 +496,7 @@ impl Core {
 
     /// Hands the output of a removed slot to its handler, or drops it (detached, shutdown).
     #[inline]
-    fn deliver(&self, op: NonNull<dyn ErasedOp>, kind: &'static OpKind, res: i32) {
+    fn deliver(&self, op: NonNull<u8>, kind: &'static OpKind, res: i32) {
         let run_handler = !self.shutting_down.get();
         // SAFETY: the slot is out of the table and its completion has arrived (or it was never
         // submitted): no driver holds the pointer any more.
@@ -451,18 +509,12 @@ impl Core {
     /// # Safety
     /// `op` must be out of the table, no driver may hold it, and its value must be live.
     /// `kind` must be the [`OpKind`] of the value's type.
-    unsafe fn consume(
-        &self,
-        op: NonNull<dyn ErasedOp>,
-        kind: &OpKind,
-        res: i32,
-        run_handler: bool,
-    ) {
+    unsafe fn consume(&self, op: NonNull<u8>, kind: &OpKind, res: i32, run_handler: bool) {
         let finish = kind.finish;
         self.guard_user_code(kind.name, || {
             // SAFETY: the only reference to a live value stored by `memory.store`; the finisher
             // moves it out and releases the block, even if a handler unwinds.
-            unsafe { finish(op.cast(), res, &self.memory, run_handler) }
+            unsafe { finish(op, res, &self.memory, run_handler) }
         });
     }
 
@@ -509,15 +561,18 @@ impl Core {
                 let (op, kind) = (slot.op, slot.kind);
                 entry.vacate();
                 drop(ops);
-                self.count_out(op, c.result, c.flags);
+                self.count_out(op, kind, c.result, c.flags);
                 self.deliver(op, kind, c.result);
                 None
             }
-            Completed::Wake(waiter) => {
-                let op = slot.op;
+            Completed::Wake(wait) => {
+                let (op, kind) = (slot.op, slot.kind);
+                let waiter = waiter_of(&mut ops, c.token.key(), wait);
                 drop(ops);
-                self.count_out(op, c.result, c.flags);
-                self.wake(waiter);
+                self.count_out(op, kind, c.result, c.flags);
+                if let Some(w) = waiter {
+                    self.wake(w);
+                }
                 None
             }
             Completed::DeliverCancelled => {
@@ -531,13 +586,16 @@ impl Core {
                 let (op, kind) = (slot.op, slot.kind);
                 entry.vacate();
                 drop(ops);
-                self.count_out(op, c.result, c.flags);
+                self.count_out(op, kind, c.result, c.flags);
                 self.deliver(op, kind, res);
                 None
             }
-            Completed::WakeCancelled(waiter) => {
+            Completed::WakeCancelled(wait) => {
+                let waiter = waiter_of(&mut ops, c.token.key(), wait);
                 drop(ops);
-                self.wake(waiter);
+                if let Some(w) = waiter {
+                    self.wake(w);
+                }
                 None
             }
             Completed::Stale => Some(ops),
@@ -599,7 +657,7 @@ impl Core {
     #[cold]
     #[inline(never)]
     fn settle_more(&self, c: Completion) {
-        let (op, kind, more) = {
+        let (op, kind, more, waiter) = {
             let mut ops = self.ops();
             let Some(slot) = ops.get_mut(c.token.key()) else { return };
             if slot.generation != c.token.generation() {
@@ -609,7 +667,7 @@ impl Core {
                 // A one-shot operation that completes twice (a zero-copy send): the first is
                 // kept in the operation, which stays in flight until the second.
                 if slot.state.in_driver() {
-                    let op = slot.op;
+                    let op = slot.erased();
                     drop(ops);
                     // SAFETY: in flight, so the block is live; no reference to it is live (the
                     // table's borrow just ended) and the driver does not touch it now.
@@ -617,12 +675,18 @@ impl Core {
                 }
                 return;
             }
-            (slot.op, slot.kind, slot.state.more())
+            let (op, kind, more) = (slot.op, slot.kind, slot.state.more());
+            // A foreign waker to wake comes out from beside the table (see `Lifecycle::more`).
+            let waiter = match more {
+                More::Queue(Some(wait)) => Waiter::join(wait, ops.take_waker(c.token.key())),
+                _ => None,
+            };
+            (op, kind, more, waiter)
         };
         let Some(item) = kind.item else { return };
-        let block = op.cast::<u8>();
+        let block = op;
         match more {
-            More::Queue(waiter) => {
+            More::Queue(_) => {
                 // SAFETY: the block holds the carrier `kind` belongs to, and no reference to it
                 // is live (the table is not borrowed).
                 if unsafe { item(block, c.result, c.flags, true) } {
@@ -654,9 +718,10 @@ impl Core {
     /// Counts an operation the driver has given back out of the operations in flight, and
     /// hands it the completion's flags (with the kernel's result).
     #[inline(always)]
-    fn count_out(&self, op: NonNull<dyn ErasedOp>, res: i32, flags: u32) {
+    fn count_out(&self, op: NonNull<u8>, kind: &OpKind, res: i32, flags: u32) {
         self.in_flight.set(self.in_flight.get() - 1);
         if flags != 0 {
+            let op = (kind.erased)(op);
             // SAFETY: the driver has returned this operation's completion, so neither it nor
             // the kernel touches the block any more, and no other reference to it is live (the
             // table is not borrowed); its output is made only after this.
@@ -766,14 +831,15 @@ impl Core {
         // Never-submitted operations can go now.
         let queued: Vec<Token> = self.admission.borrow_mut().drain(..).map(|(t, _)| t).collect();
         for token in queued {
-            let slot = {
+            let (slot, foreign) = {
                 let mut ops = self.ops();
                 match ops.get(token.key()) {
                     Some(s) if s.generation == token.generation() && s.state.is_queued() => {}
                     _ => continue,
                 }
-                ops.remove(token.key())
+                (ops.remove(token.key()), ops.take_waker(token.key()))
             };
+            drop(foreign);
             let Some(slot) = slot else { continue };
             // SAFETY: removed from the table and never submitted: no driver holds the pointer.
             unsafe { self.consume(slot.op, slot.kind, -libc::ECANCELED, false) };
@@ -791,7 +857,8 @@ impl Core {
         }
         // Take the slots out first: dropping an output runs user code (a buffer's or a
         // handler's destructor), which must not find the slab borrowed.
-        let slots = self.ops().drain();
+        let (slots, wakers) = self.ops().drain();
+        drop(wakers);
         let mut leaked = 0;
         for slot in slots {
             match slot.state.result_at_shutdown() {

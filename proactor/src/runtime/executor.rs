@@ -22,8 +22,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWakerVTable, Wake, Waker};
 
-/// Key of the future passed to `block_on`, which is not stored in the task slab.
-pub(crate) const MAIN: usize = usize::MAX;
+/// Key of the future passed to `block_on`, which is not stored in the task slab. Every key,
+/// this one and `NO_TASK` included, fits 32 bits: an operation's slot records its task in four
+/// bytes (`slot::Wait`).
+pub(crate) const MAIN: usize = u32::MAX as usize;
+
+/// Tasks' keys stay below this (`spawn` checks); the values from here up are `slot::Wait`'s
+/// foreign waker, `NO_TASK` and `MAIN`.
+pub(crate) const MAX_TASKS: usize = MAIN - 2;
 
 /// Keys of tasks woken through their wakers, shared with those wakers (any thread).
 pub(crate) struct ReadyQueue {
@@ -109,7 +115,7 @@ pub(crate) struct Executor {
 }
 
 /// No task (for `polling` and `last_woken`).
-pub(crate) const NO_TASK: usize = usize::MAX - 1;
+pub(crate) const NO_TASK: usize = MAIN - 1;
 
 type Polling = (usize, *const (), *const RawWakerVTable);
 
@@ -220,6 +226,7 @@ impl Executor {
     ) -> Waker {
         let mut tasks = self.tasks.borrow_mut();
         let entry = tasks.vacant_entry();
+        assert!(entry.key() < MAX_TASKS, "more than {MAX_TASKS} tasks on one proactor");
         let waker = Arc::new(TaskWaker {
             key: entry.key(),
             scheduled: AtomicBool::new(false),

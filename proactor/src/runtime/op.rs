@@ -3,7 +3,7 @@
 //! kernel's completion arrives, then frees it (see `slot.rs`).
 
 use super::core::Core;
-use super::slot::{convert, expired_or_cancelled, Plain, Receiver};
+use super::slot::{convert, expired_or_cancelled, Plain, Receiver, Waiter};
 use super::Handle;
 use crate::driver::Token;
 use crate::op::OpCode;
@@ -145,12 +145,17 @@ impl<O: OpCode> Op<O> {
             return Poll::Ready(op.complete(Err(err)));
         };
         let core = handle.core;
-        let waiter = Receiver::Future(core.executor.waiter(cx.waker()));
+        let waiter = core.executor.waiter(cx.waker());
         let token = if O::MULTISHOT {
             // A multishot operation runs with `submit_multi`; here it completes with EINVAL.
-            core.refuse(Plain(op), waiter, libc::EINVAL)
+            core.refuse(Plain(op), Receiver::Future(waiter), libc::EINVAL)
+        } else if let Waiter::Task(key) = waiter {
+            // A task of this loop, the common case: `submit` inlined with the waiter known to be
+            // a key (with a waiter picked at run time, its two forms were told apart once more
+            // at run time, and the state went through the stack).
+            core.submit(Plain(op), deadline, Receiver::Future(Waiter::Task(key)))
         } else {
-            core.submit(Plain(op), deadline, waiter)
+            submit_foreign(&core, Plain(op), deadline, waiter)
         };
         // SAFETY: `self.state` is valid for writes and holds `Finished` (written above), which
         // owns nothing: not dropping it loses nothing, and spares re-reading the state to drop
@@ -193,6 +198,18 @@ impl<O: OpCode> Op<O> {
         let cancelled = extras.cancel.as_ref().is_some_and(|c| c.cancelled.get());
         expired_or_cancelled(-libc::ECANCELED, extras.deadline.is_some(), cancelled)
     }
+}
+
+/// [`Core::submit`] of an operation awaited by a waker not made by this loop's executor.
+#[cold]
+#[inline(never)]
+fn submit_foreign<O: OpCode>(
+    core: &Core,
+    op: Plain<O>,
+    deadline: Option<Duration>,
+    waiter: Waiter,
+) -> Token {
+    core.submit(op, deadline, Receiver::Future(waiter))
 }
 
 impl<O: OpCode> Drop for Op<O> {

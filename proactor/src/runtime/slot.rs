@@ -20,7 +20,7 @@
 //!               the caller, the block is reused
 //! ```
 //!
-//! Each state before completion comes in a future's form (carrying its [`Waiter`]) and a
+//! Each state before completion comes in a future's form (carrying its [`Wait`]) and a
 //! handler's form (the handler rides in the operation's own block); a handler's operation
 //! with a deadline has forms of its own (`QueuedTimedHandler`, `TimedHandler`), which record
 //! whether a cancel was asked, so that a deadline's `ECANCELED` reaches the handler as
@@ -29,7 +29,7 @@
 //! from the driver finds, the ones counted in flight, and the ones shutdown must wait for (or
 //! leak).
 
-use super::executor::NO_TASK;
+use super::executor::{MAIN, MAX_TASKS, NO_TASK};
 use super::memory::OpMemory;
 use crate::driver::{RawOp, Token};
 use crate::op::sealed::Hooks;
@@ -43,14 +43,15 @@ use std::task::Waker;
 
 /// Every state of an operation the run loop holds (see the module docs for the diagram).
 ///
-/// A flat enum of one tag and at most one waiter (24 bytes): a completion is dispatched on one
-/// load of the tag, and the slot stays one cache line. The three states a completion finds
+/// A flat enum of one tag and at most one four-byte word (8 bytes: a foreign waker is kept
+/// beside the table, see [`Wait`]): a completion is dispatched on one load of the tag, and a
+/// slot is half a cache line. The three states a completion finds
 /// most often come first, the two that are delivered alike next to each other (one range
 /// check).
 pub(crate) enum Lifecycle {
     /// In flight — the driver (with the kernel) owns its memory until the completion — and
     /// awaited by a future; the waiter is whoever polled it last.
-    Awaited(Waiter),
+    Awaited(Wait),
     /// In flight, carrying a completion handler inside the operation's block.
     Handler,
     /// Its future was dropped while the driver owned the memory: parked, untouched, until the
@@ -63,21 +64,21 @@ pub(crate) enum Lifecycle {
     TimedHandler { cancel_asked: bool },
     /// Waiting for admission under the in-flight cap, awaited by a future: the driver has never
     /// seen it.
-    Queued(Waiter),
+    Queued(Wait),
     /// Waiting for admission, carrying a handler.
     QueuedHandler,
     /// Waiting for admission, carrying a handler and a deadline (which starts at admission).
     QueuedTimedHandler,
     /// Cancelled before admission, awaited by a future: the driver never saw it; `ECANCELED`
     /// is delivered by the loop's next turn, like a completion (never from inside `cancel`).
-    Cancelled(Waiter),
+    Cancelled(Wait),
     /// Cancelled before admission, carrying a handler.
     CancelledHandler,
     /// Completed; the output waits in the block for its future to take it.
     Done(i32),
     /// A multishot operation in flight, streamed to a future: each completion flagged `MORE`
     /// queues an item in its block and wakes the waiter; the last one makes it `Done`.
-    Streaming(Waiter),
+    Streaming(Wait),
     /// A multishot operation in flight whose handler is called per completion.
     StreamingHandler,
 }
@@ -97,12 +98,12 @@ pub(crate) enum Receiver {
 /// are the loop's own completions of operations it never submitted.
 pub(crate) enum Completed {
     /// A future's result is recorded (`Done`): wake its waiter.
-    Wake(Waiter),
+    Wake(Wait),
     /// The slot is finished: vacate it and deliver the output (to its handler, or dropped for
     /// a detached operation).
     Deliver,
     /// As `Wake`, for an operation cancelled before admission.
-    WakeCancelled(Waiter),
+    WakeCancelled(Wait),
     /// As `Deliver`, for an operation cancelled before admission.
     DeliverCancelled,
     /// As `Deliver`, with this result in place of the driver's (a handler's deadline passed:
@@ -118,7 +119,7 @@ pub(crate) enum More {
     /// Queue the item in the block for its stream, and wake the stream's waiter (if any: a
     /// foreign waker is taken out, to be woken outside the table's borrow, and put back by
     /// the stream's next poll).
-    Queue(Option<Waiter>),
+    Queue(Option<Wait>),
     /// Call the handler with the item.
     Handler,
     /// Nobody takes it (the stream was dropped): make the item and drop it, so a descriptor
@@ -130,10 +131,10 @@ pub(crate) enum More {
 
 /// What dropping an operation's future does, decided by [`Lifecycle::detach`].
 pub(crate) enum Detach {
-    /// The driver owns the memory: it stays parked; ask the driver to cancel. The old waiter is
-    /// handed back to be dropped outside the table's borrow (a foreign waker's drop is user
-    /// code).
-    Park(Waiter),
+    /// The driver owns the memory: it stays parked; ask the driver to cancel. A foreign waker
+    /// kept for the old waiter is to be taken out and dropped outside the table's borrow (its
+    /// drop is user code).
+    Park,
     /// Nothing holds the memory: remove the slot now and drop the output made from `res`.
     Free(i32),
     /// Nothing to do (already detached, or a handler's operation: no future to drop).
@@ -152,31 +153,42 @@ pub(crate) enum Cancel {
 }
 
 impl Lifecycle {
-    /// The state of an operation about to be handed to the driver.
+    /// The state of an operation about to be handed to the driver, with the foreign waker (if
+    /// any) to keep beside the table for it (`Table::replace_waker`).
     #[inline(always)]
-    pub(crate) fn in_flight(receiver: Receiver) -> Lifecycle {
+    pub(crate) fn in_flight(receiver: Receiver) -> (Lifecycle, Option<Waker>) {
         match receiver {
-            Receiver::Future(w) => Lifecycle::Awaited(w),
-            Receiver::Handler => Lifecycle::Handler,
-            Receiver::TimedHandler => Lifecycle::TimedHandler { cancel_asked: false },
+            Receiver::Future(w) => {
+                let (wait, foreign) = w.split();
+                (Lifecycle::Awaited(wait), foreign)
+            }
+            Receiver::Handler => (Lifecycle::Handler, None),
+            Receiver::TimedHandler => (Lifecycle::TimedHandler { cancel_asked: false }, None),
         }
     }
 
-    /// The state of a multishot operation about to be handed to the driver.
-    pub(crate) fn streaming(receiver: Receiver) -> Lifecycle {
+    /// The state of a multishot operation about to be handed to the driver (as `in_flight`).
+    pub(crate) fn streaming(receiver: Receiver) -> (Lifecycle, Option<Waker>) {
         match receiver {
-            Receiver::Future(w) => Lifecycle::Streaming(w),
+            Receiver::Future(w) => {
+                let (wait, foreign) = w.split();
+                (Lifecycle::Streaming(wait), foreign)
+            }
             // A multishot operation has no deadline.
-            Receiver::Handler | Receiver::TimedHandler => Lifecycle::StreamingHandler,
+            Receiver::Handler | Receiver::TimedHandler => (Lifecycle::StreamingHandler, None),
         }
     }
 
-    /// The state of an operation stored past the in-flight cap: queued for admission.
-    pub(crate) fn queued(receiver: Receiver) -> Lifecycle {
+    /// The state of an operation stored past the in-flight cap: queued for admission (as
+    /// `in_flight`).
+    pub(crate) fn queued(receiver: Receiver) -> (Lifecycle, Option<Waker>) {
         match receiver {
-            Receiver::Future(w) => Lifecycle::Queued(w),
-            Receiver::Handler => Lifecycle::QueuedHandler,
-            Receiver::TimedHandler => Lifecycle::QueuedTimedHandler,
+            Receiver::Future(w) => {
+                let (wait, foreign) = w.split();
+                (Lifecycle::Queued(wait), foreign)
+            }
+            Receiver::Handler => (Lifecycle::QueuedHandler, None),
+            Receiver::TimedHandler => (Lifecycle::QueuedTimedHandler, None),
         }
     }
 
@@ -231,17 +243,9 @@ impl Lifecycle {
         if matches!(self, Lifecycle::Handler | Lifecycle::Detached) {
             return Completed::Deliver;
         }
-        if let Lifecycle::Awaited(w) = self {
-            // The waiter is moved out in place and the state overwritten, rather than the whole
-            // state swapped through the stack or a placeholder waiter written first.
-            // SAFETY: `w` is valid for reads; the value read is the only copy that survives,
-            // because `self` is overwritten just below without dropping what it held (nothing
-            // in between can unwind).
-            let waiter = unsafe { std::ptr::read(w) };
-            // SAFETY: `self` is valid for writes; its old value is not dropped, which is what
-            // the move above needs (the waiter is all it owned).
-            unsafe { std::ptr::write(self, Lifecycle::Done(res)) };
-            return Completed::Wake(waiter);
+        if let Lifecycle::Awaited(wait) = *self {
+            *self = Lifecycle::Done(res);
+            return Completed::Wake(wait);
         }
         self.complete_rare(res)
     }
@@ -251,11 +255,10 @@ impl Lifecycle {
     /// first: records `res` and returns the task to wake; `None`, unchanged, otherwise.
     #[inline(always)]
     pub(crate) fn complete_for_task(&mut self, res: i32, flags: u32) -> Option<usize> {
-        if let Lifecycle::Awaited(Waiter::Task(task)) = *self {
-            if flags == 0 {
-                // The old state owns nothing (a task's key): overwritten, not dropped.
+        if let Lifecycle::Awaited(wait) = *self {
+            if flags == 0 && wait != Wait::FOREIGN {
                 *self = Lifecycle::Done(res);
-                return Some(task);
+                return Some(wait.key());
             }
         }
         None
@@ -300,16 +303,14 @@ impl Lifecycle {
     /// A completion flagged `MORE` arrives: a multishot operation's item.
     pub(crate) fn more(&mut self) -> More {
         match self {
-            Lifecycle::Streaming(Waiter::Task(key)) => {
-                if *key == NO_TASK {
-                    More::Queue(None)
-                } else {
-                    More::Queue(Some(Waiter::Task(*key)))
-                }
+            Lifecycle::Streaming(w) if *w == Wait::NOBODY => More::Queue(None),
+            // A foreign waker is taken out from beside the table, to be woken outside its
+            // borrow, and put back by the stream's next poll.
+            Lifecycle::Streaming(w) if *w == Wait::FOREIGN => {
+                *w = Wait::NOBODY;
+                More::Queue(Some(Wait::FOREIGN))
             }
-            Lifecycle::Streaming(w) => {
-                More::Queue(Some(std::mem::replace(w, Waiter::Task(NO_TASK))))
-            }
+            Lifecycle::Streaming(w) => More::Queue(Some(*w)),
             Lifecycle::StreamingHandler => More::Handler,
             Lifecycle::Detached => More::Drop,
             _ => More::Stale,
@@ -320,10 +321,8 @@ impl Lifecycle {
     pub(crate) fn detach(&mut self) -> Detach {
         match self {
             Lifecycle::Awaited(_) | Lifecycle::Streaming(_) => {
-                match std::mem::replace(self, Lifecycle::Detached) {
-                    Lifecycle::Awaited(w) | Lifecycle::Streaming(w) => Detach::Park(w),
-                    _ => unreachable!("matched an awaited operation just above"),
-                }
+                *self = Lifecycle::Detached;
+                Detach::Park
             }
             Lifecycle::Done(res) => Detach::Free(*res),
             Lifecycle::Queued(_) | Lifecycle::Cancelled(_) => Detach::Free(-libc::ECANCELED),
@@ -365,7 +364,7 @@ impl Lifecycle {
     /// A future polls its operation: the result if it completed, else the waiter to compare with
     /// the polling waker (`None`: no waiter to keep). The hot case — done — is one compare.
     #[inline(always)]
-    pub(crate) fn poll(&mut self) -> Result<i32, Option<&mut Waiter>> {
+    pub(crate) fn poll(&mut self) -> Result<i32, Option<Wait>> {
         if let Lifecycle::Done(res) = *self {
             return Ok(res);
         }
@@ -376,13 +375,13 @@ impl Lifecycle {
     /// compiled to a jump table over every state.
     #[cold]
     #[inline(never)]
-    fn pending_waiter(&mut self) -> Option<&mut Waiter> {
-        self.waiter_mut()
+    fn pending_waiter(&mut self) -> Option<Wait> {
+        self.waiter_mut().copied()
     }
 
     /// The waiter of a future's operation not yet completed, to compare or replace.
     #[inline]
-    pub(crate) fn waiter_mut(&mut self) -> Option<&mut Waiter> {
+    pub(crate) fn waiter_mut(&mut self) -> Option<&mut Wait> {
         match self {
             Lifecycle::Awaited(w)
             | Lifecycle::Queued(w)
@@ -436,14 +435,70 @@ pub(crate) enum Waiter {
     Waker(Waker),
 }
 
-/// One operation owned by the run loop: one cache line, so that an operation's bookkeeping
-/// never straddles two.
-#[repr(align(64))]
+impl Waiter {
+    /// What a slot records of this waiter, and the foreign waker to keep beside the table.
+    #[inline(always)]
+    pub(crate) fn split(self) -> (Wait, Option<Waker>) {
+        match self {
+            Waiter::Task(key) => (Wait::task(key), None),
+            Waiter::Waker(w) => (Wait::FOREIGN, Some(w)),
+        }
+    }
+
+    /// The waiter a slot recorded as `wait`, with the foreign waker kept beside the table for
+    /// it (taken out). `None` for nobody, or a foreign waker already taken (a stream's, woken
+    /// and not yet put back).
+    #[inline(always)]
+    pub(crate) fn join(wait: Wait, foreign: Option<Waker>) -> Option<Waiter> {
+        if wait == Wait::FOREIGN {
+            foreign.map(Waiter::Waker)
+        } else if wait == Wait::NOBODY {
+            None
+        } else {
+            Some(Waiter::Task(wait.key()))
+        }
+    }
+}
+
+/// Whom a future's operation wakes, as its slot records it: four bytes, so that the state is
+/// eight and a slot half a cache line (a 64-byte slot held a whole `Waker`; with 256 NOPs in
+/// flight the table, the rings and the futures missed L1 3-4 times per operation). A task of
+/// this loop's executor by key (see [`Waiter::Task`]), nobody ([`Wait::NOBODY`]: a stream
+/// whose foreign waker was taken to be woken), or [`Wait::FOREIGN`]: any other waker, kept
+/// beside the table under the slot's key while the slot records this (`Table::replace_waker`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Wait(u32);
+
+impl Wait {
+    /// The waker is kept beside the table.
+    pub(crate) const FOREIGN: Wait = Wait(MAX_TASKS as u32);
+    /// Nobody to wake for now.
+    pub(crate) const NOBODY: Wait = Wait(NO_TASK as u32);
+
+    /// Task `key` (a key below [`MAX_TASKS`], or the `block_on` future's, or `NO_TASK`).
+    #[inline(always)]
+    pub(crate) fn task(key: usize) -> Wait {
+        debug_assert!(key < MAX_TASKS || key == NO_TASK || key == MAIN, "task key {key}");
+        // Truncation cannot happen: every key is at most `MAIN`, which fits 32 bits.
+        Wait(key as u32)
+    }
+
+    /// The task's key (not for [`Wait::FOREIGN`]).
+    #[inline(always)]
+    pub(crate) fn key(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One operation owned by the run loop: half a cache line, so that an operation's bookkeeping
+/// never straddles two and 256 operations in flight take 8 KiB.
+#[repr(align(32))]
 pub(crate) struct Slot {
-    /// The operation, in a block of the loop's `OpMemory`: the pointer the driver holds stays
-    /// valid while the table moves slots around. Its value is moved out (or dropped) exactly
-    /// once, when the slot is removed after completion (or before submission).
-    pub(crate) op: NonNull<dyn ErasedOp>,
+    /// The operation, in a block of the loop's `OpMemory` (thin: [`Slot::erased`] gives the
+    /// pointer the driver takes): it stays valid while the table moves slots around. Its value
+    /// is moved out (or dropped) exactly once, when the slot is removed after completion (or
+    /// before submission).
+    pub(crate) op: NonNull<u8>,
     pub(crate) generation: u32,
     /// The operation's type as the loop sees it: its name and how to finish it.
     pub(crate) kind: &'static OpKind,
@@ -455,6 +510,12 @@ pub(crate) struct Slot {
 impl Slot {
     pub(crate) fn token(&self, key: usize) -> Token {
         Token::new(key, self.generation)
+    }
+
+    /// The operation as the driver and the flags hooks see it.
+    #[inline]
+    pub(crate) fn erased(&self) -> NonNull<dyn ErasedOp> {
+        (self.kind.erased)(self.op)
     }
 }
 
@@ -475,6 +536,8 @@ pub(crate) trait Stored: ErasedOp + Sized + 'static {
 pub(crate) struct OpKind {
     pub(crate) name: &'static str,
     pub(crate) finish: Finisher,
+    /// The block's pointer made wide again (the slot keeps it thin).
+    pub(crate) erased: fn(NonNull<u8>) -> NonNull<dyn ErasedOp>,
     /// A multishot operation's item maker, called per completion flagged `MORE`.
     pub(crate) item: Option<ItemFn>,
 }
@@ -500,6 +563,11 @@ pub(crate) type ItemFn = unsafe fn(NonNull<u8>, i32, u32, bool) -> bool;
 /// [`OpMemory::store`], referenced by no one else; it is uninitialized and released afterwards,
 /// even if the handler unwinds. The function must be the one of that type's [`OpKind`].
 pub(crate) type Finisher = unsafe fn(NonNull<u8>, i32, &OpMemory, bool);
+
+/// [`OpKind::erased`] of `T`: the block's pointer with `T`'s vtable (only a pointer is made).
+fn erased<T: ErasedOp + 'static>(block: NonNull<u8>) -> NonNull<dyn ErasedOp> {
+    block.cast::<T>()
+}
 
 /// The [`Finisher`] of [`Plain`]: its future is gone, so the output is dropped.
 unsafe fn finish_plain<O: OpCode>(block: NonNull<u8>, res: i32, memory: &OpMemory, _run: bool) {
@@ -603,7 +671,8 @@ impl<O: OpCode> Carrier for Plain<O> {
 }
 
 impl<O: OpCode> Stored for Plain<O> {
-    const KIND: &'static OpKind = &OpKind { name: O::NAME, finish: finish_plain::<O>, item: None };
+    const KIND: &'static OpKind =
+        &OpKind { name: O::NAME, finish: finish_plain::<O>, erased: erased::<Self>, item: None };
 }
 
 impl<O: OpCode> ErasedOp for Plain<O> {
@@ -629,8 +698,12 @@ impl<O: OpCode, H: FnOnce(O::Output) + 'static> Carrier for WithHandler<O, H> {
 }
 
 impl<O: OpCode, H: FnOnce(O::Output) + 'static> Stored for WithHandler<O, H> {
-    const KIND: &'static OpKind =
-        &OpKind { name: O::NAME, finish: finish_with_handler::<O, H>, item: None };
+    const KIND: &'static OpKind = &OpKind {
+        name: O::NAME,
+        finish: finish_with_handler::<O, H>,
+        erased: erased::<Self>,
+        item: None,
+    };
 }
 
 impl<O: OpCode, H: FnOnce(O::Output) + 'static> ErasedOp for WithHandler<O, H> {
@@ -671,6 +744,7 @@ impl<O: Multishot> Stored for MultiPlain<O> {
     const KIND: &'static OpKind = &OpKind {
         name: O::NAME,
         finish: finish_multi_plain::<O>,
+        erased: erased::<Self>,
         item: Some(item_multi_plain::<O>),
     };
 }
@@ -735,6 +809,7 @@ impl<O: Multishot, H: FnMut(Multi<O>) + 'static> Stored for MultiWithHandler<O, 
     const KIND: &'static OpKind = &OpKind {
         name: O::NAME,
         finish: finish_multi_with_handler::<O, H>,
+        erased: erased::<Self>,
         item: Some(item_multi_with_handler::<O, H>),
     };
 }
@@ -814,15 +889,15 @@ mod tests {
 
     #[test]
     fn a_future_operation_goes_queued_in_flight_done() {
-        let mut s = Lifecycle::queued(future());
+        let mut s = Lifecycle::queued(future()).0;
         assert!(s.is_queued() && !s.in_driver());
         assert!(matches!(s.complete(0), Completed::Stale), "the driver never had it");
         assert!(s.admit());
         assert!(!s.admit(), "admitted once");
         assert_eq!(name(&s), "in flight future");
         assert!(s.in_driver());
-        assert!(matches!(s.poll(), Err(Some(Waiter::Task(7)))));
-        assert!(matches!(s.complete(42), Completed::Wake(Waiter::Task(7))));
+        assert!(matches!(s.poll(), Err(Some(Wait(7)))));
+        assert!(matches!(s.complete(42), Completed::Wake(Wait(7))));
         assert!(matches!(s, Lifecycle::Done(42)));
         assert!(matches!(s.poll(), Ok(42)));
         assert!(matches!(s.complete(1), Completed::Stale), "one completion per operation");
@@ -832,17 +907,17 @@ mod tests {
 
     #[test]
     fn a_task_is_woken_by_key_only_for_a_completion_without_flags() {
-        let mut s = Lifecycle::in_flight(future());
+        let mut s = Lifecycle::in_flight(future()).0;
         assert_eq!(s.complete_for_task(3, 1), None, "flags go to the operation first");
         assert_eq!(name(&s), "in flight future", "unchanged");
         assert_eq!(s.complete_for_task(3, 0), Some(7));
         assert!(matches!(s, Lifecycle::Done(3)));
         assert_eq!(s.complete_for_task(4, 0), None, "one completion per operation");
         for mut s in [
-            Lifecycle::in_flight(Receiver::Handler),
+            Lifecycle::in_flight(Receiver::Handler).0,
             Lifecycle::Detached,
-            Lifecycle::queued(future()),
-            Lifecycle::streaming(future()),
+            Lifecycle::queued(future()).0,
+            Lifecycle::streaming(future()).0,
         ] {
             assert_eq!(s.complete_for_task(0, 0), None, "{}", name(&s));
         }
@@ -850,8 +925,8 @@ mod tests {
 
     #[test]
     fn a_dropped_future_parks_the_memory_until_completion() {
-        let mut s = Lifecycle::in_flight(future());
-        assert!(matches!(s.detach(), Detach::Park(Waiter::Task(7))));
+        let mut s = Lifecycle::in_flight(future()).0;
+        assert!(matches!(s.detach(), Detach::Park));
         assert_eq!(name(&s), "detached");
         assert!(s.in_driver(), "still the kernel's");
         assert_eq!(s.result_at_shutdown(), None, "leaked at shutdown, never freed");
@@ -863,15 +938,15 @@ mod tests {
 
     #[test]
     fn a_streaming_operation_takes_many_items_then_one_end() {
-        let mut s = Lifecycle::streaming(future());
+        let mut s = Lifecycle::streaming(future()).0;
         assert!(s.in_driver());
         assert_eq!(s.result_at_shutdown(), None, "the kernel's until its last completion");
         for _ in 0..3 {
-            assert!(matches!(s.more(), More::Queue(Some(Waiter::Task(7)))));
+            assert!(matches!(s.more(), More::Queue(Some(Wait(7)))));
         }
         assert_eq!(name(&s), "streaming future", "an item leaves it streaming");
         assert_eq!(s.cancel(), Cancel::AskDriver);
-        assert!(matches!(s.complete(0), Completed::Wake(Waiter::Task(7))));
+        assert!(matches!(s.complete(0), Completed::Wake(Wait(7))));
         assert!(matches!(s, Lifecycle::Done(0)));
         assert!(matches!(s.more(), More::Stale), "nothing after the last completion");
 
@@ -880,16 +955,18 @@ mod tests {
             fn wake(self: std::sync::Arc<Self>) {}
         }
         let waker = Waker::from(std::sync::Arc::new(Noop));
-        let mut s = Lifecycle::streaming(Receiver::Future(Waiter::Waker(waker)));
-        assert!(matches!(s.more(), More::Queue(Some(Waiter::Waker(_)))), "woken outside");
+        let (mut s, foreign) = Lifecycle::streaming(Receiver::Future(Waiter::Waker(waker)));
+        assert!(foreign.is_some(), "a foreign waker is kept beside the table");
+        assert!(matches!(s.more(), More::Queue(Some(Wait::FOREIGN))), "woken outside");
         assert!(matches!(s.more(), More::Queue(None)), "until the stream polls again");
+        assert_eq!(s.waiter_mut().copied(), Some(Wait::NOBODY));
 
-        let mut s = Lifecycle::streaming(future());
-        assert!(matches!(s.detach(), Detach::Park(Waiter::Task(7))));
+        let mut s = Lifecycle::streaming(future()).0;
+        assert!(matches!(s.detach(), Detach::Park));
         assert!(matches!(s.more(), More::Drop), "a dropped stream's items are dropped");
         assert!(matches!(s.complete(-libc::ECANCELED), Completed::Deliver));
 
-        let mut s = Lifecycle::streaming(Receiver::Handler);
+        let mut s = Lifecycle::streaming(Receiver::Handler).0;
         assert!(matches!(s.more(), More::Handler));
         assert!(matches!(s.detach(), Detach::Nothing));
         assert!(s.waiter_mut().is_none());
@@ -903,43 +980,43 @@ mod tests {
             _ => panic!("a timed handler's completion is delivered with its own result"),
         };
         // Expired: the driver's ECANCELED, nobody asked.
-        let mut s = Lifecycle::in_flight(Receiver::TimedHandler);
+        let mut s = Lifecycle::in_flight(Receiver::TimedHandler).0;
         assert!(s.in_driver());
         assert_eq!(s.result_at_shutdown(), None);
         assert_eq!(delivered(&mut s, -libc::ECANCELED), -libc::ETIMEDOUT);
         assert_eq!(name(&s), "detached", "owns nothing, to be vacated");
         // Cancelled explicitly: ECANCELED stays.
-        let mut s = Lifecycle::in_flight(Receiver::TimedHandler);
+        let mut s = Lifecycle::in_flight(Receiver::TimedHandler).0;
         assert_eq!(s.cancel(), Cancel::AskDriver);
         assert_eq!(s.cancel(), Cancel::AskDriver, "asking twice is harmless");
         assert_eq!(delivered(&mut s, -libc::ECANCELED), -libc::ECANCELED);
         // Finished in time, or failed otherwise: the real result.
-        let mut s = Lifecycle::in_flight(Receiver::TimedHandler);
+        let mut s = Lifecycle::in_flight(Receiver::TimedHandler).0;
         assert_eq!(delivered(&mut s, 7), 7);
-        let mut s = Lifecycle::in_flight(Receiver::TimedHandler);
+        let mut s = Lifecycle::in_flight(Receiver::TimedHandler).0;
         assert_eq!(delivered(&mut s, -libc::ECONNRESET), -libc::ECONNRESET);
         // Queued, it keeps its deadline through admission; cancelled there, it never had one.
-        let mut s = Lifecycle::queued(Receiver::TimedHandler);
+        let mut s = Lifecycle::queued(Receiver::TimedHandler).0;
         assert!(s.is_queued());
         assert!(matches!(s.detach(), Detach::Nothing));
         assert!(s.admit());
         assert_eq!(name(&s), "in flight handler with a deadline");
         assert_eq!(delivered(&mut s, -libc::ECANCELED), -libc::ETIMEDOUT);
-        let mut s = Lifecycle::queued(Receiver::TimedHandler);
+        let mut s = Lifecycle::queued(Receiver::TimedHandler).0;
         assert_eq!(s.cancel(), Cancel::DeliverNextTurn);
         assert!(matches!(s.complete(-libc::ECANCELED), Completed::DeliverCancelled));
     }
 
     #[test]
     fn the_states_fit_the_slot() {
-        assert!(std::mem::size_of::<Lifecycle>() <= 24);
-        assert_eq!(std::mem::size_of::<Slot>(), 64);
+        assert_eq!(std::mem::size_of::<Lifecycle>(), 8);
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
     }
 
     #[test]
     fn cancel_before_admission_is_delivered_by_the_loop() {
         for (receiver, delivered) in [(future(), "wake"), (Receiver::Handler, "deliver")] {
-            let mut s = Lifecycle::queued(receiver);
+            let mut s = Lifecycle::queued(receiver).0;
             assert_eq!(s.cancel(), Cancel::DeliverNextTurn);
             assert!(name(&s).starts_with("cancelled"));
             assert!(!s.admit(), "a cancelled operation is never admitted");
@@ -957,14 +1034,15 @@ mod tests {
 
     #[test]
     fn a_queued_future_dropped_is_freed_at_once_and_handlers_are_never_detached() {
-        let mut s = Lifecycle::queued(future());
+        let mut s = Lifecycle::queued(future()).0;
         assert!(matches!(s.detach(), Detach::Free(r) if r == -libc::ECANCELED));
-        for mut s in [Lifecycle::queued(Receiver::Handler), Lifecycle::in_flight(Receiver::Handler)]
+        for mut s in
+            [Lifecycle::queued(Receiver::Handler).0, Lifecycle::in_flight(Receiver::Handler).0]
         {
             assert!(matches!(s.detach(), Detach::Nothing));
             assert!(s.waiter_mut().is_none());
         }
-        let mut s = Lifecycle::in_flight(Receiver::Handler);
+        let mut s = Lifecycle::in_flight(Receiver::Handler).0;
         assert_eq!(s.cancel(), Cancel::AskDriver);
         assert!(matches!(s.complete(5), Completed::Deliver));
     }
@@ -972,9 +1050,9 @@ mod tests {
     #[test]
     fn the_waiter_is_reachable_until_completion() {
         for mut s in [
-            Lifecycle::queued(future()),
-            Lifecycle::in_flight(future()),
-            Lifecycle::Cancelled(Waiter::Task(1)),
+            Lifecycle::queued(future()).0,
+            Lifecycle::in_flight(future()).0,
+            Lifecycle::Cancelled(Wait(1)),
         ] {
             assert!(s.waiter_mut().is_some(), "{}", name(&s));
         }

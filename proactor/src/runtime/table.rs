@@ -8,6 +8,7 @@
 //! are linked through their own entries, so no second vector is touched per operation.
 
 use super::slot::{Lifecycle, Slot};
+use std::task::Waker;
 
 /// Slots by key.
 pub(crate) struct Table {
@@ -16,6 +17,11 @@ pub(crate) struct Table {
     /// next one, so freeing and reusing a key touches only that entry.
     free: usize,
     len: usize,
+    /// The foreign wakers of the slots whose state records `Wait::FOREIGN`, by key (`None`
+    /// everywhere else): kept apart, so that a slot holds four bytes of its waiter instead of a
+    /// whole `Waker`. Grown on the first foreign waker of a key; untouched by operations whose
+    /// waiter is a task of the loop.
+    wakers: Vec<Option<Waker>>,
 }
 
 /// One entry of the table: a slot, or a link in the list of vacant keys.
@@ -42,6 +48,11 @@ impl Entry {
 
 /// No vacant entry.
 const NONE: usize = usize::MAX;
+
+/// A slot owns nothing that needs dropping (its operation lives in a block of the loop's
+/// memory, released by whoever takes it; its waiter is a key, a foreign waker being kept
+/// beside the table): overwriting an entry never loses a destructor.
+const _: () = assert!(!std::mem::needs_drop::<Slot>());
 
 /// An occupied entry of the table, found by [`Table::occupied`].
 pub(crate) struct Occupied<'a> {
@@ -77,21 +88,23 @@ impl Occupied<'_> {
     }
 
     /// Frees the key of a slot whose state owns nothing (a handler's or a detached
-    /// operation's), after its caller has copied out what it needs. The slot is forgotten, not
-    /// dropped: the compiler then writes only the entry's tag and link, where moving the whole
-    /// slot out to drop it copied the cache line twice (it owns nothing; were it to, forgetting
-    /// would leak, never free twice).
+    /// operation's), after its caller has copied out what it needs. The entry is overwritten in
+    /// place: a slot has no drop glue (asserted at compile time above), so the compiler writes only
+    /// the entry's tag and link, where moving the whole slot out copied it twice.
     #[inline(always)]
     pub(crate) fn vacate(self) {
-        let slot = self.remove();
-        debug_assert!(matches!(slot.state, Lifecycle::Handler | Lifecycle::Detached));
-        std::mem::forget(slot);
+        debug_assert!(
+            matches!(self.entry, Entry::Occupied(s) if matches!(s.state, Lifecycle::Handler | Lifecycle::Detached))
+        );
+        *self.entry = Entry::Vacant { next: *self.free };
+        *self.free = self.key;
+        *self.len -= 1;
     }
 }
 
 impl Table {
     pub(crate) fn with_capacity(capacity: usize) -> Table {
-        Table { entries: Vec::with_capacity(capacity), free: NONE, len: 0 }
+        Table { entries: Vec::with_capacity(capacity), free: NONE, len: 0, wakers: Vec::new() }
     }
 
     /// Stores `slot` and returns its key.
@@ -147,6 +160,30 @@ impl Table {
         Some(Occupied { entry, key, free: &mut self.free, len: &mut self.len })
     }
 
+    /// Keeps `waker` as the foreign waker of the slot at `key` (whose state then records
+    /// `Wait::FOREIGN`; `None` when it no longer does), handing back the one kept before — to
+    /// be dropped outside the table's borrow (a foreign waker's drop is user code).
+    #[inline]
+    pub(crate) fn replace_waker(&mut self, key: usize, waker: Option<Waker>) -> Option<Waker> {
+        if key >= self.wakers.len() {
+            waker.as_ref()?;
+            self.wakers.resize_with(key + 1, || None);
+        }
+        std::mem::replace(&mut self.wakers[key], waker)
+    }
+
+    /// Takes out the foreign waker kept for the slot at `key`.
+    #[inline]
+    pub(crate) fn take_waker(&mut self, key: usize) -> Option<Waker> {
+        self.wakers.get_mut(key)?.take()
+    }
+
+    /// The foreign waker kept for the slot at `key`.
+    #[inline]
+    pub(crate) fn waker(&self, key: usize) -> Option<&Waker> {
+        self.wakers.get(key)?.as_ref()
+    }
+
     /// Takes the slot at `key` out, freeing the key.
     #[inline]
     pub(crate) fn remove(&mut self, key: usize) -> Option<Slot> {
@@ -168,17 +205,21 @@ impl Table {
         self.entries.iter().enumerate().filter_map(|(k, e)| Some((k, e.slot()?)))
     }
 
-    /// Takes every slot out.
-    pub(crate) fn drain(&mut self) -> Vec<Slot> {
+    /// Takes every slot out, with the foreign wakers kept for them (both to be dropped outside
+    /// the table's borrow).
+    pub(crate) fn drain(&mut self) -> (Vec<Slot>, Vec<Waker>) {
         self.free = NONE;
         self.len = 0;
-        self.entries
+        let wakers = self.wakers.drain(..).flatten().collect();
+        let slots = self
+            .entries
             .drain(..)
             .filter_map(|e| match e {
                 Entry::Occupied(slot) => Some(slot),
                 Entry::Vacant { .. } => None,
             })
-            .collect()
+            .collect();
+        (slots, wakers)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -194,7 +235,7 @@ mod tests {
 
     fn slot(memory: &OpMemory, generation: u32) -> Slot {
         Slot {
-            op: memory.store(Plain(crate::op::Nop)),
+            op: memory.store(Plain(crate::op::Nop)).cast(),
             generation,
             kind: <Plain<crate::op::Nop> as crate::runtime::slot::Stored>::KIND,
             started: 0,
@@ -203,9 +244,9 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<Entry>(), 64);
-        assert_eq!(std::mem::align_of::<Entry>(), 64);
+    fn an_entry_is_half_a_cache_line() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        assert_eq!(std::mem::align_of::<Entry>(), 32);
     }
 
     #[test]
@@ -230,7 +271,7 @@ mod tests {
         assert!(t.get(b).is_none());
         assert_eq!(t.insert(slot(&m, 6)), b, "a vacated key is free again, once");
         assert_eq!(t.insert(slot(&m, 7)), 3);
-        assert_eq!(t.drain().len(), 4);
+        assert_eq!(t.drain().0.len(), 4);
         assert!(t.is_empty());
     }
 }
