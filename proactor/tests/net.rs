@@ -397,3 +397,34 @@ fn recv_waitall_on_udp_is_one_datagram(p: &Proactor) {
         }
     });
 }
+
+// A receive that waits for data before its first try (`Recv::poll_first`; on epoll
+// `Emulation::ReadableFirstWait`, no EAGAIN try): data there before it is submitted is taken at
+// once, data that comes later wakes it, and end of stream ends it — both drivers.
+#[proactor::test]
+fn a_receive_polling_first_takes_data_there_before_and_after(p: &Proactor) {
+    use proactor::op::Recv;
+    use std::io::Write;
+    use std::os::fd::OwnedFd;
+    p.block_on(async {
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let fd = Rc::new(OwnedFd::from(b));
+        a.write_all(b"early").unwrap();
+        let (res, buf) = proactor::submit(Recv::new(fd.clone(), Vec::with_capacity(64)).poll_first(true)).await;
+        assert_eq!(res.unwrap(), 5);
+        assert_eq!(buf, b"early");
+        let recv = proactor::spawn({
+            let fd = fd.clone();
+            async move { proactor::submit(Recv::new(fd, Vec::with_capacity(64)).poll_first(true)).await }
+        });
+        proactor::time::sleep(Duration::from_millis(20)).await.unwrap();
+        a.write_all(b"late").unwrap();
+        let (res, buf) = recv.await.unwrap();
+        assert_eq!(res.unwrap(), 4);
+        assert_eq!(buf, b"late");
+        drop(a);
+        let (res, _) = proactor::submit(Recv::new(fd, Vec::with_capacity(64)).poll_first(true)).await;
+        assert_eq!(res.unwrap(), 0, "end of stream");
+    });
+}

@@ -90,7 +90,9 @@ impl FaultDriver {
     fn pick(&mut self, op: &mut dyn RawOp) -> Option<Inject> {
         let name = op.name();
         let fd = match op.emulation() {
-            Emulation::Readable(fd) | Emulation::Writable(fd) => Some(fd),
+            Emulation::Readable(fd)
+            | Emulation::ReadableFirstWait(fd)
+            | Emulation::Writable(fd) => Some(fd),
             _ => None,
         };
         let mut choices: [Option<Inject>; 6] = Default::default();

@@ -76,6 +76,11 @@ pub enum Emulation {
     Now,
     /// Try at once without blocking; if the fd is not ready, wait until it is readable and retry.
     Readable(RawFd),
+    /// Wait until the fd is readable, then try (and wait again if it was not): for a read that
+    /// would most likely find nothing now, such as a receive of the answer to what was just sent
+    /// ([`Recv::poll_first`](crate::op::Recv::poll_first)), whose first try would cost a
+    /// system call for `EAGAIN`.
+    ReadableFirstWait(RawFd),
     /// Try at once without blocking; if the fd is not ready, wait until it is writable and retry.
     Writable(RawFd),
     /// A call that may block and cannot be waited on with epoll (regular files, `openat`,

@@ -344,6 +344,9 @@ impl Driver for EpollDriver {
                 return;
             }
             Emulation::Readable(fd) => (fd, Dir::Read, self.attempt(token, raw)),
+            // Straight to waiting: epoll reports at once a descriptor that is readable already
+            // (its registration is level-triggered), so nothing is missed.
+            Emulation::ReadableFirstWait(fd) => (fd, Dir::Read, Attempt::WouldBlock),
             Emulation::Writable(fd) => (fd, Dir::Write, self.attempt(token, raw)),
             Emulation::Blocking | Emulation::Timer(_) => (-1, Dir::Read, Attempt::WouldBlock),
         };
