@@ -392,7 +392,7 @@ impl UringDriver {
         out.append(&mut self.backlog);
         let found = self.reap_settling(out, settle);
         if block {
-            self.batch.observe(ask, found);
+            self.batch.observe(ask, found, std::time::Instant::now());
         }
         Ok(())
     }

@@ -46,11 +46,12 @@ pub struct RingConfig {
 }
 
 /// The default cap of a batched wait, in microseconds (see [`RingConfig::min_wait`]).
-/// Measured with the echo server at 100 conns × 64 B paced at 30 k msg/s (`proactor bench
-/// --rate 30000`, 3 alternating rounds, machine shared): server CPU per message 16.2 µs with
-/// no cap (1.44 `io_uring_enter` and 0.52 context switches per message), 18.8 µs at 50 µs
-/// (the timer armed, few batches filled), 9.2 µs at 200 µs (0.31 enters, 0.15 switches);
-/// p50 round trip 57 → 83 µs, p99 unchanged (~270 µs). tokio-ct: 15.3 µs.
+/// Measured with the echo server paced at 30 k msg/s (`proactor bench --rate 30000`, 3
+/// alternating rounds, machine otherwise quiet): at 100 conns × 64 B server CPU per message
+/// 16.2 µs with no cap (1.22–1.29 `io_uring_enter` and 0.42–0.44 context switches per
+/// message), 11.8 µs at 200 µs (0.31–0.36 enters, 0.16–0.19 switches); at 1,000 conns 16.1 →
+/// 12.6 µs. p50 round trip 69 → ~92 µs, p99 unchanged (330–440 µs). A 50 µs cap cost more CPU
+/// than none (19–20 µs: the timer armed for batches that seldom filled).
 const DEFAULT_MIN_WAIT_US: u32 = 200;
 
 /// `PROACTOR_MIN_WAIT_US`: replaces [`DEFAULT_MIN_WAIT_US`] (0 turns batching off).
