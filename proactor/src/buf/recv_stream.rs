@@ -174,6 +174,11 @@ impl<F: IoFd + Clone> RecvStream<F> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
+    /// Polls for the next chunk: [`Stream::poll_next`] without needing the trait in scope.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<PooledBuf>>> {
+        Pin::new(self).poll_next(cx)
+    }
+
     /// True when the stream runs as one multishot receive (rather than a receive per chunk).
     pub fn is_multishot(&self) -> bool {
         matches!(self.how, How::Multi { .. })
